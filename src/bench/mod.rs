@@ -1,0 +1,239 @@
+//! `flywheel bench generate`: engine throughput on this machine, each figure next to a
+//! hardware bound measured in the same run (memory copy bandwidth for decode, a GEMM
+//! rate for prefill and wide batches), so numbers read as shares of what the machine can
+//! do rather than as absolute claims.
+
+use crate::engine::model::{Decoder, Segment};
+use crate::engine::{device, Llm};
+use crate::error::Result;
+use crate::models::{resolve, FetchPolicy};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+use std::time::Instant;
+
+/// Arguments of `flywheel bench generate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenerateBenchArgs {
+    /// Model id or GGUF path.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    pub model: String,
+    /// Where to run: auto, cpu, cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Comma-separated numbers of concurrent sequences to decode.
+    #[arg(long, default_value = "1,4,16,32", value_delimiter = ',')]
+    pub batch_sizes: Vec<usize>,
+    /// Tokens decoded per sequence in each measurement.
+    #[arg(long, default_value_t = 48)]
+    pub tokens: usize,
+    /// Prompt length for the prefill measurement.
+    #[arg(long, default_value_t = 128)]
+    pub prompt_tokens: usize,
+    /// Repetitions; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+/// One row of the results table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Row {
+    pub phase: String,
+    pub batch: usize,
+    pub tokens_per_s: f64,
+    pub bound_tokens_per_s: f64,
+    pub share_of_bound: f64,
+}
+
+pub fn generate(args: &GenerateBenchArgs, _progress: bool) -> Result<()> {
+    let dev = device::parse(&args.device)?;
+    let model = resolve(&args.model, FetchPolicy::from_env())?;
+    let llm = Llm::load(&model, &dev, None)?;
+    let d = &llm.decoder;
+    let c = &d.cfg;
+    let threads = rayon::current_num_threads();
+
+    let copy_gbs = copy_bandwidth_gbs();
+    let (gemm_f32, gemm_q8) = gemm_rates(&dev)?;
+    // Weight bytes streamed per decode step: every matmul weight once (Q8_0: 34 bytes per
+    // 32 values), the LM head included.
+    let per_layer = c.hidden * (c.n_heads + 2 * c.n_kv_heads) * c.head_dim
+        + c.n_heads * c.head_dim * c.hidden
+        + 3 * c.hidden * c.ffn;
+    let weight_values = c.n_layers * per_layer + c.vocab * c.hidden;
+    let weight_bytes = weight_values as f64 * 34.0 / 32.0;
+    let flops_per_token = 2.0 * weight_values as f64;
+
+    eprintln!(
+        "bench generate: {} ({}) on {} · {} threads · copy bandwidth {:.1} GB/s · f32 GEMM {:.1} GFLOP/s · Q8_0 matmul (16 rows) {:.1} GFLOP/s",
+        llm.info.model, llm.info.weights, device::name(&dev), threads, copy_gbs, gemm_f32, gemm_q8
+    );
+    let mut rows = Vec::new();
+
+    // Prefill: one prompt of `prompt_tokens` tokens in one forward.
+    let prompt: Vec<u32> = (0..args.prompt_tokens)
+        .map(|i| 100 + (i as u32 * 7919) % 20000)
+        .collect();
+    let t = median(args.runs, || {
+        let mut cache = d.new_cache(prompt.len() + 1)?;
+        let t0 = Instant::now();
+        d.forward(&mut [Segment {
+            cache: &mut cache,
+            tokens: &prompt,
+        }])?;
+        Ok(t0.elapsed().as_secs_f64())
+    })?;
+    let bound = gemm_q8 * 1e9 / flops_per_token;
+    rows.push(row("prefill", 1, args.prompt_tokens as f64 / t, bound));
+
+    for &b in &args.batch_sizes {
+        let t = median(args.runs, || decode_seconds(d, b, args.tokens))?;
+        let tps = (b * args.tokens) as f64 / t;
+        // Decode is bound by streaming the weights once per step (shared by the whole
+        // batch) or by arithmetic, whichever is slower.
+        let mem_bound = b as f64 * copy_gbs * 1e9 / weight_bytes;
+        let flop_bound = gemm_q8 * 1e9 / flops_per_token;
+        rows.push(row("decode", b, tps, mem_bound.min(flop_bound)));
+    }
+
+    println!(
+        "{:<8} {:>5} {:>12} {:>12} {:>8}",
+        "phase", "batch", "tok/s", "bound tok/s", "share"
+    );
+    for r in &rows {
+        println!(
+            "{:<8} {:>5} {:>12.1} {:>12.1} {:>7.0}%",
+            r.phase,
+            r.batch,
+            r.tokens_per_s,
+            r.bound_tokens_per_s,
+            100.0 * r.share_of_bound
+        );
+    }
+    println!("bounds: decode = min(batch × copy bandwidth ÷ {:.0} MB of weights per step, Q8_0 matmul rate ÷ {:.0} MFLOP per token); prefill = Q8_0 matmul rate ÷ FLOP per token", weight_bytes / 1e6, flops_per_token / 1e6);
+    let json = serde_json::json!({
+        "bench": "generate",
+        "model": llm.info.model,
+        "weights": llm.info.weights,
+        "device": device::name(&dev),
+        "threads": threads,
+        "copy_bandwidth_gb_s": copy_gbs,
+        "gemm_f32_gflop_s": gemm_f32,
+        "matmul_q8_0_gflop_s": gemm_q8,
+        "weight_bytes_per_step": weight_bytes,
+        "flops_per_token": flops_per_token,
+        "tokens_per_sequence": args.tokens,
+        "prompt_tokens": args.prompt_tokens,
+        "rows": rows,
+    });
+    println!("{json}");
+    Ok(())
+}
+
+fn row(phase: &str, batch: usize, tps: f64, bound: f64) -> Row {
+    Row {
+        phase: phase.into(),
+        batch,
+        tokens_per_s: tps,
+        bound_tokens_per_s: bound,
+        share_of_bound: tps / bound,
+    }
+}
+
+/// Seconds to decode `tokens` greedy steps for `b` sequences (prefill not counted).
+pub fn decode_seconds(d: &Decoder, b: usize, tokens: usize) -> Result<f64> {
+    let mut caches = Vec::with_capacity(b);
+    let mut last = Vec::with_capacity(b);
+    {
+        // Distinct short prompts of different lengths: ragged, like real work.
+        let prompts: Vec<Vec<u32>> = (0..b)
+            .map(|i| {
+                (0..(8 + i % 5))
+                    .map(|j| 200 + ((i * 31 + j * 17) % 5000) as u32)
+                    .collect()
+            })
+            .collect();
+        for p in &prompts {
+            caches.push(d.new_cache(p.len() + tokens + 1)?);
+        }
+        let mut segs: Vec<Segment<'_>> = caches
+            .iter_mut()
+            .zip(&prompts)
+            .map(|(c, p)| Segment {
+                cache: c,
+                tokens: p,
+            })
+            .collect();
+        let logits = d.forward(&mut segs)?;
+        last.extend(logits.argmax(1)?.to_vec1::<u32>()?);
+    }
+    let t0 = Instant::now();
+    for _ in 0..tokens {
+        let feeds: Vec<[u32; 1]> = last.iter().map(|&t| [t]).collect();
+        let mut segs: Vec<Segment<'_>> = caches
+            .iter_mut()
+            .zip(&feeds)
+            .map(|(c, f)| Segment {
+                cache: c,
+                tokens: f,
+            })
+            .collect();
+        let logits = d.forward(&mut segs)?;
+        last = logits.argmax(1)?.to_vec1::<u32>()?;
+    }
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+fn median(runs: usize, mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
+    f()?; // warm-up
+    let mut v = Vec::new();
+    for _ in 0..runs.max(1) {
+        v.push(f()?);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Ok(v[v.len() / 2])
+}
+
+/// Memory traffic of a parallel copy of 256 MiB (read + write), GB/s, best of 5.
+pub fn copy_bandwidth_gbs() -> f64 {
+    use rayon::prelude::*;
+    let n = 256 << 20;
+    let src = vec![1u8; n];
+    let mut dst = vec![0u8; n];
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        dst.par_chunks_mut(1 << 20)
+            .zip(src.par_chunks(1 << 20))
+            .for_each(|(d, s)| d.copy_from_slice(s));
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&dst);
+    2.0 * n as f64 / best / 1e9
+}
+
+/// (f32 GEMM 1024³ GFLOP/s, Q8_0 matmul GFLOP/s at 16 rows × 1536 × 1536), best of 5.
+pub fn gemm_rates(dev: &Device) -> Result<(f64, f64)> {
+    let a = Tensor::randn(0f32, 1.0, (1024, 1024), dev)?;
+    let b = Tensor::randn(0f32, 1.0, (1024, 1024), dev)?;
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let c = a.matmul(&b)?;
+        c.sum_all()?.to_scalar::<f32>()?;
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    let f32_rate = 2.0 * 1024f64.powi(3) / best / 1e9;
+    let w = Tensor::randn(0f32, 1.0, (1536, 1536), &Device::Cpu)?;
+    let q = QMatMul::from_qtensor(QTensor::quantize_onto(&w, GgmlDType::Q8_0, dev)?)?;
+    let x = Tensor::randn(0f32, 1.0, (16, 1536), dev)?;
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            q.forward(&x)?.sum_all()?.to_scalar::<f32>()?;
+        }
+        best = best.min(t0.elapsed().as_secs_f64() / 10.0);
+    }
+    let q8_rate = 2.0 * 16.0 * 1536.0 * 1536.0 / best / 1e9;
+    Ok((f32_rate, q8_rate))
+}

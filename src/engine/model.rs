@@ -1,0 +1,468 @@
+//! The decoder (llama and gemma3 families) with a forward pass over *ragged segments*:
+//! each segment is one sequence's new tokens (a whole prompt at prefill, one token at
+//! decode) with its own positions and its own KV cache. All segments share the linear
+//! layers (one matmul over every row of the step), attention runs per segment.
+//!
+//! Batch invariance is designed in: every weight matrix is Q8_0, whose CPU matmul
+//! computes each output row with the same per-row dot products whatever the row count,
+//! and attention, norms and rope are per row or per segment. So a sequence's logits do
+//! not depend on which other sequences share its step (tested end to end).
+
+use crate::error::{Error, Result};
+use crate::models::gguf::GgufFile;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+
+/// The model families this decoder implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    Llama,
+    Gemma3,
+}
+
+/// Shapes and constants read from GGUF metadata.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub arch: Arch,
+    pub n_layers: usize,
+    pub hidden: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub ffn: usize,
+    pub eps: f64,
+    pub vocab: usize,
+    pub context: usize,
+    /// Gemma 3: layers that attend only to the last `sliding_window` positions.
+    pub sliding_window: Option<usize>,
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    wqkv: QMatMul,
+    wo: QMatMul,
+    ffn_norm: Tensor,
+    w_gate_up: QMatMul,
+    w_down: QMatMul,
+    /// Gemma 3 only.
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    post_attn_norm: Option<Tensor>,
+    post_ffn_norm: Option<Tensor>,
+    local: bool,
+}
+
+/// A loaded decoder.
+pub struct Decoder {
+    pub cfg: Config,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    /// Tied or separate output matrix; also serves the embedding lookup when tied.
+    lm_head: QMatMul,
+    embed: QMatMul,
+    rope_global: (Tensor, Tensor),
+    rope_local: Option<(Tensor, Tensor)>,
+    device: Device,
+    /// How the weights are held in memory (for provenance), e.g. "Q8_0 (from Q4_1)".
+    pub weight_format: String,
+}
+
+/// One sequence's KV cache: per layer, keys and values `[n_kv_heads, capacity, head_dim]`.
+pub struct SeqCache {
+    k: Vec<Tensor>,
+    v: Vec<Tensor>,
+    /// Positions filled so far.
+    pub len: usize,
+    pub capacity: usize,
+}
+
+/// One sequence's share of a forward step.
+pub struct Segment<'a> {
+    pub cache: &'a mut SeqCache,
+    pub tokens: &'a [u32],
+}
+
+/// The weight type matmuls run in. Q8_0 has SIMD (AVX2/AVX-512 VNNI) kernels whose choice
+/// does not depend on the number of rows, which keeps results batch-invariant; Q4_1 and
+/// Q5_0 would fall to candle's scalar path.
+const MATMUL_DTYPE: GgmlDType = GgmlDType::Q8_0;
+
+impl Decoder {
+    pub fn load(g: &GgufFile, device: &Device) -> Result<Decoder> {
+        let arch_name = g.arch()?;
+        let arch = match arch_name.as_str() {
+            "llama" => Arch::Llama,
+            "gemma3" => Arch::Gemma3,
+            other => {
+                return Err(Error::Model(format!(
+                    "{}: architecture {other:?} is not supported yet (supported: llama, gemma3)",
+                    g.path.display()
+                )))
+            }
+        };
+        let p = arch_name.as_str();
+        let n_heads = g.usize(&format!("{p}.attention.head_count"))?;
+        let hidden = g.usize(&format!("{p}.embedding_length"))?;
+        let head_dim = g
+            .usize(&format!("{p}.attention.key_length"))
+            .or_else(|_| g.usize(&format!("{p}.rope.dimension_count")))
+            .unwrap_or(hidden / n_heads);
+        let cfg = Config {
+            arch,
+            n_layers: g.usize(&format!("{p}.block_count"))?,
+            hidden,
+            n_heads,
+            n_kv_heads: g
+                .usize(&format!("{p}.attention.head_count_kv"))
+                .unwrap_or(n_heads),
+            head_dim,
+            ffn: g.usize(&format!("{p}.feed_forward_length"))?,
+            eps: g
+                .f32(&format!("{p}.attention.layer_norm_rms_epsilon"))
+                .unwrap_or(1e-5) as f64,
+            vocab: 0,
+            context: g.usize(&format!("{p}.context_length")).unwrap_or(4096),
+            sliding_window: match arch {
+                Arch::Gemma3 => g.usize(&format!("{p}.attention.sliding_window")).ok(),
+                Arch::Llama => None,
+            },
+        };
+        let mut reader = g.reader()?;
+        let ct = &g.content;
+        let wrap = |name: &str, e: candle_core::Error| {
+            Error::Model(format!(
+                "{}: cannot read tensor {name}: {e}",
+                g.path.display()
+            ))
+        };
+        let mut read = |name: &str| -> Result<QTensor> {
+            ct.tensor(&mut reader, name, &Device::Cpu)
+                .map_err(|e| wrap(name, e))
+        };
+        let mut formats = std::collections::BTreeSet::new();
+        let mut to_f32 = |q: &QTensor| -> Result<Tensor> {
+            formats.insert(format!("{:?}", q.dtype()));
+            Ok(q.dequantize(&Device::Cpu)?)
+        };
+        // Concatenates row blocks (fusing q/k/v and gate/up into one matmul each) and
+        // re-quantizes to the matmul type on the target device.
+        let fuse = |parts: &[Tensor]| -> Result<QMatMul> {
+            let t = Tensor::cat(parts, 0)?;
+            Ok(QMatMul::from_qtensor(QTensor::quantize_onto(
+                &t,
+                MATMUL_DTYPE,
+                device,
+            )?)?)
+        };
+        let vec = |t: Tensor| -> Result<Tensor> { Ok(t.to_device(device)?) };
+
+        let embd = read("token_embd.weight")?;
+        let embd_f = to_f32(&embd)?;
+        let (vocab, _) = embd_f.dims2()?;
+        let embed = fuse(&[embd_f])?;
+        let lm_head = match ct.tensor_infos.contains_key("output.weight") {
+            true => {
+                let o = read("output.weight")?;
+                fuse(&[to_f32(&o)?])?
+            }
+            false => embed.clone(),
+        };
+        let norm = vec(read("output_norm.weight")?.dequantize(&Device::Cpu)?)?;
+
+        let mut layers = Vec::with_capacity(cfg.n_layers);
+        for i in 0..cfg.n_layers {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            let q = to_f32(&read(&n("attn_q"))?)?;
+            let k = to_f32(&read(&n("attn_k"))?)?;
+            let v = to_f32(&read(&n("attn_v"))?)?;
+            let wo = to_f32(&read(&n("attn_output"))?)?;
+            let gate = to_f32(&read(&n("ffn_gate"))?)?;
+            let up = to_f32(&read(&n("ffn_up"))?)?;
+            let down = to_f32(&read(&n("ffn_down"))?)?;
+            let mut opt = |s: &str| -> Result<Option<Tensor>> {
+                if ct.tensor_infos.contains_key(&n(s)) {
+                    Ok(Some(vec(read(&n(s))?.dequantize(&Device::Cpu)?)?))
+                } else {
+                    Ok(None)
+                }
+            };
+            let (q_norm, k_norm, post_attn_norm, post_ffn_norm) = match arch {
+                Arch::Gemma3 => (
+                    opt("attn_q_norm")?,
+                    opt("attn_k_norm")?,
+                    opt("post_attention_norm")?,
+                    opt("post_ffw_norm")?,
+                ),
+                Arch::Llama => (None, None, None, None),
+            };
+            layers.push(Layer {
+                attn_norm: vec(read(&n("attn_norm"))?.dequantize(&Device::Cpu)?)?,
+                wqkv: fuse(&[q, k, v])?,
+                wo: fuse(&[wo])?,
+                ffn_norm: vec(read(&n("ffn_norm"))?.dequantize(&Device::Cpu)?)?,
+                w_gate_up: fuse(&[gate, up])?,
+                w_down: fuse(&[down])?,
+                q_norm,
+                k_norm,
+                post_attn_norm,
+                post_ffn_norm,
+                // Gemma 3: every sixth layer is global, the others slide.
+                local: arch == Arch::Gemma3 && (i + 1) % 6 != 0,
+            });
+        }
+        let max_pos = cfg.context.min(32768);
+        let theta = g.f32(&format!("{p}.rope.freq_base")).unwrap_or(10_000.0);
+        let rope_global = rope_table(head_dim, theta, max_pos, device)?;
+        let rope_local = match arch {
+            Arch::Gemma3 => Some(rope_table(
+                head_dim,
+                g.f32(&format!("{p}.rope.local_freq_base"))
+                    .unwrap_or(10_000.0),
+                max_pos,
+                device,
+            )?),
+            Arch::Llama => None,
+        };
+        let from: Vec<String> = formats.into_iter().collect();
+        Ok(Decoder {
+            cfg: Config {
+                vocab,
+                context: max_pos,
+                ..cfg
+            },
+            layers,
+            norm,
+            lm_head,
+            embed,
+            rope_global,
+            rope_local,
+            device: device.clone(),
+            weight_format: format!("{MATMUL_DTYPE:?} (from {})", from.join("+")),
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A fresh cache able to hold `capacity` positions.
+    pub fn new_cache(&self, capacity: usize) -> Result<SeqCache> {
+        let shape = (self.cfg.n_kv_heads, capacity, self.cfg.head_dim);
+        let mut k = Vec::with_capacity(self.cfg.n_layers);
+        let mut v = Vec::with_capacity(self.cfg.n_layers);
+        for _ in 0..self.cfg.n_layers {
+            k.push(Tensor::zeros(shape, DType::F32, &self.device)?);
+            v.push(Tensor::zeros(shape, DType::F32, &self.device)?);
+        }
+        Ok(SeqCache {
+            k,
+            v,
+            len: 0,
+            capacity,
+        })
+    }
+
+    /// Runs the new tokens of every segment through the model in one step, appends them
+    /// to each segment's cache, and returns the logits at each segment's last token,
+    /// `[segments, vocab]`.
+    pub fn forward(&self, segs: &mut [Segment<'_>]) -> Result<Tensor> {
+        let c = &self.cfg;
+        let (h, kv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
+        let mut ids = Vec::new();
+        let mut pos = Vec::new();
+        for s in segs.iter() {
+            if s.tokens.is_empty() {
+                return Err(Error::Model("internal: empty segment".into()));
+            }
+            if s.cache.len + s.tokens.len() > s.cache.capacity {
+                return Err(Error::Model(format!(
+                    "internal: cache of {} positions cannot take {} more after {}",
+                    s.cache.capacity,
+                    s.tokens.len(),
+                    s.cache.len
+                )));
+            }
+            ids.extend_from_slice(s.tokens);
+            pos.extend((0..s.tokens.len()).map(|i| (s.cache.len + i) as u32));
+        }
+        let t = ids.len();
+        let ids_t = Tensor::new(ids.as_slice(), &self.device)?;
+        let pos_t = Tensor::new(pos.as_slice(), &self.device)?;
+        let mut x = self.embed.embedding(&ids_t)?;
+        if c.arch == Arch::Gemma3 {
+            x = (x * (c.hidden as f64).sqrt())?;
+        }
+        let gather = |tab: &(Tensor, Tensor)| -> Result<(Tensor, Tensor)> {
+            Ok((
+                tab.0.index_select(&pos_t, 0)?.reshape((t, 1, hd / 2))?,
+                tab.1.index_select(&pos_t, 0)?.reshape((t, 1, hd / 2))?,
+            ))
+        };
+        let rope_g = gather(&self.rope_global)?;
+        let rope_l = match &self.rope_local {
+            Some(tab) => Some(gather(tab)?),
+            None => None,
+        };
+        let scale = 1.0 / (hd as f64).sqrt();
+        let groups = h / kv;
+
+        for (li, layer) in self.layers.iter().enumerate() {
+            let hn = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.eps as f32)?;
+            let qkv = layer.wqkv.forward(&hn)?;
+            let mut q = qkv
+                .narrow(1, 0, h * hd)?
+                .contiguous()?
+                .reshape((t, h, 1, hd))?;
+            let mut k = qkv
+                .narrow(1, h * hd, kv * hd)?
+                .contiguous()?
+                .reshape((t, kv, 1, hd))?;
+            let v = qkv
+                .narrow(1, (h + kv) * hd, kv * hd)?
+                .contiguous()?
+                .reshape((t, kv, hd))?;
+            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                q = candle_nn::ops::rms_norm(&q, qn, c.eps as f32)?;
+                k = candle_nn::ops::rms_norm(&k, kn, c.eps as f32)?;
+            }
+            let (cos, sin) = match (&rope_l, layer.local) {
+                (Some(l), true) => l,
+                _ => &rope_g,
+            };
+            let (q, k) = match c.arch {
+                // GGUF llama weights are permuted for interleaved rope.
+                Arch::Llama => (
+                    candle_nn::rotary_emb::rope_i(&q, cos, sin)?,
+                    candle_nn::rotary_emb::rope_i(&k, cos, sin)?,
+                ),
+                Arch::Gemma3 => (
+                    candle_nn::rotary_emb::rope(&q, cos, sin)?,
+                    candle_nn::rotary_emb::rope(&k, cos, sin)?,
+                ),
+            };
+            let q = q.reshape((t, h, hd))?;
+            let k = k.reshape((t, kv, hd))?;
+            let window = if layer.local { c.sliding_window } else { None };
+
+            let mut outs = Vec::with_capacity(segs.len());
+            let mut off = 0;
+            for s in segs.iter() {
+                let n = s.tokens.len();
+                let start = s.cache.len;
+                let ks = k.narrow(0, off, n)?.transpose(0, 1)?.contiguous()?;
+                let vs = v.narrow(0, off, n)?.transpose(0, 1)?.contiguous()?;
+                s.cache.k[li].slice_set(&ks, 1, start)?;
+                s.cache.v[li].slice_set(&vs, 1, start)?;
+                let total = start + n;
+                // With a sliding window, a single-token step only needs the window.
+                let first = match window {
+                    Some(w) if n == 1 => total.saturating_sub(w),
+                    _ => 0,
+                };
+                let kk = s.cache.k[li].narrow(1, first, total - first)?;
+                let vv = s.cache.v[li].narrow(1, first, total - first)?;
+                let qs = q
+                    .narrow(0, off, n)?
+                    .transpose(0, 1)?
+                    .contiguous()?
+                    .reshape((kv, groups * n, hd))?;
+                let mut att = (qs.matmul(&kk.t()?)? * scale)?;
+                if n > 1 {
+                    let mask = causal_mask(n, start, first, total, window, groups, &self.device)?;
+                    att = att.broadcast_add(&mask)?;
+                }
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                let o = att
+                    .matmul(&vv)?
+                    .reshape((h, n, hd))?
+                    .transpose(0, 1)?
+                    .reshape((n, h * hd))?;
+                outs.push(o);
+                off += n;
+            }
+            let attn = if outs.len() == 1 {
+                outs.pop().expect("one segment")
+            } else {
+                Tensor::cat(&outs, 0)?
+            };
+            let mut o = layer.wo.forward(&attn)?;
+            if let Some(pn) = &layer.post_attn_norm {
+                o = candle_nn::ops::rms_norm(&o, pn, c.eps as f32)?;
+            }
+            x = (x + o)?;
+            let hn = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.eps as f32)?;
+            let gu = layer.w_gate_up.forward(&hn)?;
+            let gate = gu.narrow(1, 0, c.ffn)?;
+            let up = gu.narrow(1, c.ffn, c.ffn)?;
+            let act = match c.arch {
+                Arch::Llama => (candle_nn::ops::silu(&gate)? * up)?,
+                Arch::Gemma3 => (gate.gelu()? * up)?,
+            };
+            let mut d = layer.w_down.forward(&act)?;
+            if let Some(pn) = &layer.post_ffn_norm {
+                d = candle_nn::ops::rms_norm(&d, pn, c.eps as f32)?;
+            }
+            x = (x + d)?;
+        }
+        let mut last = Vec::with_capacity(segs.len());
+        let mut off = 0;
+        for s in segs.iter_mut() {
+            off += s.tokens.len();
+            last.push((off - 1) as u32);
+            s.cache.len += s.tokens.len();
+        }
+        let last_t = Tensor::new(last.as_slice(), &self.device)?;
+        let xl = x.index_select(&last_t, 0)?;
+        let xl = candle_nn::ops::rms_norm(&xl, &self.norm, c.eps as f32)?;
+        Ok(self.lm_head.forward(&xl)?.to_dtype(DType::F32)?)
+    }
+}
+
+/// Additive mask `[groups * n, total - first]` for `n` queries at positions
+/// `start..start + n` over keys `first..total`: causal, and within the window if any.
+fn causal_mask(
+    n: usize,
+    start: usize,
+    first: usize,
+    total: usize,
+    window: Option<usize>,
+    groups: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let cols = total - first;
+    let mut m = vec![0f32; groups * n * cols];
+    for g in 0..groups {
+        for i in 0..n {
+            let qp = start + i;
+            let row = &mut m[(g * n + i) * cols..(g * n + i + 1) * cols];
+            for (j, cell) in row.iter_mut().enumerate() {
+                let kp = first + j;
+                let visible = kp <= qp && window.is_none_or(|w| qp - kp < w);
+                if !visible {
+                    *cell = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(m, (groups * n, cols), device)?)
+}
+
+fn rope_table(
+    head_dim: usize,
+    theta: f32,
+    max_pos: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let inv: Vec<f32> = (0..head_dim / 2)
+        .map(|i| 1.0 / theta.powf(2.0 * i as f32 / head_dim as f32))
+        .collect();
+    let inv = Tensor::from_vec(inv, (1, head_dim / 2), &Device::Cpu)?;
+    let pos = Tensor::arange(0u32, max_pos as u32, &Device::Cpu)?
+        .to_dtype(DType::F32)?
+        .reshape((max_pos, 1))?;
+    let freqs = pos.matmul(&inv)?;
+    Ok((
+        freqs.cos()?.to_device(device)?,
+        freqs.sin()?.to_device(device)?,
+    ))
+}

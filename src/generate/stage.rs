@@ -1,0 +1,317 @@
+//! The generate stage: plan → skip what the run directory already holds → generate the
+//! rest with continuous batching → append records as they finish.
+
+use super::{plan, WorkItem};
+use crate::engine::sampler::record_seed;
+use crate::engine::{self, Finish, GenParams, Llm, Request};
+use crate::error::{Error, Result};
+use crate::models::chat::{ChatTemplate, Message};
+use crate::models::{resolve, FetchPolicy};
+use crate::spec::Spec;
+use crate::store::manifest::{ModelEntry, StageStatus};
+use crate::store::record::{Meta, Provenance, Record, SamplingRecord};
+use crate::store::{create_run_dir, JsonlWriter, Manifest};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Bumped when the engine's numerics change in a way that changes generated text.
+pub const ENGINE_REVISION: u32 = 1;
+
+/// Command-line overrides for a generate run.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// `auto`, `cpu` or `cuda:N`.
+    pub device: String,
+    pub batch_size: Option<usize>,
+    /// Only the first N planned items.
+    pub limit: Option<usize>,
+    /// The run directory (default `<run.out_dir>/<run.name>`).
+    pub out: Option<PathBuf>,
+    /// Start over when the run directory holds records made with other settings.
+    pub force: bool,
+    pub progress: bool,
+    pub fetch: FetchPolicy,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            device: "auto".into(),
+            batch_size: None,
+            limit: None,
+            out: None,
+            force: false,
+            progress: false,
+            fetch: FetchPolicy::from_env(),
+        }
+    }
+}
+
+/// What a generate run did.
+#[derive(Debug, Clone)]
+pub struct GenerateSummary {
+    pub run_dir: PathBuf,
+    pub planned: usize,
+    pub already_done: usize,
+    pub written: usize,
+    pub skipped_prompt_too_long: usize,
+    /// Records in the file that the current plan no longer contains.
+    pub not_in_plan: usize,
+    pub generated_tokens: usize,
+    pub prefill_tokens: usize,
+    pub wall_seconds: f64,
+}
+
+/// Runs the generate stage for a spec.
+pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
+    let started = Instant::now();
+    let mut items = plan(spec);
+    if let Some(l) = opts.limit {
+        items.truncate(l);
+    }
+    let run_dir = opts.out.clone().unwrap_or_else(|| spec.run_dir());
+    let device = engine::device::parse(&opts.device)?;
+    create_run_dir(&run_dir)?;
+    let model = resolve(&spec.teacher.model, opts.fetch)?;
+    let template = spec
+        .teacher
+        .chat_template
+        .as_deref()
+        .and_then(ChatTemplate::from_name);
+
+    let fingerprint = serde_json::json!({
+        "model_sha256": model.main_file().sha256,
+        "chat_template": spec.teacher.chat_template,
+        "sampling": spec.teacher.sampling,
+        "max_new_tokens": spec.teacher.max_new_tokens,
+        "seed": spec.run.seed,
+        "device": engine::device::name(&device),
+        "engine_revision": ENGINE_REVISION,
+    });
+    let gen_path = run_dir.join("generated.jsonl");
+    let mut manifest = Manifest::load(&run_dir)?.unwrap_or_default();
+    if let Some(old) = &manifest.generation_fingerprint {
+        if *old != fingerprint {
+            let changed = changed_keys(old, &fingerprint);
+            if !opts.force {
+                return Err(Error::RunConflict(format!(
+                    "{} holds records generated with different settings (changed: {}). Mixing them would give a dataset no single spec describes. Rerun with --force to move the old records aside and start over, or set another [run].name / --out",
+                    run_dir.display(),
+                    changed.join(", ")
+                )));
+            }
+            if gen_path.exists() {
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let aside = run_dir.join(format!("generated.{stamp}.replaced.jsonl"));
+                std::fs::rename(&gen_path, &aside)
+                    .map_err(|e| Error::io("cannot move aside", &gen_path, e))?;
+                eprintln!("--force: moved the old records to {}", aside.display());
+            }
+            manifest.stages.remove("generate");
+        }
+    }
+    let (mut writer, existing) = JsonlWriter::open(&gen_path)?;
+    if existing.torn_bytes > 0 {
+        eprintln!(
+            "note: cut a torn last line ({} bytes) from {}; that record will be generated again",
+            existing.torn_bytes,
+            gen_path.display()
+        );
+    }
+    let plan_ids: HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    let not_in_plan = existing
+        .ids
+        .iter()
+        .filter(|id| !plan_ids.contains(id.as_str()))
+        .count();
+    let pending: Vec<WorkItem> = items
+        .iter()
+        .filter(|i| !existing.ids.contains(&i.id))
+        .cloned()
+        .collect();
+    let already_done = items.len() - pending.len();
+
+    manifest.flywheel = env!("CARGO_PKG_VERSION").into();
+    manifest.spec_path = spec.path.display().to_string();
+    manifest.spec_sha256 = spec.sha256();
+    manifest.generation_fingerprint = Some(fingerprint);
+    let entry = ModelEntry {
+        role: "teacher".into(),
+        id: model.id.clone(),
+        file: model.main_file().path.display().to_string(),
+        sha256: model.main_file().sha256.clone(),
+    };
+    manifest.models.retain(|m| m.role != "teacher");
+    manifest.models.push(entry);
+    let mut status = StageStatus {
+        status: "running".into(),
+        planned: items.len(),
+        done: already_done,
+        ..Default::default()
+    };
+    manifest.stages.insert("generate".into(), status.clone());
+    manifest.save(&run_dir)?;
+
+    let mut summary = GenerateSummary {
+        run_dir: run_dir.clone(),
+        planned: items.len(),
+        already_done,
+        written: 0,
+        skipped_prompt_too_long: 0,
+        not_in_plan,
+        generated_tokens: 0,
+        prefill_tokens: 0,
+        wall_seconds: 0.0,
+    };
+    if pending.is_empty() {
+        status.status = "done".into();
+        status.wall_seconds = started.elapsed().as_secs_f64();
+        manifest.stages.insert("generate".into(), status);
+        manifest.save(&run_dir)?;
+        summary.wall_seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+
+    let llm = Llm::load(&model, &device, template)?;
+    let params = GenParams {
+        sampling: spec.teacher.sampling.clone(),
+        max_new_tokens: spec.teacher.max_new_tokens,
+        batch_size: opts.batch_size.unwrap_or(spec.teacher.batch_size),
+        stop: spec.teacher.sampling.stop.clone(),
+    };
+    let mut requests = Vec::with_capacity(pending.len());
+    for it in &pending {
+        requests.push(Request {
+            id: it.id.clone(),
+            prompt_ids: llm.prompt_ids(&it.messages)?,
+            seed: record_seed(spec.run.seed, &it.id),
+        });
+    }
+    let by_id: HashMap<&str, &WorkItem> = pending.iter().map(|i| (i.id.as_str(), i)).collect();
+    let pb = progress_bar(pending.len(), opts.progress);
+    let gen_started = Instant::now();
+    let spec_sha = spec.sha256();
+    let device_name = engine::device::name(&device);
+    let mut tokens_out = 0usize;
+    let result = llm.generate(requests, &params, |out| {
+        if out.finish == Finish::PromptTooLong {
+            summary.skipped_prompt_too_long += 1;
+            eprintln!("warning: record {} skipped: its prompt ({} tokens) does not fit the model's context", out.id, out.prompt_tokens);
+            return Ok(());
+        }
+        let item = by_id[out.id.as_str()];
+        tokens_out += out.tokens.len();
+        let mut messages: Vec<Message> = item.messages.clone();
+        messages.push(Message::new("assistant", out.text.trim()));
+        let rec = Record {
+            id: out.id.clone(),
+            source: "synthetic".into(),
+            messages,
+            meta: Meta { task: item.task.clone(), vars: item.vars.clone(), sample_index: item.sample_index },
+            provenance: Provenance {
+                generator: llm.info.clone(),
+                sampling: SamplingRecord {
+                    seed: record_seed(spec.run.seed, &out.id),
+                    run_seed: spec.run.seed,
+                    temperature: params.sampling.temperature,
+                    top_p: params.sampling.top_p,
+                    top_k: params.sampling.top_k,
+                    repetition_penalty: params.sampling.repetition_penalty,
+                    max_new_tokens: params.max_new_tokens,
+                },
+                finish_reason: out.finish,
+                prompt_tokens: out.prompt_tokens,
+                completion_tokens: out.tokens.len(),
+                device: device_name.clone(),
+                spec_sha256: spec_sha.clone(),
+                flywheel: env!("CARGO_PKG_VERSION").into(),
+            },
+            scores: None,
+            decision: None,
+        };
+        writer.append(&rec)?;
+        writer.sync()?;
+        summary.written += 1;
+        pb.inc(1);
+        let secs = gen_started.elapsed().as_secs_f64().max(1e-9);
+        pb.set_message(format!("{:.1} tok/s", tokens_out as f64 / secs));
+        Ok(())
+    });
+    pb.finish_and_clear();
+    summary.wall_seconds = started.elapsed().as_secs_f64();
+    status.done = already_done + summary.written;
+    status.written_this_run = summary.written;
+    status.wall_seconds = summary.wall_seconds;
+    match result {
+        Ok(stats) => {
+            summary.generated_tokens = stats.generated_tokens;
+            summary.prefill_tokens = stats.prefill_tokens;
+            status.status = "done".into();
+            status
+                .extra
+                .insert("generated_tokens".into(), stats.generated_tokens.into());
+            status
+                .extra
+                .insert("prefill_tokens".into(), stats.prefill_tokens.into());
+            status
+                .extra
+                .insert("weights".into(), llm.info.weights.clone().into());
+            manifest.stages.insert("generate".into(), status);
+            manifest.save(&run_dir)?;
+            Ok(summary)
+        }
+        Err(e) => {
+            status.status = if matches!(e, Error::Interrupted) {
+                "interrupted"
+            } else {
+                "failed"
+            }
+            .into();
+            manifest.stages.insert("generate".into(), status);
+            // The original error matters more than a failure to record it.
+            let _ = manifest.save(&run_dir);
+            Err(e)
+        }
+    }
+}
+
+fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
+        return vec!["everything".into()];
+    };
+    let mut keys: Vec<String> = o
+        .keys()
+        .chain(n.keys())
+        .filter(|k| o.get(*k) != n.get(*k))
+        .cloned()
+        .collect();
+    keys.dedup();
+    keys.iter()
+        .map(|k| {
+            format!(
+                "{k}: {} → {}",
+                o.get(k).map_or("-".into(), |v| v.to_string()),
+                n.get(k).map_or("-".into(), |v| v.to_string())
+            )
+        })
+        .collect()
+}
+
+fn progress_bar(len: usize, show: bool) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "generate [{bar:30}] {pos}/{len} records · {msg} · {elapsed} elapsed, ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb
+}

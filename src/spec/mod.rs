@@ -1,0 +1,475 @@
+//! The TOML job spec: what to generate, with which teacher, from which seeds.
+//!
+//! Parsing is strict (`deny_unknown_fields`) and every error names the file, line and
+//! field, because a spec is usually edited by hand and a typo must not silently change a
+//! dataset. Semantic checks (template variables, model ids, seed files) run here, before
+//! any model is loaded.
+
+mod seeds;
+
+pub use seeds::SeedValues;
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A parsed and validated spec.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Where the spec was read from (for messages and relative seed files).
+    pub path: PathBuf,
+    /// The exact text, hashed into provenance.
+    pub text: String,
+    pub run: RunSection,
+    pub teacher: TeacherSection,
+    /// Seed lists by variable name, loaded and ready to expand.
+    pub seeds: BTreeMap<String, SeedValues>,
+    pub tasks: Vec<Task>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    run: RunSection,
+    teacher: RawTeacher,
+    #[serde(default)]
+    seeds: BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(rename = "task", default)]
+    tasks: Vec<RawTask>,
+}
+
+/// `[run]`: the run's name, seed and output directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// Run name; records go to `<out_dir>/<name>/`.
+    pub name: Spanned<String>,
+    /// Run seed; each record's sampling seed is derived from it and the record id.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Parent directory of run directories (relative to the working directory).
+    #[serde(default = "default_out_dir")]
+    pub out_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTeacher {
+    model: Spanned<String>,
+    #[serde(default)]
+    sampling: Sampling,
+    #[serde(default = "default_max_new_tokens")]
+    max_new_tokens: Spanned<usize>,
+    #[serde(default = "default_batch_size")]
+    batch_size: Spanned<usize>,
+    #[serde(default)]
+    chat_template: Option<Spanned<String>>,
+}
+
+/// `[teacher]`: the generating model and how it samples.
+#[derive(Debug, Clone)]
+pub struct TeacherSection {
+    /// A model id from `flywheel models list`, or a path to a GGUF file.
+    pub model: String,
+    pub sampling: Sampling,
+    pub max_new_tokens: usize,
+    pub batch_size: usize,
+    /// Overrides the chat template the model declares (`chatml`, `gemma`, `raw`).
+    pub chat_template: Option<String>,
+}
+
+/// `[teacher.sampling]`: seeded sampling settings. `temperature = 0` means greedy.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sampling {
+    #[serde(default = "default_temperature")]
+    pub temperature: f32,
+    #[serde(default = "default_top_p")]
+    pub top_p: f32,
+    /// 0 turns top-k off.
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// 1.0 turns it off; >1 penalizes tokens already in the context (prompt + output).
+    #[serde(default = "default_repetition_penalty")]
+    pub repetition_penalty: f32,
+    /// Generation stops at the first of these strings (not included in the output).
+    #[serde(default)]
+    pub stop: Vec<String>,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            temperature: default_temperature(),
+            top_p: default_top_p(),
+            top_k: default_top_k(),
+            repetition_penalty: default_repetition_penalty(),
+            stop: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    name: Spanned<String>,
+    template: Spanned<String>,
+    #[serde(default)]
+    system: Option<Spanned<String>>,
+    #[serde(default = "default_samples")]
+    samples_per_prompt: Spanned<usize>,
+    #[serde(default)]
+    sample: Option<Spanned<usize>>,
+}
+
+/// `[[task]]`: one prompt template, expanded over the seed lists it names.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub name: String,
+    /// User prompt with `{{var}}` placeholders.
+    pub template: String,
+    /// Optional system prompt, may use placeholders too.
+    pub system: Option<String>,
+    /// How many responses to sample for each expanded prompt.
+    pub samples_per_prompt: usize,
+    /// `None`: the full cartesian product of the seed lists; `Some(n)`: n combinations
+    /// drawn from it with the run seed.
+    pub sample: Option<usize>,
+    /// The template variables, in order of first appearance.
+    pub vars: Vec<String>,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+fn default_out_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+fn default_max_new_tokens() -> Spanned<usize> {
+    Spanned::new(0..0, 256)
+}
+fn default_batch_size() -> Spanned<usize> {
+    Spanned::new(0..0, 8)
+}
+fn default_temperature() -> f32 {
+    0.8
+}
+fn default_top_p() -> f32 {
+    0.95
+}
+fn default_top_k() -> usize {
+    50
+}
+fn default_repetition_penalty() -> f32 {
+    1.0
+}
+fn default_samples() -> Spanned<usize> {
+    Spanned::new(0..0, 1)
+}
+
+/// Formats a spec error as `file:line:col: field: message`.
+pub(crate) struct Locator<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before
+            .rfind('\n')
+            .map_or(before.len(), |i| before.len() - i - 1)
+            + 1;
+        (line, col)
+    }
+
+    /// An error at a span (a zero span means "not in the file": the default was used).
+    pub fn err(
+        &self,
+        span: std::ops::Range<usize>,
+        field: &str,
+        msg: impl std::fmt::Display,
+    ) -> Error {
+        if span.start == 0 && span.end == 0 {
+            Error::Spec(format!("{}: {field}: {msg}", self.path.display()))
+        } else {
+            let (line, col) = self.line_col(span.start);
+            Error::Spec(format!(
+                "{}:{line}:{col}: {field}: {msg}",
+                self.path.display()
+            ))
+        }
+    }
+}
+
+impl Spec {
+    /// Reads, parses and validates a spec file.
+    pub fn load(path: &Path) -> Result<Spec> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Spec(format!(
+                "cannot read spec {}: {e} (pass the path of a .toml spec; see configs/demo.toml)",
+                path.display()
+            ))
+        })?;
+        Spec::parse(path, text)
+    }
+
+    /// Parses and validates spec text; `path` is used for messages and relative files.
+    pub fn parse(path: &Path, text: String) -> Result<Spec> {
+        let raw: RawSpec = toml::from_str(&text).map_err(|e| {
+            let loc = Locator { path, text: &text };
+            let msg = e.message().trim_end().to_string();
+            let (line, col) = e.span().map_or((0, 0), |s| loc.line_col(s.start));
+            Error::Spec(format!("{}:{line}:{col}: {msg}", path.display()))
+        })?;
+        let loc = Locator { path, text: &text };
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+
+        let name = raw.run.name.get_ref();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || name.starts_with('.')
+        {
+            return Err(loc.err(
+                raw.run.name.span(),
+                "run.name",
+                format!("{name:?} is not a valid run name: use letters, digits, '-', '_' or '.' (it names a directory)"),
+            ));
+        }
+
+        let t = &raw.teacher;
+        let s = &t.sampling;
+        let sampling_err = |m: String| loc.err(t.model.span(), "teacher.sampling", m);
+        if !(s.temperature >= 0.0 && s.temperature.is_finite()) {
+            return Err(sampling_err(format!(
+                "temperature must be >= 0 (0 = greedy), got {}",
+                s.temperature
+            )));
+        }
+        if !(s.top_p > 0.0 && s.top_p <= 1.0) {
+            return Err(sampling_err(format!(
+                "top_p must be in (0, 1], got {}",
+                s.top_p
+            )));
+        }
+        if !(s.repetition_penalty > 0.0 && s.repetition_penalty.is_finite()) {
+            return Err(sampling_err(format!(
+                "repetition_penalty must be > 0, got {}",
+                s.repetition_penalty
+            )));
+        }
+        if s.stop.iter().any(|x| x.is_empty()) {
+            return Err(sampling_err("stop strings must not be empty".into()));
+        }
+        for (field, v) in [
+            ("teacher.max_new_tokens", &t.max_new_tokens),
+            ("teacher.batch_size", &t.batch_size),
+        ] {
+            if *v.get_ref() == 0 {
+                return Err(loc.err(v.span(), field, "must be at least 1"));
+            }
+        }
+        if let Some(ct) = &t.chat_template {
+            if crate::models::chat::ChatTemplate::from_name(ct.get_ref()).is_none() {
+                return Err(loc.err(
+                    ct.span(),
+                    "teacher.chat_template",
+                    format!(
+                        "unknown chat template {:?}; supported: chatml, gemma, raw",
+                        ct.get_ref()
+                    ),
+                ));
+            }
+        }
+        let model = t.model.get_ref();
+        if crate::models::registry::find(model).is_none() && !looks_like_path(model) {
+            return Err(loc.err(
+                t.model.span(),
+                "teacher.model",
+                format!(
+                    "unknown model id {model:?}; known ids: {} (or give a path to a .gguf file)",
+                    crate::models::registry::ids().join(", ")
+                ),
+            ));
+        }
+        let teacher = TeacherSection {
+            model: model.clone(),
+            sampling: s.clone(),
+            max_new_tokens: *t.max_new_tokens.get_ref(),
+            batch_size: *t.batch_size.get_ref(),
+            chat_template: t.chat_template.as_ref().map(|c| c.get_ref().clone()),
+        };
+
+        let mut seeds = BTreeMap::new();
+        for (var, value) in &raw.seeds {
+            let field = format!("seeds.{var}");
+            let values = seeds::load(value, &field, base_dir, &loc)?;
+            seeds.insert(var.clone(), values);
+        }
+
+        if raw.tasks.is_empty() {
+            return Err(Error::Spec(format!(
+                "{}: task: the spec has no [[task]] section; add one with a `name` and a `template`",
+                path.display()
+            )));
+        }
+        let mut tasks = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for (i, rt) in raw.tasks.iter().enumerate() {
+            let field = |f: &str| format!("task[{i}].{f}");
+            let tname = rt.name.get_ref().clone();
+            if tname.is_empty() || !names.insert(tname.clone()) {
+                return Err(loc.err(
+                    rt.name.span(),
+                    &field("name"),
+                    format!("task names must be non-empty and unique, got {tname:?}"),
+                ));
+            }
+            let mut vars = Vec::new();
+            collect_vars(rt.template.get_ref())
+                .map_err(|m| loc.err(rt.template.span(), &field("template"), m))?
+                .into_iter()
+                .for_each(|v| push_unique(&mut vars, v));
+            if let Some(sys) = &rt.system {
+                collect_vars(sys.get_ref())
+                    .map_err(|m| loc.err(sys.span(), &field("system"), m))?
+                    .into_iter()
+                    .for_each(|v| push_unique(&mut vars, v));
+            }
+            for v in &vars {
+                if !seeds.contains_key(v) {
+                    let known: Vec<_> = seeds.keys().cloned().collect();
+                    return Err(loc.err(
+                        rt.template.span(),
+                        &field("template"),
+                        format!(
+                            "template variable {{{{{v}}}}} has no seed list; add `{v} = [\"...\"]` under [seeds] (defined: {})",
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        ),
+                    ));
+                }
+            }
+            if *rt.samples_per_prompt.get_ref() == 0 {
+                return Err(loc.err(
+                    rt.samples_per_prompt.span(),
+                    &field("samples_per_prompt"),
+                    "must be at least 1",
+                ));
+            }
+            if let Some(n) = &rt.sample {
+                if *n.get_ref() == 0 {
+                    return Err(loc.err(
+                        n.span(),
+                        &field("sample"),
+                        "must be at least 1 (leave it out for the full cartesian product)",
+                    ));
+                }
+            }
+            tasks.push(Task {
+                name: tname,
+                template: rt.template.get_ref().clone(),
+                system: rt.system.as_ref().map(|s| s.get_ref().clone()),
+                samples_per_prompt: *rt.samples_per_prompt.get_ref(),
+                sample: rt.sample.as_ref().map(|s| *s.get_ref()),
+                vars,
+            });
+        }
+
+        Ok(Spec {
+            path: path.to_path_buf(),
+            text: text.clone(),
+            run: raw.run,
+            teacher,
+            seeds,
+            tasks,
+        })
+    }
+
+    /// The run directory: `<out_dir>/<name>`.
+    pub fn run_dir(&self) -> PathBuf {
+        self.run.out_dir.join(self.run.name.get_ref())
+    }
+
+    /// The run name.
+    pub fn name(&self) -> &str {
+        self.run.name.get_ref()
+    }
+
+    /// sha256 of the spec text, recorded in provenance.
+    pub fn sha256(&self) -> String {
+        crate::models::checksum::sha256_bytes(self.text.as_bytes())
+    }
+}
+
+fn looks_like_path(s: &str) -> bool {
+    s.contains('/') || s.contains('\\') || s.ends_with(".gguf")
+}
+
+fn push_unique(v: &mut Vec<String>, x: String) {
+    if !v.contains(&x) {
+        v.push(x);
+    }
+}
+
+/// The `{{var}}` names in a template, in order. Unbalanced braces are an error.
+pub fn collect_vars(template: &str) -> std::result::Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or_else(|| {
+            format!(
+                "unclosed `{{{{` in template near {:?}",
+                truncate(&rest[start..], 30)
+            )
+        })?;
+        let name = after[..end].trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "bad placeholder {{{{{}}}}}: names use letters, digits and '_'",
+                &after[..end]
+            ));
+        }
+        out.push(name.to_string());
+        rest = &after[end + 2..];
+    }
+    Ok(out)
+}
+
+/// Replaces `{{var}}` placeholders with values.
+pub fn render(template: &str, values: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}") {
+            Some(end) => {
+                let name = after[..end].trim();
+                match values.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&rest[start..start + 2 + end + 2]),
+                }
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,189 @@
+//! The run directory: JSONL record files that survive crashes, and `manifest.json`.
+//!
+//! A record file is append-only, one JSON object per line, each line written whole and
+//! flushed. On open, a torn last line (a crash mid-write) is cut off and reported; a
+//! corrupt line in the middle is an error, never silently dropped.
+
+pub mod manifest;
+pub mod record;
+
+use crate::error::{Error, Result};
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub use manifest::Manifest;
+pub use record::Record;
+
+/// Creates the run directory, with an error that says what to do when it cannot.
+pub fn create_run_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::io(
+            "cannot create run directory (check permissions, or choose another with --out)",
+            dir,
+            e,
+        )
+    })?;
+    // Creating an existing directory succeeds even when it is read-only: probe it.
+    let probe = dir.join(".flywheel-write-test");
+    File::create(&probe).map_err(|e| {
+        Error::io(
+            "run directory is not writable (check permissions, or choose another with --out)",
+            dir,
+            e,
+        )
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// An append-only JSONL file of records.
+pub struct JsonlWriter {
+    path: PathBuf,
+    file: File,
+}
+
+/// What was found in an existing record file.
+#[derive(Debug, Default)]
+pub struct Existing {
+    pub ids: HashSet<String>,
+    pub lines: usize,
+    /// Bytes of a torn last line that were cut off.
+    pub torn_bytes: usize,
+}
+
+impl JsonlWriter {
+    /// Opens (creating if needed) `path` for appending, after checking what it holds.
+    pub fn open(path: &Path) -> Result<(JsonlWriter, Existing)> {
+        let existing = if path.exists() {
+            repair_and_scan(path)?
+        } else {
+            Existing::default()
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io("cannot open for appending", path, e))?;
+        Ok((
+            JsonlWriter {
+                path: path.to_path_buf(),
+                file,
+            },
+            existing,
+        ))
+    }
+
+    /// Appends one record as one line, written in a single call and flushed.
+    pub fn append<T: serde::Serialize>(&mut self, record: &T) -> Result<()> {
+        let mut line = serde_json::to_vec(record)
+            .map_err(|e| Error::Model(format!("internal: cannot serialize record: {e}")))?;
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .and_then(|_| self.file.flush())
+            .map_err(|e| Error::io("cannot write (is the disk full?) to", &self.path, e))
+    }
+
+    /// Forces written records to disk (called once per step).
+    pub fn sync(&mut self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("cannot sync (is the disk full?)", &self.path, e))
+    }
+}
+
+/// Reads every line; cuts a torn last line; fails on a corrupt line elsewhere.
+fn repair_and_scan(path: &Path) -> Result<Existing> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let mut ex = Existing::default();
+    let mut good_end = 0usize;
+    let mut pos = 0usize;
+    let mut lineno = 0;
+    while pos < bytes.len() {
+        lineno += 1;
+        let (line, next, complete) = match bytes[pos..].iter().position(|&b| b == b'\n') {
+            Some(i) => (&bytes[pos..pos + i], pos + i + 1, true),
+            None => (&bytes[pos..], bytes.len(), false),
+        };
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            pos = next;
+            good_end = next;
+            continue;
+        }
+        match serde_json::from_slice::<serde_json::Value>(line) {
+            Ok(v) if complete => {
+                let id = v.get("id").and_then(|x| x.as_str()).ok_or_else(|| {
+                    Error::Model(format!(
+                        "{}:{lineno}: record has no string `id`; fix or remove that line",
+                        path.display()
+                    ))
+                })?;
+                ex.ids.insert(id.to_string());
+                ex.lines += 1;
+                good_end = next;
+            }
+            _ if !complete => {
+                ex.torn_bytes = bytes.len() - pos;
+                break;
+            }
+            Err(e) => {
+                return Err(Error::Model(format!(
+                    "{}:{lineno}: corrupt record line ({e}); fix or remove that line, then rerun",
+                    path.display()
+                )))
+            }
+            Ok(_) => unreachable!("complete handled above"),
+        }
+        pos = next;
+    }
+    if ex.torn_bytes > 0 {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io("cannot open", path, e))?;
+        f.set_len(good_end as u64)
+            .map_err(|e| Error::io("cannot truncate torn last line of", path, e))?;
+        tracing::warn!(
+            "{}: cut a torn last line ({} bytes) left by an interrupted write",
+            path.display(),
+            ex.torn_bytes
+        );
+    }
+    Ok(ex)
+}
+
+/// Reads all records of a JSONL file (ignoring a torn last line).
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let mut out = Vec::new();
+    let n = text.lines().count();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) if i + 1 == n && !text.ends_with('\n') => break,
+            Err(e) => {
+                return Err(Error::Model(format!(
+                    "{}:{}: bad record: {e}",
+                    path.display(),
+                    i + 1
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes a file atomically: a temporary sibling, then rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io("cannot write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot replace", path, e))
+}
+
+#[cfg(test)]
+mod tests;
