@@ -91,7 +91,15 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     });
     let gen_path = run_dir.join("generated.jsonl");
     let mut manifest = Manifest::load(&run_dir)?.unwrap_or_default();
-    if let Some(old) = &manifest.generation_fingerprint {
+    // Only records on disk can be mixed; an old fingerprint with no records is harmless.
+    let has_records = gen_path
+        .metadata()
+        .is_ok_and(|m| m.is_file() && m.len() > 0);
+    if let Some(old) = manifest
+        .generation_fingerprint
+        .as_ref()
+        .filter(|_| has_records)
+    {
         if *old != fingerprint {
             let changed = changed_keys(old, &fingerprint);
             if !opts.force {
@@ -101,16 +109,14 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
                     changed.join(", ")
                 )));
             }
-            if gen_path.exists() {
-                let stamp = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                let aside = run_dir.join(format!("generated.{stamp}.replaced.jsonl"));
-                std::fs::rename(&gen_path, &aside)
-                    .map_err(|e| Error::io("cannot move aside", &gen_path, e))?;
-                eprintln!("--force: moved the old records to {}", aside.display());
-            }
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let aside = run_dir.join(format!("generated.{stamp}.replaced.jsonl"));
+            std::fs::rename(&gen_path, &aside)
+                .map_err(|e| Error::io("cannot move aside", &gen_path, e))?;
+            eprintln!("--force: moved the old records to {}", aside.display());
             manifest.stages.remove("generate");
         }
     }
@@ -139,6 +145,11 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     manifest.spec_path = spec.path.display().to_string();
     manifest.spec_sha256 = spec.sha256();
     manifest.generation_fingerprint = Some(fingerprint);
+    let llm = if pending.is_empty() {
+        None
+    } else {
+        Some(Llm::load(&model, &device, template)?)
+    };
     let entry = ModelEntry {
         role: "teacher".into(),
         id: model.id.clone(),
@@ -176,7 +187,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
         return Ok(summary);
     }
 
-    let llm = Llm::load(&model, &device, template)?;
+    let llm = llm.expect("loaded when work is pending");
     let params = GenParams {
         sampling: spec.teacher.sampling.clone(),
         max_new_tokens: spec.teacher.max_new_tokens,

@@ -23,13 +23,22 @@ fn ids_do_not_depend_on_position() {
     let before = plan(&spec("a = [\"1\", \"2\"]\nb = [\"x\"]", ""));
     let after = plan(&spec("a = [\"0\", \"1\", \"2\"]\nb = [\"x\"]", ""));
     for it in &before {
-        assert!(after.iter().any(|j| j.id == it.id && j.messages == it.messages), "id of {:?} changed", it.vars);
+        assert!(
+            after
+                .iter()
+                .any(|j| j.id == it.id && j.messages == it.messages),
+            "id of {:?} changed",
+            it.vars
+        );
     }
 }
 
 #[test]
 fn sampled_combinations_are_seeded_and_distinct() {
-    let s = spec("a = [\"1\", \"2\", \"3\", \"4\", \"5\"]\nb = [\"x\", \"y\", \"z\"]", "sample = 4");
+    let s = spec(
+        "a = [\"1\", \"2\", \"3\", \"4\", \"5\"]\nb = [\"x\", \"y\", \"z\"]",
+        "sample = 4",
+    );
     let p1 = plan(&s);
     assert_eq!(p1.len(), 4 * 2);
     assert_eq!(p1, plan(&s), "same seed, same plan");

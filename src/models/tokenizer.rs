@@ -26,7 +26,8 @@ pub struct Tokenizer {
     kind: Kind,
     /// Token strings by id (for special-token lookups and messages).
     tokens: Vec<String>,
-    special: Vec<bool>,
+    /// Control tokens (`<bos>`, `<|im_end|>`): left out of decoded text.
+    control: Vec<bool>,
     pub bos_id: Option<u32>,
     pub eos_id: Option<u32>,
 }
@@ -61,6 +62,11 @@ impl Tokenizer {
                 )
             })
             .collect();
+        // Only control tokens are dropped when decoding; user-defined ones (Gemma's "\n"
+        // and indents) are text, though both are matched verbatim in input.
+        let control: Vec<bool> = (0..tokens.len())
+            .map(|i| types.get(i) == Some(&TOKEN_CONTROL))
+            .collect();
         let id = |k: &str| g.get(k).and_then(value_u64).map(|x| x as u32);
         let (bos_id, eos_id) = (
             id("tokenizer.ggml.bos_token_id"),
@@ -91,14 +97,18 @@ impl Tokenizer {
                     pre_tokenizer(g.str("tokenizer.ggml.pre").unwrap_or("default")).map_err(err)?,
                 ));
                 tk.with_decoder(Some(ByteLevel::new(false, true, true)));
-                let added: Vec<AddedToken> = tokens
-                    .iter()
-                    .zip(&special)
-                    .filter(|(_, s)| **s)
-                    .map(|(t, _)| AddedToken::from(t.clone(), true))
-                    .collect();
-                tk.add_special_tokens(added)
+                let added = |want_control: bool| -> Vec<AddedToken> {
+                    tokens
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| special[*i] && control[*i] == want_control)
+                        .map(|(i, t)| AddedToken::from(t.clone(), control[i]))
+                        .collect()
+                };
+                tk.add_special_tokens(added(true))
                     .map_err(|e| err(format!("adding special tokens: {e}")))?;
+                tk.add_tokens(added(false))
+                    .map_err(|e| err(format!("adding user-defined tokens: {e}")))?;
                 Kind::Hf(Box::new(tk))
             }
             "llama" => {
@@ -136,7 +146,7 @@ impl Tokenizer {
         Ok(Tokenizer {
             kind,
             tokens,
-            special,
+            control,
             bos_id,
             eos_id,
         })
@@ -160,7 +170,7 @@ impl Tokenizer {
             Kind::Hf(tk) => tk
                 .decode(ids, true)
                 .map_err(|e| Error::Model(format!("detokenizing failed: {e}"))),
-            Kind::Spm(s) => Ok(s.decode(ids, &self.special)),
+            Kind::Spm(s) => Ok(s.decode(ids, &self.control)),
         }
     }
 
@@ -397,11 +407,11 @@ impl Spm {
         }
     }
 
-    fn decode(&self, ids: &[u32], special: &[bool]) -> String {
+    fn decode(&self, ids: &[u32], control: &[bool]) -> String {
         let mut bytes = Vec::new();
         for &id in ids {
             let i = id as usize;
-            if special.get(i) == Some(&true) {
+            if control.get(i) == Some(&true) {
                 continue;
             }
             match self.byte_of.get(i) {

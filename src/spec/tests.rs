@@ -45,35 +45,58 @@ fn malformed_toml_names_file_and_line() {
 #[test]
 fn unknown_field_names_line_and_field() {
     let e = err(&OK.replace("[teacher]\n", "[teacher]\ntemprature = 0.5\n"));
-    assert!(e.contains("t/spec.toml:6:") && e.contains("temprature"), "{e}");
+    assert!(
+        e.contains("t/spec.toml:6:") && e.contains("temprature"),
+        "{e}"
+    );
 }
 
 #[test]
 fn missing_template_variable_is_reported_before_loading() {
     let e = err(&OK.replace("About {{topic}}.", "About {{topic}} for {{persona}}."));
-    assert!(e.contains("task[0].template") && e.contains("{{persona}}") && e.contains("t/spec.toml:13:"), "{e}");
+    assert!(
+        e.contains("task[0].template")
+            && e.contains("{{persona}}")
+            && e.contains("t/spec.toml:13:"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unknown_model_lists_known_ids() {
     let e = err(&OK.replace("smollm2-135m-instruct", "gpt-9"));
-    assert!(e.contains("teacher.model") && e.contains("smollm2-135m-instruct") && e.contains(":6:"), "{e}");
+    assert!(
+        e.contains("teacher.model") && e.contains("smollm2-135m-instruct") && e.contains(":6:"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_values_are_rejected() {
     assert!(err(&OK.replace("name = \"t\"", "name = \"../x\"")).contains("run.name"));
-    assert!(err(&OK.replace("[seeds]", "[teacher.sampling]\ntop_p = 1.5\n[seeds]")).contains("top_p"));
+    assert!(
+        err(&OK.replace("[seeds]", "[teacher.sampling]\ntop_p = 1.5\n[seeds]")).contains("top_p")
+    );
     assert!(err(&OK.replace("topic = [\"a\", \"b\"]", "topic = []")).contains("seeds.topic"));
-    assert!(err(&OK.replace("topic = [\"a\", \"b\"]", "topic = { file = \"nope.txt\" }")).contains("nope.txt"));
+    assert!(
+        err(&OK.replace("topic = [\"a\", \"b\"]", "topic = { file = \"nope.txt\" }"))
+            .contains("nope.txt")
+    );
     assert!(err(&OK.replace("About {{topic}}.", "About {{topic}.")).contains("unclosed"));
-    assert!(err(&OK.replace("[[task]]\nname = \"q\"\ntemplate = \"About {{topic}}.\"\n", "")).contains("[[task]]"));
+    assert!(err(&OK.replace(
+        "[[task]]\nname = \"q\"\ntemplate = \"About {{topic}}.\"\n",
+        ""
+    ))
+    .contains("[[task]]"));
 }
 
 #[test]
 fn render_fills_placeholders() {
     let v: BTreeMap<String, String> = [("a".to_string(), "x".to_string())].into();
-    assert_eq!(render("{{a}} and {{ a }} but {{b}}", &v), "x and x but {{b}}");
+    assert_eq!(
+        render("{{a}} and {{ a }} but {{b}}", &v),
+        "x and x but {{b}}"
+    );
     assert_eq!(collect_vars("{{a}}{{b_2}}").unwrap(), vec!["a", "b_2"]);
 }
 
@@ -82,7 +105,10 @@ fn seed_files_plain_and_jsonl() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("t.txt"), "one\n\ntwo\n").unwrap();
     std::fs::write(dir.path().join("t.jsonl"), "{\"x\": \"three\"}\n\"four\"\n").unwrap();
-    let text = OK.replace("topic = [\"a\", \"b\"]", "topic = { file = \"t.txt\" }\nother = { file = \"t.jsonl\", field = \"x\" }");
+    let text = OK.replace(
+        "topic = [\"a\", \"b\"]",
+        "topic = { file = \"t.txt\" }\nother = { file = \"t.jsonl\", field = \"x\" }",
+    );
     let s = Spec::parse(&dir.path().join("s.toml"), text).unwrap();
     assert_eq!(s.seeds["topic"].values, vec!["one", "two"]);
     assert_eq!(s.seeds["other"].values, vec!["three", "four"]);

