@@ -34,7 +34,7 @@ pub struct Tokenizer {
 
 enum Kind {
     Hf(Box<tokenizers::Tokenizer>),
-    Spm(Spm),
+    Spm(Box<Spm>),
 }
 
 impl Tokenizer {
@@ -129,13 +129,13 @@ impl Tokenizer {
                     g.get("tokenizer.ggml.add_space_prefix"),
                     Some(candle_core::quantized::gguf_file::Value::Bool(true))
                 );
-                Kind::Spm(Spm::new(
+                Kind::Spm(Box::new(Spm::new(
                     &tokens,
                     &scores,
                     &types,
                     &special,
                     add_space_prefix,
-                ))
+                )))
             }
             other => {
                 return Err(err(format!(
@@ -288,7 +288,7 @@ impl Spm {
             }
             vocab.entry(t.clone()).or_insert(i as u32);
         }
-        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        specials.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         let unk = tokens.iter().position(|t| t == "<unk>").unwrap_or(0) as u32;
         let decoded = tokens.iter().map(|t| t.replace('\u{2581}', " ")).collect();
         let mut byte_of = vec![None; tokens.len()];

@@ -20,7 +20,10 @@ fn corrupt_middle_line_is_an_error_naming_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("r.jsonl");
     std::fs::write(&p, "{\"id\":\"a\"}\nnot json\n{\"id\":\"b\"}\n").unwrap();
-    let e = JsonlWriter::open(&p).err().expect("must fail").to_string();
+    let Err(e) = JsonlWriter::open(&p) else {
+        panic!("must fail")
+    };
+    let e = e.to_string();
     assert!(e.contains("r.jsonl:2"), "{e}");
 }
 
@@ -33,8 +36,7 @@ fn write_errors_name_the_file() {
     let (mut w, _) = JsonlWriter::open(&p).unwrap();
     let e = w
         .append(&serde_json::json!({"id": "a"}))
-        .err()
-        .expect("must fail")
+        .expect_err("must fail")
         .to_string();
     assert!(e.contains("full.jsonl") && e.contains("disk full"), "{e}");
 }
