@@ -358,3 +358,67 @@ fn help_explains_every_generate_flag() {
         assert!(h.contains(flag), "--help lacks {flag}:\n{h}");
     }
 }
+
+#[test]
+fn models_resolve_from_a_hub_cache_offline() {
+    let real = model_file("smollm2-135m-instruct");
+    let dir = tempfile::tempdir().unwrap();
+    // The hub cache layout: models--ORG--NAME/{refs/main, snapshots/REV/FILE}.
+    let repo = dir
+        .path()
+        .join("hf/hub/models--QuantFactory--SmolLM2-135M-Instruct-GGUF");
+    let snap = repo.join("snapshots/0123abcd");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
+    std::os::unix::fs::symlink(&real, snap.join("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    let o = run(flywheel()
+        .env("FLYWHEEL_HOME", dir.path().join("empty"))
+        .env("HF_HOME", dir.path().join("hf"))
+        .env("HF_HUB_OFFLINE", "1")
+        .args(["models", "fetch", "smollm2-135m-instruct"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("hf-cache") && stdout(&o).contains("0123abcd"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_keeps_records() {
+    model_file("smollm2-135m-instruct");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), 8, 40, 0.8);
+    let out = dir.path().join("int");
+    let gen = out.join("generated.jsonl");
+    let mut child = flywheel()
+        .arg("generate")
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&gen)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 1
+        && t0.elapsed() < Duration::from_secs(240)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "Ctrl-C exits with 130");
+    let kept = records_by_id(&gen);
+    assert!(!kept.is_empty() && kept.len() < 16);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["stages"]["generate"]["status"], "interrupted");
+    assert_eq!(m["stages"]["generate"]["done"], kept.len());
+}

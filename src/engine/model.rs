@@ -502,3 +502,32 @@ fn rope_table(
         freqs.sin()?.to_device(device)?,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_is_causal_and_respects_the_window() {
+        // Queries at positions 2, 3, 4 over keys 0..5, window 2, one group.
+        let m = causal_mask(3, 2, 0, 5, Some(2), 1, &Device::Cpu)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let vis: Vec<Vec<bool>> = m
+            .iter()
+            .map(|r| r.iter().map(|x| x.is_finite()).collect())
+            .collect();
+        assert_eq!(vis[0], [false, true, true, false, false]);
+        assert_eq!(vis[1], [false, false, true, true, false]);
+        assert_eq!(vis[2], [false, false, false, true, true]);
+        // No window: plain causal; two groups repeat the rows.
+        let m = causal_mask(2, 0, 0, 2, None, 2, &Device::Cpu)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        assert_eq!(m.len(), 4);
+        assert!(m[0][0].is_finite() && !m[0][1].is_finite() && m[1][1].is_finite());
+        assert_eq!(m[0], m[2]);
+    }
+}
