@@ -66,3 +66,29 @@ fn gemma3_spm_known_ids_and_round_trip() {
         );
     }
 }
+
+/// Ids from an independent implementation: Hugging Face transformers 5.23's GGUF
+/// tokenizer converter (`convert_gguf_tokenizer`) run on the same files, saved as a fixture.
+#[test]
+fn ids_match_the_transformers_reference() {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/tokenizer_reference.json")).unwrap();
+    for (name, id) in [
+        ("smollm2", "smollm2-135m-instruct"),
+        ("gemma3", "gemma3-270m"),
+    ] {
+        let g = GgufFile::open(&common::model_file(id)).unwrap();
+        let tk = Tokenizer::from_gguf(&g).unwrap();
+        let cases = fixture[name].as_object().unwrap();
+        assert!(cases.len() >= 7);
+        for (text, ids) in cases {
+            let want: Vec<u32> = ids
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(tk.encode(text).unwrap(), want, "{name}: {text:?}");
+        }
+    }
+}
