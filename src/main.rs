@@ -16,6 +16,11 @@ struct Cli {
     /// Print nothing but errors and the final summary (no progress bars).
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// CPU threads for model math (default: all cores). On a machine busy with other work,
+    /// fewer threads can be much faster: candle's matmul workers spin while they wait for
+    /// each other. Never changes the records.
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
     #[command(subcommand)]
     cmd: Command,
 }
@@ -86,6 +91,11 @@ enum BenchCmd {
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(n) = cli.threads.filter(|n| *n > 0) {
+        // Read by rayon and candle when their pools start, which has not happened yet.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FLYWHEEL_LOG")

@@ -32,6 +32,42 @@ pub struct GenerateBenchArgs {
     /// Repetitions; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// A Python interpreter with llama-cpp-python installed: measure llama.cpp on the same
+    /// GGUF file and threads in this run, and print flywheel's speed as a ratio to it.
+    #[arg(long, value_name = "PYTHON")]
+    pub llama_cpp: Option<std::path::PathBuf>,
+}
+
+/// llama.cpp's figures on the same file, from `benches/llama_cpp_reference.py`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct LlamaCppReference {
+    pub llama_cpp_version: String,
+    pub prefill_tokens_per_s: f64,
+    pub decode_tokens_per_s: f64,
+    pub threads: usize,
+}
+
+fn llama_cpp_reference(python: &std::path::Path, model: &std::path::Path, args: &GenerateBenchArgs, threads: usize) -> Result<LlamaCppReference> {
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(include_str!("../../benches/llama_cpp_reference.py"))
+        .arg(model)
+        .arg(args.prompt_tokens.to_string())
+        .arg(args.tokens.to_string())
+        .arg(threads.to_string())
+        .arg(args.runs.to_string())
+        .output()
+        .map_err(|e| crate::Error::Model(format!("cannot run {}: {e}", python.display())))?;
+    if !out.status.success() {
+        return Err(crate::Error::Model(format!(
+            "the llama.cpp reference failed (is llama-cpp-python installed for {}?): {}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or("");
+    serde_json::from_str(line).map_err(|e| crate::Error::Model(format!("unexpected llama.cpp reference output {line:?}: {e}")))
 }
 
 /// One row of the results table.
@@ -109,6 +145,22 @@ pub fn generate(args: &GenerateBenchArgs, _progress: bool) -> Result<()> {
             100.0 * r.share_of_bound
         );
     }
+    let reference = match &args.llama_cpp {
+        Some(py) => Some(llama_cpp_reference(py, &model.main_file().path, args, threads)?),
+        None => None,
+    };
+    if let Some(r) = &reference {
+        println!("llama.cpp {} on the same file, {} threads, measured now: prefill {:.1} tok/s, batch-1 decode {:.1} tok/s", r.llama_cpp_version, r.threads, r.prefill_tokens_per_s, r.decode_tokens_per_s);
+        let ours = |phase: &str, b: usize| rows.iter().find(|x| x.phase == phase && x.batch == b).map(|x| x.tokens_per_s);
+        if let Some(p) = ours("prefill", 1) {
+            println!("  prefill:            flywheel / llama.cpp = {:.2}×", p / r.prefill_tokens_per_s);
+        }
+        for &b in &args.batch_sizes {
+            if let Some(d) = ours("decode", b) {
+                println!("  decode batch {b:<3}:   flywheel aggregate / llama.cpp batch-1 = {:.2}×", d / r.decode_tokens_per_s);
+            }
+        }
+    }
     println!("bounds: decode = min(batch × copy bandwidth ÷ {:.0} MB of weights per step, Q8_0 matmul rate ÷ {:.0} MFLOP per token); prefill = Q8_0 matmul rate ÷ FLOP per token", weight_bytes / 1e6, flops_per_token / 1e6);
     let json = serde_json::json!({
         "bench": "generate",
@@ -124,6 +176,7 @@ pub fn generate(args: &GenerateBenchArgs, _progress: bool) -> Result<()> {
         "tokens_per_sequence": args.tokens,
         "prompt_tokens": args.prompt_tokens,
         "rows": rows,
+        "llama_cpp": reference,
     });
     println!("{json}");
     Ok(())
