@@ -1,12 +1,13 @@
 """llama.cpp reference for `flywheel bench generate --llama-cpp PYTHON`.
 
 Runs the same GGUF file through llama-cpp-python on the same threads and prints one JSON
-line with llama.cpp's own timing counters: prefill tok/s for a prompt of the given length,
+line with wall-clock timings of the same calls flywheel's bench times: prefill tok/s for a prompt of the given length,
 and batch-1 greedy decode tok/s. Usage: python llama_cpp_reference.py MODEL.gguf PROMPT_TOKENS DECODE_TOKENS THREADS RUNS
 """
 import json
 import statistics
 import sys
+import time
 
 import llama_cpp
 
@@ -17,15 +18,16 @@ prompt = [100 + (i * 7919) % 20000 for i in range(n_prompt)]
 
 def one_run():
     llm.reset()
-    llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
+    t0 = time.perf_counter()
     llm.eval(prompt)
-    tok = int(max(range(llm.n_vocab()), key=lambda j: llm.scores[llm.n_tokens - 1][j]))
+    t_prefill = time.perf_counter() - t0
+    tok = int(llm.scores[llm.n_tokens - 1].argmax())
+    t0 = time.perf_counter()
     for _ in range(n_decode):
         llm.eval([tok])
-        row = llm.scores[llm.n_tokens - 1]
-        tok = int(row.argmax())
-    p = llama_cpp.llama_perf_context(llm._ctx.ctx)
-    return p.n_p_eval / (p.t_p_eval_ms / 1e3), p.n_eval / (p.t_eval_ms / 1e3)
+        tok = int(llm.scores[llm.n_tokens - 1].argmax())
+    t_decode = time.perf_counter() - t0
+    return n_prompt / t_prefill, n_decode / t_decode
 
 one_run()  # warm-up
 res = [one_run() for _ in range(runs)]

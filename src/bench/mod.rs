@@ -47,7 +47,12 @@ pub struct LlamaCppReference {
     pub threads: usize,
 }
 
-fn llama_cpp_reference(python: &std::path::Path, model: &std::path::Path, args: &GenerateBenchArgs, threads: usize) -> Result<LlamaCppReference> {
+fn llama_cpp_reference(
+    python: &std::path::Path,
+    model: &std::path::Path,
+    args: &GenerateBenchArgs,
+    threads: usize,
+) -> Result<LlamaCppReference> {
     let out = std::process::Command::new(python)
         .arg("-c")
         .arg(include_str!("../../benches/llama_cpp_reference.py"))
@@ -62,12 +67,19 @@ fn llama_cpp_reference(python: &std::path::Path, model: &std::path::Path, args: 
         return Err(crate::Error::Model(format!(
             "the llama.cpp reference failed (is llama-cpp-python installed for {}?): {}",
             python.display(),
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
         )));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or("");
-    serde_json::from_str(line).map_err(|e| crate::Error::Model(format!("unexpected llama.cpp reference output {line:?}: {e}")))
+    serde_json::from_str(line).map_err(|e| {
+        crate::Error::Model(format!(
+            "unexpected llama.cpp reference output {line:?}: {e}"
+        ))
+    })
 }
 
 /// One row of the results table.
@@ -146,18 +158,33 @@ pub fn generate(args: &GenerateBenchArgs, _progress: bool) -> Result<()> {
         );
     }
     let reference = match &args.llama_cpp {
-        Some(py) => Some(llama_cpp_reference(py, &model.main_file().path, args, threads)?),
+        Some(py) => Some(llama_cpp_reference(
+            py,
+            &model.main_file().path,
+            args,
+            threads,
+        )?),
         None => None,
     };
     if let Some(r) = &reference {
         println!("llama.cpp {} on the same file, {} threads, measured now: prefill {:.1} tok/s, batch-1 decode {:.1} tok/s", r.llama_cpp_version, r.threads, r.prefill_tokens_per_s, r.decode_tokens_per_s);
-        let ours = |phase: &str, b: usize| rows.iter().find(|x| x.phase == phase && x.batch == b).map(|x| x.tokens_per_s);
+        let ours = |phase: &str, b: usize| {
+            rows.iter()
+                .find(|x| x.phase == phase && x.batch == b)
+                .map(|x| x.tokens_per_s)
+        };
         if let Some(p) = ours("prefill", 1) {
-            println!("  prefill:            flywheel / llama.cpp = {:.2}×", p / r.prefill_tokens_per_s);
+            println!(
+                "  prefill:            flywheel / llama.cpp = {:.2}×",
+                p / r.prefill_tokens_per_s
+            );
         }
         for &b in &args.batch_sizes {
             if let Some(d) = ours("decode", b) {
-                println!("  decode batch {b:<3}:   flywheel aggregate / llama.cpp batch-1 = {:.2}×", d / r.decode_tokens_per_s);
+                println!(
+                    "  decode batch {b:<3}:   flywheel aggregate / llama.cpp batch-1 = {:.2}×",
+                    d / r.decode_tokens_per_s
+                );
             }
         }
     }
