@@ -12,6 +12,7 @@ pub mod generate;
 pub mod models;
 pub mod spec;
 pub mod store;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use spec::Spec;

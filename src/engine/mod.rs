@@ -102,6 +102,12 @@ impl Llm {
         Ok(ids)
     }
 
+    /// Token ids for text already rendered with the chat template (special tokens in the
+    /// text become their ids).
+    pub fn prompt_ids_raw(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer.encode(text)
+    }
+
     /// Generates for every request with continuous batching. `on_done` receives each
     /// output as soon as its sequence finishes (in completion order).
     pub fn generate(

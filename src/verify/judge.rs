@@ -1,0 +1,334 @@
+//! The LLM judge: a rubric asked as a question whose answer is one token, scored from the
+//! logits at that position — no free text is parsed, so no verdict is ever "unparseable".
+//!
+//! The prompt is built with the judge's chat template and the assistant turn pre-filled up
+//! to the verdict ("Verdict:" or "Score: "), so the next token is the bare label. Each
+//! label may have several surface forms (" yes", " Yes", "yes", …); their probabilities are
+//! summed. Items are packed as ragged segments into one forward pass (prefill only), and
+//! because the engine is batch-invariant a batched score equals the batch-1 score.
+
+use crate::engine::model::Segment;
+use crate::engine::Llm;
+use crate::error::{Error, Result};
+use crate::models::chat::Message;
+use serde::{Deserialize, Serialize};
+
+/// What the judge is asked and how it answers.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rubric {
+    /// What a good answer is, in plain words.
+    pub criteria: String,
+    /// `yes-no` (default) or `1-N` with N from 2 to 9.
+    #[serde(default = "default_scale")]
+    pub scale: String,
+    /// Optional system prompt for the judge.
+    #[serde(default)]
+    pub system: Option<String>,
+}
+
+fn default_scale() -> String {
+    "yes-no".into()
+}
+
+/// A parsed scale: labels with their values, and the text that precedes the verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scale {
+    pub labels: Vec<(String, f64)>,
+    /// Surface forms per label, tried in the tokenizer.
+    forms: Vec<Vec<String>>,
+    question: String,
+    prefill: String,
+}
+
+impl Scale {
+    pub fn parse(s: &str) -> std::result::Result<Scale, String> {
+        match s {
+            "yes-no" | "yes/no" => Ok(Scale {
+                labels: vec![("yes".into(), 1.0), ("no".into(), 0.0)],
+                forms: vec![
+                    vec![" yes".into(), " Yes".into(), "yes".into(), "Yes".into()],
+                    vec![" no".into(), " No".into(), "no".into(), "No".into()],
+                ],
+                question: "Does the answer meet the criteria? Reply with yes or no.".into(),
+                // No trailing space: the label tokens carry their own leading space.
+                prefill: "Verdict:".into(),
+            }),
+            _ => {
+                let (lo, hi) = s.split_once('-').ok_or_else(|| {
+                    format!("unknown scale {s:?}: use \"yes-no\" or \"1-5\" (1-N, N ≤ 9)")
+                })?;
+                let (lo, hi): (u32, u32) = (
+                    lo.trim().parse().map_err(|_| format!("bad scale {s:?}"))?,
+                    hi.trim().parse().map_err(|_| format!("bad scale {s:?}"))?,
+                );
+                if lo != 1 || !(2..=9).contains(&hi) {
+                    return Err(format!(
+                        "scale {s:?} is not supported: numeric scales are 1-N with N from 2 to 9, so that every label is one digit (one token)"
+                    ));
+                }
+                Ok(Scale {
+                    labels: (lo..=hi).map(|v| (v.to_string(), v as f64)).collect(),
+                    forms: (lo..=hi).map(|v| vec![v.to_string(), format!(" {v}")]).collect(),
+                    question: format!("Rate how well the answer meets the criteria from {lo} (worst) to {hi} (best). Reply with the number only."),
+                    // A trailing space, so the next token is the bare digit (without it a
+                    // small judge puts almost no mass on digits).
+                    prefill: "Score: ".into(),
+                })
+            }
+        }
+    }
+
+    fn min(&self) -> f64 {
+        self.labels
+            .iter()
+            .map(|l| l.1)
+            .fold(f64::INFINITY, f64::min)
+    }
+    fn max(&self) -> f64 {
+        self.labels
+            .iter()
+            .map(|l| l.1)
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+}
+
+/// One item to judge.
+#[derive(Debug, Clone)]
+pub struct JudgeItem {
+    pub prompt: String,
+    pub response: String,
+}
+
+/// A judge's verdict on one item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeScore {
+    pub judge: String,
+    pub model: String,
+    /// Probability of each label, normalized over the labels.
+    pub probs: Vec<f64>,
+    pub labels: Vec<String>,
+    /// Expected value over the labels (P(yes) for yes-no).
+    pub score: f64,
+    /// `score` mapped to 0..1, comparable across scales.
+    pub normalized: f64,
+    /// Total probability the judge put on any label form; low means it did not take the
+    /// question as intended.
+    pub label_mass: f64,
+    pub prompt_tokens: usize,
+    /// The response was cut to fit the judge's context.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// A loaded judge: model, rubric and the token ids of its labels.
+pub struct Judge<'a> {
+    pub name: String,
+    pub llm: &'a Llm,
+    pub rubric: Rubric,
+    pub scale: Scale,
+    /// Per label, the single-token ids of its forms.
+    label_ids: Vec<Vec<u32>>,
+    /// Context budget for one item (prompt + verdict position).
+    pub max_tokens: usize,
+}
+
+impl<'a> Judge<'a> {
+    /// Checks that every label has at least one single-token form in the judge's tokenizer.
+    pub fn new(name: &str, llm: &'a Llm, rubric: Rubric, max_tokens: usize) -> Result<Judge<'a>> {
+        let scale =
+            Scale::parse(&rubric.scale).map_err(|e| Error::Spec(format!("judge {name}: {e}")))?;
+        let mut label_ids = Vec::new();
+        for ((label, _), forms) in scale.labels.iter().zip(&scale.forms) {
+            let mut ids = Vec::new();
+            for f in forms {
+                let t = llm.tokenizer.encode(f)?;
+                if t.len() == 1 && !ids.contains(&t[0]) {
+                    ids.push(t[0]);
+                }
+            }
+            if ids.is_empty() {
+                return Err(Error::Spec(format!(
+                    "judge {name}: the label {label:?} is not a single token in {}'s tokenizer (forms tried: {forms:?}); choose another scale",
+                    llm.info.model
+                )));
+            }
+            label_ids.push(ids);
+        }
+        let max_tokens = max_tokens.min(llm.decoder.cfg.context).max(64);
+        Ok(Judge {
+            name: name.to_string(),
+            llm,
+            rubric,
+            scale,
+            label_ids,
+            max_tokens,
+        })
+    }
+
+    /// The judge's prompt text for an item (chat template applied, verdict pre-filled).
+    pub fn prompt_text(&self, item: &JudgeItem) -> String {
+        let user = format!(
+            "Read the question and the answer, then judge the answer.\n\nQuestion:\n{}\n\nAnswer:\n{}\n\nCriteria: {}\n\n{}",
+            item.prompt.trim(),
+            item.response.trim(),
+            self.rubric.criteria.trim(),
+            self.scale.question
+        );
+        let mut msgs = Vec::new();
+        if let Some(s) = &self.rubric.system {
+            msgs.push(Message::new("system", s.clone()));
+        }
+        msgs.push(Message::new("user", user));
+        let mut text = self.llm.template.render(&msgs, true);
+        text.push_str(&self.scale.prefill);
+        text
+    }
+
+    /// Token ids for an item, cutting the response (and flagging it) when it does not fit.
+    fn item_ids(&self, item: &JudgeItem) -> Result<(Vec<u32>, bool)> {
+        let ids = self.llm.prompt_ids_raw(&self.prompt_text(item))?;
+        if ids.len() <= self.max_tokens {
+            return Ok((ids, false));
+        }
+        let mut resp: Vec<char> = item.response.chars().collect();
+        loop {
+            let keep = resp.len() * 4 / 5;
+            if keep == 0 {
+                return Err(Error::Model(format!(
+                    "judge {}: the rubric and question alone exceed the judge's {} tokens",
+                    self.name, self.max_tokens
+                )));
+            }
+            resp.truncate(keep);
+            let cut = JudgeItem {
+                prompt: item.prompt.clone(),
+                response: format!("{} […]", resp.iter().collect::<String>()),
+            };
+            let ids = self.llm.prompt_ids_raw(&self.prompt_text(&cut))?;
+            if ids.len() <= self.max_tokens {
+                return Ok((ids, true));
+            }
+        }
+    }
+
+    /// Scores items, `batch` per forward pass. Order is preserved.
+    pub fn score(&self, items: &[JudgeItem], batch: usize) -> Result<Vec<JudgeScore>> {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(batch.max(1)) {
+            let prepared: Vec<(Vec<u32>, bool)> = chunk
+                .iter()
+                .map(|it| self.item_ids(it))
+                .collect::<Result<_>>()?;
+            let mut caches: Vec<_> = prepared
+                .iter()
+                .map(|(ids, _)| self.llm.decoder.new_cache(ids.len()))
+                .collect::<Result<_>>()?;
+            let mut segs: Vec<Segment<'_>> = caches
+                .iter_mut()
+                .zip(&prepared)
+                .map(|(c, (ids, _))| Segment {
+                    cache: c,
+                    tokens: ids,
+                })
+                .collect();
+            let logits = self.llm.decoder.forward(&mut segs)?.to_vec2::<f32>()?;
+            for (row, (ids, truncated)) in logits.iter().zip(&prepared) {
+                out.push(self.read_verdict(row, ids.len(), *truncated));
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_verdict(&self, logits: &[f32], prompt_tokens: usize, truncated: bool) -> JudgeScore {
+        // log-sum-exp over the whole vocabulary, in f64.
+        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let z: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+        let p = |id: u32| ((logits[id as usize] as f64 - max).exp()) / z;
+        let raw: Vec<f64> = self
+            .label_ids
+            .iter()
+            .map(|ids| ids.iter().map(|&i| p(i)).sum())
+            .collect();
+        let mass: f64 = raw.iter().sum();
+        let probs: Vec<f64> = raw.iter().map(|x| x / mass).collect();
+        let score: f64 = probs
+            .iter()
+            .zip(&self.scale.labels)
+            .map(|(p, (_, v))| p * v)
+            .sum();
+        let (lo, hi) = (self.scale.min(), self.scale.max());
+        JudgeScore {
+            judge: self.name.clone(),
+            model: self.llm.info.model.clone(),
+            probs,
+            labels: self.scale.labels.iter().map(|l| l.0.clone()).collect(),
+            score,
+            normalized: (score - lo) / (hi - lo),
+            label_mass: mass,
+            prompt_tokens,
+            truncated,
+        }
+    }
+}
+
+/// How several judges' normalized scores combine into the one the keep-rule reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Combine {
+    #[default]
+    Mean,
+    Min,
+}
+
+/// Combined score and agreement (1 − spread of normalized scores) over judges.
+pub fn combine(scores: &[JudgeScore], how: Combine) -> Option<(f64, f64)> {
+    if scores.is_empty() {
+        return None;
+    }
+    let v: Vec<f64> = scores.iter().map(|s| s.normalized).collect();
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    let combined = match how {
+        Combine::Mean => v.iter().sum::<f64>() / v.len() as f64,
+        Combine::Min => lo,
+    };
+    Some((combined, 1.0 - (hi - lo)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_parse() {
+        let s = Scale::parse("1-5").unwrap();
+        assert_eq!(s.labels.len(), 5);
+        assert_eq!((s.min(), s.max()), (1.0, 5.0));
+        assert!(Scale::parse("yes-no").unwrap().prefill.ends_with(':'));
+        assert!(Scale::parse("1-10").unwrap_err().contains("one digit"));
+        assert!(Scale::parse("good-bad").is_err());
+    }
+
+    #[test]
+    fn combine_mean_min_and_agreement() {
+        let mk = |n: f64| JudgeScore {
+            judge: "j".into(),
+            model: "m".into(),
+            probs: vec![],
+            labels: vec![],
+            score: n,
+            normalized: n,
+            label_mass: 1.0,
+            prompt_tokens: 1,
+            truncated: false,
+        };
+        let (m, a) = combine(&[mk(0.8), mk(0.4)], Combine::Mean).unwrap();
+        assert!((m - 0.6).abs() < 1e-12 && (a - 0.6).abs() < 1e-12);
+        assert_eq!(combine(&[mk(0.8), mk(0.4)], Combine::Min).unwrap().0, 0.4);
+        assert!(combine(&[], Combine::Mean).is_none());
+    }
+}
