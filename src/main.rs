@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use flywheel::generate::stage::{self, GenerateOptions};
 use flywheel::models::{self, FetchPolicy};
+use flywheel::verify::stage::VerifyOptions;
 use flywheel::Spec;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -32,6 +33,17 @@ enum Command {
     /// Rerunning the same spec resumes: records already in the file are skipped, a torn
     /// last line from a crash is repaired. Records are identical whatever the batch size.
     Generate(GenerateArgs),
+    /// Score records with the spec's LLM judges and programmatic verifiers.
+    ///
+    /// Reads <run>/generated.jsonl (or --input: any JSONL of chat `messages`, `prompt` +
+    /// `response`, or alpaca records) and writes every record, scores attached, to
+    /// <run>/verified.jsonl (or --output). Nothing is dropped; a rerun resumes.
+    Verify(VerifyArgs),
+    /// Score any JSONL with one LLM judge and a rubric, no spec needed.
+    ///
+    /// The verdict is read from the judge's next-token probabilities over the scale's
+    /// labels (yes/no or 1..N), so there is no free text to parse and no item is lost.
+    Judge(JudgeArgs),
     /// List, fetch and verify the built-in models.
     Models {
         #[command(subcommand)]
@@ -66,6 +78,67 @@ struct GenerateArgs {
     #[arg(long)]
     force: bool,
     /// Never download models (same as FLYWHEEL_OFFLINE=1); use only files on this machine.
+    #[arg(long)]
+    offline: bool,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The TOML spec with [[judge]] and/or [[verifier]] sections.
+    spec: PathBuf,
+    /// Records to score instead of <run>/generated.jsonl.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Where to write instead of <run>/verified.jsonl.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Where to run: auto, cpu, cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Items per judge forward pass (overrides each judge's batch_size). Does not change scores.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Score only the first N records.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Never download models.
+    #[arg(long)]
+    offline: bool,
+}
+
+#[derive(Args)]
+struct JudgeArgs {
+    /// Judge model: a built-in id or a GGUF path.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    model: String,
+    /// Rubric file (TOML: criteria = "...", scale = "yes-no" | "1-5", optional system).
+    #[arg(long, conflicts_with = "criteria")]
+    rubric: Option<PathBuf>,
+    /// The criteria inline, instead of a rubric file.
+    #[arg(long)]
+    criteria: Option<String>,
+    /// Scale when --criteria is given: yes-no (best for small judges) or 1-N (N ≤ 9).
+    #[arg(long, default_value = "yes-no")]
+    scale: String,
+    /// JSONL of records (chat `messages`, `prompt` + `response`, or alpaca).
+    #[arg(long)]
+    input: PathBuf,
+    /// Output JSONL: the input records with scores.judge attached.
+    #[arg(long)]
+    output: PathBuf,
+    /// Name of the judge in scores.judge.
+    #[arg(long, default_value = "judge")]
+    name: String,
+    /// Items per forward pass. Does not change scores.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Longest judge prompt in tokens; longer responses are cut and flagged `truncated`.
+    #[arg(long, default_value_t = 1024)]
+    max_tokens: usize,
+    /// Where to run: auto, cpu, cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Never download models.
     #[arg(long)]
     offline: bool,
 }
@@ -112,17 +185,42 @@ fn main() {
     }
 }
 
+/// Ctrl-C stops after the batch in flight (records so far are kept); a second one quits.
+fn install_ctrlc() {
+    let _ = ctrlc::set_handler(|| {
+        if flywheel::engine::INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after the current step (Ctrl-C again to quit at once) …");
+    });
+}
+
+fn print_verify(s: &flywheel::verify::stage::VerifySummary) {
+    let rate = if s.judge_seconds > 0.0 {
+        format!(
+            ", judged {:.2} items/s",
+            s.judge_items as f64 / s.judge_seconds
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "verify: {} records, {} already done, {} written ({} unreadable, kept with scores.errors) in {:.1}s{rate} → {}",
+        s.records,
+        s.already_done,
+        s.written,
+        s.unreadable,
+        s.wall_seconds,
+        s.output.display()
+    );
+}
+
 fn run(cli: Cli) -> Result<()> {
     let progress = !cli.quiet && std::io::stderr().is_terminal();
     match cli.cmd {
         Command::Generate(a) => {
             let spec = Spec::load(&a.spec)?;
-            let _ = ctrlc::set_handler(|| {
-                if flywheel::engine::INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                    std::process::exit(130);
-                }
-                eprintln!("\nstopping after the current step (Ctrl-C again to quit at once) …");
-            });
+            install_ctrlc();
             let opts = GenerateOptions {
                 device: a.device,
                 batch_size: a.batch_size,
@@ -158,6 +256,76 @@ fn run(cli: Cli) -> Result<()> {
             if s.not_in_plan > 0 {
                 println!("note: {} records in the file are not in the current plan (the spec's seeds or tasks changed)", s.not_in_plan);
             }
+        }
+        Command::Verify(a) => {
+            let spec = Spec::load(&a.spec)?;
+            install_ctrlc();
+            let opts = VerifyOptions {
+                device: a.device,
+                batch_size: a.batch_size,
+                limit: a.limit,
+                progress,
+                fetch: if a.offline {
+                    FetchPolicy::Offline
+                } else {
+                    FetchPolicy::from_env()
+                },
+            };
+            let s = flywheel::verify::stage::run_spec(
+                &spec,
+                a.input.as_deref(),
+                a.output.as_deref(),
+                &opts,
+            )
+            .with_context(|| format!("verify {}", a.spec.display()))?;
+            print_verify(&s);
+        }
+        Command::Judge(a) => {
+            let rubric = match (&a.rubric, &a.criteria) {
+                (Some(f), _) => {
+                    flywheel::verify::judge::load_rubric(f).map_err(|e| anyhow::anyhow!(e))?
+                }
+                (None, Some(c)) => flywheel::verify::judge::Rubric {
+                    criteria: c.clone(),
+                    scale: a.scale.clone(),
+                    system: None,
+                },
+                (None, None) => {
+                    anyhow::bail!("give --rubric FILE or --criteria TEXT (what a good answer is)")
+                }
+            };
+            flywheel::verify::judge::Scale::parse(&rubric.scale)
+                .map_err(|e| anyhow::anyhow!("--scale: {e}"))?;
+            install_ctrlc();
+            let judge = flywheel::spec::JudgeSpec {
+                name: a.name,
+                model: a.model,
+                rubric,
+                batch_size: a.batch_size.max(1),
+                max_tokens: a.max_tokens.max(64),
+            };
+            let opts = VerifyOptions {
+                device: a.device,
+                batch_size: None,
+                limit: None,
+                progress,
+                fetch: if a.offline {
+                    FetchPolicy::Offline
+                } else {
+                    FetchPolicy::from_env()
+                },
+            };
+            let s = flywheel::verify::stage::run(
+                &a.input,
+                &a.output,
+                &[judge],
+                &[],
+                Default::default(),
+                std::path::Path::new("."),
+                &opts,
+            )
+            .with_context(|| format!("judge {}", a.input.display()))?;
+            print_verify(&s);
         }
         Command::Models { cmd } => match cmd {
             ModelsCmd::List => {

@@ -73,18 +73,29 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     let run_dir = opts.out.clone().unwrap_or_else(|| spec.run_dir());
     let device = engine::device::parse(&opts.device)?;
     create_run_dir(&run_dir)?;
-    let model = resolve(&spec.teacher.model, opts.fetch)?;
-    let template = spec
-        .teacher
+    let teacher = spec.teacher.as_ref().ok_or_else(|| {
+        Error::Spec(format!(
+            "{}: the spec has no [teacher] section; `generate` needs one (see configs/demo.toml)",
+            spec.path.display()
+        ))
+    })?;
+    if spec.tasks.is_empty() {
+        return Err(Error::Spec(format!(
+            "{}: task: the spec has no [[task]] section; add one with a `name` and a `template`",
+            spec.path.display()
+        )));
+    }
+    let model = resolve(&teacher.model, opts.fetch)?;
+    let template = teacher
         .chat_template
         .as_deref()
         .and_then(ChatTemplate::from_name);
 
     let fingerprint = serde_json::json!({
         "model_sha256": model.main_file().sha256,
-        "chat_template": spec.teacher.chat_template,
-        "sampling": spec.teacher.sampling,
-        "max_new_tokens": spec.teacher.max_new_tokens,
+        "chat_template": teacher.chat_template,
+        "sampling": teacher.sampling,
+        "max_new_tokens": teacher.max_new_tokens,
         "seed": spec.run.seed,
         "device": engine::device::name(&device),
         "engine_revision": ENGINE_REVISION,
@@ -189,10 +200,10 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
 
     let llm = llm.expect("loaded when work is pending");
     let params = GenParams {
-        sampling: spec.teacher.sampling.clone(),
-        max_new_tokens: spec.teacher.max_new_tokens,
-        batch_size: opts.batch_size.unwrap_or(spec.teacher.batch_size),
-        stop: spec.teacher.sampling.stop.clone(),
+        sampling: teacher.sampling.clone(),
+        max_new_tokens: teacher.max_new_tokens,
+        batch_size: opts.batch_size.unwrap_or(teacher.batch_size),
+        stop: teacher.sampling.stop.clone(),
     };
     let mut requests = Vec::with_capacity(pending.len());
     for it in &pending {
@@ -203,7 +214,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
         });
     }
     let by_id: HashMap<&str, &WorkItem> = pending.iter().map(|i| (i.id.as_str(), i)).collect();
-    let pb = progress_bar(pending.len(), opts.progress);
+    let pb = progress_bar(pending.len(), opts.progress, "generate");
     let gen_started = Instant::now();
     let spec_sha = spec.sha256();
     let device_name = engine::device::name(&device);
@@ -312,15 +323,17 @@ fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String>
         .collect()
 }
 
-fn progress_bar(len: usize, show: bool) -> indicatif::ProgressBar {
+/// A progress bar for a stage: records done/planned, a rate message, elapsed and ETA.
+/// Hidden when `show` is false (not a terminal, or --quiet).
+pub fn progress_bar(len: usize, show: bool, stage: &str) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }
     let pb = indicatif::ProgressBar::new(len as u64);
     pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "generate [{bar:30}] {pos}/{len} records · {msg} · {elapsed} elapsed, ETA {eta}",
-        )
+        indicatif::ProgressStyle::with_template(&format!(
+            "{stage} [{{bar:30}}] {{pos}}/{{len}} records · {{msg}} · {{elapsed}} elapsed, ETA {{eta}}"
+        ))
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );

@@ -23,21 +23,139 @@ pub struct Spec {
     /// The exact text, hashed into provenance.
     pub text: String,
     pub run: RunSection,
-    pub teacher: TeacherSection,
+    /// The generating model; only `generate` needs it.
+    pub teacher: Option<TeacherSection>,
     /// Seed lists by variable name, loaded and ready to expand.
     pub seeds: BTreeMap<String, SeedValues>,
     pub tasks: Vec<Task>,
+    /// LLM judges (`[[judge]]`), in spec order.
+    pub judges: Vec<JudgeSpec>,
+    /// Programmatic verifiers (`[[verifier]]`), in spec order.
+    pub verifiers: Vec<VerifierSpec>,
+    /// `[verify]`: how judge scores combine.
+    pub verify: VerifySection,
+}
+
+/// `[[judge]]`: a model asked a rubric question.
+#[derive(Debug, Clone)]
+pub struct JudgeSpec {
+    pub name: String,
+    pub model: String,
+    pub rubric: crate::verify::judge::Rubric,
+    pub batch_size: usize,
+    pub max_tokens: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJudge {
+    #[serde(default)]
+    name: Option<String>,
+    model: Spanned<String>,
+    /// A rubric file (TOML with `criteria`, `scale`, `system`), relative to the spec.
+    #[serde(default)]
+    rubric: Option<Spanned<String>>,
+    #[serde(default)]
+    criteria: Option<String>,
+    #[serde(default)]
+    scale: Option<Spanned<String>>,
+    #[serde(default)]
+    system: Option<String>,
+    #[serde(default = "default_judge_batch")]
+    batch_size: usize,
+    #[serde(default = "default_judge_max_tokens")]
+    max_tokens: usize,
+}
+
+fn default_judge_batch() -> usize {
+    16
+}
+fn default_judge_max_tokens() -> usize {
+    1024
+}
+
+/// `[[verifier]]`: one programmatic check, chosen by `kind`.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum VerifierSpec {
+    /// The response is JSON; `schema` is a JSON Schema file (relative to the spec).
+    Json {
+        #[serde(default)]
+        schema: Option<String>,
+    },
+    Regex {
+        #[serde(default)]
+        must_match: Vec<String>,
+        #[serde(default)]
+        must_not_match: Vec<String>,
+    },
+    Length {
+        #[serde(default = "default_length_unit")]
+        unit: crate::verify::verifiers::LengthUnit,
+        #[serde(default)]
+        min: Option<usize>,
+        #[serde(default)]
+        max: Option<usize>,
+    },
+    /// Final answer vs a record field (`reference`, dotted path) and/or the majority of
+    /// the samples that share the prompt (`self_consistency`).
+    MathAnswer {
+        #[serde(default)]
+        reference: Option<String>,
+        #[serde(default)]
+        self_consistency: bool,
+    },
+    Repetition {
+        #[serde(default = "default_rep_n")]
+        n: usize,
+        #[serde(default = "default_rep_share")]
+        max_share: f64,
+    },
+    Refusal {},
+    Language {
+        #[serde(default = "default_letter_share")]
+        min_letter_share: f64,
+    },
+}
+
+fn default_length_unit() -> crate::verify::verifiers::LengthUnit {
+    crate::verify::verifiers::LengthUnit::Words
+}
+fn default_rep_n() -> usize {
+    4
+}
+fn default_rep_share() -> f64 {
+    0.3
+}
+fn default_letter_share() -> f64 {
+    0.5
+}
+
+/// `[verify]`.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySection {
+    /// How several judges' normalized scores combine: `mean` (default) or `min`.
+    #[serde(default)]
+    pub combine: crate::verify::judge::Combine,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSpec {
     run: RunSection,
-    teacher: RawTeacher,
+    #[serde(default)]
+    teacher: Option<RawTeacher>,
     #[serde(default)]
     seeds: BTreeMap<String, Spanned<toml::Value>>,
     #[serde(rename = "task", default)]
     tasks: Vec<RawTask>,
+    #[serde(rename = "judge", default)]
+    judges: Vec<RawJudge>,
+    #[serde(rename = "verifier", default)]
+    verifiers: Vec<Spanned<VerifierSpec>>,
+    #[serde(default)]
+    verify: VerifySection,
 }
 
 /// `[run]`: the run's name, seed and output directory.
@@ -242,67 +360,72 @@ impl Spec {
             ));
         }
 
-        let t = &raw.teacher;
-        let s = &t.sampling;
-        let sampling_err = |m: String| loc.err(t.model.span(), "teacher.sampling", m);
-        if !(s.temperature >= 0.0 && s.temperature.is_finite()) {
-            return Err(sampling_err(format!(
-                "temperature must be >= 0 (0 = greedy), got {}",
-                s.temperature
-            )));
-        }
-        if !(s.top_p > 0.0 && s.top_p <= 1.0) {
-            return Err(sampling_err(format!(
-                "top_p must be in (0, 1], got {}",
-                s.top_p
-            )));
-        }
-        if !(s.repetition_penalty > 0.0 && s.repetition_penalty.is_finite()) {
-            return Err(sampling_err(format!(
-                "repetition_penalty must be > 0, got {}",
-                s.repetition_penalty
-            )));
-        }
-        if s.stop.iter().any(|x| x.is_empty()) {
-            return Err(sampling_err("stop strings must not be empty".into()));
-        }
-        for (field, v) in [
-            ("teacher.max_new_tokens", &t.max_new_tokens),
-            ("teacher.batch_size", &t.batch_size),
-        ] {
-            if *v.get_ref() == 0 {
-                return Err(loc.err(v.span(), field, "must be at least 1"));
-            }
-        }
-        if let Some(ct) = &t.chat_template {
-            if crate::models::chat::ChatTemplate::from_name(ct.get_ref()).is_none() {
-                return Err(loc.err(
-                    ct.span(),
-                    "teacher.chat_template",
+        let teacher = match &raw.teacher {
+            None => None,
+            Some(t) => {
+                let s = &t.sampling;
+                let sampling_err = |m: String| loc.err(t.model.span(), "teacher.sampling", m);
+                if !(s.temperature >= 0.0 && s.temperature.is_finite()) {
+                    return Err(sampling_err(format!(
+                        "temperature must be >= 0 (0 = greedy), got {}",
+                        s.temperature
+                    )));
+                }
+                if !(s.top_p > 0.0 && s.top_p <= 1.0) {
+                    return Err(sampling_err(format!(
+                        "top_p must be in (0, 1], got {}",
+                        s.top_p
+                    )));
+                }
+                if !(s.repetition_penalty > 0.0 && s.repetition_penalty.is_finite()) {
+                    return Err(sampling_err(format!(
+                        "repetition_penalty must be > 0, got {}",
+                        s.repetition_penalty
+                    )));
+                }
+                if s.stop.iter().any(|x| x.is_empty()) {
+                    return Err(sampling_err("stop strings must not be empty".into()));
+                }
+                for (field, v) in [
+                    ("teacher.max_new_tokens", &t.max_new_tokens),
+                    ("teacher.batch_size", &t.batch_size),
+                ] {
+                    if *v.get_ref() == 0 {
+                        return Err(loc.err(v.span(), field, "must be at least 1"));
+                    }
+                }
+                if let Some(ct) = &t.chat_template {
+                    if crate::models::chat::ChatTemplate::from_name(ct.get_ref()).is_none() {
+                        return Err(loc.err(
+                            ct.span(),
+                            "teacher.chat_template",
+                            format!(
+                                "unknown chat template {:?}; supported: chatml, gemma, raw",
+                                ct.get_ref()
+                            ),
+                        ));
+                    }
+                }
+                let model = t.model.get_ref();
+                if crate::models::registry::find(model).is_none() && !looks_like_path(model) {
+                    return Err(loc.err(
+                    t.model.span(),
+                    "teacher.model",
                     format!(
-                        "unknown chat template {:?}; supported: chatml, gemma, raw",
-                        ct.get_ref()
+                        "unknown model id {model:?}; known ids: {} (or give a path to a .gguf file)",
+                        crate::models::registry::ids().join(", ")
                     ),
                 ));
+                }
+                let teacher = TeacherSection {
+                    model: model.clone(),
+                    sampling: s.clone(),
+                    max_new_tokens: *t.max_new_tokens.get_ref(),
+                    batch_size: *t.batch_size.get_ref(),
+                    chat_template: t.chat_template.as_ref().map(|c| c.get_ref().clone()),
+                };
+                Some(teacher)
             }
-        }
-        let model = t.model.get_ref();
-        if crate::models::registry::find(model).is_none() && !looks_like_path(model) {
-            return Err(loc.err(
-                t.model.span(),
-                "teacher.model",
-                format!(
-                    "unknown model id {model:?}; known ids: {} (or give a path to a .gguf file)",
-                    crate::models::registry::ids().join(", ")
-                ),
-            ));
-        }
-        let teacher = TeacherSection {
-            model: model.clone(),
-            sampling: s.clone(),
-            max_new_tokens: *t.max_new_tokens.get_ref(),
-            batch_size: *t.batch_size.get_ref(),
-            chat_template: t.chat_template.as_ref().map(|c| c.get_ref().clone()),
         };
 
         let mut seeds = BTreeMap::new();
@@ -312,12 +435,6 @@ impl Spec {
             seeds.insert(var.clone(), values);
         }
 
-        if raw.tasks.is_empty() {
-            return Err(Error::Spec(format!(
-                "{}: task: the spec has no [[task]] section; add one with a `name` and a `template`",
-                path.display()
-            )));
-        }
         let mut tasks = Vec::new();
         let mut names = std::collections::HashSet::new();
         for (i, rt) in raw.tasks.iter().enumerate() {
@@ -380,6 +497,85 @@ impl Spec {
             });
         }
 
+        let mut judges = Vec::new();
+        let mut judge_names = std::collections::HashSet::new();
+        for (i, j) in raw.judges.iter().enumerate() {
+            let field = |f: &str| format!("judge[{i}].{f}");
+            let model = j.model.get_ref();
+            if crate::models::registry::find(model).is_none() && !looks_like_path(model) {
+                return Err(loc.err(
+                    j.model.span(),
+                    &field("model"),
+                    format!(
+                        "unknown model id {model:?}; known ids: {}",
+                        crate::models::registry::ids().join(", ")
+                    ),
+                ));
+            }
+            let mut rubric = match (&j.rubric, &j.criteria) {
+                (Some(file), None) => {
+                    crate::verify::judge::load_rubric(&base_dir.join(file.get_ref()))
+                        .map_err(|e| loc.err(file.span(), &field("rubric"), e))?
+                }
+                (None, Some(c)) => crate::verify::judge::Rubric {
+                    criteria: c.clone(),
+                    scale: "yes-no".into(),
+                    system: None,
+                },
+                _ => {
+                    return Err(loc.err(
+                        j.model.span(),
+                        &field("rubric"),
+                        "give either `rubric = \"file.toml\"` or inline `criteria = \"...\"`",
+                    ))
+                }
+            };
+            if let Some(sc) = &j.scale {
+                rubric.scale = sc.get_ref().clone();
+            }
+            if let Some(sys) = &j.system {
+                rubric.system = Some(sys.clone());
+            }
+            if let Err(e) = crate::verify::judge::Scale::parse(&rubric.scale) {
+                let span = j.scale.as_ref().map_or(j.model.span(), |s| s.span());
+                return Err(loc.err(span, &field("scale"), e));
+            }
+            let name = j.name.clone().unwrap_or_else(|| {
+                if raw.judges.len() == 1 {
+                    "judge".into()
+                } else {
+                    format!("judge{i}")
+                }
+            });
+            if !judge_names.insert(name.clone()) {
+                return Err(loc.err(
+                    j.model.span(),
+                    &field("name"),
+                    format!("judge name {name:?} is used twice"),
+                ));
+            }
+            if j.batch_size == 0 || j.max_tokens < 64 {
+                return Err(loc.err(
+                    j.model.span(),
+                    &field("batch_size"),
+                    "batch_size must be ≥ 1 and max_tokens ≥ 64",
+                ));
+            }
+            judges.push(JudgeSpec {
+                name,
+                model: model.clone(),
+                rubric,
+                batch_size: j.batch_size,
+                max_tokens: j.max_tokens,
+            });
+        }
+        let mut verifiers = Vec::new();
+        for (i, v) in raw.verifiers.iter().enumerate() {
+            crate::verify::verifiers::build(v.get_ref(), base_dir)
+                .map_err(|e| loc.err(v.span(), &format!("verifier[{i}]"), e))?;
+            verifiers.push(v.get_ref().clone());
+        }
+
         Ok(Spec {
             path: path.to_path_buf(),
             text: text.clone(),
@@ -387,6 +583,9 @@ impl Spec {
             teacher,
             seeds,
             tasks,
+            judges,
+            verifiers,
+            verify: raw.verify,
         })
     }
 

@@ -31,7 +31,7 @@ fn valid_spec_parses_with_defaults() {
     let s = parse(OK).unwrap();
     assert_eq!(s.name(), "t");
     assert_eq!(s.run.seed, 42);
-    assert_eq!(s.teacher.max_new_tokens, 256);
+    assert_eq!(s.teacher.as_ref().unwrap().max_new_tokens, 256);
     assert_eq!(s.tasks[0].vars, vec!["topic"]);
     assert_eq!(s.run_dir(), PathBuf::from("runs/t"));
 }

@@ -50,9 +50,9 @@ impl Scale {
                     vec![" yes".into(), " Yes".into(), "yes".into(), "Yes".into()],
                     vec![" no".into(), " No".into(), "no".into(), "No".into()],
                 ],
-                question: "Does the answer meet the criteria? Reply with yes or no.".into(),
-                // No trailing space: the label tokens carry their own leading space.
-                prefill: "Verdict:".into(),
+                question: "Is this a good answer to the question? Reply yes or no.".into(),
+                // The verdict is the first token of the assistant turn.
+                prefill: String::new(),
             }),
             _ => {
                 let (lo, hi) = s.split_once('-').ok_or_else(|| {
@@ -70,7 +70,7 @@ impl Scale {
                 Ok(Scale {
                     labels: (lo..=hi).map(|v| (v.to_string(), v as f64)).collect(),
                     forms: (lo..=hi).map(|v| vec![v.to_string(), format!(" {v}")]).collect(),
-                    question: format!("Rate how well the answer meets the criteria from {lo} (worst) to {hi} (best). Reply with the number only."),
+                    question: format!("Rate the answer from {lo} (worst) to {hi} (best). Reply with the number only."),
                     // A trailing space, so the next token is the bare digit (without it a
                     // small judge puts almost no mass on digits).
                     prefill: "Score: ".into(),
@@ -166,20 +166,27 @@ impl<'a> Judge<'a> {
         })
     }
 
-    /// The judge's prompt text for an item (chat template applied, verdict pre-filled).
+    /// The judge's prompt text for an item (chat template applied, verdict next).
+    ///
+    /// The shape was chosen on a labeled set (tests/fixtures/judge_labeled.jsonl): a
+    /// strict-grader system prompt carrying the criteria, a short question/answer turn, and
+    /// the verdict as the first assistant token ranked best of seven formats tried with
+    /// SmolLM2-135M (AUROC 0.63; the README reports what small judges can and cannot do).
     pub fn prompt_text(&self, item: &JudgeItem) -> String {
+        let system = match &self.rubric.system {
+            Some(s) => s.clone(),
+            None => format!(
+                "You are a strict teacher grading answers. Wrong, off-topic, unfinished or unhelpful answers are bad. A good answer meets these criteria: {}",
+                self.rubric.criteria.trim()
+            ),
+        };
         let user = format!(
-            "Read the question and the answer, then judge the answer.\n\nQuestion:\n{}\n\nAnswer:\n{}\n\nCriteria: {}\n\n{}",
+            "Question: {}\nAnswer: {}\n{}",
             item.prompt.trim(),
             item.response.trim(),
-            self.rubric.criteria.trim(),
             self.scale.question
         );
-        let mut msgs = Vec::new();
-        if let Some(s) = &self.rubric.system {
-            msgs.push(Message::new("system", s.clone()));
-        }
-        msgs.push(Message::new("user", user));
+        let msgs = [Message::new("system", system), Message::new("user", user)];
         let mut text = self.llm.template.render(&msgs, true);
         text.push_str(&self.scale.prefill);
         text
@@ -299,6 +306,20 @@ pub fn combine(scores: &[JudgeScore], how: Combine) -> Option<(f64, f64)> {
     Some((combined, 1.0 - (hi - lo)))
 }
 
+/// Reads a rubric file (`criteria`, `scale`, `system`); errors name the file and line.
+pub fn load_rubric(path: &std::path::Path) -> std::result::Result<Rubric, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read rubric {}: {e}", path.display()))?;
+    let r: Rubric = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map_or(0, |s| {
+            text[..s.start.min(text.len())].matches('\n').count() + 1
+        });
+        format!("{}:{line}: {}", path.display(), e.message().trim_end())
+    })?;
+    Scale::parse(&r.scale).map_err(|e| format!("{}: scale: {e}", path.display()))?;
+    Ok(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,7 +329,8 @@ mod tests {
         let s = Scale::parse("1-5").unwrap();
         assert_eq!(s.labels.len(), 5);
         assert_eq!((s.min(), s.max()), (1.0, 5.0));
-        assert!(Scale::parse("yes-no").unwrap().prefill.ends_with(':'));
+        assert!(Scale::parse("yes-no").unwrap().prefill.is_empty());
+        assert_eq!(Scale::parse("1-5").unwrap().prefill, "Score: ");
         assert!(Scale::parse("1-10").unwrap_err().contains("one digit"));
         assert!(Scale::parse("good-bad").is_err());
     }

@@ -3,4 +3,5 @@
 //! keep-rule is applied later, so a threshold can change without re-scoring.
 
 pub mod judge;
+pub mod stage;
 pub mod verifiers;

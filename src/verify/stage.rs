@@ -1,0 +1,491 @@
+//! The verify stage: any JSONL of records in → the same records with `scores` attached
+//! out. Every input record is written (a record the judges cannot read gets
+//! `scores.errors` instead), batches are appended as they finish, and a rerun skips ids
+//! already in the output.
+
+use super::judge::{combine, Combine, Judge, JudgeItem, JudgeScore};
+use super::verifiers::{self, answers_equal, extract_answer, Input, Verdict, Verifier};
+use crate::engine::{device, Llm};
+use crate::error::{Error, Result};
+use crate::models::{resolve, FetchPolicy};
+use crate::spec::{JudgeSpec, Spec, VerifierSpec};
+use crate::store::manifest::{ModelEntry, StageStatus};
+use crate::store::{JsonlWriter, Manifest};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Command-line settings for a verify run.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    pub device: String,
+    /// Overrides every judge's batch size.
+    pub batch_size: Option<usize>,
+    pub limit: Option<usize>,
+    pub progress: bool,
+    pub fetch: FetchPolicy,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            device: "auto".into(),
+            batch_size: None,
+            limit: None,
+            progress: false,
+            fetch: FetchPolicy::from_env(),
+        }
+    }
+}
+
+/// What a verify run did.
+#[derive(Debug, Clone, Default)]
+pub struct VerifySummary {
+    pub output: PathBuf,
+    pub records: usize,
+    pub already_done: usize,
+    pub written: usize,
+    /// Records the judges could not read (no prompt/response); written with `scores.errors`.
+    pub unreadable: usize,
+    pub judge_items: usize,
+    pub judge_seconds: f64,
+    pub wall_seconds: f64,
+}
+
+/// `flywheel verify SPEC`: `<run>/generated.jsonl` (or `input`) → `<run>/verified.jsonl` (or `output`).
+pub fn run_spec(
+    spec: &Spec,
+    input: Option<&Path>,
+    output: Option<&Path>,
+    opts: &VerifyOptions,
+) -> Result<VerifySummary> {
+    if spec.judges.is_empty() && spec.verifiers.is_empty() {
+        return Err(Error::Spec(format!(
+            "{}: nothing to verify with: add a [[judge]] (model + criteria) or a [[verifier]] section",
+            spec.path.display()
+        )));
+    }
+    let run_dir = spec.run_dir();
+    let input = input
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| run_dir.join("generated.jsonl"));
+    let output = output
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| run_dir.join("verified.jsonl"));
+    let base = spec.path.parent().unwrap_or(Path::new("."));
+    let summary = run(
+        &input,
+        &output,
+        &spec.judges,
+        &spec.verifiers,
+        spec.verify.combine,
+        base,
+        opts,
+    )?;
+    if output.parent() == Some(run_dir.as_path()) {
+        record_in_manifest(&run_dir, spec, &summary)?;
+    }
+    Ok(summary)
+}
+
+fn record_in_manifest(run_dir: &Path, spec: &Spec, s: &VerifySummary) -> Result<()> {
+    let mut m = Manifest::load(run_dir)?.unwrap_or_default();
+    m.spec_path = spec.path.display().to_string();
+    m.spec_sha256 = spec.sha256();
+    m.flywheel = env!("CARGO_PKG_VERSION").into();
+    let mut st = StageStatus {
+        status: "done".into(),
+        planned: s.records,
+        done: s.already_done + s.written,
+        written_this_run: s.written,
+        wall_seconds: s.wall_seconds,
+        ..Default::default()
+    };
+    st.extra.insert("unreadable".into(), s.unreadable.into());
+    st.extra.insert(
+        "judge_items_per_s".into(),
+        json!(if s.judge_seconds > 0.0 {
+            s.judge_items as f64 / s.judge_seconds
+        } else {
+            0.0
+        }),
+    );
+    m.stages.insert("verify".into(), st);
+    for j in &spec.judges {
+        if let Ok(r) = resolve(&j.model, FetchPolicy::Offline) {
+            let e = ModelEntry {
+                role: format!("judge:{}", j.name),
+                id: r.id.clone(),
+                file: r.main_file().path.display().to_string(),
+                sha256: r.main_file().sha256.clone(),
+            };
+            m.models.retain(|x| x.role != e.role);
+            m.models.push(e);
+        }
+    }
+    m.save(run_dir)
+}
+
+/// Scores `input` into `output` with the given judges and verifiers.
+pub fn run(
+    input: &Path,
+    output: &Path,
+    judges: &[JudgeSpec],
+    verifier_specs: &[VerifierSpec],
+    how: Combine,
+    base_dir: &Path,
+    opts: &VerifyOptions,
+) -> Result<VerifySummary> {
+    let started = Instant::now();
+    let mut records = read_records(input)?;
+    if let Some(l) = opts.limit {
+        records.truncate(l);
+    }
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::store::create_run_dir(dir)?;
+    }
+    let (mut writer, existing) = JsonlWriter::open(output)?;
+    let mut summary = VerifySummary {
+        output: output.to_path_buf(),
+        records: records.len(),
+        ..Default::default()
+    };
+
+    // Verifiers, with duplicate kinds numbered so no result overwrites another.
+    let mut verifiers: Vec<(String, Box<dyn Verifier>)> = Vec::new();
+    let mut consistency = false;
+    for spec in verifier_specs {
+        if let VerifierSpec::MathAnswer {
+            self_consistency: true,
+            ..
+        } = spec
+        {
+            consistency = true;
+        }
+        if let Some(v) = verifiers::build(spec, base_dir).map_err(Error::Spec)? {
+            let base = v.name().to_string();
+            let n = verifiers
+                .iter()
+                .filter(|(k, _)| k == &base || k.starts_with(&format!("{base}#")))
+                .count();
+            let key = if n == 0 {
+                base
+            } else {
+                format!("{base}#{}", n + 1)
+            };
+            verifiers.push((key, v));
+        }
+    }
+    let extracted: Vec<std::result::Result<(String, String), String>> =
+        records.iter().map(extract).collect();
+    let majority = if consistency {
+        majorities(&extracted)
+    } else {
+        HashMap::new()
+    };
+
+    let pending: Vec<usize> = (0..records.len())
+        .filter(|&i| !existing.ids.contains(id_of(&records[i])))
+        .collect();
+    summary.already_done = records.len() - pending.len();
+    if pending.is_empty() {
+        summary.wall_seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+
+    // Load each judge model once, then the judges.
+    let dev = device::parse(&opts.device)?;
+    let mut llms: HashMap<&str, Llm> = HashMap::new();
+    for j in judges {
+        if !llms.contains_key(j.model.as_str()) {
+            let m = resolve(&j.model, opts.fetch)?;
+            llms.insert(j.model.as_str(), Llm::load(&m, &dev, None)?);
+        }
+    }
+    let loaded: Vec<(Judge<'_>, usize)> = judges
+        .iter()
+        .map(|j| {
+            Ok((
+                Judge::new(
+                    &j.name,
+                    &llms[j.model.as_str()],
+                    j.rubric.clone(),
+                    j.max_tokens,
+                )?,
+                opts.batch_size.unwrap_or(j.batch_size),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let chunk = loaded.iter().map(|(_, b)| *b).max().unwrap_or(64).max(1);
+
+    let pb = crate::generate::stage::progress_bar(pending.len(), opts.progress, "verify");
+    for idxs in pending.chunks(chunk) {
+        if crate::engine::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Interrupted);
+        }
+        let readable: Vec<usize> = idxs
+            .iter()
+            .copied()
+            .filter(|&i| extracted[i].is_ok())
+            .collect();
+        let items: Vec<JudgeItem> = readable
+            .iter()
+            .map(|&i| {
+                let (p, r) = extracted[i].as_ref().expect("filtered to readable");
+                JudgeItem {
+                    prompt: p.clone(),
+                    response: r.clone(),
+                }
+            })
+            .collect();
+        let mut per_judge: Vec<Vec<JudgeScore>> = Vec::new();
+        let t0 = Instant::now();
+        for (judge, batch) in &loaded {
+            per_judge.push(judge.score(&items, *batch)?);
+        }
+        if !loaded.is_empty() {
+            summary.judge_items += items.len();
+            summary.judge_seconds += t0.elapsed().as_secs_f64();
+        }
+        for &i in idxs {
+            let mut rec = records[i].clone();
+            let mut scores: Map<String, Value> = rec
+                .get("scores")
+                .and_then(|s| s.as_object())
+                .cloned()
+                .unwrap_or_default();
+            match &extracted[i] {
+                Err(e) => {
+                    summary.unreadable += 1;
+                    scores.insert("errors".into(), json!([e]));
+                }
+                Ok((prompt, response)) => {
+                    let pos = readable.iter().position(|&r| r == i).expect("readable");
+                    if !loaded.is_empty() {
+                        let mine: Vec<JudgeScore> =
+                            per_judge.iter().map(|v| v[pos].clone()).collect();
+                        let mut jmap = Map::new();
+                        for s in &mine {
+                            jmap.insert(
+                                s.judge.clone(),
+                                serde_json::to_value(s).unwrap_or(Value::Null),
+                            );
+                        }
+                        scores.insert("judge".into(), Value::Object(jmap));
+                        if let Some((score, agreement)) = combine(&mine, how) {
+                            scores.insert("judge_combined".into(), json!({"score": score, "agreement": agreement, "combine": how, "judges": mine.len()}));
+                        }
+                    }
+                    let mut vmap = Map::new();
+                    let input = Input {
+                        prompt,
+                        response,
+                        record: &records[i],
+                    };
+                    for (key, v) in &verifiers {
+                        vmap.insert(
+                            key.clone(),
+                            serde_json::to_value(v.check(&input)).unwrap_or(Value::Null),
+                        );
+                    }
+                    if consistency {
+                        vmap.insert(
+                            "math_consistency".into(),
+                            serde_json::to_value(consistency_verdict(prompt, response, &majority))
+                                .unwrap_or(Value::Null),
+                        );
+                    }
+                    if !vmap.is_empty() {
+                        scores.insert("verifiers".into(), Value::Object(vmap));
+                    }
+                }
+            }
+            if let Some(o) = rec.as_object_mut() {
+                o.insert("scores".into(), Value::Object(scores));
+            }
+            writer.append(&rec)?;
+            summary.written += 1;
+            pb.inc(1);
+        }
+        writer.sync()?;
+        if summary.judge_seconds > 0.0 {
+            pb.set_message(format!(
+                "{:.1} items/s",
+                summary.judge_items as f64 / summary.judge_seconds
+            ));
+        }
+    }
+    pb.finish_and_clear();
+    summary.wall_seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Reads a JSONL file of records; a record without an `id` gets one from its content.
+/// A line that is not a JSON object is an error naming it (never silently skipped).
+pub fn read_records(path: &Path) -> Result<Vec<Value>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::io("cannot read input", path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut v: Value = serde_json::from_str(line).map_err(|e| {
+            Error::Spec(format!(
+                "{}:{}: not a JSON record ({e}); fix or remove that line",
+                path.display(),
+                i + 1
+            ))
+        })?;
+        let Some(obj) = v.as_object_mut() else {
+            return Err(Error::Spec(format!(
+                "{}:{}: a record must be a JSON object",
+                path.display(),
+                i + 1
+            )));
+        };
+        if !obj.get("id").is_some_and(|x| x.is_string()) {
+            let id = crate::models::checksum::sha256_bytes(line.as_bytes())[..32].to_string();
+            obj.insert("id".into(), Value::String(id));
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+fn id_of(v: &Value) -> &str {
+    v.get("id").and_then(|x| x.as_str()).unwrap_or("")
+}
+
+/// (prompt, response) from a chat record (`messages`: the last assistant turn and the
+/// user turn before it), a `prompt`/`response` record, or an alpaca record.
+pub fn extract(rec: &Value) -> std::result::Result<(String, String), String> {
+    let s = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    if let Some(msgs) = rec.get("messages").and_then(|m| m.as_array()) {
+        let a = msgs
+            .iter()
+            .rposition(|m| m.get("role").and_then(|r| r.as_str()) == Some("assistant"))
+            .ok_or("record has `messages` but no assistant message to judge")?;
+        let response =
+            s(&msgs[a], "content").ok_or("the assistant message has no text `content`")?;
+        let prompt = msgs[..a]
+            .iter()
+            .rev()
+            .find(|m| m.get("role").and_then(|r| r.as_str()) == Some("user"))
+            .and_then(|m| s(m, "content"))
+            .ok_or("no user message before the assistant's")?;
+        return Ok((prompt, response));
+    }
+    if let (Some(p), Some(r)) = (s(rec, "prompt"), s(rec, "response")) {
+        return Ok((p, r));
+    }
+    if let (Some(p), Some(r)) = (s(rec, "instruction"), s(rec, "output")) {
+        let input = s(rec, "input").filter(|x| !x.is_empty());
+        return Ok((input.map_or(p.clone(), |i| format!("{p}\n\n{i}")), r));
+    }
+    Err(
+        "record has neither `messages`, nor `prompt` + `response`, nor `instruction` + `output`"
+            .into(),
+    )
+}
+
+/// Majority final answer per prompt (only prompts with two or more answers).
+fn majorities(
+    extracted: &[std::result::Result<(String, String), String>],
+) -> HashMap<String, (String, usize, usize)> {
+    let mut groups: HashMap<&str, Vec<String>> = HashMap::new();
+    for (p, r) in extracted.iter().flatten() {
+        if let Some(a) = extract_answer(r) {
+            groups.entry(p.as_str()).or_default().push(a);
+        }
+    }
+    let mut out = HashMap::new();
+    for (p, answers) in groups {
+        if answers.len() < 2 {
+            continue;
+        }
+        // Count equal answers (numerically equal ones too); ties go to the earliest.
+        let mut best: Option<(usize, &String)> = None;
+        for a in &answers {
+            let n = answers.iter().filter(|b| answers_equal(a, b)).count();
+            if best.is_none_or(|(m, _)| n > m) {
+                best = Some((n, a));
+            }
+        }
+        if let Some((n, a)) = best {
+            out.insert(p.to_string(), (a.clone(), n, answers.len()));
+        }
+    }
+    out
+}
+
+fn consistency_verdict(
+    prompt: &str,
+    response: &str,
+    majority: &HashMap<String, (String, usize, usize)>,
+) -> Verdict {
+    let Some(mine) = extract_answer(response) else {
+        return Verdict::fail("no final answer found");
+    };
+    match majority.get(prompt) {
+        None => Verdict::fail(
+            "fewer than two samples of this prompt have an answer; nothing to agree with",
+        ),
+        Some((m, n, k)) if answers_equal(&mine, m) => Verdict {
+            pass: true,
+            reason: Some(format!(
+                "agrees with the majority answer {m:?} ({n} of {k})"
+            )),
+        },
+        Some((m, n, k)) => Verdict::fail(format!(
+            "answer {mine:?} differs from the majority {m:?} ({n} of {k})"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extract_handles_the_three_shapes_and_says_why_not() {
+        let chat = json!({"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]});
+        assert_eq!(extract(&chat).unwrap(), ("Q".into(), "A".into()));
+        assert_eq!(
+            extract(&json!({"prompt": "Q", "response": "A"})).unwrap().1,
+            "A"
+        );
+        assert_eq!(
+            extract(&json!({"instruction": "Q", "input": "x", "output": "A"}))
+                .unwrap()
+                .0,
+            "Q\n\nx"
+        );
+        assert!(
+            extract(&json!({"messages": [{"role": "user", "content": "Q"}]}))
+                .unwrap_err()
+                .contains("no assistant")
+        );
+        assert!(extract(&json!({"text": "hi"}))
+            .unwrap_err()
+            .contains("neither"));
+    }
+
+    #[test]
+    fn self_consistency_majority() {
+        let recs: Vec<std::result::Result<(String, String), String>> = vec![
+            Ok(("2+2".into(), "it is 4".into())),
+            Ok(("2+2".into(), "\\boxed{4.0}".into())),
+            Ok(("2+2".into(), "the answer is 5".into())),
+            Ok(("3+3".into(), "6".into())),
+        ];
+        let m = majorities(&recs);
+        assert!(consistency_verdict("2+2", "4", &m).pass);
+        assert!(!consistency_verdict("2+2", "5", &m).pass);
+        assert!(
+            !consistency_verdict("3+3", "6", &m).pass,
+            "a single sample has nothing to agree with"
+        );
+    }
+}
