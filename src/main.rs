@@ -160,6 +160,8 @@ enum ModelsCmd {
 enum BenchCmd {
     /// Decode and prefill throughput at several batch sizes, with hardware bounds.
     Generate(flywheel::bench::GenerateBenchArgs),
+    /// Judge throughput (items/s, prompt tokens/s) at several batch sizes on a fixed item set.
+    Judge(flywheel::bench::JudgeBenchArgs),
 }
 
 fn main() {
@@ -384,6 +386,7 @@ fn run(cli: Cli) -> Result<()> {
         },
         Command::Bench { cmd } => match cmd {
             BenchCmd::Generate(args) => flywheel::bench::generate(&args, progress)?,
+            BenchCmd::Judge(args) => flywheel::bench::judge(&args)?,
         },
         Command::Doctor => {
             println!("flywheel {}", env!("CARGO_PKG_VERSION"));

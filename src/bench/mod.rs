@@ -317,3 +317,190 @@ pub fn gemm_rates(dev: &Device) -> Result<(f64, f64)> {
     let q8_rate = 2.0 * 16.0 * 1536.0 * 1536.0 / best / 1e9;
     Ok((f32_rate, q8_rate))
 }
+
+/// Arguments of `flywheel bench judge`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JudgeBenchArgs {
+    /// Judge model id or GGUF path.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    pub model: String,
+    /// Where to run: auto, cpu, cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Items in the fixed synthetic set (seeded; about 200 prompt tokens each).
+    #[arg(long, default_value_t = 64)]
+    pub items: usize,
+    /// Comma-separated items per forward pass.
+    #[arg(long, default_value = "1,8,32", value_delimiter = ',')]
+    pub batch_sizes: Vec<usize>,
+    /// Repetitions; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// A Python with llama-cpp-python: score the same token ids with llama.cpp in this run.
+    #[arg(long, value_name = "PYTHON")]
+    pub llama_cpp: Option<std::path::PathBuf>,
+}
+
+/// A fixed, seeded set of judge items of about 200 prompt tokens.
+pub fn judge_items(n: usize) -> Vec<crate::verify::judge::JudgeItem> {
+    use rand::{Rng, SeedableRng};
+    const WORDS: &[&str] = &[
+        "the", "tide", "moon", "water", "rises", "because", "gravity", "pulls", "ocean", "twice",
+        "each", "day", "sun", "also", "adds", "small", "effect", "when", "aligned", "spring",
+        "neap", "coast", "harbour", "level", "changes", "energy", "planet", "orbit", "earth",
+        "rotates", "bulge", "side", "opposite", "height", "depends", "shape",
+    ];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261122);
+    let mut words = |k: usize| {
+        (0..k)
+            .map(|_| WORDS[rng.random_range(0..WORDS.len())])
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (0..n)
+        .map(|i| crate::verify::judge::JudgeItem {
+            prompt: format!("Question {i}: why does {}?", words(12)),
+            response: format!("{}.", words(110)),
+        })
+        .collect()
+}
+
+pub fn judge(args: &JudgeBenchArgs) -> Result<()> {
+    use crate::verify::judge::{Judge, Rubric};
+    let dev = device::parse(&args.device)?;
+    let model = resolve(&args.model, FetchPolicy::from_env())?;
+    let llm = Llm::load(&model, &dev, None)?;
+    let rubric = Rubric {
+        criteria: "The answer is correct, on topic, complete and clearly written.".into(),
+        scale: "yes-no".into(),
+        system: None,
+    };
+    let judge = Judge::new("bench", &llm, rubric, 1024)?;
+    let items = judge_items(args.items);
+    let ids: Vec<Vec<u32>> = items
+        .iter()
+        .map(|it| llm.prompt_ids_raw(&judge.prompt_text(it)))
+        .collect::<Result<_>>()?;
+    let tokens: usize = ids.iter().map(Vec::len).sum();
+    let threads = rayon::current_num_threads();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "bench judge: {} ({}) on {} · {} threads · {cpu} · {} items, {:.0} prompt tokens each on average",
+        llm.info.model, llm.info.weights, device::name(&dev), threads, items.len(), tokens as f64 / items.len() as f64
+    );
+    let mut rows = Vec::new();
+    for &b in &args.batch_sizes {
+        let t = median(args.runs, || {
+            let t0 = Instant::now();
+            judge.score(&items, b)?;
+            Ok(t0.elapsed().as_secs_f64())
+        })?;
+        rows.push(serde_json::json!({"batch": b, "items_per_s": items.len() as f64 / t, "prompt_tokens_per_s": tokens as f64 / t}));
+    }
+    let base = rows
+        .iter()
+        .find(|r| r["batch"] == 1)
+        .or(rows.first())
+        .map(|r| r["items_per_s"].as_f64().unwrap_or(1.0))
+        .unwrap_or(1.0);
+    println!(
+        "{:>5} {:>10} {:>16} {:>10}",
+        "batch", "items/s", "prompt tok/s", "vs batch 1"
+    );
+    for r in rows.iter_mut() {
+        let ips = r["items_per_s"].as_f64().unwrap_or(0.0);
+        r["speedup_vs_batch_1"] = serde_json::json!(ips / base);
+        println!(
+            "{:>5} {:>10.2} {:>16.1} {:>9.2}×",
+            r["batch"],
+            ips,
+            r["prompt_tokens_per_s"].as_f64().unwrap_or(0.0),
+            ips / base
+        );
+    }
+    let reference = match &args.llama_cpp {
+        None => None,
+        Some(py) => {
+            let mut input = String::new();
+            for v in &ids {
+                input.push_str(&serde_json::to_string(v).unwrap_or_default());
+                input.push('\n');
+            }
+            let v = run_python(
+                py,
+                include_str!("../../benches/llama_cpp_judge_reference.py"),
+                &[
+                    model.main_file().path.display().to_string(),
+                    threads.to_string(),
+                    args.runs.to_string(),
+                ],
+                &input,
+            )?;
+            let best = v["items_per_s"]
+                .as_f64()
+                .unwrap_or(0.0)
+                .max(v["items_per_s_prefix_reuse"].as_f64().unwrap_or(0.0));
+            let ours = rows
+                .iter()
+                .filter_map(|r| r["items_per_s"].as_f64())
+                .fold(0.0, f64::max);
+            println!(
+                "llama.cpp {} on the same token ids, {} threads, measured now: {:.2} items/s one by one, {:.2} with the {}-token shared prefix reused; flywheel best / llama.cpp best = {:.2}×",
+                v["llama_cpp_version"], threads, v["items_per_s"].as_f64().unwrap_or(0.0), v["items_per_s_prefix_reuse"].as_f64().unwrap_or(0.0), v["shared_prefix_tokens"], ours / best.max(1e-9)
+            );
+            Some(v)
+        }
+    };
+    println!(
+        "{}",
+        serde_json::json!({"bench": "judge", "model": llm.info.model, "weights": llm.info.weights, "device": device::name(&dev), "threads": threads, "cpu": cpu, "items": items.len(), "prompt_tokens": tokens, "rows": rows, "llama_cpp": reference})
+    );
+    Ok(())
+}
+
+/// Runs an embedded Python script with arguments and stdin; parses its last line as JSON.
+fn run_python(
+    python: &std::path::Path,
+    script: &str,
+    args: &[String],
+    stdin: &str,
+) -> Result<serde_json::Value> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| crate::Error::Model(format!("cannot run {}: {e}", python.display())))?;
+    if let Some(mut si) = child.stdin.take() {
+        si.write_all(stdin.as_bytes())
+            .map_err(|e| crate::Error::Model(format!("writing to the reference: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| crate::Error::Model(format!("reference failed: {e}")))?;
+    if !out.status.success() {
+        return Err(crate::Error::Model(format!(
+            "the llama.cpp reference failed (is llama-cpp-python installed for {}?): {}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or("");
+    serde_json::from_str(line)
+        .map_err(|e| crate::Error::Model(format!("unexpected reference output {line:?}: {e}")))
+}

@@ -122,6 +122,25 @@ pub struct SeqCache {
     pub capacity: usize,
 }
 
+impl SeqCache {
+    /// Copies the first `n` positions of another cache (a shared prompt prefix computed
+    /// once). Rows are computed independently, so this equals prefilling them here.
+    pub fn copy_prefix_from(&mut self, other: &SeqCache, n: usize) -> Result<()> {
+        if n > other.len || n > self.capacity || self.k.len() != other.k.len() {
+            return Err(Error::Model(format!(
+                "internal: cannot copy {n} cached positions ({} available)",
+                other.len
+            )));
+        }
+        for l in 0..self.k.len() {
+            self.k[l].slice_set(&other.k[l].narrow(0, 0, n)?, 0, 0)?;
+            self.v[l].slice_set(&other.v[l].narrow(0, 0, n)?, 0, 0)?;
+        }
+        self.len = n;
+        Ok(())
+    }
+}
+
 /// One sequence's share of a forward step.
 pub struct Segment<'a> {
     pub cache: &'a mut SeqCache,

@@ -121,6 +121,10 @@ pub struct JudgeScore {
     pub truncated: bool,
 }
 
+/// Prompt tokens packed into one judge forward pass at most (more only for a single
+/// longer item): beyond this, activations outgrow the CPU caches and throughput drops.
+pub const TOKENS_PER_FORWARD: usize = 2048;
+
 /// A loaded judge: model, rubric and the token ids of its labels.
 pub struct Judge<'a> {
     pub name: String,
@@ -219,30 +223,74 @@ impl<'a> Judge<'a> {
         }
     }
 
-    /// Scores items, `batch` per forward pass. Order is preserved.
+    /// Scores items, at most `batch` per forward pass (and at most
+    /// [`TOKENS_PER_FORWARD`] prompt tokens, so wide batches stay in cache). The prefix all
+    /// items share (system prompt and rubric) is prefilled once and its KV copied into
+    /// each item's cache. Order is preserved; scores do not depend on `batch`.
     pub fn score(&self, items: &[JudgeItem], batch: usize) -> Result<Vec<JudgeScore>> {
+        let prepared: Vec<(Vec<u32>, bool)> = items
+            .iter()
+            .map(|it| self.item_ids(it))
+            .collect::<Result<_>>()?;
+        let Some(first) = prepared.first() else {
+            return Ok(Vec::new());
+        };
+        // The shared prefix, leaving every item at least one token of its own.
+        let mut p = prepared
+            .iter()
+            .map(|(ids, _)| ids.len() - 1)
+            .min()
+            .unwrap_or(0);
+        for (ids, _) in &prepared[1..] {
+            p = p.min(first.0.iter().zip(ids).take_while(|(a, b)| a == b).count());
+        }
+        let d = &self.llm.decoder;
+        let prefix = if p >= 8 && prepared.len() > 1 {
+            let mut c = d.new_cache(p)?;
+            d.forward(&mut [Segment {
+                cache: &mut c,
+                tokens: &first.0[..p],
+            }])?;
+            Some(c)
+        } else {
+            None
+        };
+        let start = if prefix.is_some() { p } else { 0 };
         let mut out = Vec::with_capacity(items.len());
-        for chunk in items.chunks(batch.max(1)) {
-            let prepared: Vec<(Vec<u32>, bool)> = chunk
-                .iter()
-                .map(|it| self.item_ids(it))
-                .collect::<Result<_>>()?;
-            let mut caches: Vec<_> = prepared
-                .iter()
-                .map(|(ids, _)| self.llm.decoder.new_cache(ids.len()))
-                .collect::<Result<_>>()?;
+        let mut i = 0;
+        while i < prepared.len() {
+            // Next chunk: up to `batch` items within the token budget (at least one).
+            let mut j = i;
+            let mut tokens = 0;
+            while j < prepared.len()
+                && j - i < batch.max(1)
+                && (j == i || tokens + prepared[j].0.len() - start <= TOKENS_PER_FORWARD)
+            {
+                tokens += prepared[j].0.len() - start;
+                j += 1;
+            }
+            let chunk = &prepared[i..j];
+            let mut caches = Vec::with_capacity(chunk.len());
+            for (ids, _) in chunk {
+                let mut c = d.new_cache(ids.len())?;
+                if let Some(pc) = &prefix {
+                    c.copy_prefix_from(pc, p)?;
+                }
+                caches.push(c);
+            }
             let mut segs: Vec<Segment<'_>> = caches
                 .iter_mut()
-                .zip(&prepared)
+                .zip(chunk)
                 .map(|(c, (ids, _))| Segment {
                     cache: c,
-                    tokens: ids,
+                    tokens: &ids[start..],
                 })
                 .collect();
-            let logits = self.llm.decoder.forward(&mut segs)?.to_vec2::<f32>()?;
-            for (row, (ids, truncated)) in logits.iter().zip(&prepared) {
+            let logits = d.forward(&mut segs)?.to_vec2::<f32>()?;
+            for (row, (ids, truncated)) in logits.iter().zip(chunk) {
                 out.push(self.read_verdict(row, ids.len(), *truncated));
             }
+            i = j;
         }
         Ok(out)
     }
