@@ -215,6 +215,9 @@ fn print_verify(s: &flywheel::verify::stage::VerifySummary) {
         s.wall_seconds,
         s.output.display()
     );
+    for (a, b, r) in &s.judge_agreement {
+        println!("judge agreement {a} ~ {b}: Pearson r = {r:.3} over the records scored now");
+    }
 }
 
 fn run(cli: Cli) -> Result<()> {

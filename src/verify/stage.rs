@@ -51,6 +51,9 @@ pub struct VerifySummary {
     pub judge_items: usize,
     pub judge_seconds: f64,
     pub wall_seconds: f64,
+    /// Pearson correlation of normalized scores for each pair of judges, over the
+    /// records scored in this run (how much the judges agree across the dataset).
+    pub judge_agreement: Vec<(String, String, f64)>,
 }
 
 /// `flywheel verify SPEC`: `<run>/generated.jsonl` (or `input`) → `<run>/verified.jsonl` (or `output`).
@@ -103,6 +106,15 @@ fn record_in_manifest(run_dir: &Path, spec: &Spec, s: &VerifySummary) -> Result<
         ..Default::default()
     };
     st.extra.insert("unreadable".into(), s.unreadable.into());
+    if !s.judge_agreement.is_empty() {
+        let pairs: Vec<Value> = s
+            .judge_agreement
+            .iter()
+            .map(|(a, b, r)| json!({"judges": [a, b], "pearson": r}))
+            .collect();
+        st.extra
+            .insert("judge_agreement".into(), Value::Array(pairs));
+    }
     st.extra.insert(
         "judge_items_per_s".into(),
         json!(if s.judge_seconds > 0.0 {
@@ -220,6 +232,7 @@ pub fn run(
     let chunk = loaded.iter().map(|(_, b)| *b).max().unwrap_or(64).max(1);
 
     let pb = crate::generate::stage::progress_bar(pending.len(), opts.progress, "verify");
+    let mut by_judge: Vec<Vec<f64>> = vec![Vec::new(); loaded.len()];
     for idxs in pending.chunks(chunk) {
         if crate::engine::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Error::Interrupted);
@@ -241,8 +254,10 @@ pub fn run(
             .collect();
         let mut per_judge: Vec<Vec<JudgeScore>> = Vec::new();
         let t0 = Instant::now();
-        for (judge, batch) in &loaded {
-            per_judge.push(judge.score(&items, *batch)?);
+        for (k, (judge, batch)) in loaded.iter().enumerate() {
+            let scores = judge.score(&items, *batch)?;
+            by_judge[k].extend(scores.iter().map(|s| s.normalized));
+            per_judge.push(scores);
         }
         if !loaded.is_empty() {
             summary.judge_items += items.len();
@@ -317,8 +332,39 @@ pub fn run(
         }
     }
     pb.finish_and_clear();
+    for a in 0..loaded.len() {
+        for b in a + 1..loaded.len() {
+            if let Some(r) = pearson(&by_judge[a], &by_judge[b]) {
+                summary.judge_agreement.push((
+                    loaded[a].0.name.clone(),
+                    loaded[b].0.name.clone(),
+                    r,
+                ));
+            }
+        }
+    }
     summary.wall_seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Pearson correlation; `None` with fewer than 3 points or no variance.
+pub fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
+    let n = x.len().min(y.len());
+    if n < 3 {
+        return None;
+    }
+    let (mx, my) = (
+        x[..n].iter().sum::<f64>() / n as f64,
+        y[..n].iter().sum::<f64>() / n as f64,
+    );
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let (a, b) = (x[i] - mx, y[i] - my);
+        sxy += a * b;
+        sxx += a * a;
+        syy += b * b;
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
 }
 
 /// Reads a JSONL file of records; a record without an `id` gets one from its content.
@@ -470,6 +516,14 @@ mod tests {
         assert!(extract(&json!({"text": "hi"}))
             .unwrap_err()
             .contains("neither"));
+    }
+
+    #[test]
+    fn pearson_basics() {
+        assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]).unwrap() - 1.0).abs() < 1e-12);
+        assert!((pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]).unwrap() + 1.0).abs() < 1e-12);
+        assert!(pearson(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_none());
+        assert!(pearson(&[1.0, 2.0], &[1.0, 2.0]).is_none());
     }
 
     #[test]
