@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod generate;
 pub mod models;
+pub mod progress;
 pub mod spec;
 pub mod store;
 pub mod verify;

@@ -4,7 +4,6 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 #[test]
 fn demo_spec_generates_records_with_full_provenance() {
@@ -86,23 +85,7 @@ fn kill_9_then_rerun_completes_with_no_lost_or_duplicate_ids() {
     let spec = write_spec(dir.path(), 8, 40, 0.8);
     let out = dir.path().join("killed");
     let gen = out.join("generated.jsonl");
-    let mut child = flywheel()
-        .arg("generate")
-        .arg(&spec)
-        .arg("--out")
-        .arg(&out)
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    loop {
-        let n = std::fs::read_to_string(&gen)
-            .map(|s| s.lines().count())
-            .unwrap_or(0);
-        if n >= 3 || t0.elapsed() > Duration::from_secs(240) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = spawn_until_records(&spec, &out, 3);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = records_by_id(&gen);
@@ -392,22 +375,7 @@ fn ctrl_c_stops_cleanly_and_keeps_records() {
     let spec = write_spec(dir.path(), 8, 40, 0.8);
     let out = dir.path().join("int");
     let gen = out.join("generated.jsonl");
-    let mut child = flywheel()
-        .arg("generate")
-        .arg(&spec)
-        .arg("--out")
-        .arg(&out)
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while std::fs::read_to_string(&gen)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-        < 1
-        && t0.elapsed() < Duration::from_secs(240)
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = spawn_until_records(&spec, &out, 1);
     let st = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

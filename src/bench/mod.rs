@@ -53,33 +53,20 @@ fn llama_cpp_reference(
     args: &GenerateBenchArgs,
     threads: usize,
 ) -> Result<LlamaCppReference> {
-    let out = std::process::Command::new(python)
-        .arg("-c")
-        .arg(include_str!("../../benches/llama_cpp_reference.py"))
-        .arg(model)
-        .arg(args.prompt_tokens.to_string())
-        .arg(args.tokens.to_string())
-        .arg(threads.to_string())
-        .arg(args.runs.to_string())
-        .output()
-        .map_err(|e| crate::Error::Model(format!("cannot run {}: {e}", python.display())))?;
-    if !out.status.success() {
-        return Err(crate::Error::Model(format!(
-            "the llama.cpp reference failed (is llama-cpp-python installed for {}?): {}",
-            python.display(),
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        )));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().unwrap_or("");
-    serde_json::from_str(line).map_err(|e| {
-        crate::Error::Model(format!(
-            "unexpected llama.cpp reference output {line:?}: {e}"
-        ))
-    })
+    let v = run_python(
+        python,
+        include_str!("../../benches/llama_cpp_reference.py"),
+        &[
+            model.display().to_string(),
+            args.prompt_tokens.to_string(),
+            args.tokens.to_string(),
+            threads.to_string(),
+            args.runs.to_string(),
+        ],
+        "",
+    )?;
+    serde_json::from_value(v)
+        .map_err(|e| crate::Error::Model(format!("unexpected llama.cpp reference output: {e}")))
 }
 
 /// One row of the results table.

@@ -214,7 +214,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
         });
     }
     let by_id: HashMap<&str, &WorkItem> = pending.iter().map(|i| (i.id.as_str(), i)).collect();
-    let pb = progress_bar(pending.len(), opts.progress, "generate");
+    let pb = crate::progress::bar(pending.len(), opts.progress, "generate");
     let gen_started = Instant::now();
     let spec_sha = spec.sha256();
     let device_name = engine::device::name(&device);
@@ -321,21 +321,4 @@ fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String>
             )
         })
         .collect()
-}
-
-/// A progress bar for a stage: records done/planned, a rate message, elapsed and ETA.
-/// Hidden when `show` is false (not a terminal, or --quiet).
-pub fn progress_bar(len: usize, show: bool, stage: &str) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new(len as u64);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{stage} [{{bar:30}}] {{pos}}/{{len}} records · {{msg}} · {{elapsed}} elapsed, ETA {{eta}}"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    pb
 }

@@ -231,7 +231,7 @@ pub fn run(
         .collect::<Result<_>>()?;
     let chunk = loaded.iter().map(|(_, b)| *b).max().unwrap_or(64).max(1);
 
-    let pb = crate::generate::stage::progress_bar(pending.len(), opts.progress, "verify");
+    let pb = crate::progress::bar(pending.len(), opts.progress, "verify");
     let mut by_judge: Vec<Vec<f64>> = vec![Vec::new(); loaded.len()];
     for idxs in pending.chunks(chunk) {
         if crate::engine::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {

@@ -105,3 +105,26 @@ pub fn records_by_id(path: &Path) -> std::collections::BTreeMap<String, String> 
     }
     m
 }
+
+/// Starts `flywheel generate SPEC --out OUT` and returns once `n` records are on disk
+/// (or four minutes passed), with the process still running.
+pub fn spawn_until_records(spec: &Path, out: &Path, n: usize) -> std::process::Child {
+    let child = flywheel()
+        .arg("generate")
+        .arg(spec)
+        .arg("--out")
+        .arg(out)
+        .spawn()
+        .expect("spawn flywheel");
+    let gen = out.join("generated.jsonl");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&gen)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < n
+        && t0.elapsed() < std::time::Duration::from_secs(240)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child
+}
