@@ -33,7 +33,13 @@ pub fn parse(s: &str) -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda(n: usize) -> Result<Device> {
-    Device::new_cuda(n).map_err(|e| Error::Device(format!("CUDA device {n} is not available: {e}")))
+    Device::new_cuda(n).map_err(|e| {
+        // candle appends a backtrace to driver errors; the first line says what happened.
+        let first = e.to_string().lines().next().unwrap_or("").to_string();
+        Error::Device(format!(
+            "CUDA device {n} is not available ({first}); check that the NVIDIA driver is installed and the GPU is visible (nvidia-smi), or use --device cpu"
+        ))
+    })
 }
 
 #[cfg(not(feature = "cuda"))]
