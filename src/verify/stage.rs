@@ -54,6 +54,8 @@ pub struct VerifySummary {
     /// Pearson correlation of normalized scores for each pair of judges, over the
     /// records scored in this run (how much the judges agree across the dataset).
     pub judge_agreement: Vec<(String, String, f64)>,
+    /// The judge models used, as resolved (for the manifest).
+    pub models: Vec<ModelEntry>,
 }
 
 /// `flywheel verify SPEC`: `<run>/generated.jsonl` (or `input`) → `<run>/verified.jsonl` (or `output`).
@@ -208,12 +210,20 @@ pub fn run(
 
     // Load each judge model once, then the judges.
     let dev = device::parse(&opts.device)?;
-    let mut llms: HashMap<&str, Llm> = HashMap::new();
+    let mut llms: HashMap<&str, (Llm, String)> = HashMap::new();
     for j in judges {
         if !llms.contains_key(j.model.as_str()) {
             let m = resolve(&j.model, opts.fetch)?;
-            llms.insert(j.model.as_str(), Llm::load(&m, &dev, None)?);
+            let file = m.main_file().path.display().to_string();
+            llms.insert(j.model.as_str(), (Llm::load(&m, &dev, None)?, file));
         }
+        let (llm, file) = &llms[j.model.as_str()];
+        summary.models.push(ModelEntry {
+            role: format!("judge:{}", j.name),
+            id: llm.info.model.clone(),
+            file: file.clone(),
+            sha256: llm.info.file_sha256.clone(),
+        });
     }
     let loaded: Vec<(Judge<'_>, usize)> = judges
         .iter()
@@ -221,7 +231,7 @@ pub fn run(
             Ok((
                 Judge::new(
                     &j.name,
-                    &llms[j.model.as_str()],
+                    &llms[j.model.as_str()].0,
                     j.rubric.clone(),
                     j.max_tokens,
                 )?,
