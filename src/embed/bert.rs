@@ -32,7 +32,7 @@ impl BertConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
         let c: BertConfig = serde_json::from_str(&text)
             .map_err(|e| Error::Model(format!("{}: not a BERT config: {e}", path.display())))?;
-        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+        if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(Error::Model(format!(
                 "{}: hidden_size {} is not a multiple of num_attention_heads {}",
                 path.display(),
