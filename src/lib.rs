@@ -6,6 +6,7 @@
 //! from [`models`]; [`bench`] measures the engine.
 
 pub mod bench;
+pub mod dedup;
 pub mod embed;
 pub mod engine;
 pub mod error;

@@ -1,0 +1,279 @@
+//! Cosine-similarity search over unit vectors: all pairs at or above a threshold.
+//!
+//! The N×N similarity matrix is never materialized: rows are cut into tiles, each rayon task
+//! multiplies one tile pair with a single-threaded gemm (the kernels candle uses) and keeps
+//! only the entries at or above the threshold while the tile is hot in cache. Memory is
+//! `threads × TILE²` floats plus the pairs found. For large N, [`pairs_clustered`] first
+//! groups the vectors with spherical k-means and compares only within groups (SemDeDup /
+//! NeMo Curator style), so the work grows with N·(cluster size), not N².
+//!
+//! `kernels/similarity.cu` is the CUDA version of [`self_pairs`]; this file is its reference.
+
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+/// Rows per tile: a 256×256 f32 tile (256 KiB) stays in L2 next to its two 256×384 inputs.
+pub const TILE: usize = 256;
+
+/// A similar pair: row indices and their cosine similarity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pair {
+    pub i: u32,
+    pub j: u32,
+    pub sim: f32,
+}
+
+/// `dst[m×n] = a[m×dim] · b[n×dim]ᵀ`, single-threaded.
+fn tile_dot(a: &[f32], b: &[f32], dim: usize, dst: &mut [f32]) {
+    let (m, n) = (a.len() / dim, b.len() / dim);
+    debug_assert_eq!(dst.len(), m * n);
+    // SAFETY: the slices hold exactly m×dim, n×dim and m×n floats, and the strides below
+    // describe row-major a, transposed row-major b and row-major dst within those bounds.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            dim,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            dim as isize,
+            b.as_ptr(),
+            dim as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// All pairs `i < j` of rows of `v` (`n × dim`, unit rows) with cosine ≥ `threshold`,
+/// sorted by (i, j).
+pub fn self_pairs(v: &[f32], dim: usize, threshold: f32) -> Vec<Pair> {
+    let n = v.len() / dim;
+    let tiles = n.div_ceil(TILE);
+    let jobs: Vec<(usize, usize)> = (0..tiles)
+        .flat_map(|ti| (ti..tiles).map(move |tj| (ti, tj)))
+        .collect();
+    let mut pairs: Vec<Pair> = jobs
+        .par_iter()
+        .map_init(
+            || vec![0f32; TILE * TILE],
+            |buf, &(ti, tj)| {
+                let (i0, i1) = (ti * TILE, ((ti + 1) * TILE).min(n));
+                let (j0, j1) = (tj * TILE, ((tj + 1) * TILE).min(n));
+                let w = j1 - j0;
+                let dst = &mut buf[..(i1 - i0) * w];
+                tile_dot(&v[i0 * dim..i1 * dim], &v[j0 * dim..j1 * dim], dim, dst);
+                let mut out = Vec::new();
+                for (r, row) in dst.chunks_exact(w).enumerate() {
+                    let i = i0 + r;
+                    // On the diagonal tile only the upper triangle counts.
+                    let c0 = if ti == tj { r + 1 } else { 0 };
+                    for (c, &s) in row.iter().enumerate().skip(c0) {
+                        if s >= threshold {
+                            out.push(Pair {
+                                i: i as u32,
+                                j: (j0 + c) as u32,
+                                sim: s,
+                            });
+                        }
+                    }
+                }
+                out
+            },
+        )
+        .flatten()
+        .collect();
+    pairs.sort_by_key(|p| (p.i, p.j));
+    pairs
+}
+
+/// All pairs (i in `a`, j in `b`) with cosine ≥ `threshold`, sorted by (i, j).
+pub fn cross_pairs(a: &[f32], b: &[f32], dim: usize, threshold: f32) -> Vec<Pair> {
+    let (na, nb) = (a.len() / dim, b.len() / dim);
+    let jobs: Vec<(usize, usize)> = (0..na.div_ceil(TILE))
+        .flat_map(|ti| (0..nb.div_ceil(TILE)).map(move |tj| (ti, tj)))
+        .collect();
+    let mut pairs: Vec<Pair> = jobs
+        .par_iter()
+        .map_init(
+            || vec![0f32; TILE * TILE],
+            |buf, &(ti, tj)| {
+                let (i0, i1) = (ti * TILE, ((ti + 1) * TILE).min(na));
+                let (j0, j1) = (tj * TILE, ((tj + 1) * TILE).min(nb));
+                let w = j1 - j0;
+                let dst = &mut buf[..(i1 - i0) * w];
+                tile_dot(&a[i0 * dim..i1 * dim], &b[j0 * dim..j1 * dim], dim, dst);
+                let mut out = Vec::new();
+                for (r, row) in dst.chunks_exact(w).enumerate() {
+                    for (c, &s) in row.iter().enumerate() {
+                        if s >= threshold {
+                            out.push(Pair {
+                                i: (i0 + r) as u32,
+                                j: (j0 + c) as u32,
+                                sim: s,
+                            });
+                        }
+                    }
+                }
+                out
+            },
+        )
+        .flatten()
+        .collect();
+    pairs.sort_by_key(|p| (p.i, p.j));
+    pairs
+}
+
+/// The textbook definition in f64, for tests: every pair, one dot product at a time.
+pub fn self_pairs_reference(v: &[f32], dim: usize, threshold: f32) -> Vec<Pair> {
+    let n = v.len() / dim;
+    let mut out = Vec::new();
+    for i in 0..n {
+        for j in i + 1..n {
+            let s: f64 = (0..dim)
+                .map(|k| v[i * dim + k] as f64 * v[j * dim + k] as f64)
+                .sum();
+            if s >= threshold as f64 {
+                out.push(Pair {
+                    i: i as u32,
+                    j: j as u32,
+                    sim: s as f32,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Spherical k-means (cosine), seeded: returns each row's cluster. Centroids start at `k`
+/// distinct random rows; each round assigns by the largest dot product (tiled gemm) and
+/// re-normalizes the means.
+pub fn kmeans(v: &[f32], dim: usize, k: usize, rounds: usize, seed: u64) -> Vec<u32> {
+    let n = v.len() / dim;
+    let k = k.clamp(1, n.max(1));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut picks: Vec<usize> = Vec::with_capacity(k);
+    while picks.len() < k {
+        let r = rng.random_range(0..n);
+        if !picks.contains(&r) {
+            picks.push(r);
+        }
+    }
+    let mut c: Vec<f32> = picks
+        .iter()
+        .flat_map(|&r| v[r * dim..(r + 1) * dim].iter().copied())
+        .collect();
+    let mut assign = vec![0u32; n];
+    for round in 0..rounds.max(1) {
+        assign = v
+            .par_chunks(TILE * dim)
+            .flat_map_iter(|rows| {
+                let m = rows.len() / dim;
+                let mut dst = vec![0f32; m * k];
+                tile_dot(rows, &c, dim, &mut dst);
+                dst.chunks_exact(k)
+                    .map(|row| {
+                        let mut best = (f32::NEG_INFINITY, 0u32);
+                        for (j, &s) in row.iter().enumerate() {
+                            if s > best.0 {
+                                best = (s, j as u32);
+                            }
+                        }
+                        best.1
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if round + 1 == rounds.max(1) {
+            break;
+        }
+        let mut sums = vec![0f32; k * dim];
+        for (i, &a) in assign.iter().enumerate() {
+            let s = &mut sums[a as usize * dim..(a as usize + 1) * dim];
+            s.iter_mut()
+                .zip(&v[i * dim..(i + 1) * dim])
+                .for_each(|(x, y)| *x += y);
+        }
+        for (j, s) in sums.chunks_exact_mut(dim).enumerate() {
+            // An empty cluster keeps its old centroid.
+            if crate::embed::normalize(s) && s.iter().any(|&x| x != 0.0) {
+                c[j * dim..(j + 1) * dim].copy_from_slice(s);
+            }
+        }
+    }
+    assign
+}
+
+/// Pairs ≥ threshold found within k-means clusters of about `cluster_size` rows. Pairs that
+/// straddle two clusters are missed: the price of not comparing everything with everything
+/// (the bench measures the recall against [`self_pairs`]).
+pub fn pairs_clustered(v: &[f32], dim: usize, threshold: f32, cluster_size: usize, seed: u64) -> Vec<Pair> {
+    let n = v.len() / dim;
+    let k = n.div_ceil(cluster_size.max(1));
+    let assign = kmeans(v, dim, k, 8, seed);
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); k];
+    for (i, &a) in assign.iter().enumerate() {
+        members[a as usize].push(i as u32);
+    }
+    let mut pairs: Vec<Pair> = members
+        .par_iter()
+        .filter(|m| m.len() > 1)
+        .flat_map_iter(|m| {
+            let sub: Vec<f32> = m
+                .iter()
+                .flat_map(|&i| v[i as usize * dim..(i as usize + 1) * dim].iter().copied())
+                .collect();
+            self_pairs_serial(&sub, dim, threshold)
+                .into_iter()
+                .map(|p| {
+                    let (a, b) = (m[p.i as usize], m[p.j as usize]);
+                    Pair {
+                        i: a.min(b),
+                        j: a.max(b),
+                        sim: p.sim,
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    pairs.sort_by_key(|p| (p.i, p.j));
+    pairs
+}
+
+/// [`self_pairs`] without inner parallelism (clusters already run in parallel).
+fn self_pairs_serial(v: &[f32], dim: usize, threshold: f32) -> Vec<Pair> {
+    let n = v.len() / dim;
+    let mut buf = vec![0f32; TILE * TILE];
+    let mut out = Vec::new();
+    for i0 in (0..n).step_by(TILE) {
+        let i1 = (i0 + TILE).min(n);
+        for j0 in (i0..n).step_by(TILE) {
+            let j1 = (j0 + TILE).min(n);
+            let w = j1 - j0;
+            let dst = &mut buf[..(i1 - i0) * w];
+            tile_dot(&v[i0 * dim..i1 * dim], &v[j0 * dim..j1 * dim], dim, dst);
+            for (r, row) in dst.chunks_exact(w).enumerate() {
+                let c0 = if i0 == j0 { r + 1 } else { 0 };
+                for (c, &s) in row.iter().enumerate().skip(c0) {
+                    if s >= threshold {
+                        out.push(Pair {
+                            i: (i0 + r) as u32,
+                            j: (j0 + c) as u32,
+                            sim: s,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}

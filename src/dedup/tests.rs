@@ -1,0 +1,220 @@
+use super::corpus::{self, CorpusSpec};
+use super::*;
+use rand::{Rng, SeedableRng};
+
+fn items(texts: &[String]) -> Vec<Item> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Item {
+            id: format!("r{i}"),
+            text: t.clone(),
+            score: None,
+        })
+        .collect()
+}
+
+#[test]
+fn exact_normalizes_nfkc_case_and_space() {
+    let its = items(&[
+        "Hello  World".into(),
+        "ｈｅｌｌｏ world".into(), // full-width letters
+        "hello\tworld ".into(),
+        "hello, world".into(), // punctuation differs: not exact
+        "   ".into(),
+    ]);
+    let mut out = vec![None; its.len()];
+    exact(&its, &mut out);
+    assert_eq!(out[0], None);
+    assert_eq!(out[1], Some(Reason::Exact { of: "r0".into() }));
+    assert_eq!(out[2], Some(Reason::Exact { of: "r0".into() }));
+    assert_eq!(out[3], None);
+    assert_eq!(out[4], Some(Reason::Empty));
+    assert_eq!(out[1].as_ref().unwrap().to_string(), "dup_of:r0 (exact)");
+}
+
+#[test]
+fn best_scored_duplicate_survives() {
+    let mut its = items(&["same text here".into(), "Same text here".into(), "same  text here".into()]);
+    its[1].score = Some(4.0);
+    its[2].score = Some(2.0);
+    let mut out = vec![None; its.len()];
+    exact(&its, &mut out);
+    assert_eq!(out[1], None);
+    assert_eq!(out[0], Some(Reason::Exact { of: "r1".into() }));
+    assert_eq!(out[2], Some(Reason::Exact { of: "r1".into() }));
+}
+
+/// datasketch's MinHashLSH picks these for 128 permutations (same integrals).
+#[test]
+fn lsh_bands_match_datasketch() {
+    assert_eq!(minhash::optimal_bands(0.8, 128), (9, 13));
+    assert_eq!(minhash::optimal_bands(0.5, 128), (25, 5));
+}
+
+#[test]
+fn minhash_estimate_tracks_exact_jaccard() {
+    let c = corpus::build(CorpusSpec {
+        bases: 50,
+        ..Default::default()
+    });
+    let h = minhash::MinHasher::new(256, Shingle::Char(5), 3);
+    let mut worst = 0f32;
+    for i in 0..40 {
+        for j in i + 1..40 {
+            let (a, b) = (&c.texts[i], &c.texts[j]);
+            let ex = minhash::jaccard(&text::shingle_hashes(a, h.shingle), &text::shingle_hashes(b, h.shingle));
+            let est = minhash::estimate(&h.signature(a).unwrap(), &h.signature(b).unwrap());
+            worst = worst.max((ex - est).abs());
+        }
+    }
+    // 256 permutations: standard error ≤ 0.032; 5 sigma.
+    assert!(worst < 0.16, "estimate off by {worst}");
+}
+
+/// The quality bar: MinHash at 0.8 on edit-type near-duplicates (1, 3 and 5% of words
+/// edited; hard-negative template siblings mixed in), F1 ≥ 0.95. Also: every pair whose
+/// *true* shingle Jaccard is ≥ 0.8 is found (recall against the threshold's own definition).
+#[test]
+fn minhash_f1_on_seeded_corpus() {
+    for rate in [0.01, 0.03, 0.05] {
+        let c = corpus::build(CorpusSpec {
+            bases: 800,
+            edit_rate: rate,
+            ..Default::default()
+        });
+        let its = items(&c.texts);
+        let opts = MinHashOptions::default();
+        let mut out = vec![None; its.len()];
+        minhash(&its, &opts, &mut out);
+        let cl = clusters(&its, &out);
+        let s = corpus::score(&c.group, &cl);
+        eprintln!("edit rate {rate}: {s:?}");
+        assert!(s.precision >= 0.99, "edit rate {rate}: {s:?}");
+        assert!(s.f1 >= 0.95, "edit rate {rate}: {s:?}");
+        let sets: Vec<Vec<u64>> = c.texts.iter().map(|t| text::shingle_hashes(t, opts.shingle)).collect();
+        let (mut above, mut found) = (0, 0);
+        for i in 0..its.len() {
+            for j in i + 1..its.len() {
+                if c.group[i] == c.group[j] && minhash::jaccard(&sets[i], &sets[j]) >= opts.threshold {
+                    above += 1;
+                    found += (cl[i] == cl[j]) as usize;
+                }
+            }
+        }
+        let r = found as f64 / above as f64;
+        eprintln!("  pairs with true Jaccard >= 0.8: {above}, found {found} ({r:.3})");
+        assert!(r >= 0.97, "edit rate {rate}: recall vs true Jaccard {r}");
+        // The test can fail: without dedup, recall is zero.
+        let none = corpus::score(&c.group, &(0..its.len()).collect::<Vec<_>>());
+        assert_eq!(none.recall, 0.0);
+    }
+}
+
+fn random_unit(rng: &mut rand_chacha::ChaCha8Rng, n: usize, dim: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..n * dim).map(|_| rng.random::<f32>() - 0.5).collect();
+    for r in v.chunks_exact_mut(dim) {
+        crate::embed::normalize(r);
+    }
+    v
+}
+
+/// Tiled gemm + fused threshold finds exactly the pairs of the f64 textbook loop.
+#[test]
+fn semantic_tiles_match_reference() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let (n, dim) = (700, 48);
+    let mut v = random_unit(&mut rng, n, dim);
+    // Plant near-copies across tile boundaries.
+    for (a, b) in [(3usize, 600usize), (255, 256), (10, 11), (400, 699)] {
+        let src: Vec<f32> = v[a * dim..(a + 1) * dim].iter().map(|x| x + 0.01).collect();
+        v[b * dim..(b + 1) * dim].copy_from_slice(&src);
+        crate::embed::normalize(&mut v[b * dim..(b + 1) * dim]);
+    }
+    for t in [0.5f32, 0.9] {
+        let got = semantic::self_pairs(&v, dim, t);
+        let want = semantic::self_pairs_reference(&v, dim, t);
+        // Pairs within 1e-5 of the threshold may land either side; there are none here.
+        let key = |p: &[semantic::Pair]| p.iter().map(|p| (p.i, p.j)).collect::<Vec<_>>();
+        assert_eq!(key(&got), key(&want), "threshold {t}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g.sim - w.sim).abs() < 1e-5);
+        }
+        if t == 0.9 {
+            assert_eq!(got.len(), 4);
+        }
+    }
+    // Cross pairs: a vs b halves.
+    let cross = semantic::cross_pairs(&v[..300 * dim], &v[300 * dim..], dim, 0.9);
+    assert_eq!(
+        cross.iter().map(|p| (p.i, p.j + 300)).collect::<Vec<_>>(),
+        vec![(3, 600)]
+    );
+}
+
+/// The k-means path finds planted duplicates (they land in the same cluster).
+#[test]
+fn clustered_semantic_finds_planted_pairs() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let (n, dim) = (3000, 32);
+    let mut v = random_unit(&mut rng, n, dim);
+    let planted: Vec<(usize, usize)> = (0..50).map(|k| (k * 7, 1500 + k * 11)).collect();
+    for &(a, b) in &planted {
+        let src: Vec<f32> = v[a * dim..(a + 1) * dim].iter().map(|x| x * 1.001).collect();
+        v[b * dim..(b + 1) * dim].copy_from_slice(&src);
+        crate::embed::normalize(&mut v[b * dim..(b + 1) * dim]);
+    }
+    let got = semantic::pairs_clustered(&v, dim, 0.95, 300, 1);
+    let keys: std::collections::HashSet<(u32, u32)> = got.iter().map(|p| (p.i, p.j)).collect();
+    for &(a, b) in &planted {
+        assert!(keys.contains(&(a as u32, b as u32)), "missed planted pair {a},{b}");
+    }
+    assert_eq!(got, semantic::self_pairs(&v, dim, 0.95));
+}
+
+#[test]
+fn decontamination_flags_copied_eval_questions() {
+    use decontam::{EvalIndex, EvalItem};
+    let eval = vec![
+        EvalItem {
+            file: "gsm8k.jsonl".into(),
+            id: "q7".into(),
+            text: "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.".into(),
+        },
+        EvalItem {
+            file: "short.txt".into(),
+            id: "line 2".into(),
+            text: "what is the boiling point of water".into(),
+        },
+        EvalItem {
+            file: "tiny.txt".into(),
+            id: "line 1".into(),
+            text: "yes".into(),
+        },
+    ];
+    let idx = EvalIndex::build(eval, 13);
+    assert_eq!(idx.skipped, 1);
+    let its = items(&[
+        "Here is a problem: NATALIA sold clips to 48 of her friends in April, and then she sold half as many!".into(),
+        "Natalia sold clips to friends in April.".into(),
+        "Quick quiz — What is the boiling point of water? It is 100 C.".into(),
+        "yes yes yes".into(),
+    ]);
+    let mut out = vec![None; its.len()];
+    decontaminate(&its, &idx, &mut out);
+    assert_eq!(out[0].as_ref().map(|r| r.to_string()).as_deref(), Some("contaminated:gsm8k.jsonl:q7"));
+    assert_eq!(out[1], None);
+    assert_eq!(out[2].as_ref().map(|r| r.to_string()).as_deref(), Some("contaminated:short.txt:line 2"));
+    assert_eq!(out[3], None);
+}
+
+#[test]
+fn semantic_rejects_nan_vectors_with_a_reason() {
+    let its = items(&["a".into(), "b".into(), "c".into()]);
+    let v = vec![vec![1.0, 0.0], vec![f32::NAN, 0.0], vec![1.0, 0.0]];
+    let mut out = vec![None; 3];
+    semantic(&its, &v, &SemanticOptions::default(), &mut out).unwrap();
+    assert_eq!(out[0], None);
+    assert_eq!(out[1], Some(Reason::BadEmbedding));
+    assert!(matches!(&out[2], Some(Reason::Semantic { of, .. }) if of == "r0"));
+}
