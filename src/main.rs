@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use flywheel::dedup::stage::DedupOptions;
 use flywheel::generate::stage::{self, GenerateOptions};
 use flywheel::models::{self, FetchPolicy};
 use flywheel::verify::stage::VerifyOptions;
@@ -44,6 +45,22 @@ enum Command {
     /// The verdict is read from the judge's next-token probabilities over the scale's
     /// labels (yes/no or 1..N), so there is no free text to parse and no item is lost.
     Judge(JudgeArgs),
+    /// Filter verified records by the spec's keep-rules, then remove duplicates and eval-set
+    /// contamination.
+    ///
+    /// With a SPEC: <run>/verified.jsonl → <run>/kept.jsonl + <run>/rejected.jsonl, using the
+    /// spec's [filter] and [dedup] sections. Without: --input FILE --output FILE and the
+    /// method flags (default: --exact --minhash 0.8). Every rejected record carries
+    /// `decision.reason`: `judge<0.5`, `verifier:json`, `dup_of:<id> (minhash 0.91)`,
+    /// `contaminated:<eval file>:<id>`, `bad_input:…`. Within a duplicate cluster the record
+    /// with the best judge score survives (then the earliest).
+    Dedup(DedupArgs),
+    /// Write sentence embeddings (all-MiniLM-L6-v2 by default) of a JSONL file's texts.
+    ///
+    /// Rows follow the input's readable records in order; their ids go to OUTPUT.ids (one per
+    /// line). Lines without text are listed on stderr, not silently skipped. Texts longer
+    /// than the model's window (256 tokens) are truncated, and counted.
+    Embed(EmbedArgs),
     /// List, fetch and verify the built-in models.
     Models {
         #[command(subcommand)]
@@ -143,6 +160,85 @@ struct JudgeArgs {
     offline: bool,
 }
 
+#[derive(Args)]
+struct DedupArgs {
+    /// A spec with [filter]/[dedup] sections (optional: without it, use --input/--output).
+    spec: Option<PathBuf>,
+    /// Records to read instead of <run>/verified.jsonl (any JSONL with text).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Kept records (required without a spec).
+    #[arg(long, conflicts_with = "spec")]
+    output: Option<PathBuf>,
+    /// Rejected records with reasons (default: OUTPUT with `.rejected.jsonl`).
+    #[arg(long, conflicts_with = "spec")]
+    rejected: Option<PathBuf>,
+    /// Exact duplicates (NFKC, case and whitespace normalized).
+    #[arg(long, conflicts_with = "spec")]
+    exact: bool,
+    /// Near-duplicates by MinHash-LSH at this Jaccard similarity.
+    #[arg(long, value_name = "JACCARD", num_args = 0..=1, default_missing_value = "0.8", conflicts_with = "spec")]
+    minhash: Option<f32>,
+    /// Semantic duplicates at this embedding cosine similarity.
+    #[arg(long, value_name = "COSINE", num_args = 0..=1, default_missing_value = "0.92", conflicts_with = "spec")]
+    semantic: Option<f32>,
+    /// Eval sets (JSONL or plain text) to decontaminate against; repeatable.
+    #[arg(long, value_name = "FILE", conflicts_with = "spec")]
+    against: Vec<PathBuf>,
+    /// Word n-gram length for decontamination.
+    #[arg(long, default_value_t = 13, conflicts_with = "spec")]
+    ngram: usize,
+    /// Also flag records this close (embedding cosine) to an eval item.
+    #[arg(long, value_name = "COSINE", conflicts_with = "spec")]
+    against_semantic: Option<f32>,
+    /// MinHash shingles: char:N or word:N.
+    #[arg(long, default_value = "char:5", conflicts_with = "spec")]
+    shingle: String,
+    /// MinHash permutations.
+    #[arg(long, default_value_t = 128, conflicts_with = "spec")]
+    num_perm: usize,
+    /// Text to compare: auto (non-system messages, else `text`…), assistant, user, or a field name.
+    #[arg(long, default_value = "auto", conflicts_with = "spec")]
+    field: String,
+    /// Keep only records whose combined judge score (0–1) is at least this.
+    #[arg(long, conflicts_with = "spec")]
+    min_judge: Option<f64>,
+    /// A verifier that must have passed; repeatable.
+    #[arg(long, value_name = "NAME", conflicts_with = "spec")]
+    require: Vec<String>,
+    /// Embedder: a built-in id or a local sentence-transformers folder.
+    #[arg(long, default_value = "all-minilm-l6-v2", conflicts_with = "spec")]
+    embedder: String,
+    /// Where to embed: auto, cpu, cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Never download models.
+    #[arg(long)]
+    offline: bool,
+}
+
+#[derive(Args)]
+struct EmbedArgs {
+    /// JSONL records (or any JSONL with a text field).
+    #[arg(long)]
+    input: PathBuf,
+    /// Output: .npy (float32, rows × dim) or .safetensors (tensor `embeddings`).
+    #[arg(long)]
+    output: PathBuf,
+    /// Text to embed: auto, assistant, user, or a field name.
+    #[arg(long, default_value = "auto")]
+    field: String,
+    /// Embedder: a built-in id or a local sentence-transformers folder.
+    #[arg(long, default_value = "all-minilm-l6-v2")]
+    embedder: String,
+    /// Where to run: auto, cpu, cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Never download models.
+    #[arg(long)]
+    offline: bool,
+}
+
 #[derive(Subcommand)]
 enum ModelsCmd {
     /// Show the built-in models and whether each is on this machine.
@@ -162,6 +258,11 @@ enum BenchCmd {
     Generate(flywheel::bench::GenerateBenchArgs),
     /// Judge throughput (items/s, prompt tokens/s) at several batch sizes on a fixed item set.
     Judge(flywheel::bench::JudgeBenchArgs),
+    /// Embedding throughput (sentences/s, tokens/s), optionally against sentence-transformers.
+    Embed(flywheel::bench::dedup::EmbedBenchArgs),
+    /// MinHash-LSH docs/s and F1, semantic all-pairs and k-means timings, optionally against
+    /// datasketch, numpy and FAISS.
+    Dedup(flywheel::bench::dedup::DedupBenchArgs),
 }
 
 fn main() {
@@ -332,6 +433,146 @@ fn run(cli: Cli) -> Result<()> {
             .with_context(|| format!("judge {}", a.input.display()))?;
             print_verify(&s);
         }
+        Command::Dedup(a) => {
+            let fetch = if a.offline {
+                FetchPolicy::Offline
+            } else {
+                FetchPolicy::from_env()
+            };
+            let s = if let Some(spec_path) = &a.spec {
+                let spec = Spec::load(spec_path)?;
+                let base = spec.path.parent().unwrap_or(std::path::Path::new("."));
+                let mut opts = DedupOptions::from_spec(&spec.filter, &spec.dedup, base);
+                opts.device = a.device;
+                opts.fetch = fetch;
+                opts.progress = progress;
+                flywheel::dedup::stage::run_spec(&spec, a.input.as_deref(), &opts)
+                    .with_context(|| format!("dedup {}", spec_path.display()))?
+            } else {
+                let (Some(input), Some(output)) = (&a.input, &a.output) else {
+                    anyhow::bail!("give a SPEC, or --input FILE and --output FILE (see flywheel dedup --help)");
+                };
+                let shingle = flywheel::dedup::Shingle::parse(&a.shingle)
+                    .with_context(|| format!("--shingle {:?}: use char:N or word:N", a.shingle))?;
+                for (flag, t) in [
+                    ("--minhash", a.minhash),
+                    ("--semantic", a.semantic),
+                    ("--against-semantic", a.against_semantic),
+                ] {
+                    if let Some(t) = t.filter(|t| !(*t > 0.0 && *t <= 1.0)) {
+                        anyhow::bail!("{flag} {t}: a similarity threshold must be in (0, 1]");
+                    }
+                }
+                let none_chosen = !a.exact && a.minhash.is_none() && a.semantic.is_none();
+                let opts = DedupOptions {
+                    exact: a.exact || none_chosen,
+                    minhash: a.minhash.or(none_chosen.then_some(0.8)).map(|t| {
+                        flywheel::dedup::MinHashOptions {
+                            threshold: t,
+                            num_perm: a.num_perm.clamp(16, 1024),
+                            shingle,
+                            ..Default::default()
+                        }
+                    }),
+                    semantic: a.semantic.map(|t| flywheel::dedup::SemanticOptions {
+                        threshold: t,
+                        ..Default::default()
+                    }),
+                    embedder: a.embedder,
+                    field: a.field,
+                    against: a.against,
+                    ngram: a.ngram.max(1),
+                    against_semantic: a.against_semantic,
+                    filter: flywheel::spec::FilterSection {
+                        min_judge: a.min_judge,
+                        min_score: Default::default(),
+                        // Flags name what must pass; with none, verifier results are not used.
+                        require: Some(a.require),
+                    },
+                    device: a.device,
+                    fetch,
+                    progress,
+                };
+                let rejected = a
+                    .rejected
+                    .clone()
+                    .unwrap_or_else(|| output.with_extension("rejected.jsonl"));
+                flywheel::dedup::stage::run(input, output, &rejected, &opts)
+                    .with_context(|| format!("dedup {}", input.display()))?
+            };
+            let by: Vec<String> = s
+                .by_method
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            println!(
+                "dedup: {} records → {} kept, {} rejected ({}) in {:.1}s",
+                s.records,
+                s.kept,
+                s.records - s.kept,
+                if by.is_empty() {
+                    "none".into()
+                } else {
+                    by.join(", ")
+                },
+                s.wall_seconds
+            );
+            if s.embedded > 0 {
+                println!(
+                    "embedded {} texts in {:.1}s ({:.0}/s), {} truncated to the model's window",
+                    s.embedded,
+                    s.embed_seconds,
+                    s.embedded as f64 / s.embed_seconds.max(1e-9),
+                    s.truncated
+                );
+            }
+            if s.eval_items > 0 {
+                println!(
+                    "decontaminated against {} eval items ({} shorter than {} words not indexed)",
+                    s.eval_items,
+                    s.eval_skipped_short,
+                    flywheel::dedup::decontam::MIN_WORDS
+                );
+            }
+            println!(
+                "kept → {}\nrejected → {}",
+                s.kept_path.display(),
+                s.rejected_path.display()
+            );
+        }
+        Command::Embed(a) => {
+            let fetch = if a.offline {
+                FetchPolicy::Offline
+            } else {
+                FetchPolicy::from_env()
+            };
+            let s = flywheel::embed::embed_file(
+                &a.input,
+                &a.output,
+                &a.field,
+                &a.embedder,
+                &a.device,
+                fetch,
+                progress,
+            )
+            .with_context(|| format!("embed {}", a.input.display()))?;
+            for (line, why) in &s.skipped {
+                eprintln!("{}:{line}: skipped: {why}", a.input.display());
+            }
+            println!(
+                "embed: {} texts → {} ({} × {}) in {:.1}s ({:.0} texts/s), {} truncated to {} tokens, {} lines skipped; ids → {}",
+                s.rows,
+                a.output.display(),
+                s.rows,
+                s.dim,
+                s.seconds,
+                s.rows as f64 / s.seconds.max(1e-9),
+                s.truncated,
+                s.max_tokens,
+                s.skipped.len(),
+                s.ids_path.display()
+            );
+        }
         Command::Models { cmd } => match cmd {
             ModelsCmd::List => {
                 println!(
@@ -390,6 +631,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench { cmd } => match cmd {
             BenchCmd::Generate(args) => flywheel::bench::generate(&args, progress)?,
             BenchCmd::Judge(args) => flywheel::bench::judge(&args)?,
+            BenchCmd::Embed(args) => flywheel::bench::dedup::embed(&args)?,
+            BenchCmd::Dedup(args) => flywheel::bench::dedup::dedup(&args)?,
         },
         Command::Doctor => {
             println!("flywheel {}", env!("CARGO_PKG_VERSION"));

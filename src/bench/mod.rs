@@ -3,6 +3,8 @@
 //! rate for prefill and wide batches), so numbers read as shares of what the machine can
 //! do rather than as absolute claims.
 
+pub mod dedup;
+
 use crate::engine::model::{Decoder, Segment};
 use crate::engine::{device, Llm};
 use crate::error::Result;
@@ -453,7 +455,7 @@ pub fn judge(args: &JudgeBenchArgs) -> Result<()> {
 }
 
 /// Runs an embedded Python script with arguments and stdin; parses its last line as JSON.
-fn run_python(
+pub(crate) fn run_python(
     python: &std::path::Path,
     script: &str,
     args: &[String],
@@ -478,7 +480,7 @@ fn run_python(
         .map_err(|e| crate::Error::Model(format!("reference failed: {e}")))?;
     if !out.status.success() {
         return Err(crate::Error::Model(format!(
-            "the llama.cpp reference failed (is llama-cpp-python installed for {}?): {}",
+            "the Python reference failed (are its packages installed for {}? see benches/): {}",
             python.display(),
             String::from_utf8_lossy(&out.stderr)
                 .lines()

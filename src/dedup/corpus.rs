@@ -11,7 +11,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const WORDS: &str = "the of and to in is that it for as with was on be by this are or from at an which \
+const WORDS: &str =
+    "the of and to in is that it for as with was on be by this are or from at an which \
 have not but they you one all can has more their will also its other been were when there some \
 time we would what about into only new these may any after most first two over such many then \
 people water light energy system process cell plant animal earth ocean river mountain city \
@@ -255,7 +256,9 @@ pub struct Scores {
 /// Scores a clustering (`cluster[i]` = predicted cluster id of text i).
 pub fn score(group: &[u32], cluster: &[usize]) -> Scores {
     use std::collections::HashMap;
-    let pairs = |counts: HashMap<(u64, u64), u64>| -> u64 { counts.values().map(|c| c * (c - 1) / 2).sum() };
+    let pairs = |counts: HashMap<(u64, u64), u64>| -> u64 {
+        counts.values().map(|c| c * (c - 1) / 2).sum()
+    };
     let mut g: HashMap<(u64, u64), u64> = HashMap::new();
     let mut c: HashMap<(u64, u64), u64> = HashMap::new();
     let mut both: HashMap<(u64, u64), u64> = HashMap::new();

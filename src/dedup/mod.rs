@@ -9,7 +9,7 @@ pub mod corpus;
 pub mod decontam;
 pub mod minhash;
 pub mod semantic;
-// pub mod stage;
+pub mod stage;
 pub mod text;
 mod unionfind;
 
@@ -23,10 +23,21 @@ pub use unionfind::UnionFind;
 pub enum Reason {
     /// Nothing to compare (no words).
     Empty,
-    Exact { of: String },
-    MinHash { of: String, sim: f32 },
-    Semantic { of: String, sim: f32 },
-    Contaminated { file: String, id: String },
+    Exact {
+        of: String,
+    },
+    MinHash {
+        of: String,
+        sim: f32,
+    },
+    Semantic {
+        of: String,
+        sim: f32,
+    },
+    Contaminated {
+        file: String,
+        id: String,
+    },
     /// The embedding had NaN/inf values (a broken model or input).
     BadEmbedding,
 }
@@ -124,7 +135,10 @@ impl Default for SemanticOptions {
 
 /// Order of preference within a cluster: best score first, then input order.
 fn better(items: &[Item], a: usize, b: usize) -> bool {
-    let (sa, sb) = (items[a].score.unwrap_or(f64::NEG_INFINITY), items[b].score.unwrap_or(f64::NEG_INFINITY));
+    let (sa, sb) = (
+        items[a].score.unwrap_or(f64::NEG_INFINITY),
+        items[b].score.unwrap_or(f64::NEG_INFINITY),
+    );
     sa > sb || (sa == sb && a < b)
 }
 
@@ -177,7 +191,15 @@ pub fn exact(items: &[Item], out: &mut [Option<Reason>]) {
         }
     }
     let alive: Vec<usize> = alive.into_iter().filter(|&i| out[i].is_none()).collect();
-    resolve_clusters(items, &alive, &mut uf, |_, b| Reason::Exact { of: items[b].id.clone() }, out);
+    resolve_clusters(
+        items,
+        &alive,
+        &mut uf,
+        |_, b| Reason::Exact {
+            of: items[b].id.clone(),
+        },
+        out,
+    );
 }
 
 /// Near-duplicates by MinHash-LSH; candidates are confirmed against the threshold.
@@ -207,8 +229,11 @@ pub fn minhash(items: &[Item], opts: &MinHashOptions, out: &mut [Option<Reason>]
             },
         }
     };
-    let (bands, rows) =
-        minhash::optimal_bands_weighted(opts.threshold as f64, opts.num_perm, minhash::RECALL_WEIGHT);
+    let (bands, rows) = minhash::optimal_bands_weighted(
+        opts.threshold as f64,
+        opts.num_perm,
+        minhash::RECALL_WEIGHT,
+    );
     let mut uf = UnionFind::new(alive.len());
     minhash::candidate_pairs(&sigs, bands, rows, 16, |a, b| {
         if uf.find(a) == uf.find(b) {
@@ -271,7 +296,10 @@ pub fn semantic(
     let Some(dim) = alive.first().map(|&i| vectors[i].len()) else {
         return Ok(());
     };
-    let flat: Vec<f32> = alive.iter().flat_map(|&i| vectors[i].iter().copied()).collect();
+    let flat: Vec<f32> = alive
+        .iter()
+        .flat_map(|&i| vectors[i].iter().copied())
+        .collect();
     let pairs = if alive.len() <= opts.exact_up_to {
         semantic::self_pairs(&flat, dim, opts.threshold)
     } else {
@@ -334,7 +362,11 @@ pub fn decontaminate(items: &[Item], index: &decontam::EvalIndex, out: &mut [Opt
 
 /// Cluster labels from the reasons: a removed text joins its survivor's cluster. For scoring.
 pub fn clusters(items: &[Item], out: &[Option<Reason>]) -> Vec<usize> {
-    let pos: HashMap<&str, usize> = items.iter().enumerate().map(|(i, it)| (it.id.as_str(), i)).collect();
+    let pos: HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.id.as_str(), i))
+        .collect();
     (0..items.len())
         .map(|i| {
             let mut cur = i;

@@ -216,7 +216,13 @@ pub fn kmeans(v: &[f32], dim: usize, k: usize, rounds: usize, seed: u64) -> Vec<
 /// Pairs ≥ threshold found within k-means clusters of about `cluster_size` rows. Pairs that
 /// straddle two clusters are missed: the price of not comparing everything with everything
 /// (the bench measures the recall against [`self_pairs`]).
-pub fn pairs_clustered(v: &[f32], dim: usize, threshold: f32, cluster_size: usize, seed: u64) -> Vec<Pair> {
+pub fn pairs_clustered(
+    v: &[f32],
+    dim: usize,
+    threshold: f32,
+    cluster_size: usize,
+    seed: u64,
+) -> Vec<Pair> {
     let n = v.len() / dim;
     let k = n.div_ceil(cluster_size.max(1));
     let assign = kmeans(v, dim, k, 8, seed);

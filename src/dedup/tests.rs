@@ -35,7 +35,11 @@ fn exact_normalizes_nfkc_case_and_space() {
 
 #[test]
 fn best_scored_duplicate_survives() {
-    let mut its = items(&["same text here".into(), "Same text here".into(), "same  text here".into()]);
+    let mut its = items(&[
+        "same text here".into(),
+        "Same text here".into(),
+        "same  text here".into(),
+    ]);
     its[1].score = Some(4.0);
     its[2].score = Some(2.0);
     let mut out = vec![None; its.len()];
@@ -63,7 +67,10 @@ fn minhash_estimate_tracks_exact_jaccard() {
     for i in 0..40 {
         for j in i + 1..40 {
             let (a, b) = (&c.texts[i], &c.texts[j]);
-            let ex = minhash::jaccard(&text::shingle_hashes(a, h.shingle), &text::shingle_hashes(b, h.shingle));
+            let ex = minhash::jaccard(
+                &text::shingle_hashes(a, h.shingle),
+                &text::shingle_hashes(b, h.shingle),
+            );
             let est = minhash::estimate(&h.signature(a).unwrap(), &h.signature(b).unwrap());
             worst = worst.max((ex - est).abs());
         }
@@ -92,11 +99,17 @@ fn minhash_f1_on_seeded_corpus() {
         eprintln!("edit rate {rate}: {s:?}");
         assert!(s.precision >= 0.99, "edit rate {rate}: {s:?}");
         assert!(s.f1 >= 0.95, "edit rate {rate}: {s:?}");
-        let sets: Vec<Vec<u64>> = c.texts.iter().map(|t| text::shingle_hashes(t, opts.shingle)).collect();
+        let sets: Vec<Vec<u64>> = c
+            .texts
+            .iter()
+            .map(|t| text::shingle_hashes(t, opts.shingle))
+            .collect();
         let (mut above, mut found) = (0, 0);
         for i in 0..its.len() {
             for j in i + 1..its.len() {
-                if c.group[i] == c.group[j] && minhash::jaccard(&sets[i], &sets[j]) >= opts.threshold {
+                if c.group[i] == c.group[j]
+                    && minhash::jaccard(&sets[i], &sets[j]) >= opts.threshold
+                {
                     above += 1;
                     found += (cl[i] == cl[j]) as usize;
                 }
@@ -160,14 +173,20 @@ fn clustered_semantic_finds_planted_pairs() {
     let mut v = random_unit(&mut rng, n, dim);
     let planted: Vec<(usize, usize)> = (0..50).map(|k| (k * 7, 1500 + k * 11)).collect();
     for &(a, b) in &planted {
-        let src: Vec<f32> = v[a * dim..(a + 1) * dim].iter().map(|x| x * 1.001).collect();
+        let src: Vec<f32> = v[a * dim..(a + 1) * dim]
+            .iter()
+            .map(|x| x * 1.001)
+            .collect();
         v[b * dim..(b + 1) * dim].copy_from_slice(&src);
         crate::embed::normalize(&mut v[b * dim..(b + 1) * dim]);
     }
     let got = semantic::pairs_clustered(&v, dim, 0.95, 300, 1);
     let keys: std::collections::HashSet<(u32, u32)> = got.iter().map(|p| (p.i, p.j)).collect();
     for &(a, b) in &planted {
-        assert!(keys.contains(&(a as u32, b as u32)), "missed planted pair {a},{b}");
+        assert!(
+            keys.contains(&(a as u32, b as u32)),
+            "missed planted pair {a},{b}"
+        );
     }
     assert_eq!(got, semantic::self_pairs(&v, dim, 0.95));
 }
@@ -202,9 +221,15 @@ fn decontamination_flags_copied_eval_questions() {
     ]);
     let mut out = vec![None; its.len()];
     decontaminate(&its, &idx, &mut out);
-    assert_eq!(out[0].as_ref().map(|r| r.to_string()).as_deref(), Some("contaminated:gsm8k.jsonl:q7"));
+    assert_eq!(
+        out[0].as_ref().map(|r| r.to_string()).as_deref(),
+        Some("contaminated:gsm8k.jsonl:q7")
+    );
     assert_eq!(out[1], None);
-    assert_eq!(out[2].as_ref().map(|r| r.to_string()).as_deref(), Some("contaminated:short.txt:line 2"));
+    assert_eq!(
+        out[2].as_ref().map(|r| r.to_string()).as_deref(),
+        Some("contaminated:short.txt:line 2")
+    );
     assert_eq!(out[3], None);
 }
 

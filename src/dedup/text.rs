@@ -6,7 +6,12 @@ use unicode_normalization::UnicodeNormalization;
 /// one space, trimmed. Punctuation is kept: "exact" means equal up to case and spacing.
 pub fn normalize_exact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for w in text.nfkc().collect::<String>().to_lowercase().split_whitespace() {
+    for w in text
+        .nfkc()
+        .collect::<String>()
+        .to_lowercase()
+        .split_whitespace()
+    {
         if !out.is_empty() {
             out.push(' ');
         }
@@ -108,7 +113,10 @@ pub fn ngram_hashes(ws: &[u64], n: usize) -> Vec<u64> {
 
 /// Word hashes of a text, in order (normalized as [`words`]).
 pub fn word_hashes(text: &str) -> Vec<u64> {
-    words(text).iter().map(|w| hash_bytes(w.as_bytes())).collect()
+    words(text)
+        .iter()
+        .map(|w| hash_bytes(w.as_bytes()))
+        .collect()
 }
 
 /// A fast, well-mixed 64-bit hash (FNV-1a over bytes, then a murmur3 finalizer). Stable

@@ -77,8 +77,22 @@ pub struct BertEncoder {
     type0: Tensor,
     emb_ln: (Tensor, Tensor),
     layers: Vec<Layer>,
-    /// Forces the padded attention path on CPU too (tests compare both).
+    /// The slice-based CPU forward ([`super::bert_cpu`]); `None` on other devices.
+    cpu: Option<super::bert_cpu::CpuBert>,
+    /// Use the candle ops even on CPU (the reference the fast path is tested against).
+    pub candle_on_cpu: bool,
+    /// With candle ops, use the padded attention (the GPU path) even on CPU.
     pub padded_attention: bool,
+}
+
+/// Borrowed weights, for building the CPU fast path.
+pub(super) struct WeightRefs<'a> {
+    pub word: &'a Tensor,
+    pub pos: &'a Tensor,
+    pub type0: &'a Tensor,
+    pub emb_ln: (&'a Tensor, &'a Tensor),
+    /// Per layer: qkv_w, qkv_b, o_w, o_b, ln1 w/b, i_w, i_b, out_w, out_b, ln2 w/b.
+    pub layers: Vec<[&'a Tensor; 12]>,
 }
 
 impl BertEncoder {
@@ -134,7 +148,7 @@ impl BertEncoder {
                 ),
             });
         }
-        Ok(BertEncoder {
+        let mut enc = BertEncoder {
             cfg,
             device: device.clone(),
             word,
@@ -142,8 +156,33 @@ impl BertEncoder {
             type0,
             emb_ln,
             layers,
+            cpu: None,
+            candle_on_cpu: false,
             padded_attention: false,
-        })
+        };
+        if device.is_cpu() {
+            enc.cpu = Some(super::bert_cpu::CpuBert::from_encoder(&enc)?);
+        }
+        Ok(enc)
+    }
+
+    pub(super) fn weights(&self) -> WeightRefs<'_> {
+        WeightRefs {
+            word: &self.word,
+            pos: &self.pos,
+            type0: &self.type0,
+            emb_ln: (&self.emb_ln.0, &self.emb_ln.1),
+            layers: self
+                .layers
+                .iter()
+                .map(|l| {
+                    [
+                        &l.qkv_w, &l.qkv_b, &l.o_w, &l.o_b, &l.ln1.0, &l.ln1.1, &l.i_w, &l.i_b,
+                        &l.out_w, &l.out_b, &l.ln2.0, &l.ln2.1,
+                    ]
+                })
+                .collect(),
+        }
     }
 
     pub fn config(&self) -> &BertConfig {
@@ -184,6 +223,21 @@ impl BertEncoder {
                 self.cfg.max_position_embeddings
             )));
         }
+        let vocab = self.word.dim(0)?;
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+            return Err(Error::Model(format!(
+                "token id {bad} is outside the vocabulary ({vocab})"
+            )));
+        }
+        let hidden = match &self.cpu {
+            Some(cpu) if !self.candle_on_cpu => cpu.forward(&ids, &lens),
+            _ => self.forward_candle(ids, &lens)?,
+        };
+        Ok(pool(&hidden, &lens, self.cfg.hidden_size))
+    }
+
+    /// The forward with candle ops: the GPU path, and the reference on CPU.
+    fn forward_candle(&self, ids: Vec<u32>, lens: &[usize]) -> Result<Vec<f32>> {
         let positions: Vec<u32> = lens.iter().flat_map(|&l| 0..l as u32).collect();
         let t = ids.len();
         let ids = Tensor::from_vec(ids, t, &self.device)?;
@@ -197,9 +251,9 @@ impl BertEncoder {
         for l in &self.layers {
             let qkv = x.matmul(&l.qkv_w)?.broadcast_add(&l.qkv_b)?;
             let a = if self.device.is_cpu() && !self.padded_attention {
-                self.attention_packed(&qkv, &lens)?
+                self.attention_packed(&qkv, lens)?
             } else {
-                self.attention_padded(&qkv, &lens)?
+                self.attention_padded(&qkv, lens)?
             };
             let h = a.matmul(&l.o_w)?.broadcast_add(&l.o_b)?.add(&x)?;
             x = self.ln(&h, &l.ln1)?;
@@ -207,23 +261,7 @@ impl BertEncoder {
             let h = i.matmul(&l.out_w)?.broadcast_add(&l.out_b)?.add(&x)?;
             x = self.ln(&h, &l.ln2)?;
         }
-        let hidden = x.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-        let h = self.cfg.hidden_size;
-        let mut out = Vec::with_capacity(seqs.len());
-        let mut off = 0;
-        for &len in &lens {
-            let mut v = vec![0f32; h];
-            for row in hidden[off * h..(off + len) * h].chunks_exact(h) {
-                v.iter_mut().zip(row).for_each(|(a, b)| *a += b);
-            }
-            if len > 0 {
-                v.iter_mut().for_each(|a| *a /= len as f32);
-            }
-            super::normalize(&mut v);
-            out.push(v);
-            off += len;
-        }
-        Ok(out)
+        Ok(x.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
     }
 
     /// Bidirectional attention per sequence on raw slices, sequences in parallel: no padding.
@@ -281,6 +319,25 @@ impl BertEncoder {
             .reshape((b * lmax, h))?;
         Ok(o.index_select(&scatter, 0)?)
     }
+}
+
+/// Mean over each sequence's rows of `hidden` (`[tokens, h]`), then L2 normalization.
+fn pool(hidden: &[f32], lens: &[usize], h: usize) -> Vec<Vec<f32>> {
+    let mut out = Vec::with_capacity(lens.len());
+    let mut off = 0;
+    for &len in lens {
+        let mut v = vec![0f32; h];
+        for row in hidden[off * h..(off + len) * h].chunks_exact(h) {
+            v.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+        }
+        if len > 0 {
+            v.iter_mut().for_each(|a| *a /= len as f32);
+        }
+        super::normalize(&mut v);
+        out.push(v);
+        off += len;
+    }
+    out
 }
 
 /// Multi-head attention over packed sequences. `qkv` is `[tokens, 3·hidden]` (queries, keys,

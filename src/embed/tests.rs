@@ -7,9 +7,13 @@ fn tiny_bert(dir: &std::path::Path) -> BertEncoder {
     let (h, i, v, p) = (16usize, 32usize, 50usize, 64usize);
     let dev = Device::Cpu;
     let mut t: HashMap<String, Tensor> = HashMap::new();
+    // Seeded, so the test sees the same model every run.
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
     let mut rnd = |name: &str, shape: &[usize]| {
-        let x = Tensor::randn(0f32, 0.5, shape, &dev).unwrap();
-        t.insert(name.to_string(), x);
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
+        t.insert(name.to_string(), Tensor::from_vec(v, shape, &dev).unwrap());
     };
     rnd("embeddings.word_embeddings.weight", &[v, h]);
     rnd("embeddings.position_embeddings.weight", &[p, h]);
@@ -57,10 +61,10 @@ fn cos(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// The packed CPU attention (no padding) and the padded block attention (the GPU path)
-/// must give the same embeddings for ragged batches.
+/// The three forwards agree on ragged batches: the slice-based CPU fast path, candle ops
+/// with packed attention, and candle ops with padded block attention (the GPU path).
 #[test]
-fn packed_and_padded_attention_agree() {
+fn fast_packed_and_padded_paths_agree() {
     let dir = tempfile::tempdir().unwrap();
     let mut enc = tiny_bert(dir.path());
     let seqs: Vec<Vec<u32>> = vec![
@@ -70,19 +74,49 @@ fn packed_and_padded_attention_agree() {
         vec![1, 3, 3, 3, 3, 3, 2],
     ];
     let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+    let fast = enc.embed_packed(&refs).unwrap();
+    enc.candle_on_cpu = true;
     let packed = enc.embed_packed(&refs).unwrap();
     enc.padded_attention = true;
     let padded = enc.embed_packed(&refs).unwrap();
-    for (a, b) in packed.iter().zip(&padded) {
+    for ((f, a), b) in fast.iter().zip(&packed).zip(&padded) {
         let n: f32 = a.iter().map(|x| x * x).sum();
         assert!((n - 1.0).abs() < 1e-4, "not unit length: {n}");
         assert!(cos(a, b) > 0.99999, "packed vs padded cosine {}", cos(a, b));
+        assert!(cos(f, a) > 0.99999, "fast vs candle cosine {}", cos(f, a));
     }
+    assert!(
+        enc.embed_packed(&[&[1, 99]]).is_err(),
+        "out-of-vocabulary id must be an error"
+    );
     // A sequence's embedding does not depend on what else is in the batch.
     let alone = enc.embed_packed(&refs[2..3]).unwrap();
     assert!(cos(&alone[0], &padded[2]) > 0.99999);
     // Different inputs give different vectors (the test can fail).
     assert!(cos(&packed[0], &packed[2]) < 0.999);
+}
+
+/// The rational erf used by the fast GELU against libm's.
+#[test]
+fn fast_erf_matches_libm() {
+    let mut worst = 0f32;
+    for i in -6000..=6000 {
+        let x = i as f32 / 1000.0;
+        worst = worst.max((super::bert_cpu::erf(x) - libm_erf(x)).abs());
+    }
+    assert!(worst < 1e-6, "max |erf error| {worst}");
+}
+
+fn libm_erf(x: f32) -> f32 {
+    // erf via candle's own (libm) implementation on a one-element tensor.
+    let t = Tensor::new(&[x * std::f32::consts::SQRT_2], &Device::Cpu).unwrap();
+    let g = t.gelu_erf().unwrap().to_vec1::<f32>().unwrap()[0];
+    // gelu_erf(y) = y/2 (1 + erf(y/√2)) ⇒ erf(x) = 2 g / y - 1
+    if x == 0.0 {
+        0.0
+    } else {
+        2.0 * g / (x * std::f32::consts::SQRT_2) - 1.0
+    }
 }
 
 #[test]

@@ -34,6 +34,10 @@ pub struct Spec {
     pub verifiers: Vec<VerifierSpec>,
     /// `[verify]`: how judge scores combine.
     pub verify: VerifySection,
+    /// `[filter]`: which verified records may go on to dedup.
+    pub filter: FilterSection,
+    /// `[dedup]`: duplicate removal and decontamination settings.
+    pub dedup: DedupSection,
 }
 
 /// `[[judge]]`: a model asked a rubric question.
@@ -140,6 +144,109 @@ pub struct VerifySection {
     pub combine: crate::verify::judge::Combine,
 }
 
+/// `[filter]`: keep-rules applied to verified records before dedup. Every record that fails
+/// one goes to `rejected.jsonl` with the rule it failed.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSection {
+    /// Minimum combined judge score (normalized to 0–1; `scores.judge_combined.score`).
+    #[serde(default)]
+    pub min_judge: Option<f64>,
+    /// Minimum raw score per judge name, on the judge's own scale (e.g. `quality = 3.5`).
+    #[serde(default)]
+    pub min_score: BTreeMap<String, f64>,
+    /// Verifiers that must pass. Unset: every verifier a record was checked with must pass;
+    /// `[]`: verifier results are ignored.
+    #[serde(default)]
+    pub require: Option<Vec<String>>,
+}
+
+/// A method switch that is either off (`false`) or a similarity threshold.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Threshold {
+    On(bool),
+    At(f64),
+}
+
+impl Threshold {
+    /// The threshold, or `None` when off; `true` means the method's default.
+    pub fn get(self, default: f64) -> Option<f64> {
+        match self {
+            Threshold::On(false) => None,
+            Threshold::On(true) => Some(default),
+            Threshold::At(t) => Some(t),
+        }
+    }
+}
+
+/// `[dedup]`: which duplicate-removal methods run, and eval sets to decontaminate against.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupSection {
+    /// Exact duplicates (NFKC, case and whitespace normalized).
+    #[serde(default = "default_true")]
+    pub exact: bool,
+    /// MinHash-LSH Jaccard threshold, or `false`.
+    #[serde(default = "default_minhash")]
+    pub minhash: Threshold,
+    /// Embedding cosine threshold, or `false`.
+    #[serde(default = "default_semantic")]
+    pub semantic: Threshold,
+    /// MinHash shingles: `char:N` or `word:N`.
+    #[serde(default = "default_shingle")]
+    pub shingle: String,
+    #[serde(default = "default_num_perm")]
+    pub num_perm: usize,
+    /// Embedder for semantic dedup: a registry id or a local sentence-transformers folder.
+    #[serde(default = "default_embedder")]
+    pub embedder: String,
+    /// Which text to compare: `auto` (all non-system messages, else `text`), `assistant`,
+    /// `user`, or a top-level field name.
+    #[serde(default = "default_field")]
+    pub field: String,
+    /// Eval sets (JSONL or plain text, relative to the spec) to decontaminate against.
+    #[serde(default)]
+    pub against: Vec<PathBuf>,
+    /// Word n-gram length for decontamination.
+    #[serde(default = "default_ngram")]
+    pub ngram: usize,
+    /// Also flag records whose embedding is this close to an eval item (off by default).
+    #[serde(default)]
+    pub against_semantic: Option<f64>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_minhash() -> Threshold {
+    Threshold::At(0.8)
+}
+fn default_semantic() -> Threshold {
+    Threshold::At(0.92)
+}
+fn default_shingle() -> String {
+    "char:5".into()
+}
+fn default_num_perm() -> usize {
+    128
+}
+fn default_embedder() -> String {
+    crate::embed::DEFAULT_MODEL.into()
+}
+fn default_field() -> String {
+    "auto".into()
+}
+fn default_ngram() -> usize {
+    13
+}
+
+impl Default for DedupSection {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSpec {
@@ -156,6 +263,10 @@ struct RawSpec {
     verifiers: Vec<Spanned<VerifierSpec>>,
     #[serde(default)]
     verify: VerifySection,
+    #[serde(default)]
+    filter: FilterSection,
+    #[serde(default)]
+    dedup: Option<Spanned<DedupSection>>,
 }
 
 /// `[run]`: the run's name, seed and output directory.
@@ -576,6 +687,45 @@ impl Spec {
             verifiers.push(v.get_ref().clone());
         }
 
+        let dedup = match raw.dedup {
+            Some(d) => {
+                let span = d.span();
+                let d = d.into_inner();
+                let bad =
+                    |field: &str, msg: &str| loc.err(span.clone(), &format!("dedup.{field}"), msg);
+                for (name, t) in [("minhash", d.minhash), ("semantic", d.semantic)] {
+                    if let Threshold::At(x) = t {
+                        if !(x > 0.0 && x <= 1.0) {
+                            return Err(bad(
+                                name,
+                                "a threshold must be in (0, 1], or false to turn it off",
+                            ));
+                        }
+                    }
+                }
+                if crate::dedup::Shingle::parse(&d.shingle).is_none() {
+                    return Err(bad("shingle", "use char:N or word:N (e.g. char:5, word:5)"));
+                }
+                if !(16..=1024).contains(&d.num_perm) {
+                    return Err(bad(
+                        "num_perm",
+                        "use 16–1024 permutations (128 is the usual)",
+                    ));
+                }
+                if d.ngram == 0 {
+                    return Err(bad("ngram", "must be ≥ 1 (13 is the usual)"));
+                }
+                if let Some(x) = d.against_semantic.filter(|x| !(*x > 0.0 && *x <= 1.0)) {
+                    return Err(bad(
+                        "against_semantic",
+                        &format!("{x} is not a threshold in (0, 1]"),
+                    ));
+                }
+                d
+            }
+            None => DedupSection::default(),
+        };
+
         Ok(Spec {
             path: path.to_path_buf(),
             text: text.clone(),
@@ -586,6 +736,8 @@ impl Spec {
             judges,
             verifiers,
             verify: raw.verify,
+            filter: raw.filter,
+            dedup,
         })
     }
 

@@ -1,0 +1,395 @@
+//! `flywheel bench embed` and `flywheel bench dedup`: the embedder's sentences/s and the
+//! dedup methods' throughput and quality, each optionally next to its Python peer
+//! (sentence-transformers; datasketch, numpy, FAISS) measured in the same run on the same
+//! data and threads.
+
+use super::{gemm_rates, run_python};
+use crate::dedup::corpus::{self, CorpusSpec};
+use crate::dedup::{self, semantic, Item, MinHashOptions, Shingle};
+use crate::embed::Embedder;
+use crate::engine::device;
+use crate::error::{Error, Result};
+use crate::models::{resolve, FetchPolicy};
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `flywheel bench embed`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EmbedBenchArgs {
+    /// Embedder: a built-in id or a local sentence-transformers folder.
+    #[arg(long, default_value = "all-minilm-l6-v2")]
+    pub model: String,
+    /// Sentences to embed (seeded, 8–20 words each, as in short Q&A texts).
+    #[arg(long, default_value_t = 2000)]
+    pub n: usize,
+    /// Where to run: auto, cpu, cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Tokens per packed forward.
+    #[arg(long, default_value_t = crate::embed::DEFAULT_TOKEN_BUDGET)]
+    pub token_budget: usize,
+    /// Repetitions; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// A Python with sentence-transformers: measure it on the same sentences, model files and
+    /// threads (batch 64), and report the ratio.
+    #[arg(long, value_name = "PYTHON")]
+    pub reference: Option<PathBuf>,
+}
+
+/// Arguments of `flywheel bench dedup`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DedupBenchArgs {
+    /// Documents for MinHash and vectors for semantic all-pairs.
+    #[arg(long, default_value_t = 20_000)]
+    pub n: usize,
+    /// Vectors for the k-means (clustered) semantic path; 0 skips it.
+    #[arg(long, default_value_t = 200_000)]
+    pub kmeans_n: usize,
+    /// Vector width.
+    #[arg(long, default_value_t = 384)]
+    pub dim: usize,
+    /// All-pairs cosine threshold.
+    #[arg(long, default_value_t = 0.9)]
+    pub threshold: f32,
+    /// MinHash shingles.
+    #[arg(long, default_value = "char:5")]
+    pub shingle: String,
+    /// A Python with datasketch, numpy and faiss-cpu: measure them on the same data.
+    #[arg(long, value_name = "PYTHON")]
+    pub reference: Option<PathBuf>,
+}
+
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// Seeded sentences: the corpus paragraphs cut at full stops.
+pub fn bench_sentences(n: usize) -> Vec<String> {
+    let c = corpus::build(CorpusSpec {
+        bases: n / 3 + 10,
+        ..Default::default()
+    });
+    c.texts
+        .iter()
+        .flat_map(|t| t.split_inclusive(". ").map(|s| s.trim().to_string()))
+        .filter(|s| s.split_whitespace().count() >= 5)
+        .take(n)
+        .collect()
+}
+
+fn time_median(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let mut v = Vec::new();
+    for _ in 0..runs.max(1) {
+        let t0 = Instant::now();
+        f()?;
+        v.push(t0.elapsed().as_secs_f64());
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Ok(v[v.len() / 2])
+}
+
+pub fn embed(args: &EmbedBenchArgs) -> Result<()> {
+    let dev = device::parse(&args.device)?;
+    let mut emb = Embedder::load(&args.model, FetchPolicy::from_env(), &dev)?;
+    emb.set_token_budget(args.token_budget);
+    let sentences = bench_sentences(args.n);
+    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    let tokens: usize = refs
+        .iter()
+        .map(|s| emb.tokenize(s).map(|t| t.0.len()))
+        .sum::<Result<usize>>()?;
+    let threads = rayon::current_num_threads();
+    eprintln!(
+        "bench embed: {} on {} · {threads} threads · {} · {} sentences, {:.1} tokens each on average",
+        emb.id,
+        device::name(&dev),
+        cpu_name(),
+        refs.len(),
+        tokens as f64 / refs.len() as f64
+    );
+    let mut ours = Vec::new();
+    let t = time_median(args.runs, || {
+        ours = emb.embed(&refs, |_| {})?;
+        Ok(())
+    })?;
+    let sps = refs.len() as f64 / t;
+    // FLOPs per token of the encoder's matmuls (QKV, output, two FFN) — attention excluded.
+    let h = emb.dim() as f64;
+    let flops = tokens as f64 * 6.0 * 2.0 * (4.0 * h * h + 2.0 * h * 4.0 * h);
+    let (gemm, _) = gemm_rates(&dev)?;
+    println!("| embedder | sentences/s | tokens/s | matmul GFLOP/s | share of f32 GEMM bound |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| flywheel (packed, no padding) | {sps:.0} | {:.0} | {:.1} | {:.0}% of {gemm:.0} |",
+        tokens as f64 / t,
+        flops / t / 1e9,
+        100.0 * flops / t / 1e9 / gemm
+    );
+    let mut line = json!({"bench": "embed", "model": emb.id, "device": device::name(&dev), "threads": threads,
+        "sentences": refs.len(), "tokens": tokens, "sentences_per_s": sps, "tokens_per_s": tokens as f64 / t,
+        "gemm_gflops": gemm});
+    if let Some(py) = &args.reference {
+        let m = resolve(&args.model, FetchPolicy::from_env())?;
+        let dir = m
+            .files
+            .first()
+            .and_then(|f| f.path.parent())
+            .ok_or_else(|| Error::Model("embedder has no files".into()))?;
+        let v = run_python(
+            py,
+            include_str!("../../benches/st_embed_reference.py"),
+            &[
+                dir.display().to_string(),
+                "64".into(),
+                threads.to_string(),
+                args.runs.to_string(),
+            ],
+            &serde_json::to_string(&sentences).unwrap_or_default(),
+        )?;
+        let rs = v["sentences_per_s"].as_f64().unwrap_or(0.0);
+        let mut min_cos = f32::INFINITY;
+        for (r, o) in v["first_vectors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .zip(&ours)
+        {
+            let c: f32 = r
+                .as_array()
+                .into_iter()
+                .flatten()
+                .zip(&o.vector)
+                .map(|(a, b)| a.as_f64().unwrap_or(0.0) as f32 * b)
+                .sum();
+            min_cos = min_cos.min(c);
+        }
+        println!(
+            "| {} (batch 64) | {rs:.0} | {:.0} | | |",
+            v["version"].as_str().unwrap_or("reference"),
+            tokens as f64 / (refs.len() as f64 / rs)
+        );
+        println!(
+            "\nflywheel / sentence-transformers: {:.2}× sentences/s; min cosine between their vectors on the first 64: {min_cos:.5}",
+            sps / rs
+        );
+        line["reference"] = json!({"version": v["version"], "sentences_per_s": rs, "ratio": sps / rs, "min_cosine_first_64": min_cos});
+    }
+    println!("{line}");
+    Ok(())
+}
+
+/// Unit vectors with structure: random centers, points scattered around them, and planted
+/// near-copies (1% of rows), so a threshold finds real pairs.
+fn bench_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let centers = (n / 50).max(1);
+    let gauss = |rng: &mut rand_chacha::ChaCha8Rng| -> f32 {
+        // Box–Muller
+        let (u, v): (f32, f32) = (rng.random::<f32>().max(1e-9), rng.random());
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    };
+    let c: Vec<f32> = (0..centers * dim).map(|_| gauss(&mut rng)).collect();
+    let mut v = vec![0f32; n * dim];
+    for i in 0..n {
+        let k = rng.random_range(0..centers);
+        let copy_of = (i > 0 && rng.random_bool(0.01)).then(|| rng.random_range(0..i));
+        for d in 0..dim {
+            v[i * dim + d] = match copy_of {
+                Some(j) => v[j * dim + d] + 0.02 * gauss(&mut rng),
+                None => c[k * dim + d] + 1.2 * gauss(&mut rng),
+            };
+        }
+        crate::embed::normalize(&mut v[i * dim..(i + 1) * dim]);
+    }
+    v
+}
+
+pub fn dedup(args: &DedupBenchArgs) -> Result<()> {
+    let threads = rayon::current_num_threads();
+    let shingle = Shingle::parse(&args.shingle).ok_or_else(|| {
+        Error::Spec(format!(
+            "--shingle {:?}: use char:N or word:N",
+            args.shingle
+        ))
+    })?;
+    eprintln!(
+        "bench dedup: {threads} threads · {} · MinHash on {} docs ({}), all-pairs {} × {} at {}",
+        cpu_name(),
+        args.n,
+        shingle.name(),
+        args.n,
+        args.dim,
+        args.threshold
+    );
+    // MinHash end to end on the labeled corpus.
+    let mut c = corpus::build(CorpusSpec {
+        bases: (args.n as f64 / 2.8) as usize + 1,
+        ..Default::default()
+    });
+    c.texts.truncate(args.n);
+    c.group.truncate(args.n);
+    let items: Vec<Item> = c
+        .texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Item {
+            id: i.to_string(),
+            text: t.clone(),
+            score: None,
+        })
+        .collect();
+    let opts = MinHashOptions {
+        shingle,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let t_mh = time_median(3, || {
+        out = vec![None; items.len()];
+        dedup::minhash(&items, &opts, &mut out);
+        Ok(())
+    })?;
+    let f = corpus::score(&c.group, &dedup::clusters(&items, &out));
+    let docs_s = items.len() as f64 / t_mh;
+    println!("| method | N | time | rate | quality |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| flywheel MinHash-LSH (128 perms, {}, 0.8) | {} | {t_mh:.3} s | {docs_s:.0} docs/s | P {:.3} R {:.3} F1 {:.3} |",
+        shingle.name(),
+        items.len(),
+        f.precision,
+        f.recall,
+        f.f1
+    );
+    let mut line = json!({"bench": "dedup", "threads": threads, "minhash": {"docs": items.len(), "shingle": shingle.name(),
+        "seconds": t_mh, "docs_per_s": docs_s, "precision": f.precision, "recall": f.recall, "f1": f.f1}});
+    if let Some(py) = &args.reference {
+        let mut refs = Vec::new();
+        for sh in [shingle.name(), "word:5".to_string()] {
+            let req = json!({"texts": c.texts, "group": c.group, "shingle": sh, "threshold": 0.8});
+            let v = run_python(
+                py,
+                include_str!("../../benches/dedup_reference.py"),
+                &["minhash".into(), threads.to_string()],
+                &req.to_string(),
+            )?;
+            let rate = v["docs_per_s"].as_f64().unwrap_or(0.0);
+            println!(
+                "| {} MinHash+LSH ({sh}, 0.8) | {} | {:.3} s | {rate:.0} docs/s | P {:.3} R {:.3} F1 {:.3} |",
+                v["version"].as_str().unwrap_or("datasketch"),
+                items.len(),
+                v["seconds"].as_f64().unwrap_or(0.0),
+                v["precision"].as_f64().unwrap_or(0.0),
+                v["recall"].as_f64().unwrap_or(0.0),
+                v["f1"].as_f64().unwrap_or(0.0)
+            );
+            refs.push(
+                json!({"shingle": sh, "docs_per_s": rate, "f1": v["f1"], "ratio": docs_s / rate}),
+            );
+        }
+        line["minhash"]["reference"] = json!(refs);
+    }
+
+    // Semantic all-pairs, exact.
+    let dim = args.dim;
+    let v = bench_vectors(args.n, dim, 11);
+    let mut pairs = Vec::new();
+    let t_ap = time_median(3, || {
+        pairs = semantic::self_pairs(&v, dim, args.threshold);
+        Ok(())
+    })?;
+    let n = args.n as f64;
+    let cmp = n * (n - 1.0) / 2.0;
+    let (gemm, _) = gemm_rates(&candle_core::Device::Cpu)?;
+    let gflops = cmp * 2.0 * dim as f64 / t_ap / 1e9;
+    println!(
+        "| flywheel all-pairs cosine ≥ {} (tiled gemm + fused threshold) | {} × {dim} | {t_ap:.3} s | {:.2e} pairs/s ({gflops:.0} GFLOP/s, {:.0}% of {gemm:.0} measured f32 GEMM) | {} pairs |",
+        args.threshold,
+        args.n,
+        cmp / t_ap,
+        100.0 * gflops / gemm,
+        pairs.len()
+    );
+    line["allpairs"] = json!({"n": args.n, "dim": dim, "threshold": args.threshold, "seconds": t_ap,
+        "pairs_per_s": cmp / t_ap, "pairs_found": pairs.len(), "gflops": gflops, "gemm_gflops": gemm});
+    if let Some(py) = &args.reference {
+        let tmp = std::env::temp_dir().join(format!("flywheel-bench-{}.npy", std::process::id()));
+        crate::store::write_atomic(&tmp, &crate::embed::npy_bytes(&v, args.n, dim))?;
+        let r = run_python(
+            py,
+            include_str!("../../benches/dedup_reference.py"),
+            &["allpairs".into(), threads.to_string()],
+            &json!({"npy": tmp, "threshold": args.threshold}).to_string(),
+        );
+        let _ = std::fs::remove_file(&tmp);
+        let r = r?;
+        let (tn, tf) = (
+            r["numpy_seconds"].as_f64().unwrap_or(0.0),
+            r["faiss_seconds"].as_f64().unwrap_or(0.0),
+        );
+        println!(
+            "| numpy blocked matmul (block 2048) | {} × {dim} | {tn:.3} s | {:.2e} pairs/s | {} pairs |",
+            args.n,
+            cmp / tn,
+            r["numpy_pairs"]
+        );
+        println!(
+            "| FAISS IndexFlatIP range_search | {} × {dim} | {tf:.3} s | {:.2e} pairs/s | {} pairs |",
+            args.n,
+            cmp / tf,
+            r["faiss_pairs"]
+        );
+        line["allpairs"]["reference"] = json!({"version": r["version"], "numpy_seconds": tn, "faiss_seconds": tf,
+            "numpy_pairs": r["numpy_pairs"], "faiss_pairs": r["faiss_pairs"],
+            "speedup_vs_numpy": tn / t_ap, "speedup_vs_faiss": tf / t_ap});
+    }
+
+    // The k-means path at large N; recall on the planted near-copies.
+    if args.kmeans_n > 0 {
+        let big = bench_vectors(args.kmeans_n, dim, 12);
+        let t0 = Instant::now();
+        let got = semantic::pairs_clustered(&big, dim, args.threshold, 2_000, 1);
+        let t_km = t0.elapsed().as_secs_f64();
+        // Exact pairs for a sample of rows, to measure what clustering misses.
+        let sample: Vec<usize> = (0..args.kmeans_n)
+            .step_by((args.kmeans_n / 500).max(1))
+            .collect();
+        let rows: Vec<f32> = sample
+            .iter()
+            .flat_map(|&i| big[i * dim..(i + 1) * dim].iter().copied())
+            .collect();
+        let exact: Vec<(u32, u32)> = semantic::cross_pairs(&rows, &big, dim, args.threshold)
+            .into_iter()
+            .map(|p| (sample[p.i as usize] as u32, p.j))
+            .filter(|(i, j)| i != j)
+            .map(|(i, j)| (i.min(j), i.max(j)))
+            .collect();
+        let found: std::collections::HashSet<(u32, u32)> = got.iter().map(|p| (p.i, p.j)).collect();
+        let hit = exact.iter().filter(|p| found.contains(p)).count();
+        let recall = if exact.is_empty() {
+            1.0
+        } else {
+            hit as f64 / exact.len() as f64
+        };
+        println!(
+            "| flywheel k-means path (clusters of ~2000, 8 rounds) | {} × {dim} | {t_km:.3} s | {:.0} vectors/s | {} pairs; recall {recall:.3} vs exact on {} sampled rows |",
+            args.kmeans_n,
+            args.kmeans_n as f64 / t_km,
+            got.len(),
+            sample.len()
+        );
+        line["kmeans"] = json!({"n": args.kmeans_n, "seconds": t_km, "pairs_found": got.len(), "sampled_recall": recall});
+    }
+    println!("{line}");
+    Ok(())
+}

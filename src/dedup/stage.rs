@@ -1,0 +1,598 @@
+//! The filter & dedup stage: verified records → `kept.jsonl` + `rejected.jsonl`.
+//!
+//! Order: unreadable lines, then the spec's keep-rules (judge thresholds, required
+//! verifiers), then decontamination (so a contaminated record never becomes the survivor of
+//! a duplicate cluster), then exact, MinHash and semantic dedup. Every input line ends up
+//! in exactly one of the two outputs, with a `decision` saying why. The whole stage is
+//! recomputed on a rerun (it is global by nature and fast); both files are replaced
+//! atomically, so a crash leaves the previous result or none, never a half.
+
+use super::decontam::{EvalIndex, EvalItem};
+use super::{Item, MinHashOptions, Reason, SemanticOptions, Shingle};
+use crate::embed::Embedder;
+use crate::engine::device;
+use crate::error::{Error, Result};
+use crate::models::FetchPolicy;
+use crate::spec::{DedupSection, FilterSection, Spec};
+use crate::store::manifest::{ModelEntry, StageStatus};
+use crate::store::Manifest;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Settings for one dedup run (from a spec's `[filter]`/`[dedup]` or from flags).
+#[derive(Debug, Clone)]
+pub struct DedupOptions {
+    pub exact: bool,
+    pub minhash: Option<MinHashOptions>,
+    pub semantic: Option<SemanticOptions>,
+    pub embedder: String,
+    /// Which text to compare (see [`text_of`]).
+    pub field: String,
+    /// Eval sets to decontaminate against.
+    pub against: Vec<PathBuf>,
+    pub ngram: usize,
+    pub against_semantic: Option<f32>,
+    pub filter: FilterSection,
+    pub device: String,
+    pub fetch: FetchPolicy,
+    pub progress: bool,
+}
+
+impl DedupOptions {
+    /// Options from a spec section; relative eval paths resolve against `base`.
+    pub fn from_spec(f: &FilterSection, d: &DedupSection, base: &Path) -> DedupOptions {
+        let shingle = Shingle::parse(&d.shingle).unwrap_or(Shingle::Char(5));
+        DedupOptions {
+            exact: d.exact,
+            minhash: d.minhash.get(0.8).map(|t| MinHashOptions {
+                threshold: t as f32,
+                num_perm: d.num_perm,
+                shingle,
+                ..Default::default()
+            }),
+            semantic: d.semantic.get(0.92).map(|t| SemanticOptions {
+                threshold: t as f32,
+                ..Default::default()
+            }),
+            embedder: d.embedder.clone(),
+            field: d.field.clone(),
+            against: d.against.iter().map(|p| base.join(p)).collect(),
+            ngram: d.ngram,
+            against_semantic: d.against_semantic.map(|x| x as f32),
+            filter: f.clone(),
+            device: "auto".into(),
+            fetch: FetchPolicy::from_env(),
+            progress: false,
+        }
+    }
+
+    fn needs_embedder(&self) -> bool {
+        self.semantic.is_some() || (self.against_semantic.is_some() && !self.against.is_empty())
+    }
+}
+
+/// What a dedup run did.
+#[derive(Debug, Clone, Default)]
+pub struct DedupSummary {
+    pub kept_path: PathBuf,
+    pub rejected_path: PathBuf,
+    pub records: usize,
+    pub kept: usize,
+    /// Rejections by method: filter, decontam, exact, minhash, semantic, bad_input, …
+    pub by_method: BTreeMap<String, usize>,
+    pub eval_items: usize,
+    pub eval_skipped_short: usize,
+    pub embedded: usize,
+    pub embed_seconds: f64,
+    pub truncated: usize,
+    pub wall_seconds: f64,
+    pub embedder: Option<ModelEntry>,
+}
+
+/// `flywheel dedup SPEC`: `<run>/verified.jsonl` (or `input`) → `<run>/kept.jsonl` and
+/// `<run>/rejected.jsonl`.
+pub fn run_spec(spec: &Spec, input: Option<&Path>, opts: &DedupOptions) -> Result<DedupSummary> {
+    let dir = spec.run_dir();
+    let input = input
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join("verified.jsonl"));
+    if !input.exists() {
+        return Err(Error::Spec(format!(
+            "{} does not exist: run `flywheel verify {}` first (or pass --input FILE)",
+            input.display(),
+            spec.path.display()
+        )));
+    }
+    let s = run(
+        &input,
+        &dir.join("kept.jsonl"),
+        &dir.join("rejected.jsonl"),
+        opts,
+    )?;
+    let mut m = Manifest::load(&dir)?.unwrap_or_default();
+    m.spec_path = spec.path.display().to_string();
+    m.spec_sha256 = spec.sha256();
+    m.flywheel = env!("CARGO_PKG_VERSION").into();
+    let mut st = StageStatus {
+        status: "done".into(),
+        planned: s.records,
+        done: s.records,
+        written_this_run: s.records,
+        wall_seconds: s.wall_seconds,
+        ..Default::default()
+    };
+    st.extra.insert("kept".into(), s.kept.into());
+    st.extra.insert("rejected_by".into(), json!(s.by_method));
+    st.extra.insert("embedded".into(), s.embedded.into());
+    st.extra
+        .insert("embed_truncated".into(), s.truncated.into());
+    st.extra.insert(
+        "against".into(),
+        json!(opts
+            .against
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()),
+    );
+    m.stages.insert("dedup".into(), st);
+    if let Some(e) = &s.embedder {
+        m.models.retain(|x| x.role != e.role);
+        m.models.push(e.clone());
+    }
+    m.save(&dir)?;
+    Ok(s)
+}
+
+/// One input line: a record, or why it could not be read.
+enum Line {
+    Record {
+        value: Value,
+        id: String,
+        text: Option<String>,
+    },
+    Bad {
+        line: usize,
+        raw: String,
+        why: String,
+    },
+}
+
+/// Reads a JSONL file line by line as bytes, so one bad line (not UTF-8, not JSON) becomes
+/// a rejection naming it instead of failing the whole file.
+fn read_lines(path: &Path, field: &str) -> Result<Vec<Line>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read input", path, e))?;
+    let mut out = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (n, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = n + 1;
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let Ok(s) = std::str::from_utf8(raw) else {
+            out.push(Line::Bad {
+                line,
+                raw: String::from_utf8_lossy(raw).into_owned(),
+                why: "bad_input:not_utf8".into(),
+            });
+            continue;
+        };
+        let value: Value = match serde_json::from_str(s) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => {
+                out.push(Line::Bad {
+                    line,
+                    raw: s.into(),
+                    why: "bad_input:not_an_object".into(),
+                });
+                continue;
+            }
+            Err(e) => {
+                out.push(Line::Bad {
+                    line,
+                    raw: s.into(),
+                    why: format!("bad_input:invalid_json ({e})"),
+                });
+                continue;
+            }
+        };
+        let mut id = match value.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => format!("line:{line}"),
+        };
+        // Ids name survivors in `dup_of`; a repeated id would make that ambiguous.
+        let count = seen.entry(id.clone()).or_insert(0);
+        *count += 1;
+        if *count > 1 {
+            id = format!("{id}@line:{line}");
+        }
+        let text = text_of(&value, field);
+        out.push(Line::Record { value, id, text });
+    }
+    Ok(out)
+}
+
+/// The text to compare. `auto`: the contents of all non-system `messages`, else `text`,
+/// `content`, `prompt` + `response`, or `instruction` + `input` + `output`. `assistant` /
+/// `user`: those messages only. Anything else: that top-level string field.
+pub fn text_of(v: &Value, field: &str) -> Option<String> {
+    let s = |k: &str| v.get(k).and_then(Value::as_str);
+    let msgs = |keep: &dyn Fn(&str) -> bool| -> Option<String> {
+        let m = v.get("messages")?.as_array()?;
+        let parts: Vec<&str> = m
+            .iter()
+            .filter(|m| keep(m.get("role").and_then(Value::as_str).unwrap_or("")))
+            .filter_map(|m| m.get("content").and_then(Value::as_str))
+            .collect();
+        Some(parts.join("\n"))
+    };
+    match field {
+        "auto" => msgs(&|r| r != "system")
+            .or_else(|| s("text").map(str::to_string))
+            .or_else(|| s("content").map(str::to_string))
+            .or_else(|| Some(format!("{}\n{}", s("prompt")?, s("response")?)))
+            .or_else(|| {
+                Some(format!(
+                    "{}\n{}\n{}",
+                    s("instruction")?,
+                    s("input").unwrap_or(""),
+                    s("output")?
+                ))
+            }),
+        "assistant" | "user" => msgs(&|r| r == field),
+        k => s(k).map(str::to_string),
+    }
+}
+
+/// The survivor priority: the combined judge score when the record has one.
+fn priority(v: &Value) -> Option<f64> {
+    v.pointer("/scores/judge_combined/score")
+        .and_then(Value::as_f64)
+}
+
+/// The first keep-rule a record fails, as a reason string.
+pub fn filter_reason(v: &Value, f: &FilterSection) -> Option<String> {
+    if let Some(min) = f.min_judge {
+        match priority(v) {
+            None => return Some("judge:missing".into()),
+            Some(s) if s < min => return Some(format!("judge<{min}")),
+            _ => {}
+        }
+    }
+    for (name, min) in &f.min_score {
+        match v
+            .pointer(&format!("/scores/judge/{name}/score"))
+            .and_then(Value::as_f64)
+        {
+            None => return Some(format!("judge:{name}:missing")),
+            Some(s) if s < *min => return Some(format!("judge:{name}<{min}")),
+            _ => {}
+        }
+    }
+    let verdicts = v.pointer("/scores/verifiers").and_then(Value::as_object);
+    let passed =
+        |name: &str| -> Option<bool> { verdicts?.get(name)?.get("pass").and_then(Value::as_bool) };
+    match &f.require {
+        None => {
+            if let Some(vs) = verdicts {
+                for name in vs.keys() {
+                    if passed(name) == Some(false) {
+                        return Some(format!("verifier:{name}"));
+                    }
+                }
+            }
+        }
+        Some(names) => {
+            for name in names {
+                match passed(name) {
+                    Some(true) => {}
+                    Some(false) => return Some(format!("verifier:{name}")),
+                    None => return Some(format!("verifier:{name}:missing")),
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Loads an eval set: JSONL (`.jsonl`/`.json`: each record's text fields) or plain text
+/// (each non-empty line is an item).
+pub fn load_eval(path: &Path) -> Result<Vec<EvalItem>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read eval set", path, e))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let file = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let jsonl = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("jsonl" | "json" | "ndjson")
+    );
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !jsonl {
+            out.push(EvalItem {
+                file: file.clone(),
+                id: format!("line{}", n + 1),
+                text: line.to_string(),
+            });
+            continue;
+        }
+        let v: Value = serde_json::from_str(line).map_err(|e| {
+            Error::Spec(format!(
+                "{}:{}: eval set line is not JSON ({e})",
+                path.display(),
+                n + 1
+            ))
+        })?;
+        let id = match v.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(x)) => x.to_string(),
+            _ => format!("line{}", n + 1),
+        };
+        // Every string field (question, answer, options…) and message contents.
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(o) = v.as_object() {
+            for (k, x) in o {
+                match x {
+                    Value::String(s) if k != "id" => parts.push(s.clone()),
+                    Value::Array(a) if k == "messages" => parts.extend(
+                        a.iter()
+                            .filter_map(|m| m.get("content").and_then(Value::as_str))
+                            .map(str::to_string),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        out.push(EvalItem {
+            file: file.clone(),
+            id,
+            text: parts.join("\n"),
+        });
+    }
+    Ok(out)
+}
+
+/// Filters and deduplicates `input` into `kept` and `rejected`.
+pub fn run(
+    input: &Path,
+    kept: &Path,
+    rejected: &Path,
+    opts: &DedupOptions,
+) -> Result<DedupSummary> {
+    let t0 = Instant::now();
+    let lines = read_lines(input, &opts.field)?;
+    // Eval sets first: a missing file fails before any work.
+    let mut eval = Vec::new();
+    for p in &opts.against {
+        if !p.is_file() {
+            return Err(Error::Spec(format!(
+                "eval set {} does not exist (from --against / dedup.against)",
+                p.display()
+            )));
+        }
+        eval.extend(load_eval(p)?);
+    }
+
+    let mut items: Vec<Item> = Vec::new();
+    let mut line_of_item: Vec<usize> = Vec::new();
+    let mut pre: Vec<Option<String>> = vec![None; lines.len()];
+    for (k, l) in lines.iter().enumerate() {
+        match l {
+            Line::Bad { why, .. } => pre[k] = Some(why.clone()),
+            Line::Record { value, id, text } => {
+                if text.is_none() {
+                    pre[k] = Some(format!(
+                        "bad_input:no_text (no {:?} field to compare)",
+                        opts.field
+                    ));
+                } else if let Some(r) = filter_reason(value, &opts.filter) {
+                    pre[k] = Some(r);
+                } else {
+                    items.push(Item {
+                        id: id.clone(),
+                        text: text.clone().unwrap_or_default(),
+                        score: priority(value),
+                    });
+                    line_of_item.push(k);
+                }
+            }
+        }
+    }
+
+    let mut out: Vec<Option<Reason>> = vec![None; items.len()];
+    let index = (!eval.is_empty()).then(|| EvalIndex::build(eval.clone(), opts.ngram));
+    if let Some(idx) = &index {
+        super::decontaminate(&items, idx, &mut out);
+    }
+    if opts.exact {
+        super::exact(&items, &mut out);
+    }
+    if let Some(m) = &opts.minhash {
+        super::minhash(&items, m, &mut out);
+    }
+
+    let mut summary = DedupSummary {
+        kept_path: kept.to_path_buf(),
+        rejected_path: rejected.to_path_buf(),
+        eval_items: eval.len(),
+        eval_skipped_short: index.as_ref().map_or(0, |i| i.skipped),
+        ..Default::default()
+    };
+    let mut embed_info: Vec<Option<(usize, usize)>> = vec![None; items.len()];
+    let mut embedder_id = String::new();
+    if opts.needs_embedder() {
+        let dev = device::parse(&opts.device)?;
+        let emb = Embedder::load(&opts.embedder, opts.fetch, &dev)?;
+        embedder_id = emb.id.clone();
+        summary.embedder = Some(ModelEntry {
+            role: "embedder".into(),
+            id: emb.id.clone(),
+            file: opts.embedder.clone(),
+            sha256: emb.weights_sha256.clone(),
+        });
+        let alive: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
+        let texts: Vec<&str> = alive.iter().map(|&i| items[i].text.as_str()).collect();
+        let te = Instant::now();
+        let pb = crate::progress::bar(texts.len(), opts.progress, "embed");
+        let vecs = emb.embed(&texts, |n| pb.inc(n as u64))?;
+        pb.finish_and_clear();
+        summary.embed_seconds = te.elapsed().as_secs_f64();
+        summary.embedded = texts.len();
+        let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); items.len()];
+        for (&i, e) in alive.iter().zip(vecs) {
+            embed_info[i] = Some((e.tokens, e.truncated_tokens));
+            summary.truncated += (e.truncated_tokens > 0) as usize;
+            vectors[i] = e.vector;
+        }
+        if let (Some(t), Some(_)) = (opts.against_semantic, &index) {
+            let evecs = emb.embed(
+                &eval.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
+                |_| {},
+            )?;
+            let dim = emb.dim();
+            let live: Vec<usize> = alive
+                .iter()
+                .copied()
+                .filter(|&i| vectors[i].iter().all(|x| x.is_finite()))
+                .collect();
+            let a: Vec<f32> = live
+                .iter()
+                .flat_map(|&i| vectors[i].iter().copied())
+                .collect();
+            let b: Vec<f32> = evecs
+                .iter()
+                .flat_map(|e| e.vector.iter().copied())
+                .collect();
+            for p in super::semantic::cross_pairs(&a, &b, dim, t) {
+                let i = live[p.i as usize];
+                if out[i].is_none() {
+                    let e = &eval[p.j as usize];
+                    out[i] = Some(Reason::Contaminated {
+                        file: e.file.clone(),
+                        id: e.id.clone(),
+                    });
+                }
+            }
+        }
+        if let Some(s) = &opts.semantic {
+            super::semantic(&items, &vectors, s, &mut out)?;
+        }
+    }
+
+    // Write both files in input order, atomically.
+    let mut item_at: Vec<Option<usize>> = vec![None; lines.len()];
+    for (i, &k) in line_of_item.iter().enumerate() {
+        item_at[k] = Some(i);
+    }
+    let tmp = |p: &Path| p.with_extension("jsonl.tmp");
+    let open = |p: &Path| -> Result<std::io::BufWriter<std::fs::File>> {
+        if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(d).map_err(|e| Error::io("cannot create", d, e))?;
+        }
+        let f = std::fs::File::create(tmp(p)).map_err(|e| Error::io("cannot write", tmp(p), e))?;
+        Ok(std::io::BufWriter::new(f))
+    };
+    let (mut kw, mut rw) = (open(kept)?, open(rejected)?);
+    for (k, l) in lines.into_iter().enumerate() {
+        let (mut value, decision, keep) = match l {
+            Line::Bad { line, raw, why } => {
+                *summary.by_method.entry("bad_input".into()).or_default() += 1;
+                (
+                    json!({"line": line, "raw": raw}),
+                    json!({"kept": false, "reason": why, "stage": "input"}),
+                    false,
+                )
+            }
+            Line::Record { value, .. } => {
+                let mut d = serde_json::Map::new();
+                let keep = match (&pre[k], item_at[k]) {
+                    (Some(why), _) => {
+                        let stage = if why.starts_with("bad_input") {
+                            "input"
+                        } else {
+                            "filter"
+                        };
+                        *summary
+                            .by_method
+                            .entry(
+                                if stage == "input" {
+                                    "bad_input"
+                                } else {
+                                    "filter"
+                                }
+                                .into(),
+                            )
+                            .or_default() += 1;
+                        d.insert("reason".into(), why.clone().into());
+                        d.insert("stage".into(), stage.into());
+                        false
+                    }
+                    (None, Some(i)) => {
+                        if let Some((tokens, trunc)) = embed_info[i] {
+                            d.insert(
+                                "embedding".into(),
+                                json!({"model": embedder_id, "tokens": tokens, "truncated_tokens": trunc, "handling": if trunc > 0 { "truncated" } else { "whole" }}),
+                            );
+                        }
+                        match &out[i] {
+                            None => {
+                                d.insert("reason".into(), Value::Null);
+                                true
+                            }
+                            Some(r) => {
+                                *summary.by_method.entry(r.method().into()).or_default() += 1;
+                                d.insert("reason".into(), r.to_string().into());
+                                d.insert("stage".into(), r.method().into());
+                                if let Some((of, sim)) = r.dup_of() {
+                                    d.insert("dup_of".into(), of.into());
+                                    if let Some(s) = sim {
+                                        d.insert(
+                                            "similarity".into(),
+                                            json!((s as f64 * 1e4).round() / 1e4),
+                                        );
+                                    }
+                                }
+                                false
+                            }
+                        }
+                    }
+                    (None, None) => false,
+                };
+                d.insert("kept".into(), keep.into());
+                (value, Value::Object(d), keep)
+            }
+        };
+        if let Some(o) = value.as_object_mut() {
+            o.insert("decision".into(), decision);
+        }
+        summary.records += 1;
+        let w = if keep {
+            summary.kept += 1;
+            &mut kw
+        } else {
+            &mut rw
+        };
+        serde_json::to_writer(&mut *w, &value)
+            .map_err(|e| Error::Model(format!("internal: cannot serialize a record: {e}")))?;
+        w.write_all(b"\n")
+            .map_err(|e| Error::io("cannot write", tmp(kept), e))?;
+    }
+    for (w, p) in [(kw, kept), (rw, rejected)] {
+        let f = w
+            .into_inner()
+            .map_err(|e| Error::io("cannot write", tmp(p), e.into_error()))?;
+        f.sync_all()
+            .map_err(|e| Error::io("cannot sync", tmp(p), e))?;
+        std::fs::rename(tmp(p), p).map_err(|e| Error::io("cannot replace", p, e))?;
+    }
+    summary.wall_seconds = t0.elapsed().as_secs_f64();
+    Ok(summary)
+}
