@@ -6,6 +6,8 @@
 //! removed text gets a [`Reason`] naming the survivor it duplicates and how similar they are.
 
 pub mod corpus;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod decontam;
 pub mod minhash;
 pub mod semantic;
@@ -268,11 +270,23 @@ pub fn minhash(items: &[Item], opts: &MinHashOptions, out: &mut [Option<Reason>]
 }
 
 /// Semantic duplicates: cosine ≥ threshold between unit embeddings (`vectors[i]` for item i;
-/// rows of removed items are ignored).
+/// rows of removed items are ignored). On the CPU.
 pub fn semantic(
     items: &[Item],
     vectors: &[Vec<f32>],
     opts: &SemanticOptions,
+    out: &mut [Option<Reason>],
+) -> Result<()> {
+    semantic_on(items, vectors, opts, &candle_core::Device::Cpu, out)
+}
+
+/// [`semantic`] on a device: with a CUDA device (and the `cuda` feature) the exact all-pairs
+/// search runs in `kernels/similarity.cu`; the k-means path stays on the CPU.
+pub fn semantic_on(
+    items: &[Item],
+    vectors: &[Vec<f32>],
+    opts: &SemanticOptions,
+    device: &candle_core::Device,
     out: &mut [Option<Reason>],
 ) -> Result<()> {
     if vectors.len() != items.len() {
@@ -301,7 +315,11 @@ pub fn semantic(
         .flat_map(|&i| vectors[i].iter().copied())
         .collect();
     let pairs = if alive.len() <= opts.exact_up_to {
-        semantic::self_pairs(&flat, dim, opts.threshold)
+        match device {
+            #[cfg(feature = "cuda")]
+            candle_core::Device::Cuda(d) => cuda::pairs(d, &flat, None, dim, opts.threshold)?,
+            _ => semantic::self_pairs(&flat, dim, opts.threshold),
+        }
     } else {
         semantic::pairs_clustered(&flat, dim, opts.threshold, opts.cluster_size, opts.seed)
     };

@@ -483,7 +483,7 @@ pub fn run(
             }
         }
         if let Some(s) = &opts.semantic {
-            super::semantic(&items, &vectors, s, &mut out)?;
+            super::semantic_on(&items, &vectors, s, &dev, &mut out)?;
         }
     }
 
