@@ -20,8 +20,19 @@ fn main() {
                 .min()
         })
         .unwrap_or(75);
-    for name in ["similarity"] {
-        let src = format!("kernels/{name}.cu");
+    let mut sources: Vec<std::path::PathBuf> = std::fs::read_dir("kernels")
+        .expect("kernels/ directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cu"))
+        .collect();
+    sources.sort();
+    for src in sources {
+        let name = src
+            .file_stem()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
+        let src = src.display().to_string();
         let dst = out.join(format!("{name}.ptx"));
         let status = std::process::Command::new(&nvcc)
             .args(["--ptx", "-O3", "--use_fast_math", &format!("-arch=compute_{cap}"), "-o"])
