@@ -197,6 +197,9 @@ struct DedupArgs {
     /// MinHash permutations.
     #[arg(long, default_value_t = 128, conflicts_with = "spec")]
     num_perm: usize,
+    /// Confirm MinHash candidates with the exact shingle Jaccard, not the signature estimate.
+    #[arg(long, conflicts_with = "spec")]
+    exact_jaccard: bool,
     /// Text to compare: auto (non-system messages, else `text`…), assistant, user, or a field name.
     #[arg(long, default_value = "auto", conflicts_with = "spec")]
     field: String,
@@ -266,6 +269,12 @@ enum BenchCmd {
 }
 
 fn main() {
+    // `flywheel … | head` should end quietly, not panic on a closed pipe.
+    #[cfg(unix)]
+    // SAFETY: restoring the default SIGPIPE action before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Some(n) = cli.threads.filter(|n| *n > 0) {
         // Read by rayon and candle when their pools start, which has not happened yet.
@@ -471,6 +480,7 @@ fn run(cli: Cli) -> Result<()> {
                             threshold: t,
                             num_perm: a.num_perm.clamp(16, 1024),
                             shingle,
+                            exact_jaccard: a.exact_jaccard,
                             ..Default::default()
                         }
                     }),

@@ -51,6 +51,7 @@ impl DedupOptions {
                 threshold: t as f32,
                 num_perm: d.num_perm,
                 shingle,
+                exact_jaccard: d.exact_jaccard,
                 ..Default::default()
             }),
             semantic: d.semantic.get(0.92).map(|t| SemanticOptions {

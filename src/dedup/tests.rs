@@ -118,6 +118,21 @@ fn minhash_f1_on_seeded_corpus() {
         let r = found as f64 / above as f64;
         eprintln!("  pairs with true Jaccard >= 0.8: {above}, found {found} ({r:.3})");
         assert!(r >= 0.97, "edit rate {rate}: recall vs true Jaccard {r}");
+        // Confirming candidates with the exact shingle Jaccard meets the same bar.
+        let mut ex = vec![None; its.len()];
+        minhash(
+            &its,
+            &MinHashOptions {
+                exact_jaccard: true,
+                ..opts
+            },
+            &mut ex,
+        );
+        let se = corpus::score(&c.group, &clusters(&its, &ex));
+        assert!(
+            se.f1 >= 0.95 && se.precision >= 0.99,
+            "exact Jaccard, edit rate {rate}: {se:?}"
+        );
         // The test can fail: without dedup, recall is zero.
         let none = corpus::score(&c.group, &(0..its.len()).collect::<Vec<_>>());
         assert_eq!(none.recall, 0.0);

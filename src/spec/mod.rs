@@ -198,6 +198,10 @@ pub struct DedupSection {
     pub shingle: String,
     #[serde(default = "default_num_perm")]
     pub num_perm: usize,
+    /// Confirm MinHash candidates with the exact Jaccard of their shingle sets instead of
+    /// the signature estimate (no estimation noise; keeps every shingle set in memory).
+    #[serde(default)]
+    pub exact_jaccard: bool,
     /// Embedder for semantic dedup: a registry id or a local sentence-transformers folder.
     #[serde(default = "default_embedder")]
     pub embedder: String,
