@@ -340,6 +340,26 @@ fn pool(hidden: &[f32], lens: &[usize], h: usize) -> Vec<Vec<f32>> {
     out
 }
 
+/// Dot product with eight independent accumulators: a plain `.sum()` is one serial f32 chain
+/// the compiler may not reorder, so it cannot use SIMD lanes.
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Multi-head attention over packed sequences. `qkv` is `[tokens, 3·hidden]` (queries, keys,
 /// values side by side), `out` is `[tokens, hidden]`; `lens` splits the tokens into sequences.
 pub fn attention_cpu(qkv: &[f32], out: &mut [f32], lens: &[usize], hidden: usize, heads: usize) {
@@ -363,8 +383,7 @@ pub fn attention_cpu(qkv: &[f32], out: &mut [f32], lens: &[usize], hidden: usize
                 let mut max = f32::NEG_INFINITY;
                 for (j, sj) in s.iter_mut().enumerate() {
                     let k = &qkv[(off + j) * 3 * hidden + hidden + col..][..d];
-                    let dot: f32 = q.iter().zip(k).map(|(a, b)| a * b).sum();
-                    *sj = dot * scale;
+                    *sj = dot(q, k) * scale;
                     max = max.max(*sj);
                 }
                 let mut sum = 0f32;

@@ -171,14 +171,24 @@ fn matmul_acc(a: &[f32], w: &[f32], dst: &mut [f32], k: usize, n: usize) {
 fn layer_norm(x: &mut [f32], h: usize, (g, b): &(Vec<f32>, Vec<f32>), eps: f32) {
     x.par_chunks_mut(h * ROWS).for_each(|rows| {
         for row in rows.chunks_exact_mut(h) {
-            let mean = row.iter().sum::<f32>() / h as f32;
-            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+            let mean = lane_sum(row.iter().copied()) / h as f32;
+            let var = lane_sum(row.iter().map(|v| (v - mean) * (v - mean))) / h as f32;
             let inv = 1.0 / (var + eps).sqrt();
             for k in 0..h {
                 row[k] = (row[k] - mean) * inv * g[k] + b[k];
             }
         }
     });
+}
+
+/// Sum with eight lane accumulators so it vectorizes (see `bert::dot`).
+#[inline(always)]
+fn lane_sum(it: impl Iterator<Item = f32>) -> f32 {
+    let mut acc = [0f32; 8];
+    for (i, v) in it.enumerate() {
+        acc[i & 7] += v;
+    }
+    acc.iter().sum()
 }
 
 /// GELU in place: exact (erf) or the tanh form, per the model's config.
