@@ -29,6 +29,9 @@ pub enum Error {
     /// A tensor operation failed inside candle.
     #[error("tensor operation failed: {0}")]
     Candle(#[from] candle_core::Error),
+    /// A stage wrote what it could but fell short of what the spec asked (exit code 3).
+    #[error("{0}")]
+    Shortfall(String),
     /// Generation was interrupted (Ctrl-C); records written so far are kept.
     #[error("interrupted; records written so far are kept and a rerun resumes")]
     Interrupted,

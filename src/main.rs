@@ -29,6 +29,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole factory: generate → verify → dedup → audit → blend → report.
+    ///
+    /// Each stage writes into <out_dir>/<name>/ and records its inputs' fingerprint in
+    /// manifest.json: a stage whose inputs are unchanged is skipped (and says so), one whose
+    /// inputs changed runs again. Ctrl-C stops after the batch in flight; after a crash or
+    /// kill, `run` again resumes with no record lost or duplicated. Exit codes: 0 done,
+    /// 3 written but short of the spec's [blend] total, 130 interrupted, 1 error.
+    Run(RunArgs),
     /// Generate instruction/response records from a spec into <out_dir>/<name>/generated.jsonl.
     ///
     /// Rerunning the same spec resumes: records already in the file are skipped, a torn
@@ -55,6 +63,23 @@ enum Command {
     /// `contaminated:<eval file>:<id>`, `bad_input:…`. Within a duplicate cluster the record
     /// with the best judge score survives (then the earliest).
     Dedup(DedupArgs),
+    /// Check synthetic records against sensitive real data: PII, copied text, distance to
+    /// the closest real record, and optionally the canary test.
+    ///
+    /// <run>/kept.jsonl → <run>/audited.jsonl (policy applied: [privacy] pii = flag|redact|drop,
+    /// copy/dcr = flag|drop) + <run>/privacy.json (every finding; PII shown masked). Runs
+    /// before blend, so a dropped record cannot shift the real/synthetic ratio.
+    Audit(AuditArgs),
+    /// Mix the audited synthetic records with real data at the spec's ratio ([blend]).
+    ///
+    /// Writes <run>/dataset.jsonl, dataset.parquet and a README.md dataset card (Hugging Face
+    /// layout). If the survivors cannot meet [blend].total, writes what keeps the ratio,
+    /// says how many are missing, and exits with code 3.
+    Blend(BlendArgs),
+    /// Write report.json and a self-contained report.html for a run directory.
+    Report(ReportArgs),
+    /// Convert a dataset to the format a trainer reads: openai (also TRL), alpaca, sharegpt, chatml.
+    Export(ExportArgs),
     /// Write sentence embeddings (all-MiniLM-L6-v2 by default) of a JSONL file's texts.
     ///
     /// Rows follow the input's readable records in order; their ids go to OUTPUT.ids (one per
@@ -73,6 +98,82 @@ enum Command {
     },
     /// Report the devices this build can use.
     Doctor,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The TOML spec (see configs/demo.toml and configs/README.md).
+    spec: PathBuf,
+    /// Where to run models: auto (CUDA if built with it and a GPU answers, else CPU), cpu, cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Reuse a run directory made with other settings (older records are moved aside).
+    #[arg(long)]
+    force: bool,
+    /// Also run the canary test with N planted canaries during the audit.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    canaries: usize,
+    /// Never download models (same as FLYWHEEL_OFFLINE=1).
+    #[arg(long)]
+    offline: bool,
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// The spec ([privacy] section; real data from [privacy].sensitive or [blend].real).
+    spec: PathBuf,
+    /// Records to audit instead of <run>/kept.jsonl.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Plant N canaries in a copy of the real data, show those records to the teacher, and
+    /// count how many come back in its output (with N never-shown control canaries).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    canaries: usize,
+    /// Where to run models: auto, cpu, cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Never download models.
+    #[arg(long)]
+    offline: bool,
+}
+
+#[derive(Args)]
+struct BlendArgs {
+    /// The spec with a [blend] section.
+    spec: PathBuf,
+    /// Synthetic records instead of <run>/audited.jsonl.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Fail on a bad real-data row instead of skipping it.
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// A run directory (runs/<name>), or a spec whose run directory to report on.
+    run: PathBuf,
+    /// Embedder for similarity and dispersion, or `none` (default: the run's own).
+    #[arg(long)]
+    embedder: Option<String>,
+    /// Where to embed: auto, cpu, cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Never download models.
+    #[arg(long)]
+    offline: bool,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// A run directory (its dataset.jsonl) or any JSONL of chat records.
+    input: PathBuf,
+    /// Target format.
+    #[arg(long, value_enum)]
+    format: flywheel::export::Format,
+    /// Output JSONL.
+    #[arg(long)]
+    output: PathBuf,
 }
 
 #[derive(Args)]
@@ -292,6 +393,7 @@ fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(match e.downcast_ref::<flywheel::Error>() {
             Some(flywheel::Error::Interrupted) => 130,
+            Some(flywheel::Error::Shortfall(_)) => 3,
             _ => 1,
         });
     }
@@ -332,7 +434,119 @@ fn print_verify(s: &flywheel::verify::stage::VerifySummary) {
 
 fn run(cli: Cli) -> Result<()> {
     let progress = !cli.quiet && std::io::stderr().is_terminal();
+    let policy = |offline: bool| {
+        if offline {
+            FetchPolicy::Offline
+        } else {
+            FetchPolicy::from_env()
+        }
+    };
     match cli.cmd {
+        Command::Run(a) => {
+            let spec = Spec::load(&a.spec)?;
+            install_ctrlc();
+            let opts = flywheel::pipeline::RunOptions {
+                device: a.device,
+                fetch: policy(a.offline),
+                progress,
+                force: a.force,
+                canaries: a.canaries,
+            };
+            let n = flywheel::pipeline::STAGES.len();
+            let mut i = 0;
+            flywheel::pipeline::run(&spec, &opts, |o| {
+                i += 1;
+                println!("[{i}/{n}] {}: {}", o.stage, o.line);
+            })
+            .with_context(|| format!("run {}", a.spec.display()))?;
+            println!(
+                "done: {} (open {} in a browser)",
+                spec.run_dir().join("dataset.jsonl").display(),
+                spec.run_dir().join("report.html").display()
+            );
+        }
+        Command::Audit(a) => {
+            let spec = Spec::load(&a.spec)?;
+            install_ctrlc();
+            let opts = flywheel::privacy::AuditOptions {
+                device: a.device,
+                fetch: policy(a.offline),
+                progress,
+                canaries: a.canaries,
+            };
+            let s = flywheel::privacy::run_spec(&spec, a.input.as_deref(), &opts)
+                .with_context(|| format!("audit {}", a.spec.display()))?;
+            let pii: Vec<String> = s
+                .pii_by_kind
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            println!(
+                "audit: {} records → {} passed, {} dropped, {} redacted, {} flagged; PII: {}; copies of real text: {}; too close to a real record: {} → {}",
+                s.records, s.passed, s.dropped, s.redacted, s.flagged,
+                if pii.is_empty() { "none".into() } else { pii.join(", ") },
+                s.copies, s.dcr_flagged, s.privacy_path.display()
+            );
+            if let Some(d) = &s.dcr {
+                println!(
+                    "distance to closest record: {:.1}% of synthetic records are closer to real data than the median real record ({:.1}% closer than 95% of them)",
+                    100.0 * d.share_closer_than_real_median,
+                    100.0 * d.share_closer_than_real_p95
+                );
+            }
+            if let Some(c) = &s.canary {
+                println!(
+                    "canaries: {} planted, {} resurfaced in full, {} in part; {} of {} control canaries found (false alarms)",
+                    c.planted, c.resurfaced_full, c.resurfaced_partial, c.control_found, c.planted
+                );
+            }
+        }
+        Command::Blend(a) => {
+            let mut spec = Spec::load(&a.spec)?;
+            spec.blend.strict |= a.strict;
+            let s = flywheel::blend::run_spec(&spec, a.input.as_deref())
+                .with_context(|| format!("blend {}", a.spec.display()))?;
+            println!(
+                "blend: {} synthetic + {} real = {} records → {} (+ dataset.parquet, README.md)",
+                s.synthetic,
+                s.real,
+                s.total,
+                s.dataset.display()
+            );
+            if let Some(e) = flywheel::blend::shortfall(&s, &spec) {
+                return Err(e.into());
+            }
+        }
+        Command::Report(a) => {
+            let dir = if a.run.is_file() {
+                Spec::load(&a.run)?.run_dir()
+            } else {
+                a.run.clone()
+            };
+            let s = flywheel::report::write(
+                &dir,
+                &flywheel::report::ReportOptions {
+                    embedder: a.embedder,
+                    device: a.device,
+                    fetch: policy(a.offline),
+                },
+            )
+            .with_context(|| format!("report {}", dir.display()))?;
+            for w in &s.warnings {
+                println!("warning: {w}");
+            }
+            println!("report: {} and {}", s.html.display(), s.json.display());
+        }
+        Command::Export(a) => {
+            let input = if a.input.is_dir() {
+                a.input.join("dataset.jsonl")
+            } else {
+                a.input.clone()
+            };
+            let n = flywheel::export::export(&input, &a.output, a.format)
+                .with_context(|| format!("export {}", input.display()))?;
+            println!("export: {n} records → {}", a.output.display());
+        }
         Command::Generate(a) => {
             let spec = Spec::load(&a.spec)?;
             install_ctrlc();

@@ -38,6 +38,10 @@ pub struct Spec {
     pub filter: FilterSection,
     /// `[dedup]`: duplicate removal and decontamination settings.
     pub dedup: DedupSection,
+    /// `[privacy]`: the audit of synthetic records against sensitive real data.
+    pub privacy: PrivacySection,
+    /// `[blend]`: real data to mix in, and at what ratio.
+    pub blend: BlendSection,
 }
 
 /// `[[judge]]`: a model asked a rubric question.
@@ -251,6 +255,107 @@ impl Default for DedupSection {
     }
 }
 
+/// What the audit does with a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Keep the record, with the finding attached under `privacy` (never silent).
+    Flag,
+    /// Replace the offending spans (PII only) and keep the record.
+    Redact,
+    /// Leave the record out of the dataset; `privacy.json` lists it.
+    Drop,
+}
+
+/// `[privacy]`: checks on synthetic records before they are blended.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySection {
+    /// Real data the synthetic records must not leak (relative to the spec). Unset: the
+    /// `[blend]` real files.
+    #[serde(default)]
+    pub sensitive: Option<Vec<PathBuf>>,
+    /// Emails, phones, cards, IBANs, SSNs, IP addresses: `flag`, `redact` or `drop`.
+    #[serde(default = "default_pii_policy")]
+    pub pii: Policy,
+    /// Records that copy a long run of words from a real record: `flag` or `drop`.
+    #[serde(default = "default_copy_policy")]
+    pub copy: Policy,
+    /// A copied run this many words long is a finding…
+    #[serde(default = "default_copy_words")]
+    pub copy_words: usize,
+    /// …or this many characters long.
+    #[serde(default = "default_copy_chars")]
+    pub copy_chars: usize,
+    /// Records whose embedding is at least this close (cosine) to a real record.
+    #[serde(default = "default_dcr_flag")]
+    pub dcr_threshold: f64,
+    /// What to do with those: `flag` or `drop`.
+    #[serde(default = "default_dcr_policy")]
+    pub dcr: Policy,
+    /// Share of the real data held back to measure how close real records are to each other.
+    #[serde(default = "default_holdout")]
+    pub holdout: f64,
+    /// Embedder for the distance-to-closest-record check (`false`-like: "none" turns it off).
+    #[serde(default = "default_embedder")]
+    pub embedder: String,
+    /// Canary test prompt: `{{example}}` is a real record's text (with a canary planted).
+    #[serde(default = "default_canary_template")]
+    pub canary_template: String,
+}
+
+fn default_pii_policy() -> Policy {
+    Policy::Redact
+}
+fn default_copy_policy() -> Policy {
+    Policy::Drop
+}
+fn default_dcr_policy() -> Policy {
+    Policy::Flag
+}
+fn default_copy_words() -> usize {
+    8
+}
+fn default_copy_chars() -> usize {
+    50
+}
+fn default_dcr_flag() -> f64 {
+    0.95
+}
+fn default_holdout() -> f64 {
+    0.2
+}
+fn default_canary_template() -> String {
+    "Here is an example record:\n\n{{example}}\n\nWrite a new record of the same kind.".into()
+}
+
+impl Default for PrivacySection {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+/// `[blend]`: real data to mix with the synthetic survivors.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlendSection {
+    /// Real-data files (JSONL, CSV or Parquet; relative to the spec).
+    #[serde(default)]
+    pub real: Vec<PathBuf>,
+    /// Share of real records in the dataset (0–1), e.g. 0.3 for 30 % real / 70 % synthetic.
+    #[serde(default)]
+    pub real_share: Option<f64>,
+    /// Dataset size with `real_share` (default: the largest the ratio allows).
+    #[serde(default)]
+    pub total: Option<usize>,
+    /// Instead of a ratio: every real record plus up to this many synthetic ones.
+    #[serde(default)]
+    pub max_synthetic: Option<usize>,
+    /// Fail on a bad real-data row instead of skipping it (with its file:line on stderr).
+    #[serde(default)]
+    pub strict: bool,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSpec {
@@ -271,6 +376,10 @@ struct RawSpec {
     filter: FilterSection,
     #[serde(default)]
     dedup: Option<Spanned<DedupSection>>,
+    #[serde(default)]
+    privacy: Option<Spanned<PrivacySection>>,
+    #[serde(default)]
+    blend: Option<Spanned<BlendSection>>,
 }
 
 /// `[run]`: the run's name, seed and output directory.
@@ -730,6 +839,102 @@ impl Spec {
             None => DedupSection::default(),
         };
 
+        let privacy = match raw.privacy {
+            Some(p) => {
+                let span = p.span();
+                let p = p.into_inner();
+                let bad = |field: &str, msg: String| {
+                    loc.err(span.clone(), &format!("privacy.{field}"), msg)
+                };
+                if p.copy == Policy::Redact || p.dcr == Policy::Redact {
+                    return Err(bad(
+                        "copy",
+                        "copies and close records cannot be redacted: use flag or drop".into(),
+                    ));
+                }
+                if p.copy_words < 3 {
+                    return Err(bad(
+                        "copy_words",
+                        "use at least 3 words (8 is the usual)".into(),
+                    ));
+                }
+                if !(p.dcr_threshold > 0.0 && p.dcr_threshold <= 1.0) {
+                    return Err(bad(
+                        "dcr_threshold",
+                        format!("{} is not a cosine in (0, 1]", p.dcr_threshold),
+                    ));
+                }
+                if !(p.holdout > 0.0 && p.holdout < 1.0) {
+                    return Err(bad(
+                        "holdout",
+                        format!("{} is not a share in (0, 1)", p.holdout),
+                    ));
+                }
+                if !p.canary_template.contains("{{example}}") {
+                    return Err(bad(
+                        "canary_template",
+                        "must contain {{example}} (where the real record goes)".into(),
+                    ));
+                }
+                for f in p.sensitive.iter().flatten() {
+                    if !base_dir.join(f).exists() {
+                        return Err(bad(
+                            "sensitive",
+                            format!("{} does not exist", base_dir.join(f).display()),
+                        ));
+                    }
+                }
+                p
+            }
+            None => PrivacySection::default(),
+        };
+        let blend = match raw.blend {
+            Some(b) => {
+                let span = b.span();
+                let b = b.into_inner();
+                let bad = |field: &str, msg: String| {
+                    loc.err(span.clone(), &format!("blend.{field}"), msg)
+                };
+                match (b.real_share, b.max_synthetic) {
+                    (Some(_), Some(_)) => {
+                        return Err(bad(
+                            "real_share",
+                            "give either real_share (a ratio) or max_synthetic (all real + up to N synthetic), not both".into(),
+                        ))
+                    }
+                    (Some(r), None) if !(0.0..=1.0).contains(&r) => {
+                        return Err(bad("real_share", format!("{r} is not a share in [0, 1]")))
+                    }
+                    _ => {}
+                }
+                if b.total.is_some() && b.real_share.is_none() {
+                    return Err(bad(
+                        "total",
+                        "total needs real_share (the ratio to meet)".into(),
+                    ));
+                }
+                if b.total == Some(0) {
+                    return Err(bad("total", "must be at least 1".into()));
+                }
+                if b.real.is_empty() && b.real_share.is_some_and(|r| r > 0.0) {
+                    return Err(bad(
+                        "real",
+                        "real_share > 0 needs real data: real = [\"real.jsonl\"]".into(),
+                    ));
+                }
+                for f in &b.real {
+                    if !base_dir.join(f).exists() {
+                        return Err(bad(
+                            "real",
+                            format!("{} does not exist", base_dir.join(f).display()),
+                        ));
+                    }
+                }
+                b
+            }
+            None => BlendSection::default(),
+        };
+
         Ok(Spec {
             path: path.to_path_buf(),
             text: text.clone(),
@@ -742,7 +947,26 @@ impl Spec {
             verify: raw.verify,
             filter: raw.filter,
             dedup,
+            privacy,
+            blend,
         })
+    }
+
+    /// A path from the spec, relative to the spec's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new(".")).join(p)
+    }
+
+    /// The sensitive real data the audit checks against (`[privacy].sensitive`, else the
+    /// `[blend]` real files), resolved.
+    pub fn sensitive_files(&self) -> Vec<PathBuf> {
+        self.privacy
+            .sensitive
+            .as_ref()
+            .unwrap_or(&self.blend.real)
+            .iter()
+            .map(|p| self.resolve(p))
+            .collect()
     }
 
     /// The run directory: `<out_dir>/<name>`.

@@ -1,0 +1,231 @@
+//! Blend: mix the synthetic survivors with real data at a deliberate ratio, seeded, and
+//! write the dataset (`dataset.jsonl`, `dataset.parquet`) with a dataset card
+//! (`README.md`, Hugging Face datasets layout) that says what share is synthetic and how
+//! it was made.
+//!
+//! Real data anchors a synthetic set against collapse; the ratio is the user's decision,
+//! so when the survivors cannot meet it we write what keeps the ratio exact, say how many
+//! records are missing, and exit with a distinct code.
+
+pub mod card;
+pub mod parquet_out;
+pub mod real;
+
+use crate::error::{Error, Result};
+use crate::spec::{BlendSection, Spec};
+use crate::store::manifest::StageStatus;
+use crate::store::{write_atomic, Manifest};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::Serialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What a blend did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BlendSummary {
+    pub synthetic_available: usize,
+    pub real_available: usize,
+    pub real_bad_rows: usize,
+    pub synthetic: usize,
+    pub real: usize,
+    pub total: usize,
+    /// Records the spec asked for that the survivors could not supply.
+    pub missing_synthetic: usize,
+    pub missing_real: usize,
+    pub wall_seconds: f64,
+    #[serde(skip)]
+    pub dataset: PathBuf,
+}
+
+/// How many of each to take: (real, synthetic, missing real, missing synthetic).
+pub fn counts(b: &BlendSection, real: usize, syn: usize) -> (usize, usize, usize, usize) {
+    match (b.real_share, b.max_synthetic) {
+        (_, Some(max)) => (real, syn.min(max), 0, 0),
+        (Some(r), None) => {
+            let split = |n: usize| {
+                let nr = (r * n as f64).round() as usize;
+                (nr, n - nr)
+            };
+            // Largest total whose split fits both pools.
+            let cap = |limit: Option<usize>| {
+                let mut hi = limit.unwrap_or(real + syn);
+                while hi > 0 {
+                    let (nr, ns) = split(hi);
+                    if nr <= real && ns <= syn {
+                        break;
+                    }
+                    hi -= 1;
+                }
+                hi
+            };
+            match b.total {
+                Some(t) => {
+                    let (want_r, want_s) = split(t);
+                    let (nr, ns) = split(cap(Some(t)));
+                    (
+                        nr,
+                        ns,
+                        want_r.saturating_sub(real),
+                        want_s.saturating_sub(syn),
+                    )
+                }
+                None => {
+                    let (nr, ns) = split(cap(None));
+                    (nr, ns, 0, 0)
+                }
+            }
+        }
+        // No ratio: everything (real data, if any, plus all synthetic).
+        (None, None) => (real, syn, 0, 0),
+    }
+}
+
+/// `flywheel blend SPEC`: `<run>/audited.jsonl` (or `input`) + `[blend].real` →
+/// `<run>/dataset.jsonl`, `dataset.parquet`, `README.md`.
+pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
+    let dir = spec.run_dir();
+    let input = input.map(Path::to_path_buf).unwrap_or_else(|| {
+        let a = dir.join("audited.jsonl");
+        if a.exists() {
+            a
+        } else {
+            dir.join("kept.jsonl")
+        }
+    });
+    if !input.exists() {
+        return Err(Error::Spec(format!(
+            "{} does not exist: run `flywheel audit {}` (or dedup) first, or pass --input FILE",
+            input.display(),
+            spec.path.display()
+        )));
+    }
+    let started = Instant::now();
+    let synthetic = crate::verify::stage::read_records(&input)?;
+    let mut real = Vec::new();
+    let mut bad = Vec::new();
+    for f in &spec.blend.real {
+        let r = real::read(&spec.resolve(f), spec.blend.strict)?;
+        real.extend(r.records);
+        bad.extend(r.bad);
+    }
+    for b in &bad {
+        eprintln!(
+            "warning: real data: {b} (skipped; --strict or [blend] strict = true fails instead)"
+        );
+    }
+    if !spec.blend.real.is_empty() && real.is_empty() {
+        return Err(Error::Spec(format!(
+            "{}: blend.real: the real data files hold no readable records ({} bad rows)",
+            spec.path.display(),
+            bad.len()
+        )));
+    }
+    let (nr, ns, miss_r, miss_s) = counts(&spec.blend, real.len(), synthetic.len());
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.run.seed ^ 0xb1e4d);
+    let mut syn_idx: Vec<usize> = (0..synthetic.len()).collect();
+    syn_idx.shuffle(&mut rng);
+    let mut real_idx: Vec<usize> = (0..real.len()).collect();
+    real_idx.shuffle(&mut rng);
+    let mut rows: Vec<Value> = Vec::with_capacity(nr + ns);
+    for &i in &syn_idx[..ns] {
+        let mut r = synthetic[i].clone();
+        if let Some(o) = r.as_object_mut() {
+            o.insert("source".into(), "synthetic".into());
+            o.remove("decision");
+        }
+        rows.push(r);
+    }
+    for &i in &real_idx[..nr] {
+        rows.push(real[i].clone());
+    }
+    // A seeded shuffle of the whole set, so training order mixes the sources.
+    rows.shuffle(&mut rng);
+
+    let mut body = Vec::new();
+    for r in &rows {
+        serde_json::to_writer(&mut body, r).map_err(|e| Error::Model(format!("internal: {e}")))?;
+        body.push(b'\n');
+    }
+    let dataset = dir.join("dataset.jsonl");
+    write_atomic(&dataset, &body)?;
+    parquet_out::write(&dir.join("dataset.parquet"), &rows)?;
+    let summary = BlendSummary {
+        synthetic_available: synthetic.len(),
+        real_available: real.len(),
+        real_bad_rows: bad.len(),
+        synthetic: ns,
+        real: nr,
+        total: nr + ns,
+        missing_synthetic: miss_s,
+        missing_real: miss_r,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        dataset: dataset.clone(),
+    };
+    let mut m = Manifest::load(&dir)?.unwrap_or_default();
+    let card = card::render(spec, &m, &summary, &rows);
+    write_atomic(&dir.join("README.md"), card.as_bytes())?;
+    let mut st = StageStatus {
+        status: if miss_r + miss_s > 0 { "short" } else { "done" }.into(),
+        planned: nr + ns + miss_r + miss_s,
+        done: nr + ns,
+        written_this_run: nr + ns,
+        wall_seconds: summary.wall_seconds,
+        ..Default::default()
+    };
+    st.extra.insert("real".into(), nr.into());
+    st.extra.insert("synthetic".into(), ns.into());
+    st.extra.insert("missing_real".into(), miss_r.into());
+    st.extra.insert("missing_synthetic".into(), miss_s.into());
+    st.extra.insert("real_bad_rows".into(), bad.len().into());
+    m.stages.insert("blend".into(), st);
+    m.save(&dir)?;
+    Ok(summary)
+}
+
+/// The shortfall as an error (exit code 3) after everything possible was written.
+pub fn shortfall(s: &BlendSummary, spec: &Spec) -> Option<Error> {
+    (s.missing_real + s.missing_synthetic > 0).then(|| {
+        Error::Shortfall(format!(
+            "blend: the spec asks for {} records ({:.0}% real) but the survivors allow {}: {} synthetic and {} real records are missing. Wrote the {} that keep the ratio to {}. Generate more (raise samples_per_prompt or add seeds), add real data, or lower [blend].total",
+            spec.blend.total.unwrap_or(0),
+            spec.blend.real_share.unwrap_or(0.0) * 100.0,
+            s.total,
+            s.missing_synthetic,
+            s.missing_real,
+            s.total,
+            s.dataset.display()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(share: Option<f64>, total: Option<usize>, max: Option<usize>) -> BlendSection {
+        BlendSection {
+            real_share: share,
+            total,
+            max_synthetic: max,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn counts_meet_the_ratio_or_say_what_is_missing() {
+        assert_eq!(counts(&b(Some(0.3), Some(10), None), 40, 100), (3, 7, 0, 0));
+        // Default total: the largest the pools allow at the ratio.
+        assert_eq!(counts(&b(Some(0.3), None, None), 6, 100), (6, 15, 0, 0)); // 6/21 rounds to 30 %
+        assert_eq!(counts(&b(Some(0.3), None, None), 40, 14), (6, 14, 0, 0));
+        // Asked for 100 at 30 % real with only 20 synthetic: keep the ratio, report the gap.
+        let (nr, ns, mr, ms) = counts(&b(Some(0.3), Some(100), None), 40, 20);
+        assert_eq!((mr, ms), (0, 50));
+        assert!((nr as f64 / (nr + ns) as f64 - 0.3).abs() < 0.03 && ns <= 20);
+        assert_eq!(counts(&b(None, None, Some(5)), 12, 30), (12, 5, 0, 0));
+        assert_eq!(counts(&b(None, None, Some(50)), 12, 30), (12, 30, 0, 0));
+        assert_eq!(counts(&b(Some(0.0), None, None), 12, 30), (0, 30, 0, 0));
+        assert_eq!(counts(&b(Some(1.0), None, None), 12, 30), (12, 0, 0, 0));
+    }
+}

@@ -1,0 +1,120 @@
+//! `flywheel export`: the dataset in the shapes fine-tuning tools read. `openai` (chat
+//! `messages` only: the OpenAI fine-tuning format, also TRL's SFTTrainer conversational
+//! format), `alpaca` (instruction/input/output), `sharegpt` (conversations with from/value,
+//! as Axolotl and LLaMA-Factory read it), `chatml` (one `text` with ChatML markers).
+
+use crate::error::{Error, Result};
+use crate::store::write_atomic;
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// The export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Openai,
+    Alpaca,
+    Sharegpt,
+    Chatml,
+}
+
+fn messages(r: &Value) -> std::result::Result<Vec<(String, String)>, String> {
+    let m = r
+        .get("messages")
+        .and_then(|m| m.as_array())
+        .ok_or("no `messages`")?;
+    m.iter()
+        .map(|x| match (x["role"].as_str(), x["content"].as_str()) {
+            (Some(r), Some(c)) => Ok((r.to_string(), c.to_string())),
+            _ => Err("a message lacks a string role or content".to_string()),
+        })
+        .collect()
+}
+
+/// One record in `format`.
+pub fn convert(r: &Value, format: Format) -> std::result::Result<Value, String> {
+    let msgs = messages(r)?;
+    Ok(match format {
+        Format::Openai => {
+            json!({"messages": msgs.iter().map(|(r, c)| json!({"role": r, "content": c})).collect::<Vec<_>>()})
+        }
+        Format::Sharegpt => json!({"conversations": msgs.iter().map(|(r, c)| {
+            let from = match r.as_str() { "user" => "human", "assistant" => "gpt", other => other };
+            json!({"from": from, "value": c})
+        }).collect::<Vec<_>>()}),
+        Format::Chatml => {
+            let text: String = msgs
+                .iter()
+                .map(|(r, c)| format!("<|im_start|>{r}\n{c}<|im_end|>\n"))
+                .collect();
+            json!({"text": text})
+        }
+        Format::Alpaca => {
+            let sys = msgs.iter().find(|m| m.0 == "system").map(|m| m.1.clone());
+            let a = msgs
+                .iter()
+                .rposition(|m| m.0 == "assistant")
+                .ok_or("no assistant message")?;
+            let u = msgs[..a]
+                .iter()
+                .rposition(|m| m.0 == "user")
+                .ok_or("no user message before the assistant's")?;
+            if msgs.iter().filter(|m| m.0 == "user").count() > 1 {
+                return Err(
+                    "multi-turn conversation: alpaca holds one turn (use sharegpt or openai)"
+                        .into(),
+                );
+            }
+            let mut o = json!({"instruction": msgs[u].1, "input": "", "output": msgs[a].1});
+            if let Some(s) = sys {
+                o["system"] = json!(s);
+            }
+            o
+        }
+    })
+}
+
+/// Converts a JSONL file; a record that cannot be expressed in the format is an error naming it.
+pub fn export(input: &Path, output: &Path, format: Format) -> Result<usize> {
+    let recs = crate::verify::stage::read_records(input)?;
+    let mut body = Vec::new();
+    for r in &recs {
+        let v = convert(r, format).map_err(|why| {
+            Error::Spec(format!(
+                "{}: record {}: {why}",
+                input.display(),
+                r["id"].as_str().unwrap_or("?")
+            ))
+        })?;
+        serde_json::to_writer(&mut body, &v).map_err(|e| Error::Model(format!("internal: {e}")))?;
+        body.push(b'\n');
+    }
+    write_atomic(output, &body)?;
+    Ok(recs.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        let r = json!({"id":"x","messages":[{"role":"system","content":"S"},{"role":"user","content":"Q"},{"role":"assistant","content":"A"}],"provenance":{}});
+        assert_eq!(
+            convert(&r, Format::Openai).unwrap(),
+            json!({"messages": r["messages"]})
+        );
+        assert_eq!(
+            convert(&r, Format::Alpaca).unwrap(),
+            json!({"instruction":"Q","input":"","output":"A","system":"S"})
+        );
+        assert_eq!(
+            convert(&r, Format::Sharegpt).unwrap()["conversations"][1],
+            json!({"from":"human","value":"Q"})
+        );
+        assert_eq!(convert(&r, Format::Chatml).unwrap()["text"], "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\nA<|im_end|>\n");
+        let multi = json!({"messages":[{"role":"user","content":"1"},{"role":"assistant","content":"2"},{"role":"user","content":"3"},{"role":"assistant","content":"4"}]});
+        assert!(convert(&multi, Format::Alpaca)
+            .unwrap_err()
+            .contains("multi-turn"));
+    }
+}

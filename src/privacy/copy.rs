@@ -1,0 +1,147 @@
+//! Memorization / near-copy: the longest run of words a synthetic text shares with any real
+//! record, found through an index of the real data's word n-grams.
+//!
+//! Words are lowercased alphanumeric runs, so punctuation and case do not hide a copy; the
+//! reported length in characters is measured on the synthetic text itself.
+
+use crate::dedup::text::hash_bytes;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Seed length of the index: runs shorter than this are not looked for.
+pub const SEED_WORDS: usize = 5;
+/// An n-gram found in more real records than this is boilerplate, not a fingerprint.
+const MAX_POSTINGS: usize = 64;
+
+/// The longest copied run in one synthetic text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Copy {
+    pub real_id: String,
+    pub words: usize,
+    pub chars: usize,
+    pub excerpt: String,
+}
+
+/// Words of a text as (hash, byte start, byte end).
+fn words(text: &str) -> Vec<(u64, usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+    {
+        if c.is_alphanumeric() {
+            start.get_or_insert(i);
+        } else if let Some(s) = start.take() {
+            out.push((hash_bytes(text[s..i].to_lowercase().as_bytes()), s, i));
+        }
+    }
+    out
+}
+
+fn seed_hash(ws: &[(u64, usize, usize)]) -> u64 {
+    ws.iter().fold(0xcbf2_9ce4_8422_2325, |h, w| {
+        crate::dedup::text::fmix(h ^ w.0).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// The real data's word sequences and an n-gram → (record, position) index.
+pub struct CopyIndex {
+    ids: Vec<String>,
+    docs: Vec<Vec<u64>>,
+    index: HashMap<u64, Vec<(u32, u32)>>,
+}
+
+impl CopyIndex {
+    pub fn build<'a>(real: impl IntoIterator<Item = (&'a str, &'a str)>) -> CopyIndex {
+        let mut ids = Vec::new();
+        let mut docs = Vec::new();
+        let mut index: HashMap<u64, Vec<(u32, u32)>> = HashMap::new();
+        for (d, (id, text)) in real.into_iter().enumerate() {
+            let ws = words(text);
+            for (p, win) in ws.windows(SEED_WORDS).enumerate() {
+                let e = index.entry(seed_hash(win)).or_default();
+                if e.len() <= MAX_POSTINGS {
+                    e.push((d as u32, p as u32));
+                }
+            }
+            ids.push(id.to_string());
+            docs.push(ws.into_iter().map(|w| w.0).collect());
+        }
+        CopyIndex { ids, docs, index }
+    }
+
+    /// The longest run `text` shares with one real record (at least [`SEED_WORDS`] words).
+    pub fn longest(&self, text: &str) -> Option<Copy> {
+        let ws = words(text);
+        let mut best: Option<(usize, usize, usize)> = None; // (words, start word, doc)
+        let mut i = 0;
+        while i + SEED_WORDS <= ws.len() {
+            if let Some(posts) = self.index.get(&seed_hash(&ws[i..i + SEED_WORDS])) {
+                if posts.len() <= MAX_POSTINGS {
+                    for &(d, p) in posts {
+                        let doc = &self.docs[d as usize];
+                        let mut n = 0;
+                        while i + n < ws.len()
+                            && (p as usize) + n < doc.len()
+                            && ws[i + n].0 == doc[p as usize + n]
+                        {
+                            n += 1;
+                        }
+                        if n >= SEED_WORDS && best.is_none_or(|b| n > b.0) {
+                            best = Some((n, i, d as usize));
+                        }
+                    }
+                }
+            }
+            i += 1;
+        }
+        best.map(|(n, s, d)| {
+            let (a, b) = (ws[s].1, ws[s + n - 1].2);
+            let excerpt: String = text[a..b].chars().take(200).collect();
+            Copy {
+                real_id: self.ids[d].clone(),
+                words: n,
+                chars: text[a..b].chars().count(),
+                excerpt,
+            }
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_longest_shared_run_across_case_and_punctuation() {
+        let idx = CopyIndex::build([
+            (
+                "r1",
+                "The patient, a 54-year-old teacher, reported chest pain after climbing stairs.",
+            ),
+            (
+                "r2",
+                "Unrelated text about tides and the moon's pull on the oceans of the earth.",
+            ),
+        ]);
+        let c = idx
+            .longest("Summary: the PATIENT a 54 year old teacher reported chest pain at night.")
+            .unwrap();
+        assert_eq!(c.real_id, "r1");
+        assert_eq!(c.words, 10, "{c:?}"); // the patient a 54 year old teacher reported chest pain
+        assert!(c.excerpt.starts_with("the PATIENT"));
+        assert!(idx
+            .longest("the moon and the sea are friends of the earth")
+            .is_none());
+        assert!(idx.longest("short").is_none());
+    }
+}

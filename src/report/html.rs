@@ -1,0 +1,409 @@
+//! `report.html`: one self-contained page (inline CSS and SVG, no network, no CDN), so it
+//! opens the same in an air-gapped room. Every number shown carries `data-k` (its path in
+//! `report.json`) and the page checks itself against the JSON embedded in it on load,
+//! setting `data-check` on `<html>`; the Chromium test reads that.
+
+use serde_json::Value;
+use std::fmt::Write;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A number from the report at `path`, formatted as `fmt` (`i`, `f3`, `p1`).
+fn num(v: &Value, path: &str, fmt: &str) -> String {
+    let mut x = v;
+    for k in path.split('.') {
+        x = match k.parse::<usize>() {
+            Ok(i) if x.is_array() => &x[i],
+            _ => &x[k],
+        };
+    }
+    let shown = match (fmt, x.as_f64()) {
+        (_, None) => "–".to_string(),
+        ("i", Some(f)) => format!("{}", f.round() as i64),
+        ("p1", Some(f)) => format!("{:.1}%", f * 100.0),
+        (_, Some(f)) => format!("{f:.3}"),
+    };
+    format!(
+        "<span data-k=\"{}\" data-fmt=\"{fmt}\">{shown}</span>",
+        esc(path)
+    )
+}
+
+const W: f64 = 560.0;
+
+/// A histogram as SVG bars; `series` are (label, counts, colour) sharing the edges.
+fn hist_svg(edges: &[f64], series: &[(&str, Vec<f64>, &str)], xlabel: &str) -> String {
+    if edges.len() < 2 {
+        return "<p>No data.</p>".into();
+    }
+    let bins = edges.len().saturating_sub(1).max(1);
+    let h = 160.0;
+    let max = series
+        .iter()
+        .flat_map(|s| s.1.iter().cloned())
+        .fold(1.0, f64::max);
+    let bw = W / bins as f64;
+    // Bars start below a 16 px legend row.
+    let top = 16.0;
+    let mut s = format!(
+        "<svg viewBox=\"0 0 {W} {}\" width=\"{W}\" role=\"img\">",
+        h + top + 40.0
+    );
+    let k = series.len().max(1) as f64;
+    for (si, (label, counts, colour)) in series.iter().enumerate() {
+        for (i, &c) in counts.iter().enumerate() {
+            let bh = h * c / max;
+            let x = i as f64 * bw + si as f64 * bw / k;
+            let _ = write!(
+                s,
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{colour}\"><title>{label}: {c} in [{:.2}, {:.2})</title></rect>",
+                top + h - bh,
+                (bw / k - 1.0).max(1.0),
+                edges[i],
+                edges[i + 1]
+            );
+        }
+    }
+    for i in [0, bins / 2, bins] {
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text>",
+            (i as f64 * bw).clamp(12.0, W - 12.0),
+            top + h + 14.0,
+            trim(edges[i])
+        );
+    }
+    let _ = write!(
+        s,
+        "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text>",
+        W / 2.0,
+        top + h + 32.0,
+        esc(xlabel)
+    );
+    let mut lx = W - 150.0;
+    for (label, _, colour) in series {
+        let _ = write!(s, "<rect x=\"{lx}\" y=\"2\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{}\" y=\"11\" font-size=\"11\">{}</text>", lx + 14.0, esc(label));
+        lx += 75.0;
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn trim(x: f64) -> String {
+    let s = format!("{x:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn counts(h: &Value) -> Vec<f64> {
+    h["counts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_f64())
+        .collect()
+}
+fn edges(h: &Value) -> Vec<f64> {
+    h["edges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_f64())
+        .collect()
+}
+
+/// The page.
+pub fn render(r: &Value) -> String {
+    let mut b = String::new();
+    let name = r["run"]["name"].as_str().unwrap_or("run");
+    let _ = write!(b, "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} — flywheel dataset report</title><style>{CSS}</style></head><body>", esc(name));
+    let _ = write!(b, "<h1>{} <small>dataset report</small></h1>", esc(name));
+    if !r["dataset"].is_null() {
+        let _ = write!(
+            b,
+            "<p class=\"lead\">{} records: {} synthetic ({}) and {} real.</p>",
+            num(r, "dataset.total", "i"),
+            num(r, "dataset.synthetic", "i"),
+            num(r, "dataset.synthetic_share", "p1"),
+            num(r, "dataset.real", "i")
+        );
+    }
+    for w in r["diversity"]["warnings"].as_array().into_iter().flatten() {
+        let _ = write!(
+            b,
+            "<p class=\"warn\">⚠ {}</p>",
+            esc(w.as_str().unwrap_or(""))
+        );
+    }
+
+    // Funnel.
+    b.push_str("<h2>Funnel</h2>");
+    let funnel = r["funnel"].as_array().cloned().unwrap_or_default();
+    let top = funnel
+        .iter()
+        .filter_map(|f| f["count"].as_f64())
+        .fold(1.0, f64::max);
+    let _ = write!(
+        b,
+        "<svg viewBox=\"0 0 {W} {}\" width=\"{W}\" role=\"img\">",
+        funnel.len() * 26
+    );
+    for (i, f) in funnel.iter().enumerate() {
+        let c = f["count"].as_f64().unwrap_or(0.0);
+        let w = (W - 200.0) * c / top;
+        let y = i * 26;
+        let _ = write!(b, "<text x=\"0\" y=\"{}\" font-size=\"12\">{}</text><rect x=\"140\" y=\"{}\" width=\"{w:.1}\" height=\"18\" fill=\"#4a7bd0\"/><text x=\"{:.1}\" y=\"{}\" font-size=\"12\">{c}</text>",
+            y + 14, esc(f["stage"].as_str().unwrap_or("")), y + 2, 146.0 + w, y + 14);
+    }
+    b.push_str("</svg><table><tr><th>stage</th><th>count</th></tr>");
+    for (i, f) in funnel.iter().enumerate() {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td></tr>",
+            esc(f["stage"].as_str().unwrap_or("")),
+            num(r, &format!("funnel.{i}.count"), "i")
+        );
+    }
+    b.push_str("</table><h3>Where records were lost, and why</h3><table><tr><th>stage</th><th>reason</th><th>records</th></tr>");
+    let losses = r["losses"].as_array().cloned().unwrap_or_default();
+    if losses.is_empty() {
+        b.push_str("<tr><td colspan=3>none</td></tr>");
+    }
+    for (i, l) in losses.iter().enumerate() {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            esc(l["stage"].as_str().unwrap_or("")),
+            esc(l["reason"].as_str().unwrap_or("")),
+            num(r, &format!("losses.{i}.count"), "i")
+        );
+    }
+    b.push_str("</table>");
+
+    // Judges.
+    b.push_str("<h2>Judge scores</h2>");
+    let judges = r["judges"].as_object().cloned().unwrap_or_default();
+    if judges.is_empty() {
+        b.push_str("<p>No judge scores in this run.</p>");
+    }
+    for (name, j) in &judges {
+        let h = &j["histogram"];
+        let _ = write!(
+            b,
+            "<h3>{} <small>mean {} over {} records</small></h3>",
+            esc(name),
+            num(r, &format!("judges.{name}.mean"), "f3"),
+            num(r, &format!("judges.{name}.n"), "i")
+        );
+        b.push_str(&hist_svg(
+            &edges(h),
+            &[(name, counts(h), "#4a7bd0")],
+            "normalized score (0–1)",
+        ));
+    }
+    for (i, a) in r["judge_agreement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let _ = write!(
+            b,
+            "<p>Agreement {} ~ {}: Pearson r = {} over {} records.</p>",
+            esc(a["a"].as_str().unwrap_or("")),
+            esc(a["b"].as_str().unwrap_or("")),
+            num(r, &format!("judge_agreement.{i}.pearson"), "f3"),
+            num(r, &format!("judge_agreement.{i}.n"), "i")
+        );
+    }
+
+    // Similarity.
+    b.push_str("<h2>Similarity</h2>");
+    if r["similarity"].is_null() {
+        b.push_str("<p>Not computed (no embedder, or fewer than two synthetic records).</p>");
+    } else {
+        let h = &r["similarity"]["histogram"];
+        let _ = write!(
+            b,
+            "<p>{}; median {}.</p>",
+            esc(r["similarity"]["what"].as_str().unwrap_or("")),
+            num(r, "similarity.median", "f3")
+        );
+        b.push_str(&hist_svg(
+            &edges(h),
+            &[("synthetic", counts(h), "#d07a4a")],
+            "nearest-neighbour cosine",
+        ));
+    }
+
+    // Lengths.
+    let l = &r["lengths"];
+    let _ = write!(
+        b,
+        "<h2>Response lengths</h2><p>Median {} words synthetic, {} real.</p>",
+        num(r, "lengths.synthetic_median", "i"),
+        num(r, "lengths.real_median", "i")
+    );
+    b.push_str(&hist_svg(
+        &edges(&l["synthetic"]),
+        &[
+            ("synthetic", counts(&l["synthetic"]), "#d07a4a"),
+            ("real", counts(&l["real"]), "#5aa05a"),
+        ],
+        "words in the response",
+    ));
+
+    // Diversity.
+    b.push_str("<h2>Diversity and collapse signals</h2><table><tr><th>metric</th><th>synthetic</th><th>real anchor</th><th>reads as</th></tr>");
+    for (k, what) in [
+        ("n", "records"),
+        ("distinct_1", "unique words / words (higher = more varied)"),
+        ("distinct_2", "unique word pairs / pairs"),
+        ("distinct_3", "unique word triples / triples"),
+        (
+            "self_bleu",
+            "BLEU-4 of each against the rest (lower = more varied)",
+        ),
+        (
+            "mean_pairwise_distance",
+            "mean embedding distance, 1 − cosine (higher = wider)",
+        ),
+        (
+            "near_neighbour_share",
+            "share with a near-twin, cosine ≥ 0.9 (lower is better)",
+        ),
+    ] {
+        let fmt = if k == "n" { "i" } else { "f3" };
+        let _ = write!(
+            b,
+            "<tr><td>{k}</td><td>{}</td><td>{}</td><td>{what}</td></tr>",
+            num(r, &format!("diversity.synthetic.{k}"), fmt),
+            num(r, &format!("diversity.real.{k}"), fmt)
+        );
+    }
+    let _ = write!(b, "</table><p class=\"foot\">Word-based metrics are measured on {} records from each side (distinct-n falls as a set grows).</p>", num(r, "diversity.text_metrics_sample", "i"));
+
+    // Privacy.
+    b.push_str("<h2>Privacy audit</h2>");
+    let p = &r["privacy"];
+    if p.is_null() {
+        b.push_str("<p class=\"warn\">No privacy audit in this run.</p>");
+    } else {
+        b.push_str("<table><tr><th>check</th><th>records</th></tr>");
+        for (k, label) in [
+            ("records", "audited"),
+            ("passed", "passed into the blend"),
+            ("dropped", "dropped"),
+            ("redacted", "redacted (PII replaced)"),
+            ("flagged", "flagged (kept, finding attached)"),
+            ("copies", "copy a run of real text"),
+            ("dcr_flagged", "too close to a real record"),
+        ] {
+            let _ = write!(
+                b,
+                "<tr><td>{label}</td><td>{}</td></tr>",
+                num(r, &format!("privacy.summary.{k}"), "i")
+            );
+        }
+        for (kind, _) in p["summary"]["pii_by_kind"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            let _ = write!(
+                b,
+                "<tr><td>PII: {}</td><td>{}</td></tr>",
+                esc(kind),
+                num(r, &format!("privacy.summary.pii_by_kind.{kind}"), "i")
+            );
+        }
+        b.push_str("</table>");
+        if !p["summary"]["dcr"].is_null() {
+            let _ = write!(b, "<p>Distance to closest record: the median synthetic record's nearest real record is at cosine {}, a held-back real record's at {}; {} of synthetic records are closer to the real data than the median real record is, {} closer than 95% of real records are.</p>",
+                num(r, "privacy.summary.dcr.synthetic_median", "f3"), num(r, "privacy.summary.dcr.holdout_median", "f3"),
+                num(r, "privacy.summary.dcr.share_closer_than_real_median", "p1"), num(r, "privacy.summary.dcr.share_closer_than_real_p95", "p1"));
+        }
+        if !p["summary"]["canary"].is_null() {
+            let _ = write!(b, "<p>Canary test: {} planted, {} resurfaced in full, {} in part; {} control canaries found (false alarms).</p>",
+                num(r, "privacy.summary.canary.planted", "i"), num(r, "privacy.summary.canary.resurfaced_full", "i"),
+                num(r, "privacy.summary.canary.resurfaced_partial", "i"), num(r, "privacy.summary.canary.control_found", "i"));
+        }
+    }
+
+    // Models and settings.
+    b.push_str(
+        "<h2>Models and settings</h2><table><tr><th>role</th><th>model</th><th>sha256</th></tr>",
+    );
+    for m in r["models"].as_array().into_iter().flatten() {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            esc(m["role"].as_str().unwrap_or("")),
+            esc(m["id"].as_str().unwrap_or("")),
+            esc(m["sha256"].as_str().unwrap_or(""))
+        );
+    }
+    let _ = write!(
+        b,
+        "</table><pre>{}</pre>",
+        esc(&serde_json::to_string_pretty(&r["settings"]).unwrap_or_default())
+    );
+    let _ = write!(
+        b,
+        "<p class=\"foot\">spec sha256 <code>{}</code> · flywheel {}</p>",
+        esc(r["run"]["spec_sha256"].as_str().unwrap_or("")),
+        esc(r["run"]["flywheel"].as_str().unwrap_or(""))
+    );
+
+    // The data and the self-check.
+    // `<` escaped as JSON allows, so no text in the data can open or close a tag.
+    let data = serde_json::to_string(r)
+        .unwrap_or_default()
+        .replace('<', "\\u003c");
+    let _ = write!(b, "<script type=\"application/json\" id=\"report-data\">{data}</script><script>{JS}</script></body></html>");
+    b
+}
+
+const CSS: &str = "body{font:14px/1.45 system-ui,sans-serif;max-width:860px;margin:2em auto;padding:0 1em;color:#222}h1 small,h3 small{color:#777;font-weight:normal}table{border-collapse:collapse;margin:.5em 0}td,th{border-bottom:1px solid #ddd;padding:3px 10px;text-align:left}.warn{background:#fff3cd;border-left:4px solid #e0a800;padding:.5em}.lead{font-size:1.15em}pre{background:#f6f6f6;padding:.6em;overflow:auto;font-size:12px}.foot{color:#777}svg{display:block;margin:.5em 0}";
+
+const JS: &str = r#"(function(){var d=JSON.parse(document.getElementById('report-data').textContent);
+function get(o,p){return p.split('.').reduce(function(x,k){return x==null?undefined:x[k]},o)}
+function fmt(v,f){if(typeof v!=='number')return '–';if(f==='i')return String(Math.round(v));if(f==='p1')return (v*100).toFixed(1)+'%';return v.toFixed(3)}
+var bad=[],n=0;document.querySelectorAll('[data-k]').forEach(function(e){n++;if(e.textContent!==fmt(get(d,e.dataset.k),e.dataset.fmt))bad.push(e.dataset.k)});
+document.documentElement.dataset.check=bad.length?'mismatch:'+bad.join(','):'ok:'+n;})();"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_carry_their_paths_and_text_is_escaped() {
+        let r = json!({"a": {"b": [1.23456, 7]}, "s": 0.256});
+        assert_eq!(
+            num(&r, "a.b.0", "f3"),
+            "<span data-k=\"a.b.0\" data-fmt=\"f3\">1.235</span>"
+        );
+        assert_eq!(
+            num(&r, "a.b.1", "i"),
+            "<span data-k=\"a.b.1\" data-fmt=\"i\">7</span>"
+        );
+        assert_eq!(
+            num(&r, "s", "p1"),
+            "<span data-k=\"s\" data-fmt=\"p1\">25.6%</span>"
+        );
+        assert!(num(&r, "missing.x", "i").contains(">–<"));
+        let page = render(
+            &json!({"run": {"name": "<x>"}, "funnel": [], "diversity": {"warnings": ["</script>"]}}),
+        );
+        assert!(page.contains("&lt;x&gt;") && !page.contains("<x>"));
+        assert!(
+            !page.contains("\"</script>\""),
+            "embedded JSON must not close its script tag"
+        );
+    }
+}

@@ -1,0 +1,465 @@
+//! The dataset report: `report.json` for machines and a self-contained `report.html` (inline
+//! SVG, no network) for people, built from what the run directory holds: the funnel with
+//! the reason for every loss, judge scores, similarity, lengths, diversity and collapse
+//! signals (synthetic against the real anchor), privacy findings, models and settings.
+
+pub mod diversity;
+pub mod html;
+
+use crate::dedup::stage::text_of;
+use crate::embed::Embedder;
+use crate::engine;
+use crate::error::{Error, Result};
+use crate::models::FetchPolicy;
+use crate::store::{write_atomic, Manifest};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// How to build a report.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// Embedder for similarity and dispersion; `None`: the run's own (from the manifest) or
+    /// the default; `Some("none")`: skip the embedding-based sections.
+    pub embedder: Option<String>,
+    pub device: String,
+    pub fetch: FetchPolicy,
+}
+
+/// Where the report went.
+#[derive(Debug, Clone)]
+pub struct ReportSummary {
+    pub json: PathBuf,
+    pub html: PathBuf,
+    pub warnings: Vec<String>,
+}
+
+/// Records of a run file, or none when the stage has not run.
+fn records(dir: &Path, name: &str) -> Result<Option<Vec<Value>>> {
+    let p = dir.join(name);
+    if !p.exists() {
+        return Ok(None);
+    }
+    crate::verify::stage::read_records(&p).map(Some)
+}
+
+/// Fixed-width histogram over [lo, hi] with `bins` bins (values outside are clamped).
+pub fn histogram(values: &[f64], lo: f64, hi: f64, bins: usize) -> Value {
+    let mut counts = vec![0usize; bins];
+    for &v in values.iter().filter(|v| v.is_finite()) {
+        let b = (((v - lo) / (hi - lo)) * bins as f64).floor();
+        counts[(b.max(0.0) as usize).min(bins - 1)] += 1;
+    }
+    let edges: Vec<f64> = (0..=bins)
+        .map(|i| lo + (hi - lo) * i as f64 / bins as f64)
+        .collect();
+    json!({"edges": edges, "counts": counts, "n": values.len()})
+}
+
+fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+fn last_assistant(r: &Value) -> String {
+    r.get("messages")
+        .and_then(|m| m.as_array())
+        .and_then(|m| m.iter().rev().find(|x| x["role"] == "assistant"))
+        .and_then(|m| m["content"].as_str())
+        .map(str::to_string)
+        .or_else(|| text_of(r, "auto"))
+        .unwrap_or_default()
+}
+
+fn words(s: &str) -> usize {
+    s.split_whitespace().count()
+}
+
+/// Builds `report.json`'s value from a run directory.
+pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
+    let manifest = Manifest::load(dir)?.ok_or_else(|| {
+        Error::Spec(format!(
+            "{} has no manifest.json: is it a flywheel run directory? (runs/<name>)",
+            dir.display()
+        ))
+    })?;
+    let generated = records(dir, "generated.jsonl")?;
+    let verified = records(dir, "verified.jsonl")?;
+    let kept = records(dir, "kept.jsonl")?;
+    let rejected = records(dir, "rejected.jsonl")?.unwrap_or_default();
+    let audited = records(dir, "audited.jsonl")?;
+    let dataset = records(dir, "dataset.jsonl")?;
+    let privacy: Option<Value> = match std::fs::read(dir.join("privacy.json")) {
+        Ok(b) => serde_json::from_slice(&b).ok(),
+        Err(_) => None,
+    };
+    let n = |v: &Option<Vec<Value>>| v.as_ref().map(Vec::len);
+
+    // ---- funnel and losses ----
+    let planned = manifest.stages.get("generate").map(|s| s.planned);
+    let mut losses: Vec<Value> = Vec::new();
+    let mut by_reason: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for r in &rejected {
+        let d = &r["decision"];
+        let stage = d["stage"].as_str().unwrap_or("dedup").to_string();
+        let reason = d["reason"].as_str().unwrap_or("").to_string();
+        // Duplicate reasons name their survivor; group those by method.
+        let key = if stage == "filter" || stage == "bad_input" {
+            reason.split(' ').next().unwrap_or("").to_string()
+        } else {
+            format!("{stage} duplicate")
+        };
+        let key = if reason.starts_with("contaminated:") {
+            "contaminated (eval overlap)".into()
+        } else {
+            key
+        };
+        *by_reason.entry((stage, key)).or_default() += 1;
+    }
+    if let (Some(p), Some(g)) = (planned, n(&generated)) {
+        if p > g {
+            losses.push(json!({"stage": "generate", "reason": "not generated (prompt too long for the model, or the run was stopped)", "count": p - g}));
+        }
+    }
+    let filtered_out: usize = by_reason
+        .iter()
+        .filter(|((s, _), _)| s == "filter" || s == "bad_input")
+        .map(|(_, c)| c)
+        .sum();
+    for ((stage, reason), count) in &by_reason {
+        let stage = if stage == "filter" || stage == "bad_input" {
+            "filter"
+        } else {
+            "dedup"
+        };
+        losses.push(json!({"stage": stage, "reason": reason, "count": count}));
+    }
+    let mut audit_drops: BTreeMap<String, usize> = BTreeMap::new();
+    if let Some(p) = &privacy {
+        for d in p["dropped"].as_array().into_iter().flatten() {
+            for r in d["reasons"].as_array().into_iter().flatten() {
+                let k = r
+                    .as_str()
+                    .unwrap_or("")
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                *audit_drops.entry(k).or_default() += 1;
+            }
+        }
+    }
+    for (k, c) in &audit_drops {
+        let what = match k.as_str() {
+            "pii" => "personal data (policy: drop)",
+            "copy" => "copies a real record (policy: drop)",
+            "dcr" => "too close to a real record (policy: drop)",
+            _ => k,
+        };
+        losses.push(json!({"stage": "audit", "reason": what, "count": c}));
+    }
+    let ds_syn: Vec<&Value> = dataset
+        .iter()
+        .flatten()
+        .filter(|r| r["source"] != "real")
+        .collect();
+    let ds_real: Vec<&Value> = dataset
+        .iter()
+        .flatten()
+        .filter(|r| r["source"] == "real")
+        .collect();
+    if let (Some(a), Some(_)) = (n(&audited).or(n(&kept)), &dataset) {
+        if a > ds_syn.len() {
+            losses.push(json!({"stage": "blend", "reason": "not selected (the real/synthetic ratio or max_synthetic)", "count": a - ds_syn.len()}));
+        }
+    }
+    let verified_n = n(&verified);
+    let mut funnel = vec![];
+    let mut step = |stage: &str, count: Option<usize>| {
+        if let Some(c) = count {
+            funnel.push(json!({"stage": stage, "count": c}));
+        }
+    };
+    step("planned", planned);
+    step("generated", n(&generated));
+    step("verified", verified_n);
+    step(
+        "passed filter",
+        verified_n.map(|v| v.saturating_sub(filtered_out)),
+    );
+    step("deduped", n(&kept));
+    step("passed audit", n(&audited));
+    step(
+        "blended (synthetic)",
+        dataset.as_ref().map(|_| ds_syn.len()),
+    );
+
+    // ---- judges ----
+    let mut judges = serde_json::Map::new();
+    let mut per_judge: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+    for r in verified.iter().flatten() {
+        if let Some(js) = r["scores"]["judge"].as_object() {
+            for (name, j) in js {
+                if let Some(s) = j["normalized"].as_f64().or(j["score"].as_f64()) {
+                    per_judge
+                        .entry(name.clone())
+                        .or_default()
+                        .push((r["id"].as_str().unwrap_or("").into(), s));
+                }
+            }
+        }
+    }
+    for (name, v) in &per_judge {
+        let s: Vec<f64> = v.iter().map(|x| x.1).collect();
+        judges.insert(
+            name.clone(),
+            json!({"histogram": histogram(&s, 0.0, 1.0, 10), "mean": s.iter().sum::<f64>() / s.len().max(1) as f64, "n": s.len()}),
+        );
+    }
+    let names: Vec<&String> = per_judge.keys().collect();
+    let mut agreement = Vec::new();
+    for a in 0..names.len() {
+        for b in a + 1..names.len() {
+            let mb: BTreeMap<&str, f64> = per_judge[names[b]]
+                .iter()
+                .map(|(i, s)| (i.as_str(), *s))
+                .collect();
+            let (x, y): (Vec<f64>, Vec<f64>) = per_judge[names[a]]
+                .iter()
+                .filter_map(|(i, s)| mb.get(i.as_str()).map(|t| (*s, *t)))
+                .unzip();
+            agreement.push(json!({"a": names[a], "b": names[b], "pearson": crate::verify::stage::pearson(&x, &y), "n": x.len()}));
+        }
+    }
+
+    // ---- lengths and diversity ----
+    let syn_src: Vec<&Value> = if dataset.is_some() {
+        ds_syn.clone()
+    } else {
+        kept.iter().flatten().collect()
+    };
+    let syn_text: Vec<String> = syn_src.iter().map(|r| last_assistant(r)).collect();
+    let real_text: Vec<String> = ds_real.iter().map(|r| last_assistant(r)).collect();
+    let syn_len: Vec<f64> = syn_text.iter().map(|t| words(t) as f64).collect();
+    let real_len: Vec<f64> = real_text.iter().map(|t| words(t) as f64).collect();
+    let max_len = syn_len
+        .iter()
+        .chain(&real_len)
+        .cloned()
+        .fold(10.0, f64::max);
+    let hi = (max_len / 10.0).ceil() * 10.0;
+    let lengths = json!({
+        "unit": "words",
+        "synthetic": histogram(&syn_len, 0.0, hi, 10),
+        "real": histogram(&real_len, 0.0, hi, 10),
+        "synthetic_median": median(&syn_len),
+        "real_median": if real_len.is_empty() { Value::Null } else { json!(median(&real_len)) },
+    });
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    // Self-BLEU is quadratic: a seeded-order sample of at most 200 texts.
+    let sample = |v: &[String]| -> Vec<String> { v.iter().take(200).cloned().collect() };
+    let text_div = |v: &[String]| {
+        json!({
+            "n": v.len(),
+            "distinct_1": diversity::distinct_n(&refs(v), 1),
+            "distinct_2": diversity::distinct_n(&refs(v), 2),
+            "distinct_3": diversity::distinct_n(&refs(v), 3),
+            "self_bleu": diversity::self_bleu(&refs(&sample(v))),
+        })
+    };
+    // distinct-n falls as a set grows, so both sides are measured on samples of one size.
+    let k = if real_text.is_empty() {
+        syn_text.len()
+    } else {
+        syn_text.len().min(real_text.len())
+    };
+    let mut div_syn = text_div(&syn_text[..k]);
+    let mut div_real = if real_text.is_empty() {
+        Value::Null
+    } else {
+        text_div(&real_text[..k])
+    };
+    div_syn["n"] = json!(syn_text.len());
+    if !div_real.is_null() {
+        div_real["n"] = json!(real_text.len());
+    }
+
+    let embedder = match &opts.embedder {
+        Some(e) => Some(e.clone()).filter(|e| e != "none"),
+        None => Some(
+            manifest
+                .models
+                .iter()
+                .find(|m| m.role == "embedder")
+                .map_or(crate::embed::DEFAULT_MODEL.to_string(), |m| m.id.clone()),
+        ),
+    };
+    let mut similarity = Value::Null;
+    if let Some(eid) = embedder.filter(|_| syn_text.len() >= 2) {
+        let dev = engine::device::parse(&opts.device)?;
+        let emb = Embedder::load(&eid, opts.fetch, &dev)?;
+        let flat = |t: &[String]| -> Result<Vec<f32>> {
+            Ok(emb
+                .embed(&refs(t), |_| {})?
+                .into_iter()
+                .flat_map(|e| e.vector)
+                .collect())
+        };
+        let d = emb.dim();
+        let sd = diversity::dispersion(&flat(&syn_text)?, d);
+        let nn: Vec<f64> = sd.nn_cosines.iter().map(|&c| c as f64).collect();
+        similarity = json!({
+            "what": "each synthetic record's nearest-neighbour cosine within the synthetic set",
+            "embedder": eid,
+            "histogram": histogram(&nn, 0.0, 1.0, 20),
+            "median": median(&nn),
+        });
+        div_syn["mean_pairwise_distance"] = json!(sd.mean_pairwise_distance);
+        div_syn["near_neighbour_share"] = json!(sd.near_neighbour_share);
+        if real_text.len() >= 2 {
+            let rd = diversity::dispersion(&flat(&real_text)?, d);
+            div_real["mean_pairwise_distance"] = json!(rd.mean_pairwise_distance);
+            div_real["near_neighbour_share"] = json!(rd.near_neighbour_share);
+        }
+    }
+    let warnings = collapse_warnings(&div_syn, &div_real);
+
+    let dataset_v = dataset.as_ref().map(|d| {
+        json!({"total": d.len(), "synthetic": ds_syn.len(), "real": ds_real.len(),
+               "synthetic_share": if d.is_empty() { 0.0 } else { ds_syn.len() as f64 / d.len() as f64 }})
+    });
+    let privacy_v = privacy.as_ref().map(|p| {
+        json!({"summary": p["summary"], "policy": p["policy"], "dcr": p["dcr"],
+               "findings_by_check": count_by(&p["findings"], "check")})
+    });
+    let stages: BTreeMap<&String, Value> = manifest
+        .stages
+        .iter()
+        .map(|(k, s)| {
+            (
+                k,
+                json!({"status": s.status, "wall_seconds": s.wall_seconds, "done": s.done}),
+            )
+        })
+        .collect();
+    Ok(json!({
+        "run": {"name": dir.file_name().and_then(|f| f.to_str()), "spec_sha256": manifest.spec_sha256,
+                "spec_path": manifest.spec_path, "flywheel": env!("CARGO_PKG_VERSION")},
+        "models": manifest.models,
+        "settings": {"generation": manifest.generation_fingerprint,
+                     "dedup": manifest.stages.get("dedup").map(|s| &s.extra)},
+        "stages": stages,
+        "funnel": funnel,
+        "losses": losses,
+        "dataset": dataset_v,
+        "judges": judges,
+        "judge_agreement": agreement,
+        "similarity": similarity,
+        "lengths": lengths,
+        "diversity": {"synthetic": div_syn, "real": div_real, "text_metrics_sample": k, "warnings": warnings},
+        "privacy": privacy_v,
+    }))
+}
+
+fn count_by(arr: &Value, key: &str) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for f in arr.as_array().into_iter().flatten() {
+        *m.entry(f[key].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    m
+}
+
+/// Plain-language warnings when the synthetic set is markedly narrower than the real one.
+pub fn collapse_warnings(syn: &Value, real: &Value) -> Vec<String> {
+    let mut w = Vec::new();
+    let get = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_f64());
+    if real.is_null() {
+        w.push("No real anchor data in the dataset: diversity can only be judged in absolute terms. Add [blend].real to compare.".into());
+    }
+    if let (Some(s), Some(r)) = (
+        get(syn, "mean_pairwise_distance"),
+        get(real, "mean_pairwise_distance"),
+    ) {
+        if s < 0.8 * r {
+            w.push(format!("The synthetic records are markedly narrower than the real ones: their mean embedding distance is {s:.3} against {r:.3} for real data ({:.0}% of it). Add seeds, personas or tasks, or raise the temperature.", 100.0 * s / r));
+        }
+    }
+    if let (Some(s), Some(r)) = (get(syn, "distinct_2"), get(real, "distinct_2")) {
+        if s < 0.8 * r {
+            w.push(format!("Synthetic wording is repetitive: distinct-2 is {s:.3} against {r:.3} for real data."));
+        }
+    }
+    if let (Some(s), Some(r)) = (get(syn, "self_bleu"), get(real, "self_bleu")) {
+        if s > r + 0.1 {
+            w.push(format!("Synthetic records resemble each other: self-BLEU {s:.3} against {r:.3} for real data (higher = more alike)."));
+        }
+    }
+    if let Some(s) = get(syn, "near_neighbour_share") {
+        if s > 0.3 {
+            w.push(format!(
+                "{:.0}% of synthetic records have a near-twin (cosine ≥ 0.9) in the set.",
+                100.0 * s
+            ));
+        }
+    }
+    w
+}
+
+/// Writes `report.json` and `report.html` into the run directory.
+pub fn write(dir: &Path, opts: &ReportOptions) -> Result<ReportSummary> {
+    let v = build(dir, opts)?;
+    let json_path = dir.join("report.json");
+    let bytes =
+        serde_json::to_vec_pretty(&v).map_err(|e| Error::Model(format!("internal: {e}")))?;
+    write_atomic(&json_path, &bytes)?;
+    let html_path = dir.join("report.html");
+    write_atomic(&html_path, html::render(&v).as_bytes())?;
+    let warnings = v["diversity"]["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(str::to_string))
+        .collect();
+    let mut m = Manifest::load(dir)?.unwrap_or_default();
+    m.stages.insert(
+        "report".into(),
+        crate::store::manifest::StageStatus {
+            status: "done".into(),
+            ..Default::default()
+        },
+    );
+    m.save(dir)?;
+    Ok(ReportSummary {
+        json: json_path,
+        html: html_path,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_bins_and_clamps() {
+        let h = histogram(&[0.0, 0.05, 0.5, 0.99, 1.0, 7.0, f64::NAN], 0.0, 1.0, 10);
+        assert_eq!(h["counts"], json!([2, 0, 0, 0, 0, 1, 0, 0, 0, 3]));
+        assert_eq!(h["edges"].as_array().unwrap().len(), 11);
+    }
+
+    #[test]
+    fn warnings_fire_only_when_narrower() {
+        let real = json!({"mean_pairwise_distance": 0.8, "distinct_2": 0.9, "self_bleu": 0.1});
+        let fine = json!({"mean_pairwise_distance": 0.75, "distinct_2": 0.85, "self_bleu": 0.15, "near_neighbour_share": 0.0});
+        assert!(collapse_warnings(&fine, &real).is_empty());
+        let narrow = json!({"mean_pairwise_distance": 0.3, "distinct_2": 0.4, "self_bleu": 0.5, "near_neighbour_share": 0.6});
+        assert_eq!(collapse_warnings(&narrow, &real).len(), 4);
+    }
+}
