@@ -13,12 +13,12 @@ pub enum Error {
     #[error("{0}")]
     Model(String),
     /// A file could not be read or written.
-    #[error("{action} {path}: {source}")]
+    /// (The cause is in the message, not chained as a source, so `{:#}` says it once.)
+    #[error("{action} {path}: {cause}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The run directory holds records made with different settings.
     #[error("{0}")]
@@ -43,7 +43,7 @@ impl Error {
         Error::Io {
             action,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

@@ -101,6 +101,7 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
             spec.path.display()
         )));
     }
+    crate::store::create_run_dir(&dir)?;
     let started = Instant::now();
     let synthetic = crate::verify::stage::read_records(&input)?;
     let mut real = Vec::new();

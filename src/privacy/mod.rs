@@ -101,6 +101,7 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>, opts: &AuditOptions) -> Resul
             spec.path.display()
         )));
     }
+    crate::store::create_run_dir(&dir)?;
     let started = Instant::now();
     let mut s = audit(
         &input,
@@ -425,7 +426,8 @@ pub fn canary_test(spec: &Spec, opts: &AuditOptions, dir: &Path) -> Result<Canar
     for (k, c) in planted.iter().enumerate() {
         let rec = &real[k % real.len()];
         let text = text_of(rec, "auto").unwrap_or_default();
-        let example = format!("{text} {}", c.sentence);
+        // At the start, so a copy cut short by max_new_tokens still reaches it.
+        let example = format!("{} {text}", c.sentence);
         planted_copy.push(json!({"real_id": rec["id"], "canary": c.secret, "example": example}));
         let mut vars = BTreeMap::new();
         vars.insert("example".to_string(), example);

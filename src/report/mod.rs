@@ -141,7 +141,8 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
     let mut audit_drops: BTreeMap<String, usize> = BTreeMap::new();
     if let Some(p) = &privacy {
         for d in p["dropped"].as_array().into_iter().flatten() {
-            for r in d["reasons"].as_array().into_iter().flatten() {
+            // A record dropped for several reasons is one loss, under its first reason.
+            if let Some(r) = d["reasons"].as_array().and_then(|a| a.first()) {
                 let k = r
                     .as_str()
                     .unwrap_or("")
