@@ -112,7 +112,7 @@ fn expected(report: &Value, path: &str, fmt: &str) -> String {
 
 /// Renders report.html in headless Chromium: the page's own check must pass, and every
 /// number in the rendered DOM must match report.json.
-fn check_in_chromium(dir: &Path) {
+fn check_in_chromium(dir: &Path, min_numbers: usize) {
     let chromium = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|c| {
@@ -156,7 +156,7 @@ fn check_in_chromium(dir: &Path) {
         n += 1;
     }
     assert_eq!(check, format!("ok:{n}"));
-    assert!(n >= 30, "only {n} numbers on the page");
+    assert!(n >= min_numbers, "only {n} numbers on the page");
 }
 
 #[test]
@@ -273,7 +273,7 @@ fn whole_run_then_rerun_skips_then_partial_rerun() {
     for s in ["generate", "verify", "dedup", "audit", "blend", "report"] {
         assert_eq!(m["stages"][s]["status"], "done", "{s}: {}", m["stages"][s]);
     }
-    check_in_chromium(&rd);
+    check_in_chromium(&rd, 30);
 
     // Nothing changed: every stage is skipped, and says so.
     let before = std::fs::read(rd.join("dataset.jsonl")).unwrap();
@@ -608,4 +608,69 @@ fn blend_shortfall_bad_real_rows_and_strict() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn report_warns_in_plain_words_when_the_synthetic_set_collapses() {
+    let dir = tempfile::tempdir().unwrap();
+    let rd = dir.path().join("collapsed");
+    std::fs::create_dir_all(&rd).unwrap();
+    std::fs::write(
+        rd.join("manifest.json"),
+        r#"{"flywheel":"0.1.0","spec_path":"x.toml","spec_sha256":"","models":[],"stages":{}}"#,
+    )
+    .unwrap();
+    let mut rows = String::new();
+    for i in 0..12 {
+        // The same answer over and over, one word changed: a collapsed teacher.
+        let syn = serde_json::json!({"id": format!("s{i}"), "source": "synthetic", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": format!("Tides are caused by the Moon pulling on the ocean water every day number {i}.")}]});
+        rows.push_str(&(syn.to_string() + "\n"));
+    }
+    for line in std::fs::read_to_string(anchor()).unwrap().lines().take(12) {
+        let mut r: Value = serde_json::from_str(line).unwrap();
+        r["source"] = "real".into();
+        rows.push_str(&(r.to_string() + "\n"));
+    }
+    std::fs::write(rd.join("dataset.jsonl"), rows).unwrap();
+    let o = run(flywheel()
+        .arg("report")
+        .arg(&rd)
+        .args(["--embedder", "none"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("warning: Synthetic wording is repetitive"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: Synthetic records resemble each other"),
+        "{out}"
+    );
+    let html = std::fs::read_to_string(rd.join("report.html")).unwrap();
+    assert!(html.contains("class=\"warn\">⚠ Synthetic wording is repetitive"));
+    let rep = json(&rd.join("report.json"));
+    assert!(
+        rep["diversity"]["synthetic"]["self_bleu"].as_f64().unwrap()
+            > rep["diversity"]["real"]["self_bleu"].as_f64().unwrap() + 0.1
+    );
+    check_in_chromium(&rd, 15);
+
+    // The real anchor against itself raises no warning.
+    let mut rows = String::new();
+    for (i, line) in std::fs::read_to_string(anchor())
+        .unwrap()
+        .lines()
+        .enumerate()
+    {
+        let mut r: Value = serde_json::from_str(line).unwrap();
+        r["source"] = if i % 2 == 0 { "real" } else { "synthetic" }.into();
+        rows.push_str(&(r.to_string() + "\n"));
+    }
+    std::fs::write(rd.join("dataset.jsonl"), rows).unwrap();
+    let o = run(flywheel()
+        .arg("report")
+        .arg(&rd)
+        .args(["--embedder", "none"]));
+    assert!(o.status.success());
+    assert!(!stdout(&o).contains("warning"), "{}", stdout(&o));
 }
