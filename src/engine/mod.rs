@@ -43,6 +43,17 @@ pub struct Llm {
     /// Token ids that end generation (EOS, end-of-turn).
     pub stop_ids: Vec<u32>,
     smollm_default_system: bool,
+    /// Fault injection for tests (`FLYWHEEL_FAULT_OOM_ABOVE=N`): a step over more than N
+    /// sequences fails as out-of-memory, so the back-off runs on machines without a GPU.
+    fault_oom_above: Option<usize>,
+}
+
+/// Whether an error is the device running out of memory (CUDA reports
+/// `CUDA_ERROR_OUT_OF_MEMORY`; the CPU allocator aborts instead, so this is GPU-only in
+/// practice).
+pub fn is_oom(e: &Error) -> bool {
+    let m = e.to_string();
+    m.contains("OUT_OF_MEMORY") || m.to_lowercase().contains("out of memory")
 }
 
 impl Llm {
@@ -87,7 +98,29 @@ impl Llm {
             template,
             stop_ids,
             smollm_default_system,
+            fault_oom_above: std::env::var("FLYWHEEL_FAULT_OOM_ABOVE")
+                .ok()
+                .and_then(|v| v.parse().ok()),
         })
+    }
+
+    /// The injected out-of-memory error for a step over `n` sequences, if one is set up.
+    pub fn injected_oom(&self, n: usize) -> Option<Error> {
+        self.fault_oom_above.filter(|&k| n > k).map(|k| {
+            Error::Model(format!(
+                "CUDA_ERROR_OUT_OF_MEMORY (injected: {n} sequences > FLYWHEEL_FAULT_OOM_ABOVE={k})"
+            ))
+        })
+    }
+
+    /// Sequences that fit in free device memory, by their KV caches (f32 keys and values
+    /// of `capacity` positions per layer) with half the free memory left for activations.
+    /// `None` on the CPU (host memory is not the limit there) or when it cannot be asked.
+    pub fn memory_batch_cap(&self, capacity: usize) -> Option<usize> {
+        let c = &self.decoder.cfg;
+        let per_seq = 2 * c.n_layers * capacity * c.n_kv_heads * c.head_dim * 4;
+        let free = free_device_memory(self.decoder.device())?;
+        Some((free / 2 / per_seq.max(1)).max(1))
     }
 
     /// The prompt token ids for a conversation, with the assistant turn opened.
@@ -117,10 +150,18 @@ impl Llm {
         mut on_done: impl FnMut(Output) -> Result<()>,
     ) -> Result<GenStats> {
         let mut queue = requests.into_iter();
+        // Sequences sent back by an out-of-memory back-off, restarted before new ones.
+        let mut returned: std::collections::VecDeque<Request> = Default::default();
         let mut active: Vec<Active> = Vec::new();
         let mut stats = GenStats::default();
         let ctx = self.decoder.cfg.context;
-        let batch = params.batch_size.max(1);
+        let mut batch = params.batch_size.max(1);
+        if let Some(cap) = self.memory_batch_cap(ctx.min(512 + params.max_new_tokens)) {
+            if cap < batch {
+                tracing::warn!("batch {batch} does not fit in free device memory; using {cap}");
+                batch = cap;
+            }
+        }
         loop {
             if INTERRUPTED.load(Ordering::SeqCst) {
                 return Err(Error::Interrupted);
@@ -128,7 +169,9 @@ impl Llm {
             // Admit new prompts into free slots.
             let mut admitted: Vec<Active> = Vec::new();
             while active.len() + admitted.len() < batch {
-                let Some(r) = queue.next() else { break };
+                let Some(r) = returned.pop_front().or_else(|| queue.next()) else {
+                    break;
+                };
                 if r.prompt_ids.is_empty() || r.prompt_ids.len() >= ctx {
                     on_done(Output {
                         id: r.id,
@@ -140,8 +183,19 @@ impl Llm {
                     continue;
                 }
                 let max_new = params.max_new_tokens.min(ctx - r.prompt_ids.len());
-                let cache = self.decoder.new_cache(r.prompt_ids.len() + max_new)?;
+                let cache = match self.decoder.new_cache(r.prompt_ids.len() + max_new) {
+                    Ok(c) => c,
+                    Err(e) if is_oom(&e) && active.len() + admitted.len() > 0 => {
+                        returned.push_front(r);
+                        batch = active.len() + admitted.len();
+                        stats.oom_backoffs += 1;
+                        tracing::warn!("out of memory allocating a KV cache; batch now {batch}");
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
                 admitted.push(Active {
+                    seed: r.seed,
                     sampler: Sampler::new(&params.sampling, r.seed),
                     context: r.prompt_ids.clone(),
                     prompt_len: r.prompt_ids.len(),
@@ -155,20 +209,13 @@ impl Llm {
             }
             let n_old = active.len();
             active.extend(admitted);
-            // Old sequences feed their last token; new ones their whole prompt.
+            // Each sequence feeds what its cache lacks: the whole prompt when new (or when
+            // an out-of-memory step never ran), else the token sampled last.
             let feeds: Vec<Vec<u32>> = active
                 .iter()
-                .enumerate()
-                .map(|(i, a)| {
-                    if i < n_old {
-                        vec![*a.context.last().expect("non-empty")]
-                    } else {
-                        a.context.clone()
-                    }
-                })
+                .map(|a| a.context[a.cache.len..].to_vec())
                 .collect();
-            stats.prefill_tokens += feeds[n_old..].iter().map(Vec::len).sum::<usize>();
-            let logits = {
+            let step = {
                 let mut segs: Vec<Segment<'_>> = active
                     .iter_mut()
                     .zip(&feeds)
@@ -177,8 +224,45 @@ impl Llm {
                         tokens: f,
                     })
                     .collect();
-                self.decoder.forward(&mut segs)?
+                match self.injected_oom(segs.len()) {
+                    Some(e) => Err(e),
+                    None => self.decoder.forward(&mut segs),
+                }
             };
+            let logits = match step {
+                Ok(l) => l,
+                // A failed step leaves every cache's length unchanged (it advances only at
+                // the end of a forward), so the survivors simply step again. The sequences
+                // sent back restart from scratch: their sampler is seeded per record, so
+                // their text is the same as if they had never started.
+                Err(e) if is_oom(&e) && active.len() > 1 => {
+                    let new = active.len() - n_old;
+                    let keep = if new > 0 && n_old > 0 { n_old } else { active.len() / 2 };
+                    for a in active.drain(keep..).rev() {
+                        returned.push_front(Request {
+                            prompt_ids: a.context[..a.prompt_len].to_vec(),
+                            seed: a.seed,
+                            id: a.id,
+                        });
+                    }
+                    batch = keep;
+                    stats.oom_backoffs += 1;
+                    tracing::warn!("out of memory stepping {} sequences; batch now {batch}", keep + returned.len());
+                    continue;
+                }
+                Err(e) if is_oom(&e) => {
+                    return Err(Error::Device(format!(
+                        "out of memory even with one sequence ({} prompt tokens, cache of {} positions): use a smaller model, a shorter max_new_tokens, or the CPU ({e})",
+                        active[0].prompt_len, active[0].cache.capacity
+                    )))
+                }
+                Err(e) => return Err(e),
+            };
+            stats.prefill_tokens += feeds
+                .iter()
+                .filter(|f| f.len() > 1)
+                .map(Vec::len)
+                .sum::<usize>();
             let mut logits = logits.to_vec2::<f32>()?;
             stats.steps += 1;
             let mut finished = Vec::new();
@@ -267,6 +351,8 @@ pub struct Output {
 /// Counters for progress and benches.
 #[derive(Debug, Clone, Default)]
 pub struct GenStats {
+    /// Times the batch was cut after running out of device memory.
+    pub oom_backoffs: usize,
     pub steps: usize,
     pub prefill_tokens: usize,
     pub generated_tokens: usize,
@@ -274,9 +360,29 @@ pub struct GenStats {
 
 struct Active {
     id: String,
+    seed: u64,
     sampler: Sampler,
     context: Vec<u32>,
     prompt_len: usize,
     max_new: usize,
     cache: SeqCache,
+}
+
+/// Free memory on a CUDA device, in bytes.
+#[cfg(feature = "cuda")]
+fn free_device_memory(d: &Device) -> Option<usize> {
+    match d {
+        Device::Cuda(c) => {
+            let _ = c.cuda_stream().context().bind_to_thread();
+            candle_core::cuda_backend::cudarc::driver::result::mem_get_info()
+                .ok()
+                .map(|(free, _total)| free)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn free_device_memory(_d: &Device) -> Option<usize> {
+    None
 }

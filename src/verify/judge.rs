@@ -227,7 +227,7 @@ impl<'a> Judge<'a> {
     /// [`TOKENS_PER_FORWARD`] prompt tokens, so wide batches stay in cache). The prefix all
     /// items share (system prompt and rubric) is prefilled once and its KV copied into
     /// each item's cache. Order is preserved; scores do not depend on `batch`.
-    pub fn score(&self, items: &[JudgeItem], batch: usize) -> Result<Vec<JudgeScore>> {
+    pub fn score(&self, items: &[JudgeItem], mut batch: usize) -> Result<Vec<JudgeScore>> {
         let prepared: Vec<(Vec<u32>, bool)> = items
             .iter()
             .map(|it| self.item_ids(it))
@@ -270,23 +270,43 @@ impl<'a> Judge<'a> {
                 j += 1;
             }
             let chunk = &prepared[i..j];
-            let mut caches = Vec::with_capacity(chunk.len());
-            for (ids, _) in chunk {
-                let mut c = d.new_cache(ids.len())?;
-                if let Some(pc) = &prefix {
-                    c.copy_prefix_from(pc, p)?;
+            let step = || -> Result<Vec<Vec<f32>>> {
+                let mut caches = Vec::with_capacity(chunk.len());
+                for (ids, _) in chunk {
+                    let mut c = d.new_cache(ids.len())?;
+                    if let Some(pc) = &prefix {
+                        c.copy_prefix_from(pc, p)?;
+                    }
+                    caches.push(c);
                 }
-                caches.push(c);
-            }
-            let mut segs: Vec<Segment<'_>> = caches
-                .iter_mut()
-                .zip(chunk)
-                .map(|(c, (ids, _))| Segment {
-                    cache: c,
-                    tokens: &ids[start..],
-                })
-                .collect();
-            let logits = d.forward(&mut segs)?.to_vec2::<f32>()?;
+                let mut segs: Vec<Segment<'_>> = caches
+                    .iter_mut()
+                    .zip(chunk)
+                    .map(|(c, (ids, _))| Segment {
+                        cache: c,
+                        tokens: &ids[start..],
+                    })
+                    .collect();
+                if let Some(e) = self.llm.injected_oom(segs.len()) {
+                    return Err(e);
+                }
+                Ok(d.forward(&mut segs)?.to_vec2::<f32>()?)
+            };
+            let logits = match step() {
+                Ok(l) => l,
+                // Out of device memory: halve the batch and score the same items again
+                // (scores do not depend on the batch, so nothing changes but the speed).
+                Err(e) if crate::engine::is_oom(&e) && chunk.len() > 1 => {
+                    batch = chunk.len() / 2;
+                    tracing::warn!(
+                        "judge {}: out of memory with {} items; batch now {batch}",
+                        self.name,
+                        chunk.len()
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for (row, (ids, truncated)) in logits.iter().zip(chunk) {
                 out.push(self.read_verdict(row, ids.len(), *truncated));
             }
