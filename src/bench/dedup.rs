@@ -60,6 +60,10 @@ pub struct DedupBenchArgs {
     /// A Python with datasketch, numpy and faiss-cpu: measure them on the same data.
     #[arg(long, value_name = "PYTHON")]
     pub reference: Option<PathBuf>,
+    /// Also run the all-pairs similarity kernel (kernels/similarity.cu) on this device
+    /// (`cuda:N`; needs a build with `--features cuda`), checked against the CPU pairs.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 fn cpu_name() -> String {
@@ -220,6 +224,8 @@ fn bench_vectors(n: usize, dim: usize, seed: u64) -> (Vec<f32>, Vec<(u32, u32)>)
 }
 
 pub fn dedup(args: &DedupBenchArgs) -> Result<()> {
+    // Fail before the CPU part if the device cannot be had.
+    let dev = device::parse(&args.device)?;
     let threads = rayon::current_num_threads();
     let shingle = Shingle::parse(&args.shingle).ok_or_else(|| {
         Error::Spec(format!(
@@ -326,6 +332,22 @@ pub fn dedup(args: &DedupBenchArgs) -> Result<()> {
     );
     line["allpairs"] = json!({"n": args.n, "dim": dim, "threshold": args.threshold, "seconds": t_ap,
         "pairs_per_s": cmp / t_ap, "pairs_found": pairs.len(), "gflops": gflops, "gemm_gflops": gemm});
+    if !dev.is_cpu() {
+        let g = gpu_allpairs(&dev, &v, dim, args.threshold, &pairs)?;
+        let (t, dev_gemm) = (g["seconds"].as_f64().unwrap_or(0.0), g["gemm_gflops"].as_f64().unwrap_or(0.0));
+        let gf = cmp * 2.0 * dim as f64 / t / 1e9;
+        println!(
+            "| flywheel similarity kernel on {} | {} × {dim} | {t:.4} s | {:.2e} pairs/s ({gf:.0} GFLOP/s, {:.0}% of {dev_gemm:.0} measured f32 GEMM on the device) | {} pairs, {} ({}) |",
+            device::name(&dev),
+            args.n,
+            cmp / t,
+            100.0 * gf / dev_gemm,
+            g["pairs_found"],
+            if g["agrees_with_cpu"] == true { "same as the CPU" } else { "DIFFERS from the CPU" },
+            g["difference"]
+        );
+        line["allpairs_device"] = g;
+    }
     if let Some(py) = &args.reference {
         let tmp = std::env::temp_dir().join(format!("flywheel-bench-{}.npy", std::process::id()));
         crate::store::write_atomic(&tmp, &crate::embed::npy_bytes(&v, args.n, dim))?;
@@ -379,4 +401,53 @@ pub fn dedup(args: &DedupBenchArgs) -> Result<()> {
     }
     println!("{line}");
     Ok(())
+}
+
+/// Times the CUDA similarity kernel on `v` (median of 3) and compares its pairs with the
+/// CPU's (same pairs; similarities within 1e-4).
+#[cfg(feature = "cuda")]
+fn gpu_allpairs(
+    dev: &candle_core::Device,
+    v: &[f32],
+    dim: usize,
+    threshold: f32,
+    cpu: &[semantic::Pair],
+) -> Result<serde_json::Value> {
+    let candle_core::Device::Cuda(cd) = dev else {
+        return Err(Error::Device(format!("{}: not a CUDA device", device::name(dev))));
+    };
+    let mut got = Vec::new();
+    let t = time_median(3, || {
+        got = dedup::cuda::pairs(cd, v, None, dim, threshold)?;
+        Ok(())
+    })?;
+    let (gemm, _) = gemm_rates(dev)?;
+    let key = |p: &semantic::Pair| (p.i, p.j);
+    let a: std::collections::BTreeMap<_, f32> = cpu.iter().map(|p| (key(p), p.sim)).collect();
+    let b: std::collections::BTreeMap<_, f32> = got.iter().map(|p| (key(p), p.sim)).collect();
+    // Pairs within 1e-4 of the threshold may fall either side: rounding, not a bug.
+    let near = |s: f32| (s - threshold).abs() < 1e-4;
+    let only_cpu = a.iter().filter(|(k, s)| !b.contains_key(*k) && !near(**s)).count();
+    let only_gpu = b.iter().filter(|(k, s)| !a.contains_key(*k) && !near(**s)).count();
+    let max_diff = a
+        .iter()
+        .filter_map(|(k, s)| b.get(k).map(|t| (s - t).abs()))
+        .fold(0f32, f32::max);
+    Ok(json!({"device": device::name(dev), "seconds": t, "pairs_found": got.len(), "gemm_gflops": gemm,
+        "agrees_with_cpu": only_cpu == 0 && only_gpu == 0 && max_diff < 1e-4,
+        "difference": format!("{only_cpu} only on CPU, {only_gpu} only on GPU, max |Δsim| {max_diff:.1e}")}))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_allpairs(
+    dev: &candle_core::Device,
+    _v: &[f32],
+    _dim: usize,
+    _threshold: f32,
+    _cpu: &[semantic::Pair],
+) -> Result<serde_json::Value> {
+    Err(Error::Device(format!(
+        "{}: this build has no CUDA (rebuild with --features cuda)",
+        device::name(dev)
+    )))
 }

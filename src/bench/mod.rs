@@ -89,7 +89,7 @@ pub fn generate(args: &GenerateBenchArgs, _progress: bool) -> Result<()> {
     let c = &d.cfg;
     let threads = rayon::current_num_threads();
 
-    let copy_gbs = copy_bandwidth_gbs();
+    let copy_gbs = device_copy_bandwidth_gbs(&dev)?;
     let (gemm_f32, gemm_q8) = gemm_rates(&dev)?;
     // Weight bytes streamed per decode step: every matmul weight once (Q8_0: 34 bytes per
     // 32 values), the LM head included.
@@ -260,6 +260,26 @@ fn median(runs: usize, mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     Ok(v[v.len() / 2])
+}
+
+/// Memory bandwidth of the device the model runs on: host copy bandwidth on the CPU, a
+/// device-to-device copy of 256 MiB on a GPU (its HBM is what decode streams weights from).
+pub fn device_copy_bandwidth_gbs(dev: &Device) -> Result<f64> {
+    if dev.is_cpu() {
+        return Ok(copy_bandwidth_gbs());
+    }
+    let n = 64 << 20; // f32 values: 256 MiB
+    let src = Tensor::zeros(n, candle_core::DType::F32, dev)?;
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        dev.synchronize()?;
+        let t0 = Instant::now();
+        let dst = src.copy()?;
+        dev.synchronize()?;
+        best = best.min(t0.elapsed().as_secs_f64());
+        drop(dst);
+    }
+    Ok(2.0 * 4.0 * n as f64 / best / 1e9)
 }
 
 /// Memory traffic of a parallel copy of 256 MiB (read + write), GB/s, best of 5.
