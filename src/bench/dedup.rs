@@ -334,7 +334,10 @@ pub fn dedup(args: &DedupBenchArgs) -> Result<()> {
         "pairs_per_s": cmp / t_ap, "pairs_found": pairs.len(), "gflops": gflops, "gemm_gflops": gemm});
     if !dev.is_cpu() {
         let g = gpu_allpairs(&dev, &v, dim, args.threshold, &pairs)?;
-        let (t, dev_gemm) = (g["seconds"].as_f64().unwrap_or(0.0), g["gemm_gflops"].as_f64().unwrap_or(0.0));
+        let (t, dev_gemm) = (
+            g["seconds"].as_f64().unwrap_or(0.0),
+            g["gemm_gflops"].as_f64().unwrap_or(0.0),
+        );
         let gf = cmp * 2.0 * dim as f64 / t / 1e9;
         println!(
             "| flywheel similarity kernel on {} | {} × {dim} | {t:.4} s | {:.2e} pairs/s ({gf:.0} GFLOP/s, {:.0}% of {dev_gemm:.0} measured f32 GEMM on the device) | {} pairs, {} ({}) |",
@@ -414,7 +417,10 @@ fn gpu_allpairs(
     cpu: &[semantic::Pair],
 ) -> Result<serde_json::Value> {
     let candle_core::Device::Cuda(cd) = dev else {
-        return Err(Error::Device(format!("{}: not a CUDA device", device::name(dev))));
+        return Err(Error::Device(format!(
+            "{}: not a CUDA device",
+            device::name(dev)
+        )));
     };
     let mut got = Vec::new();
     let t = time_median(3, || {
@@ -427,15 +433,23 @@ fn gpu_allpairs(
     let b: std::collections::BTreeMap<_, f32> = got.iter().map(|p| (key(p), p.sim)).collect();
     // Pairs within 1e-4 of the threshold may fall either side: rounding, not a bug.
     let near = |s: f32| (s - threshold).abs() < 1e-4;
-    let only_cpu = a.iter().filter(|(k, s)| !b.contains_key(*k) && !near(**s)).count();
-    let only_gpu = b.iter().filter(|(k, s)| !a.contains_key(*k) && !near(**s)).count();
+    let only_cpu = a
+        .iter()
+        .filter(|(k, s)| !b.contains_key(*k) && !near(**s))
+        .count();
+    let only_gpu = b
+        .iter()
+        .filter(|(k, s)| !a.contains_key(*k) && !near(**s))
+        .count();
     let max_diff = a
         .iter()
         .filter_map(|(k, s)| b.get(k).map(|t| (s - t).abs()))
         .fold(0f32, f32::max);
-    Ok(json!({"device": device::name(dev), "seconds": t, "pairs_found": got.len(), "gemm_gflops": gemm,
+    Ok(
+        json!({"device": device::name(dev), "seconds": t, "pairs_found": got.len(), "gemm_gflops": gemm,
         "agrees_with_cpu": only_cpu == 0 && only_gpu == 0 && max_diff < 1e-4,
-        "difference": format!("{only_cpu} only on CPU, {only_gpu} only on GPU, max |Δsim| {max_diff:.1e}")}))
+        "difference": format!("{only_cpu} only on CPU, {only_gpu} only on GPU, max |Δsim| {max_diff:.1e}")}),
+    )
 }
 
 #[cfg(not(feature = "cuda"))]
