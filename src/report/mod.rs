@@ -415,6 +415,7 @@ pub fn collapse_warnings(syn: &Value, real: &Value) -> Vec<String> {
 
 /// Writes `report.json` and `report.html` into the run directory.
 pub fn write(dir: &Path, opts: &ReportOptions) -> Result<ReportSummary> {
+    let started = std::time::Instant::now();
     let v = build(dir, opts)?;
     let json_path = dir.join("report.json");
     let bytes =
@@ -433,6 +434,7 @@ pub fn write(dir: &Path, opts: &ReportOptions) -> Result<ReportSummary> {
         "report".into(),
         crate::store::manifest::StageStatus {
             status: "done".into(),
+            wall_seconds: started.elapsed().as_secs_f64(),
             ..Default::default()
         },
     );
