@@ -363,8 +363,6 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Multi-head attention over packed sequences. `qkv` is `[tokens, 3·hidden]` (queries, keys,
 /// values side by side), `out` is `[tokens, hidden]`; `lens` splits the tokens into sequences.
 pub fn attention_cpu(qkv: &[f32], out: &mut [f32], lens: &[usize], hidden: usize, heads: usize) {
-    let d = hidden / heads;
-    let scale = 1.0 / (d as f32).sqrt();
     let mut chunks: Vec<(usize, usize, &mut [f32])> = Vec::with_capacity(lens.len());
     let mut rest = out;
     let mut off = 0;
@@ -374,7 +372,16 @@ pub fn attention_cpu(qkv: &[f32], out: &mut [f32], lens: &[usize], hidden: usize
         rest = tail;
         off += len;
     }
-    chunks.into_par_iter().for_each(|(off, len, o)| {
+    chunks
+        .into_par_iter()
+        .for_each(|(off, len, o)| attend(qkv, off, len, o, hidden, heads));
+}
+
+crate::multiversion! {
+    /// Attention of one packed sequence (`len` tokens from `off`) into its output rows.
+    fn attend(qkv: &[f32], off: usize, len: usize, o: &mut [f32], hidden: usize, heads: usize) {
+        let d = hidden / heads;
+        let scale = 1.0 / (d as f32).sqrt();
         let mut s = vec![0f32; len];
         for hd in 0..heads {
             let col = hd * d;
@@ -400,5 +407,5 @@ pub fn attention_cpu(qkv: &[f32], out: &mut [f32], lens: &[usize], hidden: usize
                 }
             }
         }
-    });
+    }
 }

@@ -10,6 +10,7 @@
 
 use super::bert::{attention_cpu, BertEncoder};
 use crate::error::Result;
+use crate::multiversion;
 use rayon::prelude::*;
 
 struct Layer {
@@ -123,19 +124,23 @@ fn fill_rows(dst: &mut [f32], bias: &[f32], residual: Option<&[f32]>) {
     let w = bias.len();
     dst.par_chunks_mut(w * ROWS)
         .enumerate()
-        .for_each(|(c, rows)| {
-            for (r, row) in rows.chunks_exact_mut(w).enumerate() {
-                match residual {
-                    Some(res) => {
-                        let src = &res[(c * ROWS + r) * w..][..w];
-                        for k in 0..w {
-                            row[k] = bias[k] + src[k];
-                        }
-                    }
-                    None => row.copy_from_slice(bias),
-                }
-            }
+        .for_each(|(c, rows)| match residual {
+            Some(res) => add_rows(rows, bias, &res[c * ROWS * w..][..rows.len()]),
+            None => rows
+                .chunks_exact_mut(w)
+                .for_each(|r| r.copy_from_slice(bias)),
         });
+}
+
+multiversion! {
+    /// `rows[r] ← bias + res[r]`, row by row.
+    fn add_rows(rows: &mut [f32], bias: &[f32], res: &[f32]) {
+        for (row, src) in rows.chunks_exact_mut(bias.len()).zip(res.chunks_exact(bias.len())) {
+            for ((o, b), x) in row.iter_mut().zip(bias).zip(src) {
+                *o = b + x;
+            }
+        }
+    }
 }
 
 /// `dst[m×n] += a[m×k] · w[k×n]`, all row-major, on rayon threads.
@@ -169,16 +174,22 @@ fn matmul_acc(a: &[f32], w: &[f32], dst: &mut [f32], k: usize, n: usize) {
 
 /// Layer norm of each row in place (statistics in f32, as candle and PyTorch compute them).
 fn layer_norm(x: &mut [f32], h: usize, (g, b): &(Vec<f32>, Vec<f32>), eps: f32) {
-    x.par_chunks_mut(h * ROWS).for_each(|rows| {
+    x.par_chunks_mut(h * ROWS)
+        .for_each(|rows| layer_norm_rows(rows, g, b, eps));
+}
+
+multiversion! {
+    fn layer_norm_rows(rows: &mut [f32], g: &[f32], b: &[f32], eps: f32) {
+        let h = g.len();
         for row in rows.chunks_exact_mut(h) {
             let mean = lane_sum(row.iter().copied()) / h as f32;
             let var = lane_sum(row.iter().map(|v| (v - mean) * (v - mean))) / h as f32;
             let inv = 1.0 / (var + eps).sqrt();
-            for k in 0..h {
-                row[k] = (row[k] - mean) * inv * g[k] + b[k];
+            for ((v, g), b) in row.iter_mut().zip(g).zip(b) {
+                *v = (*v - mean) * inv * g + b;
             }
         }
-    });
+    }
 }
 
 /// Sum with eight lane accumulators so it vectorizes (see `bert::dot`).
@@ -193,7 +204,11 @@ fn lane_sum(it: impl Iterator<Item = f32>) -> f32 {
 
 /// GELU in place: exact (erf) or the tanh form, per the model's config.
 fn gelu(x: &mut [f32], exact: bool) {
-    x.par_chunks_mut(4096).for_each(|c| {
+    x.par_chunks_mut(4096).for_each(|c| gelu_chunk(c, exact));
+}
+
+multiversion! {
+    fn gelu_chunk(c: &mut [f32], exact: bool) {
         if exact {
             for v in c.iter_mut() {
                 *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
@@ -204,7 +219,7 @@ fn gelu(x: &mut [f32], exact: bool) {
                 *v = 0.5 * *v * (1.0 + u.tanh());
             }
         }
-    });
+    }
 }
 
 /// erf(x) in f32 as a rational function of x² on [-4, 4] (Eigen's `generic_fast_erf_float`,
