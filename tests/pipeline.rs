@@ -131,7 +131,13 @@ fn check_in_chromium(dir: &Path, min_numbers: usize) {
     };
     let html = dir.join("report.html").canonicalize().unwrap();
     let out = std::process::Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--dump-dom",
+        ])
         .arg(format!("file://{}", html.display()))
         .output()
         .expect("run chromium");
