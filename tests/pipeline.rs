@@ -680,3 +680,46 @@ fn report_warns_in_plain_words_when_the_synthetic_set_collapses() {
     assert!(o.status.success());
     assert!(!stdout(&o).contains("warning"), "{}", stdout(&o));
 }
+
+#[test]
+fn ctrl_c_during_run_stops_after_the_batch_and_rerun_completes() {
+    model_file("smollm2-135m-instruct");
+    model_file("all-minilm-l6-v2");
+    let dir = tempfile::tempdir().unwrap();
+    let p = spec(dir.path(), 6, 1, BLEND);
+    let rd = dir.path().join("runs/p");
+    let child = flywheel()
+        .arg("run")
+        .arg(&p)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while std::fs::read_to_string(rd.join("generated.jsonl"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 2
+        && t0.elapsed() < Duration::from_secs(300)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling a child process we spawned and still own.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    let m = json(&rd.join("manifest.json"));
+    assert_eq!(m["stages"]["generate"]["status"], "interrupted");
+    let kept = records_by_id(&rd.join("generated.jsonl"));
+    assert!(!kept.is_empty() && kept.len() < 12);
+    let o = run(flywheel().arg("run").arg(&p));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("{} already done", kept.len())),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(records_by_id(&rd.join("generated.jsonl")).len(), 12);
+    assert!(rd.join("report.html").exists());
+}
