@@ -4,7 +4,7 @@
 //! as Axolotl and LLaMA-Factory read it), `chatml` (one `text` with ChatML markers).
 
 use crate::error::{Error, Result};
-use crate::store::write_atomic;
+use crate::store::write_jsonl;
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -76,19 +76,19 @@ pub fn convert(r: &Value, format: Format) -> std::result::Result<Value, String> 
 /// Converts a JSONL file; a record that cannot be expressed in the format is an error naming it.
 pub fn export(input: &Path, output: &Path, format: Format) -> Result<usize> {
     let recs = crate::verify::stage::read_records(input)?;
-    let mut body = Vec::new();
-    for r in &recs {
-        let v = convert(r, format).map_err(|why| {
-            Error::Spec(format!(
-                "{}: record {}: {why}",
-                input.display(),
-                r["id"].as_str().unwrap_or("?")
-            ))
-        })?;
-        serde_json::to_writer(&mut body, &v).map_err(|e| Error::Model(format!("internal: {e}")))?;
-        body.push(b'\n');
-    }
-    write_atomic(output, &body)?;
+    let out = recs
+        .iter()
+        .map(|r| {
+            convert(r, format).map_err(|why| {
+                Error::Spec(format!(
+                    "{}: record {}: {why}",
+                    input.display(),
+                    r["id"].as_str().unwrap_or("?")
+                ))
+            })
+        })
+        .collect::<Result<Vec<Value>>>()?;
+    write_jsonl(output, &out)?;
     Ok(recs.len())
 }
 

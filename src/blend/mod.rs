@@ -14,7 +14,7 @@ pub mod real;
 use crate::error::{Error, Result};
 use crate::spec::{BlendSection, Spec};
 use crate::store::manifest::StageStatus;
-use crate::store::{write_atomic, Manifest};
+use crate::store::{write_atomic, write_jsonl, Manifest};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -144,13 +144,8 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
     // A seeded shuffle of the whole set, so training order mixes the sources.
     rows.shuffle(&mut rng);
 
-    let mut body = Vec::new();
-    for r in &rows {
-        serde_json::to_writer(&mut body, r).map_err(|e| Error::Model(format!("internal: {e}")))?;
-        body.push(b'\n');
-    }
     let dataset = dir.join("dataset.jsonl");
-    write_atomic(&dataset, &body)?;
+    write_jsonl(&dataset, &rows)?;
     parquet_out::write(&dir.join("dataset.parquet"), &rows)?;
     let summary = BlendSummary {
         synthetic_available: synthetic.len(),

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::models::{resolve, FetchPolicy};
 use crate::spec::{Policy, PrivacySection, Spec};
 use crate::store::manifest::{ModelEntry, StageStatus};
-use crate::store::{write_atomic, Manifest};
+use crate::store::{write_atomic, write_jsonl, Manifest};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -376,12 +376,7 @@ pub fn audit(
     summary.passed = out.len();
     summary.wall_seconds = started.elapsed().as_secs_f64();
 
-    let mut body = Vec::new();
-    for r in &out {
-        serde_json::to_writer(&mut body, r).map_err(|e| Error::Model(format!("internal: {e}")))?;
-        body.push(b'\n');
-    }
-    write_atomic(audited, &body)?;
+    write_jsonl(audited, &out)?;
     let report = json!({
         "summary": summary,
         "policy": cfg,
@@ -476,12 +471,7 @@ pub fn canary_test(spec: &Spec, opts: &AuditOptions, dir: &Path) -> Result<Canar
             res.control_found += 1;
         }
     }
-    let mut body = Vec::new();
-    for p in &planted_copy {
-        serde_json::to_writer(&mut body, p).map_err(|e| Error::Model(format!("internal: {e}")))?;
-        body.push(b'\n');
-    }
-    write_atomic(&dir.join("canary_planted.jsonl"), &body)?;
+    write_jsonl(&dir.join("canary_planted.jsonl"), &planted_copy)?;
     Ok(res)
 }
 

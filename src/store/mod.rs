@@ -179,6 +179,17 @@ pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>>
     Ok(out)
 }
 
+/// Writes records as a JSONL file, atomically (all or nothing).
+pub fn write_jsonl<T: serde::Serialize>(path: &Path, records: &[T]) -> Result<()> {
+    let mut body = Vec::new();
+    for r in records {
+        serde_json::to_writer(&mut body, r)
+            .map_err(|e| Error::Model(format!("internal: cannot serialize record: {e}")))?;
+        body.push(b'\n');
+    }
+    write_atomic(path, &body)
+}
+
 /// Writes a file atomically: a temporary sibling, then rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
