@@ -529,6 +529,7 @@ fn run(cli: Cli) -> Result<()> {
                     embedder: a.embedder,
                     device: a.device,
                     fetch: policy(a.offline),
+                    progress,
                 },
             )
             .with_context(|| format!("report {}", dir.display()))?;

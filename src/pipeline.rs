@@ -295,6 +295,7 @@ pub fn run(
                         embedder: None,
                         device: opts.device.clone(),
                         fetch: opts.fetch,
+                        progress: opts.progress,
                     },
                 )?;
                 let mut line = format!("{}", s.html.display());

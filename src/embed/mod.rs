@@ -202,6 +202,18 @@ impl Embedder {
     }
 }
 
+impl Embedder {
+    /// Embeds texts into one flat `[texts × dim]` buffer of unit vectors, with a progress
+    /// bar labelled `stage` when `progress` is on.
+    pub fn embed_flat(&self, texts: &[String], progress: bool, stage: &str) -> Result<Vec<f32>> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let pb = crate::progress::bar(refs.len(), progress, stage);
+        let out = self.embed(&refs, |n| pb.inc(n as u64))?;
+        pb.finish_and_clear();
+        Ok(out.into_iter().flat_map(|e| e.vector).collect())
+    }
+}
+
 /// L2-normalizes in place; a zero vector stays zero. Returns false when a value is not finite.
 pub fn normalize(v: &mut [f32]) -> bool {
     if v.iter().any(|x| !x.is_finite()) {

@@ -239,16 +239,8 @@ pub fn audit(
             sha256: emb.weights_sha256.clone(),
         });
         let d = emb.dim();
-        let flat = |texts: &[String]| -> Result<Vec<f32>> {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            Ok(emb
-                .embed(&refs, |_| {})?
-                .into_iter()
-                .flat_map(|e| e.vector)
-                .collect())
-        };
-        let sv = flat(&syn_text)?;
-        let rv = flat(&real_text)?;
+        let sv = emb.embed_flat(&syn_text, opts.progress, "audit: embed synthetic")?;
+        let rv = emb.embed_flat(&real_text, opts.progress, "audit: embed real")?;
         for (i, (c, j)) in dcr::nearest(&sv, &rv, d).into_iter().enumerate() {
             nearest_real[i] = Some((c, j));
         }

@@ -24,6 +24,8 @@ pub struct ReportOptions {
     pub embedder: Option<String>,
     pub device: String,
     pub fetch: FetchPolicy,
+    /// Progress bars while embedding.
+    pub progress: bool,
 }
 
 /// Where the report went.
@@ -305,15 +307,11 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
     if let Some(eid) = embedder.filter(|_| syn_text.len() >= 2) {
         let dev = engine::device::parse(&opts.device)?;
         let emb = Embedder::load(&eid, opts.fetch, &dev)?;
-        let flat = |t: &[String]| -> Result<Vec<f32>> {
-            Ok(emb
-                .embed(&refs(t), |_| {})?
-                .into_iter()
-                .flat_map(|e| e.vector)
-                .collect())
-        };
         let d = emb.dim();
-        let sd = diversity::dispersion(&flat(&syn_text)?, d);
+        let sd = diversity::dispersion(
+            &emb.embed_flat(&syn_text, opts.progress, "report: embed synthetic")?,
+            d,
+        );
         let nn: Vec<f64> = sd.nn_cosines.iter().map(|&c| c as f64).collect();
         similarity = json!({
             "what": "each synthetic record's nearest-neighbour cosine within the synthetic set",
@@ -324,7 +322,10 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
         div_syn["mean_pairwise_distance"] = json!(sd.mean_pairwise_distance);
         div_syn["near_neighbour_share"] = json!(sd.near_neighbour_share);
         if real_text.len() >= 2 {
-            let rd = diversity::dispersion(&flat(&real_text)?, d);
+            let rd = diversity::dispersion(
+                &emb.embed_flat(&real_text, opts.progress, "report: embed real")?,
+                d,
+            );
             div_real["mean_pairwise_distance"] = json!(rd.mean_pairwise_distance);
             div_real["near_neighbour_share"] = json!(rd.near_neighbour_share);
         }
