@@ -154,7 +154,9 @@ pub fn run(
     let dir = spec.run_dir();
     crate::store::create_run_dir(&dir)?;
     if let Some(m) = Manifest::load(&dir)? {
-        let same_file = Path::new(&m.spec_path) == spec.path.as_path() || m.spec_path.is_empty();
+        // By file name: the same spec reached through another relative path is no conflict.
+        let same_file =
+            m.spec_path.is_empty() || Path::new(&m.spec_path).file_name() == spec.path.file_name();
         if !same_file && !opts.force && m.generation_fingerprint.is_some() {
             return Err(Error::RunConflict(format!(
                 "{} was made by another spec ({}); this one is {}. Use another [run].name, or --force to reuse the directory",
