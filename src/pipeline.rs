@@ -44,13 +44,13 @@ pub struct StageOutcome {
     pub line: String,
 }
 
-/// Hash of the files a stage reads (missing files hash as absent) and the settings it uses.
+/// Hash of the files a stage reads, by content and not by path (missing files hash as
+/// absent), and the settings it uses.
 fn fingerprint(files: &[PathBuf], settings: &str) -> String {
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.update(settings.as_bytes());
     for f in files {
-        h.update(f.to_string_lossy().as_bytes());
         match std::fs::read(f) {
             Ok(b) => h.update(sha256_bytes(&b).as_bytes()),
             Err(_) => h.update(b"<absent>"),
