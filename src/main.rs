@@ -23,6 +23,12 @@ struct Cli {
     /// each other. Never changes the records.
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
+    /// Precision of the teacher's and judges' matmuls: auto (q8_0 on the CPU, bf16 on a
+    /// GPU), q8_0, bf16, f16 or f32. Norms, rope, softmax and the residual stream are f32
+    /// in every mode. On the CPU only q8_0 makes records independent of the batch size;
+    /// the choice is recorded in each record's provenance (`model.weights`).
+    #[arg(long, global = true, default_value = "auto", value_name = "DTYPE")]
+    dtype: String,
     #[command(subcommand)]
     cmd: Command,
 }
@@ -434,6 +440,7 @@ fn print_verify(s: &flywheel::verify::stage::VerifySummary) {
 
 fn run(cli: Cli) -> Result<()> {
     let progress = !cli.quiet && std::io::stderr().is_terminal();
+    let dtype = cli.dtype.clone();
     let policy = |offline: bool| {
         if offline {
             FetchPolicy::Offline
@@ -447,6 +454,7 @@ fn run(cli: Cli) -> Result<()> {
             install_ctrlc();
             let opts = flywheel::pipeline::RunOptions {
                 device: a.device,
+                dtype: dtype.clone(),
                 fetch: policy(a.offline),
                 progress,
                 force: a.force,
@@ -470,6 +478,7 @@ fn run(cli: Cli) -> Result<()> {
             install_ctrlc();
             let opts = flywheel::privacy::AuditOptions {
                 device: a.device,
+                dtype: dtype.clone(),
                 fetch: policy(a.offline),
                 progress,
                 canaries: a.canaries,
@@ -553,6 +562,7 @@ fn run(cli: Cli) -> Result<()> {
             install_ctrlc();
             let opts = GenerateOptions {
                 device: a.device,
+                dtype: dtype.clone(),
                 batch_size: a.batch_size,
                 limit: a.limit,
                 out: a.out,
@@ -592,6 +602,7 @@ fn run(cli: Cli) -> Result<()> {
             install_ctrlc();
             let opts = VerifyOptions {
                 device: a.device,
+                dtype: dtype.clone(),
                 batch_size: a.batch_size,
                 limit: a.limit,
                 progress,
@@ -636,6 +647,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let opts = VerifyOptions {
                 device: a.device,
+                dtype: dtype.clone(),
                 batch_size: None,
                 limit: None,
                 progress,
@@ -854,8 +866,14 @@ fn run(cli: Cli) -> Result<()> {
             }
         },
         Command::Bench { cmd } => match cmd {
-            BenchCmd::Generate(args) => flywheel::bench::generate(&args, progress)?,
-            BenchCmd::Judge(args) => flywheel::bench::judge(&args)?,
+            BenchCmd::Generate(mut args) => {
+                args.dtype = dtype;
+                flywheel::bench::generate(&args, progress)?
+            }
+            BenchCmd::Judge(mut args) => {
+                args.dtype = dtype;
+                flywheel::bench::judge(&args)?
+            }
             BenchCmd::Embed(args) => flywheel::bench::dedup::embed(&args)?,
             BenchCmd::Dedup(args) => flywheel::bench::dedup::dedup(&args)?,
         },
@@ -869,14 +887,24 @@ fn run(cli: Cli) -> Result<()> {
                     "not built (cargo build --features cuda)"
                 }
             );
-            match flywheel::engine::device::parse("cuda:0") {
-                Ok(_) => println!("cuda:0: available"),
+            use flywheel::engine::{device, Precision};
+            match device::parse("cuda:0") {
+                Ok(_) => {
+                    for i in 0..device::cuda_count().max(1) {
+                        match device::parse(&format!("cuda:{i}")) {
+                            Ok(d) => println!("cuda:{i}: available — {}", device::describe(&d)),
+                            Err(e) => println!("cuda:{i}: not available — {e}"),
+                        }
+                    }
+                }
                 Err(e) => println!("cuda:0: not available — {e}"),
             }
-            println!("cpu: {} threads", rayon::current_num_threads());
+            println!("{}", device::describe(&candle_core::Device::Cpu));
+            let auto = device::parse("auto")?;
+            println!("--device auto uses: {}", device::name(&auto));
             println!(
-                "--device auto uses: {}",
-                flywheel::engine::device::name(&flywheel::engine::device::parse("auto")?)
+                "--dtype auto uses: {} there",
+                Precision::resolve("auto", &auto)?.name()
             );
             println!(
                 "model cache: {}",

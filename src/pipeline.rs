@@ -25,6 +25,8 @@ use std::sync::atomic::Ordering;
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub device: String,
+    /// Matmul precision of the models (see [`crate::engine::Precision`]).
+    pub dtype: String,
     pub fetch: FetchPolicy,
     pub progress: bool,
     /// Move records made with other settings aside instead of refusing (as `generate --force`).
@@ -189,6 +191,7 @@ pub fn run(
                     spec,
                     &GenerateOptions {
                         device: opts.device.clone(),
+                        dtype: opts.dtype.clone(),
                         batch_size: None,
                         limit: None,
                         out: None,
@@ -223,6 +226,7 @@ pub fn run(
                         None,
                         &VerifyOptions {
                             device: opts.device.clone(),
+                            dtype: opts.dtype.clone(),
                             batch_size: None,
                             limit: None,
                             progress: opts.progress,
@@ -268,6 +272,7 @@ pub fn run(
                     None,
                     &AuditOptions {
                         device: opts.device.clone(),
+                        dtype: opts.dtype.clone(),
                         fetch: opts.fetch,
                         progress: opts.progress,
                         canaries: opts.canaries,
@@ -296,6 +301,7 @@ pub fn run(
                     &ReportOptions {
                         embedder: None,
                         device: opts.device.clone(),
+
                         fetch: opts.fetch,
                         progress: opts.progress,
                     },

@@ -6,11 +6,11 @@
 pub mod dedup;
 
 use crate::engine::model::{Decoder, Segment};
-use crate::engine::{device, Llm};
+use crate::engine::{device, Llm, Precision};
 use crate::error::Result;
 use crate::models::{resolve, FetchPolicy};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use std::time::Instant;
 
 /// Arguments of `flywheel bench generate`.
@@ -22,6 +22,9 @@ pub struct GenerateBenchArgs {
     /// Where to run: auto, cpu, cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Matmul precision (the global `--dtype`).
+    #[arg(skip = String::from("auto"))]
+    pub dtype: String,
     /// Comma-separated numbers of concurrent sequences to decode.
     #[arg(long, default_value = "1,4,16,32", value_delimiter = ',')]
     pub batch_sizes: Vec<usize>,
@@ -83,26 +86,25 @@ pub struct Row {
 
 pub fn generate(args: &GenerateBenchArgs, _progress: bool) -> Result<()> {
     let dev = device::parse(&args.device)?;
+    let precision = Precision::resolve(&args.dtype, &dev)?;
     let model = resolve(&args.model, FetchPolicy::from_env())?;
-    let llm = Llm::load(&model, &dev, None)?;
+    let llm = Llm::load(&model, &dev, precision, None)?;
     let d = &llm.decoder;
     let c = &d.cfg;
     let threads = rayon::current_num_threads();
 
     let copy_gbs = device_copy_bandwidth_gbs(&dev)?;
-    let (gemm_f32, gemm_q8) = gemm_rates(&dev)?;
-    // Weight bytes streamed per decode step: every matmul weight once (Q8_0: 34 bytes per
-    // 32 values), the LM head included.
-    let per_layer = c.hidden * (c.n_heads + 2 * c.n_kv_heads) * c.head_dim
-        + c.n_heads * c.head_dim * c.hidden
-        + 3 * c.hidden * c.ffn;
-    let weight_values = c.n_layers * per_layer + c.vocab * c.hidden;
-    let weight_bytes = weight_values as f64 * 34.0 / 32.0;
+    let mm_rate = matmul_gflops(&dev, precision)?;
+    // Weight bytes streamed per decode step: every matmul weight once, the LM head
+    // included.
+    let weight_values = matmul_weights(c);
+    let weight_bytes = weight_values as f64 * precision.bytes_per_weight();
     let flops_per_token = 2.0 * weight_values as f64;
+    let card = device::describe(&dev);
 
     eprintln!(
-        "bench generate: {} ({}) on {} · {} threads · copy bandwidth {:.1} GB/s · f32 GEMM {:.1} GFLOP/s · Q8_0 matmul (16 rows) {:.1} GFLOP/s",
-        llm.info.model, llm.info.weights, device::name(&dev), threads, copy_gbs, gemm_f32, gemm_q8
+        "bench generate: {} ({}) on {card} · {} threads · copy bandwidth {:.1} GB/s · {} matmul {:.1} GFLOP/s",
+        llm.info.model, llm.info.weights, threads, copy_gbs, precision.name(), mm_rate
     );
     let mut rows = Vec::new();
 
@@ -119,7 +121,7 @@ pub fn generate(args: &GenerateBenchArgs, _progress: bool) -> Result<()> {
         }])?;
         Ok(t0.elapsed().as_secs_f64())
     })?;
-    let bound = gemm_q8 * 1e9 / flops_per_token;
+    let bound = mm_rate * 1e9 / flops_per_token;
     rows.push(row("prefill", 1, args.prompt_tokens as f64 / t, bound));
 
     for &b in &args.batch_sizes {
@@ -128,7 +130,7 @@ pub fn generate(args: &GenerateBenchArgs, _progress: bool) -> Result<()> {
         // Decode is bound by streaming the weights once per step (shared by the whole
         // batch) or by arithmetic, whichever is slower.
         let mem_bound = b as f64 * copy_gbs * 1e9 / weight_bytes;
-        let flop_bound = gemm_q8 * 1e9 / flops_per_token;
+        let flop_bound = mm_rate * 1e9 / flops_per_token;
         rows.push(row("decode", b, tps, mem_bound.min(flop_bound)));
     }
 
@@ -177,16 +179,17 @@ pub fn generate(args: &GenerateBenchArgs, _progress: bool) -> Result<()> {
             }
         }
     }
-    println!("bounds: decode = min(batch × copy bandwidth ÷ {:.0} MB of weights per step, Q8_0 matmul rate ÷ {:.0} MFLOP per token); prefill = Q8_0 matmul rate ÷ FLOP per token", weight_bytes / 1e6, flops_per_token / 1e6);
+    println!("bounds: decode = min(batch × copy bandwidth ÷ {:.0} MB of {} weights per step, {} matmul rate ÷ {:.0} MFLOP per token); prefill = matmul rate ÷ FLOP per token", weight_bytes / 1e6, precision.name(), precision.name(), flops_per_token / 1e6);
     let json = serde_json::json!({
         "bench": "generate",
         "model": llm.info.model,
         "weights": llm.info.weights,
+        "precision": precision.name(),
         "device": device::name(&dev),
+        "card": card,
         "threads": threads,
         "copy_bandwidth_gb_s": copy_gbs,
-        "gemm_f32_gflop_s": gemm_f32,
-        "matmul_q8_0_gflop_s": gemm_q8,
+        "matmul_gflop_s": mm_rate,
         "weight_bytes_per_step": weight_bytes,
         "flops_per_token": flops_per_token,
         "tokens_per_sequence": args.tokens,
@@ -300,18 +303,47 @@ pub fn copy_bandwidth_gbs() -> f64 {
     2.0 * n as f64 / best / 1e9
 }
 
-/// (f32 GEMM 1024³ GFLOP/s, Q8_0 matmul GFLOP/s at 16 rows × 1536 × 1536), best of 5.
-pub fn gemm_rates(dev: &Device) -> Result<(f64, f64)> {
-    let a = Tensor::randn(0f32, 1.0, (1024, 1024), dev)?;
-    let b = Tensor::randn(0f32, 1.0, (1024, 1024), dev)?;
+/// Values in every matmul weight of a decoder (the LM head included): a forward pass
+/// costs two FLOP per value and token, and a decode step streams each value once.
+pub fn matmul_weights(c: &crate::engine::model::Config) -> usize {
+    let per_layer = c.hidden * (c.n_heads + 2 * c.n_kv_heads) * c.head_dim
+        + c.n_heads * c.head_dim * c.hidden
+        + 3 * c.hidden * c.ffn;
+    c.n_layers * per_layer + c.vocab * c.hidden
+}
+
+/// The matmul rate a model in `precision` can reach on the device, GFLOP/s: a square
+/// GEMM in that dtype for dense weights, the Q8_0 kernel at 16 rows for Q8_0.
+pub fn matmul_gflops(dev: &Device, precision: Precision) -> Result<f64> {
+    match precision.dense_dtype() {
+        Some(dt) => dense_gemm_gflops(dev, dt),
+        None => Ok(gemm_rates(dev)?.1),
+    }
+}
+
+/// Square GEMM rate in `dt`, GFLOP/s, best of 5: n = 1024 on the CPU; on a GPU n = 8192,
+/// ten per timing, synchronized, so that launch overhead does not hide the card's rate.
+pub fn dense_gemm_gflops(dev: &Device, dt: DType) -> Result<f64> {
+    let (n, reps) = if dev.is_cpu() { (1024, 1) } else { (8192, 10) };
+    let a = Tensor::randn(0f32, 1.0, (n, n), dev)?.to_dtype(dt)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), dev)?.to_dtype(dt)?;
+    drop(a.matmul(&b)?); // warm-up (cuBLAS handles, heuristics)
+    dev.synchronize()?;
     let mut best = f64::MAX;
     for _ in 0..5 {
         let t0 = Instant::now();
-        let c = a.matmul(&b)?;
-        c.sum_all()?.to_scalar::<f32>()?;
-        best = best.min(t0.elapsed().as_secs_f64());
+        for _ in 0..reps {
+            drop(std::hint::black_box(a.matmul(&b)?));
+        }
+        dev.synchronize()?;
+        best = best.min(t0.elapsed().as_secs_f64() / reps as f64);
     }
-    let f32_rate = 2.0 * 1024f64.powi(3) / best / 1e9;
+    Ok(2.0 * (n as f64).powi(3) / best / 1e9)
+}
+
+/// (f32 GEMM GFLOP/s, Q8_0 matmul GFLOP/s at 16 rows × 1536 × 1536), best of 5.
+pub fn gemm_rates(dev: &Device) -> Result<(f64, f64)> {
+    let f32_rate = dense_gemm_gflops(dev, DType::F32)?;
     let w = Tensor::randn(0f32, 1.0, (1536, 1536), &Device::Cpu)?;
     let q = QMatMul::from_qtensor(QTensor::quantize_onto(&w, GgmlDType::Q8_0, dev)?)?;
     let x = Tensor::randn(0f32, 1.0, (16, 1536), dev)?;
@@ -336,6 +368,9 @@ pub struct JudgeBenchArgs {
     /// Where to run: auto, cpu, cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Matmul precision (the global `--dtype`).
+    #[arg(skip = String::from("auto"))]
+    pub dtype: String,
     /// Items in the fixed synthetic set (seeded; about 200 prompt tokens each).
     #[arg(long, default_value_t = 64)]
     pub items: usize,
@@ -377,8 +412,9 @@ pub fn judge_items(n: usize) -> Vec<crate::verify::judge::JudgeItem> {
 pub fn judge(args: &JudgeBenchArgs) -> Result<()> {
     use crate::verify::judge::{Judge, Rubric};
     let dev = device::parse(&args.device)?;
+    let precision = Precision::resolve(&args.dtype, &dev)?;
     let model = resolve(&args.model, FetchPolicy::from_env())?;
-    let llm = Llm::load(&model, &dev, None)?;
+    let llm = Llm::load(&model, &dev, precision, None)?;
     let rubric = Rubric {
         criteria: "The answer is correct, on topic, complete and clearly written.".into(),
         scale: "yes-no".into(),
@@ -392,17 +428,18 @@ pub fn judge(args: &JudgeBenchArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     let tokens: usize = ids.iter().map(Vec::len).sum();
     let threads = rayon::current_num_threads();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
+    let card = device::describe(&dev);
+    // The judge prefills the prefix all items share once, then each item's own tokens:
+    // the bound counts the tokens that actually run (two FLOP per weight each).
+    let shared = shared_prefix(&ids);
+    let run_tokens = shared + tokens - shared * ids.len();
+    let mm_rate = matmul_gflops(&dev, precision)?;
+    let flops_per_item =
+        2.0 * matmul_weights(&llm.decoder.cfg) as f64 * run_tokens as f64 / items.len() as f64;
+    let bound_items_per_s = mm_rate * 1e9 / flops_per_item;
     eprintln!(
-        "bench judge: {} ({}) on {} · {} threads · {cpu} · {} items, {:.0} prompt tokens each on average",
-        llm.info.model, llm.info.weights, device::name(&dev), threads, items.len(), tokens as f64 / items.len() as f64
+        "bench judge: {} ({}) on {card} · {} threads · {} items, {:.0} prompt tokens each on average, {shared} shared · {} matmul {:.1} GFLOP/s",
+        llm.info.model, llm.info.weights, threads, items.len(), tokens as f64 / items.len() as f64, precision.name(), mm_rate
     );
     let mut rows = Vec::new();
     for &b in &args.batch_sizes {
@@ -411,7 +448,8 @@ pub fn judge(args: &JudgeBenchArgs) -> Result<()> {
             judge.score(&items, b)?;
             Ok(t0.elapsed().as_secs_f64())
         })?;
-        rows.push(serde_json::json!({"batch": b, "items_per_s": items.len() as f64 / t, "prompt_tokens_per_s": tokens as f64 / t}));
+        let ips = items.len() as f64 / t;
+        rows.push(serde_json::json!({"batch": b, "items_per_s": ips, "prompt_tokens_per_s": tokens as f64 / t, "share_of_bound": ips / bound_items_per_s}));
     }
     let base = rows
         .iter()
@@ -420,18 +458,19 @@ pub fn judge(args: &JudgeBenchArgs) -> Result<()> {
         .map(|r| r["items_per_s"].as_f64().unwrap_or(1.0))
         .unwrap_or(1.0);
     println!(
-        "{:>5} {:>10} {:>16} {:>10}",
-        "batch", "items/s", "prompt tok/s", "vs batch 1"
+        "{:>5} {:>10} {:>16} {:>10} {:>7}",
+        "batch", "items/s", "prompt tok/s", "vs batch 1", "share"
     );
     for r in rows.iter_mut() {
         let ips = r["items_per_s"].as_f64().unwrap_or(0.0);
         r["speedup_vs_batch_1"] = serde_json::json!(ips / base);
         println!(
-            "{:>5} {:>10.2} {:>16.1} {:>9.2}×",
+            "{:>5} {:>10.2} {:>16.1} {:>9.2}× {:>6.0}%",
             r["batch"],
             ips,
             r["prompt_tokens_per_s"].as_f64().unwrap_or(0.0),
-            ips / base
+            ips / base,
+            100.0 * ips / bound_items_per_s
         );
     }
     let reference = match &args.llama_cpp {
@@ -467,11 +506,34 @@ pub fn judge(args: &JudgeBenchArgs) -> Result<()> {
             Some(v)
         }
     };
+    println!("bound: {} matmul rate ÷ (2 FLOP × {:.0} M weights × {:.0} tokens run per item, the shared prefix counted once)", precision.name(), matmul_weights(&llm.decoder.cfg) as f64 / 1e6, run_tokens as f64 / items.len() as f64);
     println!(
         "{}",
-        serde_json::json!({"bench": "judge", "model": llm.info.model, "weights": llm.info.weights, "device": device::name(&dev), "threads": threads, "cpu": cpu, "items": items.len(), "prompt_tokens": tokens, "rows": rows, "llama_cpp": reference})
+        serde_json::json!({"bench": "judge", "model": llm.info.model, "weights": llm.info.weights, "precision": precision.name(), "device": device::name(&dev), "card": card, "threads": threads, "items": items.len(), "prompt_tokens": tokens, "shared_prefix_tokens": shared, "matmul_gflop_s": mm_rate, "bound_items_per_s": bound_items_per_s, "rows": rows, "llama_cpp": reference})
     );
     Ok(())
+}
+
+/// Length of the prefix every id list shares, leaving each at least one token of its own
+/// (as the judge computes it).
+fn shared_prefix(ids: &[Vec<u32>]) -> usize {
+    let Some(first) = ids.first() else { return 0 };
+    if ids.len() < 2 {
+        return 0;
+    }
+    let mut p = ids
+        .iter()
+        .map(|v| v.len().saturating_sub(1))
+        .min()
+        .unwrap_or(0);
+    for v in &ids[1..] {
+        p = p.min(first.iter().zip(v).take_while(|(a, b)| a == b).count());
+    }
+    if p >= 8 {
+        p
+    } else {
+        0
+    }
 }
 
 /// Runs an embedded Python script with arguments and stdin; parses its last line as JSON.

@@ -57,3 +57,65 @@ pub fn name(d: &Device) -> String {
         Device::Metal(_) => "metal".into(),
     }
 }
+
+/// What the device is, for bench headers and `doctor`: the CPU's model and threads, or
+/// the GPU's name, compute capability and memory.
+pub fn describe(d: &Device) -> String {
+    match d {
+        Device::Cpu => {
+            let model = std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("model name"))
+                        .and_then(|l| l.split(':').nth(1))
+                        .map(|m| m.trim().to_string())
+                })
+                .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+            format!("cpu ({model}, {} threads)", rayon::current_num_threads())
+        }
+        Device::Cuda(_) => describe_cuda(d),
+        Device::Metal(_) => "metal".into(),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn describe_cuda(d: &Device) -> String {
+    let Device::Cuda(c) = d else {
+        return name(d);
+    };
+    let ctx = c.cuda_stream().context().clone();
+    let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
+    let card = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+    let cap = ctx
+        .compute_capability()
+        .map(|(a, b)| format!("sm_{a}{b}"))
+        .unwrap_or_else(|_| "sm_?".into());
+    let total = ctx.total_mem().map(gib).unwrap_or(0.0);
+    let _ = ctx.bind_to_thread();
+    let free = candle_core::cuda_backend::cudarc::driver::result::mem_get_info()
+        .map(|(f, _)| gib(f))
+        .unwrap_or(0.0);
+    format!(
+        "cuda:{} {card} ({cap}, {total:.1} GiB, {free:.1} GiB free)",
+        ctx.ordinal()
+    )
+}
+
+#[cfg(not(feature = "cuda"))]
+fn describe_cuda(d: &Device) -> String {
+    name(d)
+}
+
+/// CUDA devices the driver reports (0 without the feature, a driver or a GPU).
+pub fn cuda_count() -> usize {
+    #[cfg(feature = "cuda")]
+    {
+        candle_core::cuda_backend::cudarc::driver::CudaContext::device_count()
+            .map_or(0, |n| n.max(0) as usize)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        0
+    }
+}

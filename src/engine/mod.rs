@@ -5,6 +5,7 @@
 
 pub mod device;
 pub mod model;
+pub mod precision;
 pub mod sampler;
 
 use crate::error::{Error, Result};
@@ -15,6 +16,7 @@ use crate::models::ResolvedModel;
 use crate::spec::Sampling;
 use candle_core::Device;
 use model::{Decoder, Segment, SeqCache};
+pub use precision::Precision;
 use sampler::Sampler;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -57,12 +59,18 @@ pub fn is_oom(e: &Error) -> bool {
 }
 
 impl Llm {
-    /// Loads a resolved GGUF model onto a device. `template` overrides the declared one.
-    pub fn load(m: &ResolvedModel, device: &Device, template: Option<ChatTemplate>) -> Result<Llm> {
+    /// Loads a resolved GGUF model onto a device, its matmuls in `precision`.
+    /// `template` overrides the declared chat template.
+    pub fn load(
+        m: &ResolvedModel,
+        device: &Device,
+        precision: Precision,
+        template: Option<ChatTemplate>,
+    ) -> Result<Llm> {
         let file = m.main_file();
         let g = GgufFile::open(&file.path)?;
         let tokenizer = Tokenizer::from_gguf(&g)?;
-        let decoder = Decoder::load(&g, device)?;
+        let decoder = Decoder::load(&g, device, precision)?;
         let arch = g.arch()?;
         let declared = m
             .manifest
@@ -113,12 +121,14 @@ impl Llm {
         })
     }
 
-    /// Sequences that fit in free device memory, by their KV caches (f32 keys and values
-    /// of `capacity` positions per layer) with half the free memory left for activations.
-    /// `None` on the CPU (host memory is not the limit there) or when it cannot be asked.
+    /// Sequences that fit in free device memory, by their KV caches (keys and values of
+    /// `capacity` positions per layer, in the cache dtype) with half the free memory left
+    /// for activations. `None` on the CPU (host memory is not the limit there) or when it
+    /// cannot be asked.
     pub fn memory_batch_cap(&self, capacity: usize) -> Option<usize> {
         let c = &self.decoder.cfg;
-        let per_seq = 2 * c.n_layers * capacity * c.n_kv_heads * c.head_dim * 4;
+        let elem = self.decoder.cache_dtype().size_in_bytes();
+        let per_seq = 2 * c.n_layers * capacity * c.n_kv_heads * c.head_dim * elem;
         let free = free_device_memory(self.decoder.device())?;
         Some((free / 2 / per_seq.max(1)).max(1))
     }

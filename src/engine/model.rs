@@ -13,6 +13,8 @@ use crate::models::gguf::GgufFile;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
+pub use super::precision::Precision;
+
 /// The model families this decoder implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
@@ -37,19 +39,27 @@ pub struct Config {
     pub sliding_window: Option<usize>,
 }
 
-/// A Q8_0 matrix whose input width may be zero-padded to a multiple of 256: candle's
-/// AVX-512 VNNI Q8_0 kernel only takes `k % 256 == 0`, and is ~10× faster than the
-/// generic path at SmolLM2's k = 576 even with the padding's extra third of work.
-/// Zero columns add exact zeros, and the kernel choice does not depend on the row count,
-/// so results stay batch-invariant.
-struct Linear {
-    w: QMatMul,
-    k: usize,
-    k_padded: usize,
+/// A weight matrix `[out, in]`, as the precision says.
+enum Linear {
+    /// Q8_0, with the input width zero-padded to a multiple of 256 on the CPU: candle's
+    /// AVX-512 VNNI Q8_0 kernel only takes `k % 256 == 0`, and is ~10× faster than the
+    /// generic path at SmolLM2's k = 576 even with the padding's extra third of work.
+    /// Zero columns add exact zeros, and the kernel choice does not depend on the row
+    /// count, so results stay batch-invariant.
+    Quant {
+        w: QMatMul,
+        k: usize,
+        k_padded: usize,
+    },
+    /// bf16/f16/f32 on the device; inputs are cast to its dtype, outputs back to f32.
+    Dense(Tensor),
 }
 
 impl Linear {
-    fn new(w: &Tensor, device: &Device) -> Result<Linear> {
+    fn new(w: &Tensor, precision: Precision, device: &Device) -> Result<Linear> {
+        if let Some(dt) = precision.dense_dtype() {
+            return Ok(Linear::Dense(w.to_dtype(dt)?.to_device(device)?));
+        }
         let (_, k) = w.dims2()?;
         let k_padded = if device.is_cpu() {
             k.div_ceil(256) * 256
@@ -61,22 +71,53 @@ impl Linear {
         } else {
             w.clone()
         };
-        Ok(Linear {
-            w: QMatMul::from_qtensor(QTensor::quantize_onto(&w, MATMUL_DTYPE, device)?)?,
+        Ok(Linear::Quant {
+            w: QMatMul::from_qtensor(QTensor::quantize_onto(&w, GgmlDType::Q8_0, device)?)?,
             k,
             k_padded,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if self.k_padded > self.k {
-            Ok(self
-                .w
-                .forward(&x.pad_with_zeros(1, 0, self.k_padded - self.k)?)?)
-        } else {
-            Ok(self.w.forward(x)?)
+        match self {
+            Linear::Quant { w, k, k_padded } if k_padded > k => {
+                Ok(w.forward(&x.pad_with_zeros(1, 0, k_padded - k)?)?)
+            }
+            Linear::Quant { w, .. } => Ok(w.forward(x)?),
+            Linear::Dense(w) => Ok(x
+                .to_dtype(w.dtype())?
+                .matmul(&w.t()?)?
+                .to_dtype(DType::F32)?),
         }
     }
+}
+
+/// The token embedding table, looked up row by row (never padded).
+enum Embedding {
+    Quant(QMatMul),
+    Dense(Tensor),
+}
+
+impl Embedding {
+    fn lookup(&self, ids: &Tensor) -> Result<Tensor> {
+        match self {
+            Embedding::Quant(q) => Ok(q.embedding(ids)?),
+            Embedding::Dense(t) => Ok(t.index_select(ids, 0)?.to_dtype(DType::F32)?),
+        }
+    }
+}
+
+/// Which attention implementation a forward pass uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionImpl {
+    /// The rayon kernel over raw f32 slices on the CPU, candle ops elsewhere.
+    Auto,
+    /// Textbook attention accumulated in f64 (CPU only; the reference the fast kernel is
+    /// tested against).
+    ReferenceF64,
+    /// Candle ops, one segment at a time: what non-CPU devices run. Selectable on the CPU
+    /// so that the GPU code path is tested where there is no GPU.
+    CandleOps,
 }
 
 struct Layer {
@@ -100,16 +141,15 @@ pub struct Decoder {
     layers: Vec<Layer>,
     norm: Tensor,
     lm_head: Linear,
-    /// Token embeddings, looked up row by row (never padded).
-    embed: QMatMul,
+    embed: Embedding,
     rope_global: (Tensor, Tensor),
     rope_local: Option<(Tensor, Tensor)>,
     device: Device,
+    pub precision: Precision,
+    cache_dtype: DType,
     /// How the weights are held in memory (for provenance), e.g. "Q8_0 (from Q4_1)".
     pub weight_format: String,
-    /// On the CPU, use the textbook f64 attention (slow; the reference the fast kernel is
-    /// tested against).
-    pub reference_attention: bool,
+    pub attention: AttentionImpl,
 }
 
 /// One sequence's KV cache: per layer, keys and values `[capacity, n_kv_heads, head_dim]`
@@ -147,13 +187,11 @@ pub struct Segment<'a> {
     pub tokens: &'a [u32],
 }
 
-/// The weight type matmuls run in. Q8_0 has SIMD (AVX2/AVX-512 VNNI) kernels whose choice
-/// does not depend on the number of rows, which keeps results batch-invariant; Q4_1 and
-/// Q5_0 would fall to candle's scalar path.
-const MATMUL_DTYPE: GgmlDType = GgmlDType::Q8_0;
-
 impl Decoder {
-    pub fn load(g: &GgufFile, device: &Device) -> Result<Decoder> {
+    /// Loads a GGUF decoder onto a device. Every matmul weight is dequantized and stored
+    /// as `precision` says: even a Q4 file runs as Q8_0 (Q4_1 and Q5_0 would fall to
+    /// candle's scalar CPU path) or as a dense bf16/f16/f32 matrix.
+    pub fn load(g: &GgufFile, device: &Device, precision: Precision) -> Result<Decoder> {
         let arch_name = g.arch()?;
         let arch = match arch_name.as_str() {
             "llama" => Arch::Llama,
@@ -211,20 +249,31 @@ impl Decoder {
         };
         // Concatenates row blocks (fusing q/k/v and gate/up into one matmul each) and
         // re-quantizes to the matmul type on the target device.
-        let fuse =
-            |parts: &[Tensor]| -> Result<Linear> { Linear::new(&Tensor::cat(parts, 0)?, device) };
+        let fuse = |parts: &[Tensor]| -> Result<Linear> {
+            Linear::new(&Tensor::cat(parts, 0)?, precision, device)
+        };
         let vec = |t: Tensor| -> Result<Tensor> { Ok(t.to_device(device)?) };
 
         let embd = read("token_embd.weight")?;
         let embd_f = to_f32(&embd)?;
         let (vocab, _) = embd_f.dims2()?;
-        let embed = QMatMul::from_qtensor(QTensor::quantize_onto(&embd_f, MATMUL_DTYPE, device)?)?;
-        let lm_head = match ct.tensor_infos.contains_key("output.weight") {
-            true => {
+        let embed = match precision.dense_dtype() {
+            Some(dt) => Embedding::Dense(embd_f.to_dtype(dt)?.to_device(device)?),
+            None => Embedding::Quant(QMatMul::from_qtensor(QTensor::quantize_onto(
+                &embd_f,
+                GgmlDType::Q8_0,
+                device,
+            )?)?),
+        };
+        let lm_head = match (&embed, ct.tensor_infos.contains_key("output.weight")) {
+            (_, true) => {
                 let o = read("output.weight")?;
                 fuse(&[to_f32(&o)?])?
             }
-            false => fuse(&[embd_f])?,
+            // Tied dense weights: the LM head shares the table's memory.
+            (Embedding::Dense(t), false) => Linear::Dense(t.clone()),
+            // Tied Q8_0: a padded copy (the lookup table is never padded).
+            (Embedding::Quant(_), false) => fuse(&[embd_f])?,
         };
         let norm = vec(read("output_norm.weight")?.dequantize(&Device::Cpu)?)?;
 
@@ -296,13 +345,20 @@ impl Decoder {
             rope_global,
             rope_local,
             device: device.clone(),
-            reference_attention: false,
-            weight_format: format!("{MATMUL_DTYPE:?} (from {})", from.join("+")),
+            precision,
+            cache_dtype: precision.cache_dtype(device),
+            attention: AttentionImpl::Auto,
+            weight_format: format!("{} (from {})", precision_label(precision), from.join("+")),
         })
     }
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The dtype KV caches are held in.
+    pub fn cache_dtype(&self) -> DType {
+        self.cache_dtype
     }
 
     /// A fresh cache able to hold `capacity` positions.
@@ -311,8 +367,8 @@ impl Decoder {
         let mut k = Vec::with_capacity(self.cfg.n_layers);
         let mut v = Vec::with_capacity(self.cfg.n_layers);
         for _ in 0..self.cfg.n_layers {
-            k.push(Tensor::zeros(shape, DType::F32, &self.device)?);
-            v.push(Tensor::zeros(shape, DType::F32, &self.device)?);
+            k.push(Tensor::zeros(shape, self.cache_dtype, &self.device)?);
+            v.push(Tensor::zeros(shape, self.cache_dtype, &self.device)?);
         }
         Ok(SeqCache {
             k,
@@ -348,7 +404,7 @@ impl Decoder {
         let t = ids.len();
         let ids_t = Tensor::new(ids.as_slice(), &self.device)?;
         let pos_t = Tensor::new(pos.as_slice(), &self.device)?;
-        let mut x = self.embed.embedding(&ids_t)?;
+        let mut x = self.embed.lookup(&ids_t)?;
         if c.arch == Arch::Gemma3 {
             x = (x * (c.hidden as f64).sqrt())?;
         }
@@ -406,22 +462,26 @@ impl Decoder {
             let mut off = 0;
             for s in segs.iter() {
                 let n = s.tokens.len();
-                s.cache.k[li].slice_set(&k.narrow(0, off, n)?, 0, s.cache.len)?;
-                s.cache.v[li].slice_set(&v.narrow(0, off, n)?, 0, s.cache.len)?;
+                let kn = k.narrow(0, off, n)?.to_dtype(self.cache_dtype)?;
+                let vn = v.narrow(0, off, n)?.to_dtype(self.cache_dtype)?;
+                s.cache.k[li].slice_set(&kn, 0, s.cache.len)?;
+                s.cache.v[li].slice_set(&vn, 0, s.cache.len)?;
                 off += n;
             }
-            let attn = if !self.device.is_cpu() {
-                self.candle_attention(li, &q, segs, window, scale)?
-            } else {
-                cpu_attention(
+            let shape = (h, kv, hd);
+            let attn = match (self.device.is_cpu(), self.attention) {
+                (false, _) | (true, AttentionImpl::CandleOps) => {
+                    candle_attention(li, &q, segs, shape, window, scale)?
+                }
+                (true, a) => cpu_attention(
                     li,
                     &q,
                     segs,
-                    (h, kv, hd),
+                    shape,
                     window,
                     scale as f32,
-                    self.reference_attention,
-                )?
+                    a == AttentionImpl::ReferenceF64,
+                )?,
             };
             let mut o = layer.wo.forward(&attn)?;
             if let Some(pn) = &layer.post_attn_norm {
@@ -456,63 +516,65 @@ impl Decoder {
     }
 }
 
-impl Decoder {
-    /// Attention with candle ops, one segment at a time (non-CPU devices).
-    fn candle_attention(
-        &self,
-        li: usize,
-        q: &Tensor,
-        segs: &[Segment<'_>],
-        window: Option<usize>,
-        scale: f64,
-    ) -> Result<Tensor> {
-        let c = &self.cfg;
-        let (h, kv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
-        let groups = h / kv;
-        let mut outs = Vec::with_capacity(segs.len());
-        let mut off = 0;
-        for s in segs.iter() {
-            let n = s.tokens.len();
-            let start = s.cache.len;
-            let total = start + n;
-            // With a sliding window, a single-token step only needs the window.
-            let first = match window {
-                Some(w) if n == 1 => total.saturating_sub(w),
-                _ => 0,
-            };
-            let kk = s.cache.k[li]
-                .narrow(0, first, total - first)?
-                .transpose(0, 1)?
-                .contiguous()?;
-            let vv = s.cache.v[li]
-                .narrow(0, first, total - first)?
-                .transpose(0, 1)?
-                .contiguous()?;
-            let qs = q
-                .narrow(0, off, n)?
-                .transpose(0, 1)?
-                .contiguous()?
-                .reshape((kv, groups * n, hd))?;
-            let mut att = (qs.matmul(&kk.t()?)? * scale)?;
-            if n > 1 {
-                let mask = causal_mask(n, start, first, total, window, groups, &self.device)?;
-                att = att.broadcast_add(&mask)?;
-            }
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let o = att
-                .matmul(&vv)?
-                .reshape((h, n, hd))?
-                .transpose(0, 1)?
-                .reshape((n, h * hd))?;
-            outs.push(o);
-            off += n;
+/// Attention with candle ops, one segment at a time (what non-CPU devices run). `q` is
+/// f32 `[rows, heads, head_dim]`; scores and softmax are computed in f32 whatever the
+/// cache dtype, the two matmuls in the cache's dtype.
+fn candle_attention(
+    li: usize,
+    q: &Tensor,
+    segs: &[Segment<'_>],
+    (h, kv, hd): (usize, usize, usize),
+    window: Option<usize>,
+    scale: f64,
+) -> Result<Tensor> {
+    let groups = h / kv;
+    let mut outs = Vec::with_capacity(segs.len());
+    let mut off = 0;
+    for s in segs.iter() {
+        let n = s.tokens.len();
+        let start = s.cache.len;
+        let total = start + n;
+        // With a sliding window, a single-token step only needs the window.
+        let first = match window {
+            Some(w) if n == 1 => total.saturating_sub(w),
+            _ => 0,
+        };
+        let cache_k = &s.cache.k[li];
+        let dt = cache_k.dtype();
+        let kk = cache_k
+            .narrow(0, first, total - first)?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let vv = s.cache.v[li]
+            .narrow(0, first, total - first)?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let qs = q
+            .narrow(0, off, n)?
+            .transpose(0, 1)?
+            .contiguous()?
+            .reshape((kv, groups * n, hd))?
+            .to_dtype(dt)?;
+        let mut att = (qs.matmul(&kk.t()?)?.to_dtype(DType::F32)? * scale)?;
+        if n > 1 {
+            let mask = causal_mask(n, start, first, total, window, groups, q.device())?;
+            att = att.broadcast_add(&mask)?;
         }
-        Ok(if outs.len() == 1 {
-            outs.pop().expect("one segment")
-        } else {
-            Tensor::cat(&outs, 0)?
-        })
+        let att = candle_nn::ops::softmax_last_dim(&att)?.to_dtype(dt)?;
+        let o = att
+            .matmul(&vv)?
+            .to_dtype(DType::F32)?
+            .reshape((h, n, hd))?
+            .transpose(0, 1)?
+            .reshape((n, h * hd))?;
+        outs.push(o);
+        off += n;
     }
+    Ok(if outs.len() == 1 {
+        outs.pop().expect("one segment")
+    } else {
+        Tensor::cat(&outs, 0)?
+    })
 }
 
 /// CPU attention for every row of every segment in one parallel pass over the raw cache
@@ -689,6 +751,14 @@ fn causal_mask(
     Ok(Tensor::from_vec(m, (groups * n, cols), device)?)
 }
 
+/// The provenance label of a precision: GGML's spelling for the quantized format.
+fn precision_label(p: Precision) -> String {
+    match p {
+        Precision::Q8_0 => format!("{:?}", GgmlDType::Q8_0),
+        other => other.name().to_uppercase(),
+    }
+}
+
 fn rope_table(
     head_dim: usize,
     theta: f32,
@@ -761,6 +831,92 @@ mod tests {
                 for (x, y) in a.iter().zip(b) {
                     assert!((x - y).abs() < 1e-5, "{x} vs {y} (window {window:?})");
                 }
+            }
+        }
+    }
+
+    /// The candle-ops attention that GPUs run, executed here on the CPU, against the same
+    /// f64 reference: f32 caches to float error, bf16/f16 caches (the GPU default) to
+    /// their rounding.
+    #[test]
+    fn candle_ops_attention_matches_f64_reference_in_every_cache_dtype() {
+        let (h, kv, hd) = (6, 2, 40);
+        for (dt, tol) in [
+            (DType::F32, 2e-6f32),
+            (DType::BF16, 4e-2),
+            (DType::F16, 4e-3),
+        ] {
+            for window in [None, Some(3)] {
+                let lens = [(0usize, 7usize), (5, 1), (0, 1), (9, 4), (2, 1)];
+                let mut caches: Vec<SeqCache> = lens
+                    .iter()
+                    .map(|&(before, n)| {
+                        let cap = before + n + 2; // spare capacity past `len`, as in the engine
+                        let r = |_| {
+                            Tensor::randn(0f32, 1.0, (cap, kv, hd), &Device::Cpu)
+                                .and_then(|t| t.to_dtype(dt))
+                                .unwrap()
+                        };
+                        SeqCache {
+                            k: (0..2).map(r).collect(),
+                            v: (0..2).map(r).collect(),
+                            len: before,
+                            capacity: cap,
+                        }
+                    })
+                    .collect();
+                // The reference reads the same values, widened to f32.
+                let mut wide: Vec<SeqCache> = caches
+                    .iter()
+                    .map(|c| SeqCache {
+                        k: c.k
+                            .iter()
+                            .map(|t| t.to_dtype(DType::F32).unwrap())
+                            .collect(),
+                        v: c.v
+                            .iter()
+                            .map(|t| t.to_dtype(DType::F32).unwrap())
+                            .collect(),
+                        len: c.len,
+                        capacity: c.capacity,
+                    })
+                    .collect();
+                let toks: Vec<Vec<u32>> = lens.iter().map(|&(_, n)| vec![0; n]).collect();
+                let t: usize = lens.iter().map(|l| l.1).sum();
+                let q = Tensor::randn(0f32, 1.0, (t, h, hd), &Device::Cpu).unwrap();
+                let wide_segs: Vec<Segment<'_>> = wide
+                    .iter_mut()
+                    .zip(&toks)
+                    .map(|(c, tk)| Segment {
+                        cache: c,
+                        tokens: tk,
+                    })
+                    .collect();
+                let slow = cpu_attention(1, &q, &wide_segs, (h, kv, hd), window, 0.3, true)
+                    .unwrap()
+                    .to_vec2::<f32>()
+                    .unwrap();
+                let seg_list: Vec<Segment<'_>> = caches
+                    .iter_mut()
+                    .zip(&toks)
+                    .map(|(c, tk)| Segment {
+                        cache: c,
+                        tokens: tk,
+                    })
+                    .collect();
+                let ops = candle_attention(1, &q, &seg_list, (h, kv, hd), window, 0.3)
+                    .unwrap()
+                    .to_vec2::<f32>()
+                    .unwrap();
+                assert_eq!(ops.len(), slow.len());
+                let worst = ops
+                    .iter()
+                    .flatten()
+                    .zip(slow.iter().flatten())
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max);
+                eprintln!("{dt:?} window {window:?}: max |candle ops - f64| = {worst:e}");
+                assert!(worst < tol, "{dt:?}, window {window:?}: {worst} ≥ {tol}");
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use super::{plan, WorkItem};
 use crate::engine::sampler::record_seed;
-use crate::engine::{self, Finish, GenParams, Llm, Request};
+use crate::engine::{self, Finish, GenParams, Llm, Precision, Request};
 use crate::error::{Error, Result};
 use crate::models::chat::{ChatTemplate, Message};
 use crate::models::{resolve, FetchPolicy};
@@ -23,6 +23,8 @@ pub const ENGINE_REVISION: u32 = 2;
 pub struct GenerateOptions {
     /// `auto`, `cpu` or `cuda:N`.
     pub device: String,
+    /// Matmul precision (`auto`, `q8_0`, `bf16`, `f16`, `f32`; see [`Precision`]).
+    pub dtype: String,
     pub batch_size: Option<usize>,
     /// Only the first N planned items.
     pub limit: Option<usize>,
@@ -38,6 +40,7 @@ impl Default for GenerateOptions {
     fn default() -> Self {
         GenerateOptions {
             device: "auto".into(),
+            dtype: "auto".into(),
             batch_size: None,
             limit: None,
             out: None,
@@ -72,6 +75,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     }
     let run_dir = opts.out.clone().unwrap_or_else(|| spec.run_dir());
     let device = engine::device::parse(&opts.device)?;
+    let precision = Precision::resolve(&opts.dtype, &device)?;
     create_run_dir(&run_dir)?;
     let teacher = spec.teacher.as_ref().ok_or_else(|| {
         Error::Spec(format!(
@@ -100,6 +104,12 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
         "device": engine::device::name(&device),
         "engine_revision": ENGINE_REVISION,
     });
+    // Records made before `--dtype` existed were all Q8_0 and have no key: only another
+    // precision is written, so those runs still resume.
+    let mut fingerprint = fingerprint;
+    if precision != Precision::Q8_0 {
+        fingerprint["weights"] = serde_json::json!(precision.name());
+    }
     let gen_path = run_dir.join("generated.jsonl");
     let mut manifest = Manifest::load(&run_dir)?.unwrap_or_default();
     // Only records on disk can be mixed; an old fingerprint with no records is harmless.
@@ -159,7 +169,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     let llm = if pending.is_empty() {
         None
     } else {
-        Some(Llm::load(&model, &device, template)?)
+        Some(Llm::load(&model, &device, precision, template)?)
     };
     let entry = ModelEntry {
         role: "teacher".into(),

@@ -29,6 +29,8 @@ use std::time::Instant;
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
     pub device: String,
+    /// Matmul precision of the teacher in the canary test.
+    pub dtype: String,
     pub fetch: FetchPolicy,
     pub progress: bool,
     /// Run the canary test with this many canaries (0: skip it).
@@ -402,12 +404,13 @@ pub fn canary_test(spec: &Spec, opts: &AuditOptions, dir: &Path) -> Result<Canar
     let all = canary::make(2 * n, spec.run.seed);
     let (planted, control) = all.split_at(n);
     let device = engine::device::parse(&opts.device)?;
+    let precision = engine::Precision::resolve(&opts.dtype, &device)?;
     let model = resolve(&teacher.model, opts.fetch)?;
     let template = teacher
         .chat_template
         .as_deref()
         .and_then(crate::models::chat::ChatTemplate::from_name);
-    let llm = Llm::load(&model, &device, template)?;
+    let llm = Llm::load(&model, &device, precision, template)?;
     let mut requests = Vec::new();
     let mut planted_copy = Vec::new();
     for (k, c) in planted.iter().enumerate() {
@@ -501,6 +504,7 @@ mod tests {
         };
         let opts = AuditOptions {
             device: "cpu".into(),
+            dtype: "auto".into(),
             fetch: FetchPolicy::Offline,
             progress: false,
             canaries: 0,

@@ -121,9 +121,15 @@ pub struct JudgeScore {
     pub truncated: bool,
 }
 
-/// Prompt tokens packed into one judge forward pass at most (more only for a single
-/// longer item): beyond this, activations outgrow the CPU caches and throughput drops.
+/// Prompt tokens packed into one judge forward pass at most on the CPU (more only for a
+/// single longer item): beyond this, activations outgrow the CPU caches and throughput
+/// drops.
 pub const TOKENS_PER_FORWARD: usize = 2048;
+
+/// The same budget on a GPU, where wider GEMMs keep the tensor cores busy; activations of
+/// 16k tokens stay well under a gigabyte for the small judges this targets, and an
+/// out-of-memory error halves the batch anyway.
+pub const TOKENS_PER_FORWARD_GPU: usize = 16384;
 
 /// A loaded judge: model, rubric and the token ids of its labels.
 pub struct Judge<'a> {
@@ -256,6 +262,11 @@ impl<'a> Judge<'a> {
             None
         };
         let start = if prefix.is_some() { p } else { 0 };
+        let budget = if d.device().is_cpu() {
+            TOKENS_PER_FORWARD
+        } else {
+            TOKENS_PER_FORWARD_GPU
+        };
         let mut out = Vec::with_capacity(items.len());
         let mut i = 0;
         while i < prepared.len() {
@@ -264,7 +275,7 @@ impl<'a> Judge<'a> {
             let mut tokens = 0;
             while j < prepared.len()
                 && j - i < batch.max(1)
-                && (j == i || tokens + prepared[j].0.len() - start <= TOKENS_PER_FORWARD)
+                && (j == i || tokens + prepared[j].0.len() - start <= budget)
             {
                 tokens += prepared[j].0.len() - start;
                 j += 1;

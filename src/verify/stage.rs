@@ -20,6 +20,8 @@ use std::time::Instant;
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
     pub device: String,
+    /// Matmul precision of the judges (see [`crate::engine::Precision`]).
+    pub dtype: String,
     /// Overrides every judge's batch size.
     pub batch_size: Option<usize>,
     pub limit: Option<usize>,
@@ -31,6 +33,7 @@ impl Default for VerifyOptions {
     fn default() -> Self {
         VerifyOptions {
             device: "auto".into(),
+            dtype: "auto".into(),
             batch_size: None,
             limit: None,
             progress: false,
@@ -210,12 +213,16 @@ pub fn run(
 
     // Load each judge model once, then the judges.
     let dev = device::parse(&opts.device)?;
+    let precision = crate::engine::Precision::resolve(&opts.dtype, &dev)?;
     let mut llms: HashMap<&str, (Llm, String)> = HashMap::new();
     for j in judges {
         if !llms.contains_key(j.model.as_str()) {
             let m = resolve(&j.model, opts.fetch)?;
             let file = m.main_file().path.display().to_string();
-            llms.insert(j.model.as_str(), (Llm::load(&m, &dev, None)?, file));
+            llms.insert(
+                j.model.as_str(),
+                (Llm::load(&m, &dev, precision, None)?, file),
+            );
         }
         let (llm, file) = &llms[j.model.as_str()];
         summary.models.push(ModelEntry {
