@@ -79,6 +79,16 @@ pub fn describe(d: &Device) -> String {
     }
 }
 
+/// A CUDA device's compute capability (major, minor); `None` elsewhere.
+pub fn compute_capability(d: &Device) -> Option<(i32, i32)> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(c) = d {
+        return c.cuda_stream().context().compute_capability().ok();
+    }
+    let _ = d;
+    None
+}
+
 #[cfg(feature = "cuda")]
 fn describe_cuda(d: &Device) -> String {
     let Device::Cuda(c) = d else {
@@ -87,10 +97,7 @@ fn describe_cuda(d: &Device) -> String {
     let ctx = c.cuda_stream().context().clone();
     let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
     let card = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
-    let cap = ctx
-        .compute_capability()
-        .map(|(a, b)| format!("sm_{a}{b}"))
-        .unwrap_or_else(|_| "sm_?".into());
+    let cap = compute_capability(d).map_or("sm_?".into(), |(a, b)| format!("sm_{a}{b}"));
     let total = ctx.total_mem().map(gib).unwrap_or(0.0);
     let _ = ctx.bind_to_thread();
     let free = candle_core::cuda_backend::cudarc::driver::result::mem_get_info()

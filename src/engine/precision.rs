@@ -25,11 +25,15 @@ pub const CHOICES: &str = "auto, q8_0, bf16, f16, f32";
 
 impl Precision {
     /// Parses a `--dtype` value and resolves `auto` for the device: Q8_0 on the CPU, bf16
-    /// on a GPU.
+    /// on a GPU of compute capability 8.0 or newer (Ampere on), f16 on older GPUs, whose
+    /// candle kernels have no bf16 arithmetic.
     pub fn resolve(s: &str, device: &Device) -> Result<Precision> {
         Ok(match s.to_ascii_lowercase().as_str() {
             "auto" if device.is_cpu() => Precision::Q8_0,
-            "auto" => Precision::BF16,
+            "auto" => match super::device::compute_capability(device) {
+                Some((major, _)) if major < 8 => Precision::F16,
+                _ => Precision::BF16,
+            },
             "q8_0" | "q8" => Precision::Q8_0,
             "bf16" | "bfloat16" => Precision::BF16,
             "f16" | "fp16" | "half" | "float16" => Precision::F16,
