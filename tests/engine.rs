@@ -56,8 +56,45 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 fn load(path: &std::path::Path, p: Precision) -> Llm {
+    load_on(path, p, &candle_core::Device::Cpu)
+}
+
+fn load_on(path: &std::path::Path, p: Precision, device: &candle_core::Device) -> Llm {
     let m = resolve(&path.display().to_string(), FetchPolicy::Offline).expect("resolve");
-    Llm::load(&m, &candle_core::Device::Cpu, p, None).expect("load")
+    Llm::load(&m, device, p, None).expect("load")
+}
+
+/// On a GPU (a cuda build where `cuda:0` answers): every precision there against f32 on
+/// the CPU, prefill and decode. Skipped, saying so, everywhere else.
+#[test]
+fn gpu_logits_track_cpu_f32() {
+    let gpu = match flywheel::engine::device::parse("cuda:0") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("skipped: no GPU here ({e})");
+            return;
+        }
+    };
+    eprintln!("on {}", flywheel::engine::device::describe(&gpu));
+    for id in ["smollm2-135m-instruct", "gemma3-270m"] {
+        let path = model_file(id);
+        let (ref_pre, ref_dec) = logits(&load(&path, Precision::F32));
+        for (p, min_cos) in [
+            (Precision::F32, 0.99999),
+            (Precision::BF16, 0.999),
+            (Precision::F16, 0.9999),
+            (Precision::Q8_0, 0.985),
+        ] {
+            let llm = load_on(&path, p, &gpu);
+            let (pre, dec) = logits(&llm);
+            for (what, got, want) in [("prefill", &pre, &ref_pre), ("decode", &dec, &ref_dec)] {
+                let c = cosine(got, want);
+                eprintln!("{id} cuda {} {what}: cosine to CPU f32 {c:.6}", p.name());
+                assert!(c > min_cos, "{id} cuda {} {what}: cosine {c}", p.name());
+                assert_eq!(argmax(got), argmax(want), "{id} cuda {} {what}", p.name());
+            }
+        }
+    }
 }
 
 #[test]
