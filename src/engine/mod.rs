@@ -3,6 +3,8 @@
 //! (newly admitted prompts are prefilled in the same step); finished sequences leave
 //! and their slots are refilled from the queue.
 
+#[cfg(feature = "cuda")]
+pub mod cuda_attention;
 pub mod device;
 pub mod model;
 pub mod precision;

@@ -115,9 +115,12 @@ pub enum AttentionImpl {
     /// Textbook attention accumulated in f64 (CPU only; the reference the fast kernel is
     /// tested against).
     ReferenceF64,
-    /// Candle ops, one segment at a time: what non-CPU devices run. Selectable on the CPU
-    /// so that the GPU code path is tested where there is no GPU.
+    /// Candle ops, one segment at a time: what non-CPU devices fall back to. Selectable on
+    /// the CPU so that this GPU code path is tested where there is no GPU.
     CandleOps,
+    /// `kernels/attention.cu`: every row of a step in one launch per layer (GPU only;
+    /// chosen at load when its self-check against candle's ops passes).
+    Kernel,
 }
 
 struct Layer {
@@ -155,8 +158,8 @@ pub struct Decoder {
 /// One sequence's KV cache: per layer, keys and values `[capacity, n_kv_heads, head_dim]`
 /// (token-major, so appending a step's rows is one contiguous copy).
 pub struct SeqCache {
-    k: Vec<Tensor>,
-    v: Vec<Tensor>,
+    pub(crate) k: Vec<Tensor>,
+    pub(crate) v: Vec<Tensor>,
     /// Positions filled so far.
     pub len: usize,
     pub capacity: usize,
@@ -332,6 +335,11 @@ impl Decoder {
             Arch::Llama => None,
         };
         let from: Vec<String> = formats.into_iter().collect();
+        let attention = pick_attention(
+            device,
+            precision.cache_dtype(device),
+            (n_heads, cfg.n_kv_heads, head_dim),
+        );
         Ok(Decoder {
             cfg: Config {
                 vocab,
@@ -347,7 +355,7 @@ impl Decoder {
             device: device.clone(),
             precision,
             cache_dtype: precision.cache_dtype(device),
-            attention: AttentionImpl::Auto,
+            attention,
             weight_format: format!("{} (from {})", precision_label(precision), from.join("+")),
         })
     }
@@ -470,7 +478,16 @@ impl Decoder {
             }
             let shape = (h, kv, hd);
             let attn = match (self.device.is_cpu(), self.attention) {
-                (false, _) | (true, AttentionImpl::CandleOps) => {
+                #[cfg(feature = "cuda")]
+                (false, AttentionImpl::Kernel) => super::cuda_attention::ragged_attention(
+                    li,
+                    &q,
+                    segs,
+                    shape,
+                    window,
+                    scale as f32,
+                )?,
+                (false, _) | (true, AttentionImpl::CandleOps | AttentionImpl::Kernel) => {
                     candle_attention(li, &q, segs, shape, window, scale)?
                 }
                 (true, a) => cpu_attention(
@@ -516,10 +533,31 @@ impl Decoder {
     }
 }
 
+/// The attention a GPU uses: our kernel if it agrees with candle's ops on this device (a
+/// one-off check at load, milliseconds), else candle's ops with a warning.
+fn pick_attention(
+    device: &Device,
+    cache_dtype: DType,
+    shape: (usize, usize, usize),
+) -> AttentionImpl {
+    #[cfg(feature = "cuda")]
+    if !device.is_cpu() {
+        return match super::cuda_attention::self_check(device, cache_dtype, shape) {
+            Ok(()) => AttentionImpl::Kernel,
+            Err(e) => {
+                tracing::warn!("{e}; using candle's attention ops instead (slower, same results)");
+                AttentionImpl::Auto
+            }
+        };
+    }
+    let _ = (device, cache_dtype, shape);
+    AttentionImpl::Auto
+}
+
 /// Attention with candle ops, one segment at a time (what non-CPU devices run). `q` is
 /// f32 `[rows, heads, head_dim]`; scores and softmax are computed in f32 whatever the
 /// cache dtype, the two matmuls in the cache's dtype.
-fn candle_attention(
+pub(crate) fn candle_attention(
     li: usize,
     q: &Tensor,
     segs: &[Segment<'_>],
@@ -656,6 +694,20 @@ fn cpu_attention(
         });
     drop(guards);
     Ok(Tensor::from_vec(out, (rows.len(), h * hd), &Device::Cpu)?)
+}
+
+/// Textbook attention accumulated in f64 over f32 CPU caches: the reference every
+/// attention kernel is tested against.
+#[cfg(all(test, feature = "cuda"))]
+pub(crate) fn reference_attention(
+    li: usize,
+    q: &Tensor,
+    segs: &[Segment<'_>],
+    shape: (usize, usize, usize),
+    window: Option<usize>,
+    scale: f32,
+) -> Result<Tensor> {
+    cpu_attention(li, q, segs, shape, window, scale, true)
 }
 
 /// Textbook attention for one row, accumulated in f64: the reference for `cpu_attention`.
