@@ -160,10 +160,13 @@ pub fn self_check(
         })
         .collect();
     let scale = 1.0 / (hd as f64).sqrt();
+    // Candle's ops round q and the probabilities to the cache dtype, the kernel keeps them
+    // in f32: at half precision they differ by a few 1e-2 (measured on the CPU path); an
+    // indexing or masking error differs by O(1).
     let tol = if cache_dtype == DType::F32 {
         1e-3
     } else {
-        5e-2
+        1e-1
     };
     for window in [None, Some(4)] {
         let ours = ragged_attention(0, &q, &segs, (h, kv, hd), window, scale as f32)?;
@@ -210,11 +213,11 @@ mod tests {
         };
         let cpu = Device::Cpu;
         for (h, kv, hd) in [(6, 2, 40), (9, 3, 64), (4, 4, 80), (8, 1, 256)] {
-            for (dt, tol) in [
-                (DType::F32, 1e-4f32),
-                (DType::F16, 5e-3),
-                (DType::BF16, 4e-2),
-            ] {
+            // The reference reads the same (rounded) cache values widened to f32 and
+            // accumulates in f64; the kernel accumulates in f32 with fast-math exp, so every
+            // dtype agrees to float error.
+            for dt in [DType::F32, DType::F16, DType::BF16] {
+                let tol = 1e-3f32;
                 for window in [None, Some(5)] {
                     let lens = [(0usize, 17usize), (40, 1), (0, 1), (3, 2), (130, 1)];
                     let mut on_cpu = Vec::new();
