@@ -26,7 +26,7 @@ struct Cli {
     /// Precision of the teacher's and judges' matmuls: auto (q8_0 on the CPU, bf16 on a
     /// GPU), q8_0, bf16, f16 or f32. Norms, rope, softmax and the residual stream are f32
     /// in every mode. On the CPU only q8_0 makes records independent of the batch size;
-    /// the choice is recorded in each record's provenance (`model.weights`).
+    /// the choice is recorded in each record's provenance (`provenance.generator.weights`).
     #[arg(long, global = true, default_value = "auto", value_name = "DTYPE")]
     dtype: String,
     #[command(subcommand)]
