@@ -64,19 +64,17 @@ pub fn ragged_attention(
         DType::BF16 => ("ragged_attention_bf16", address::<half::bf16>),
         other => return Err(cuda_err(format!("cache dtype {other:?}"))),
     };
-    let (mut seg, mut pos, mut first) = (Vec::new(), Vec::new(), Vec::new());
     let (mut kp, mut vp) = (Vec::new(), Vec::new());
-    for (si, s) in segs.iter().enumerate() {
+    for s in segs {
         kp.push(addr(&s.cache.k[li], &stream)?);
         vp.push(addr(&s.cache.v[li], &stream)?);
-        for i in 0..s.tokens.len() {
-            let qp = s.cache.len + i;
-            seg.push(si as u32);
-            pos.push(qp as u32);
-            first.push(window.map_or(0, |w| (qp + 1).saturating_sub(w)) as u32);
-        }
     }
-    let rows = seg.len();
+    let step = super::model::step_rows(segs, window);
+    let column = |f: fn(&(usize, usize, usize)) -> usize| -> Vec<u32> {
+        step.iter().map(|r| f(r) as u32).collect()
+    };
+    let (seg, pos, first) = (column(|r| r.0), column(|r| r.1), column(|r| r.2));
+    let rows = step.len();
     let q = q.contiguous()?;
     let (q_storage, q_layout) = q.storage_and_layout();
     let Storage::Cuda(q_cs) = &*q_storage else {

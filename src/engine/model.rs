@@ -650,14 +650,7 @@ fn cpu_attention(
             &cpu_f32(vs)?[vl.start_offset()..],
         ));
     }
-    // Per row: (segment, query position, first visible key).
-    let mut rows = Vec::new();
-    for (si, s) in segs.iter().enumerate() {
-        for i in 0..s.tokens.len() {
-            let qp = s.cache.len + i;
-            rows.push((si, qp, window.map_or(0, |w| (qp + 1).saturating_sub(w))));
-        }
-    }
+    let rows = step_rows(segs, window);
     let mut out = vec![0f32; rows.len() * h * hd];
     out.par_chunks_mut(h * hd)
         .enumerate()
@@ -708,6 +701,20 @@ pub(crate) fn reference_attention(
     scale: f32,
 ) -> Result<Tensor> {
     cpu_attention(li, q, segs, shape, window, scale, true)
+}
+
+/// Every query row of a step as (segment, query position, first visible key): the new
+/// tokens sit at `len..len + tokens` of their cache, and see keys `first..=position`
+/// (all earlier ones, or the last `window`).
+pub(crate) fn step_rows(segs: &[Segment<'_>], window: Option<usize>) -> Vec<(usize, usize, usize)> {
+    let mut rows = Vec::new();
+    for (si, s) in segs.iter().enumerate() {
+        for i in 0..s.tokens.len() {
+            let qp = s.cache.len + i;
+            rows.push((si, qp, window.map_or(0, |w| (qp + 1).saturating_sub(w))));
+        }
+    }
+    rows
 }
 
 /// Textbook attention for one row, accumulated in f64: the reference for `cpu_attention`.
