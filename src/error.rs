@@ -32,6 +32,9 @@ pub enum Error {
     /// A stage wrote what it could but fell short of what the spec asked (exit code 3).
     #[error("{0}")]
     Shortfall(String),
+    /// Another flywheel process holds the run directory's lock.
+    #[error("{0}")]
+    Locked(String),
     /// Generation was interrupted (Ctrl-C); records written so far are kept.
     #[error("interrupted; records written so far are kept and a rerun resumes")]
     Interrupted,

@@ -15,7 +15,7 @@ use crate::models::FetchPolicy;
 use crate::privacy::AuditOptions;
 use crate::report::ReportOptions;
 use crate::spec::Spec;
-use crate::store::Manifest;
+use crate::store::{Manifest, RunDir};
 use crate::verify::stage::VerifyOptions;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -61,24 +61,36 @@ fn fingerprint(files: &[PathBuf], settings: &str) -> String {
     format!("{:x}", h.finalize())
 }
 
+/// How the models run: part of every stage's inputs, since another device or precision
+/// gives other numbers (scores, embeddings) and other text.
+fn runtime_key(opts: &RunOptions) -> Result<String> {
+    let dev = crate::engine::device::parse(&opts.device)?;
+    let precision = crate::engine::Precision::resolve(&opts.dtype, &dev)?;
+    Ok(format!(
+        "device={} dtype={}",
+        crate::engine::device::name(&dev),
+        precision.name()
+    ))
+}
+
 /// The fingerprint of a stage's inputs for this spec.
-fn stage_fingerprint(stage: &str, spec: &Spec, dir: &Path) -> String {
-    let f = |n: &str| dir.join(n);
-    match stage {
+fn stage_fingerprint(stage: &str, spec: &Spec, dir: &RunDir, opts: &RunOptions) -> Result<String> {
+    let rt = runtime_key(opts)?;
+    Ok(match stage {
         "generate" => fingerprint(
             &[],
             &format!(
-                "{:?}{:?}{:?}{:?}",
+                "{rt}{:?}{:?}{:?}{:?}",
                 spec.teacher, spec.seeds, spec.tasks, spec.run.seed
             ),
         ),
         "verify" => fingerprint(
-            &[f("generated.jsonl")],
-            &format!("{:?}{:?}{:?}", spec.judges, spec.verifiers, spec.verify),
+            &[dir.generated()],
+            &format!("{rt}{:?}{:?}{:?}", spec.judges, spec.verifiers, spec.verify),
         ),
         "dedup" => fingerprint(
             &[
-                &[f("verified.jsonl")][..],
+                &[dir.verified()][..],
                 &spec
                     .dedup
                     .against
@@ -87,15 +99,26 @@ fn stage_fingerprint(stage: &str, spec: &Spec, dir: &Path) -> String {
                     .collect::<Vec<_>>(),
             ]
             .concat(),
-            &format!("{:?}{:?}", spec.filter, spec.dedup),
+            &format!("{rt}{:?}{:?}", spec.filter, spec.dedup),
         ),
         "audit" => fingerprint(
-            &[&[f("kept.jsonl")][..], &spec.sensitive_files()].concat(),
-            &format!("{:?}{}", spec.privacy, spec.run.seed),
+            &[&[dir.kept()][..], &spec.sensitive_files()].concat(),
+            // Canaries run the teacher: its settings are inputs too when they are on.
+            &format!(
+                "{rt}{:?}{} canaries={} {:?}",
+                spec.privacy,
+                spec.run.seed,
+                opts.canaries,
+                if opts.canaries > 0 {
+                    Some(&spec.teacher)
+                } else {
+                    None
+                }
+            ),
         ),
         "blend" => fingerprint(
             &[
-                &[f("audited.jsonl")][..],
+                &[dir.audited()][..],
                 &spec
                     .blend
                     .real
@@ -108,42 +131,72 @@ fn stage_fingerprint(stage: &str, spec: &Spec, dir: &Path) -> String {
         ),
         _ => fingerprint(
             &[
-                f("verified.jsonl"),
-                f("rejected.jsonl"),
-                f("dataset.jsonl"),
-                f("privacy.json"),
+                dir.generated(),
+                dir.verified(),
+                dir.kept(),
+                dir.rejected(),
+                dir.audited(),
+                dir.dataset(),
+                dir.privacy(),
             ],
-            "report",
+            &format!("report {rt}"),
         ),
+    })
+}
+
+/// Every file a stage writes: it is up to date only while all of them are there, as it
+/// left them.
+pub fn stage_outputs(stage: &str, dir: &RunDir) -> Vec<PathBuf> {
+    match stage {
+        "generate" => vec![dir.generated()],
+        "verify" => vec![dir.verified()],
+        "dedup" => vec![dir.kept(), dir.rejected()],
+        "audit" => vec![dir.audited(), dir.privacy()],
+        "blend" => vec![dir.dataset(), dir.dataset_parquet(), dir.card()],
+        _ => vec![dir.report_json(), dir.report_html()],
     }
 }
 
-/// Whether `stage` finished with these same inputs (and its output is still there).
-fn up_to_date(dir: &Path, stage: &str, fp: &str) -> Result<bool> {
-    let out = match stage {
-        "generate" => "generated.jsonl",
-        "verify" => "verified.jsonl",
-        "dedup" => "kept.jsonl",
-        "audit" => "privacy.json",
-        "blend" => "dataset.jsonl",
-        _ => "report.html",
-    };
-    let Some(m) = Manifest::load(dir)? else {
+/// sha256 of each output, by file name; `None` when one is missing.
+fn output_hashes(stage: &str, dir: &RunDir) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let mut m = serde_json::Map::new();
+    for p in stage_outputs(stage, dir) {
+        let bytes = std::fs::read(&p).ok()?;
+        let name = p.file_name()?.to_string_lossy().into_owned();
+        m.insert(name, sha256_bytes(&bytes).into());
+    }
+    Some(m)
+}
+
+/// Whether `stage` finished with these same inputs, and every output it wrote is still
+/// there, unchanged (a deleted or edited output makes it run again).
+fn up_to_date(dir: &RunDir, stage: &str, fp: &str) -> Result<bool> {
+    let Some(m) = Manifest::load(dir.path())? else {
         return Ok(false);
     };
-    Ok(dir.join(out).exists()
-        && m.stages.get(stage).is_some_and(|s| {
-            s.status == "done"
-                && s.extra.get("input_fingerprint").and_then(|v| v.as_str()) == Some(fp)
-        }))
+    let Some(s) = m.stages.get(stage) else {
+        return Ok(false);
+    };
+    if s.status != "done" || s.extra.get("input_fingerprint").and_then(|v| v.as_str()) != Some(fp) {
+        return Ok(false);
+    }
+    let Some(recorded) = s.extra.get("outputs").and_then(|v| v.as_object()) else {
+        return Ok(false);
+    };
+    Ok(output_hashes(stage, dir).is_some_and(|now| &now == recorded))
 }
 
-fn mark(dir: &Path, stage: &str, fp: &str) -> Result<()> {
-    let mut m = Manifest::load(dir)?.unwrap_or_default();
+fn mark(dir: &RunDir, stage: &str, fp: &str) -> Result<()> {
+    let mut m = Manifest::load(dir.path())?.unwrap_or_default();
+    let outputs = output_hashes(stage, dir);
     if let Some(s) = m.stages.get_mut(stage) {
         s.extra.insert("input_fingerprint".into(), fp.into());
+        match outputs {
+            Some(o) => s.extra.insert("outputs".into(), o.into()),
+            None => s.extra.remove("outputs"),
+        };
     }
-    m.save(dir)
+    m.save(dir.path())
 }
 
 /// Runs every stage; `on_stage` sees each outcome as it happens. A blend shortfall still
@@ -153,8 +206,10 @@ pub fn run(
     opts: &RunOptions,
     mut on_stage: impl FnMut(&StageOutcome),
 ) -> Result<Vec<StageOutcome>> {
-    let dir = spec.run_dir();
-    crate::store::create_run_dir(&dir)?;
+    let rd = RunDir::new(spec.run_dir());
+    let dir = rd.path().to_path_buf();
+    // One writer per run directory, for the whole run (stages take it again, re-entrantly).
+    let _lock = crate::store::create_run_dir(&dir)?;
     if let Some(m) = Manifest::load(&dir)? {
         // By file name: the same spec reached through another relative path is no conflict.
         let same_file =
@@ -174,8 +229,8 @@ pub fn run(
         if crate::engine::INTERRUPTED.load(Ordering::SeqCst) {
             return Err(Error::Interrupted);
         }
-        let fp = stage_fingerprint(stage, spec, &dir);
-        if up_to_date(&dir, stage, &fp)? {
+        let fp = stage_fingerprint(stage, spec, &rd, opts)?;
+        if up_to_date(&rd, stage, &fp)? {
             let o = StageOutcome {
                 stage,
                 skipped: true,
@@ -207,8 +262,9 @@ pub fn run(
             }
             "verify" => {
                 if spec.judges.is_empty() && spec.verifiers.is_empty() {
-                    std::fs::copy(dir.join("generated.jsonl"), dir.join("verified.jsonl"))
-                        .map_err(|e| Error::io("cannot copy", dir.join("generated.jsonl"), e))?;
+                    let g = rd.generated();
+                    let bytes = std::fs::read(&g).map_err(|e| Error::io("cannot read", &g, e))?;
+                    crate::store::write_atomic(&rd.verified(), &bytes)?;
                     let mut m = Manifest::load(&dir)?.unwrap_or_default();
                     m.stages.insert(
                         "verify".into(),
@@ -316,7 +372,7 @@ pub fn run(
         // A shortfall is a finished stage that fell short: not up to date, so it reruns.
         if !(stage == "blend" && shortfall.is_some()) {
             // Fingerprint taken before the stage ran: its inputs are what it saw.
-            mark(&dir, stage, &fp)?;
+            mark(&rd, stage, &fp)?;
         }
         let o = StageOutcome {
             stage,

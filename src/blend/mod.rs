@@ -86,22 +86,19 @@ pub fn counts(b: &BlendSection, real: usize, syn: usize) -> (usize, usize, usize
 /// `<run>/dataset.jsonl`, `dataset.parquet`, `README.md`.
 pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
     let dir = spec.run_dir();
-    let input = input.map(Path::to_path_buf).unwrap_or_else(|| {
-        let a = dir.join("audited.jsonl");
-        if a.exists() {
-            a
-        } else {
-            dir.join("kept.jsonl")
-        }
-    });
+    // Only the audit's output: never an earlier stage's file, which the audit has not
+    // cleared (a missing audited.jsonl means the audit must run, not be skipped).
+    let input = input
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| crate::store::RunDir::new(&dir).audited());
     if !input.exists() {
         return Err(Error::Spec(format!(
-            "{} does not exist: run `flywheel audit {}` (or dedup) first, or pass --input FILE",
+            "{} does not exist: run `flywheel audit {}` first, or pass --input FILE",
             input.display(),
             spec.path.display()
         )));
     }
-    crate::store::create_run_dir(&dir)?;
+    let _lock = crate::store::create_run_dir(&dir)?;
     let started = Instant::now();
     let synthetic = crate::verify::stage::read_records(&input)?;
     let mut real = Vec::new();

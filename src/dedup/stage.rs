@@ -107,6 +107,7 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>, opts: &DedupOptions) -> Resul
             spec.path.display()
         )));
     }
+    let _lock = crate::store::create_run_dir(&dir)?;
     let s = run(
         &input,
         &dir.join("kept.jsonl"),

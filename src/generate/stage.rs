@@ -1,7 +1,7 @@
 //! The generate stage: plan → skip what the run directory already holds → generate the
 //! rest with continuous batching → append records as they finish.
 
-use super::{plan, WorkItem};
+use super::{plan_iter, plan_len, PlanIndex, WorkItem};
 use crate::engine::sampler::record_seed;
 use crate::engine::{self, Finish, GenParams, Llm, Precision, Request};
 use crate::error::{Error, Result};
@@ -11,7 +11,8 @@ use crate::spec::Spec;
 use crate::store::manifest::{ModelEntry, StageStatus};
 use crate::store::record::{Meta, Provenance, Record, SamplingRecord};
 use crate::store::{create_run_dir, JsonlWriter, Manifest};
-use std::collections::{HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -69,14 +70,10 @@ pub struct GenerateSummary {
 /// Runs the generate stage for a spec.
 pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     let started = Instant::now();
-    let mut items = plan(spec);
-    if let Some(l) = opts.limit {
-        items.truncate(l);
-    }
     let run_dir = opts.out.clone().unwrap_or_else(|| spec.run_dir());
     let device = engine::device::parse(&opts.device)?;
     let precision = Precision::resolve(&opts.dtype, &device)?;
-    create_run_dir(&run_dir)?;
+    let _lock = create_run_dir(&run_dir)?;
     let teacher = spec.teacher.as_ref().ok_or_else(|| {
         Error::Spec(format!(
             "{}: the spec has no [teacher] section; `generate` needs one (see configs/demo.toml)",
@@ -89,6 +86,10 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
             spec.path.display()
         )));
     }
+    // The spec bounds the plan (MAX_PLAN_RECORDS), so it fits a usize.
+    let full_plan = usize::try_from(plan_len(spec)).unwrap_or(usize::MAX);
+    let limit = opts.limit.unwrap_or(usize::MAX);
+    let planned = full_plan.min(limit);
     let model = resolve(&teacher.model, opts.fetch)?;
     let template = teacher
         .chat_template
@@ -141,6 +142,19 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
             manifest.stages.remove("generate");
         }
     }
+    // Records the current plan no longer makes (a seed value, template, task or
+    // samples_per_prompt changed) must not flow downstream: move them aside, as --force does.
+    let index = PlanIndex::new(spec);
+    let moved = crate::store::move_aside(&gen_path, "not-in-plan", |r| {
+        (!index.contains(r)).then(|| "not in the current plan".to_string())
+    })?;
+    if let Some(to) = &moved.to {
+        eprintln!(
+            "note: moved {} records that the current plan no longer makes (a seed value, template, task or samples_per_prompt changed) to {}; they will not reach the dataset",
+            moved.count(),
+            to.display()
+        );
+    }
     let (mut writer, existing) = JsonlWriter::open(&gen_path)?;
     if existing.torn_bytes > 0 {
         eprintln!(
@@ -149,24 +163,22 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
             gen_path.display()
         );
     }
-    let plan_ids: HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
-    let not_in_plan = existing
-        .ids
-        .iter()
-        .filter(|id| !plan_ids.contains(id.as_str()))
-        .count();
-    let pending: Vec<WorkItem> = items
-        .iter()
-        .filter(|i| !existing.ids.contains(&i.id))
-        .cloned()
-        .collect();
-    let already_done = items.len() - pending.len();
+    // Every record left in the file is in the plan; only a --limit leaves some outside it.
+    let already_done = if planned == full_plan {
+        existing.ids.len()
+    } else {
+        plan_iter(spec)
+            .take(limit)
+            .filter(|i| existing.ids.contains(&i.id))
+            .count()
+    };
+    let pending = planned - already_done;
 
     manifest.flywheel = env!("CARGO_PKG_VERSION").into();
     manifest.spec_path = spec.path.display().to_string();
     manifest.spec_sha256 = spec.sha256();
     manifest.generation_fingerprint = Some(fingerprint);
-    let llm = if pending.is_empty() {
+    let llm = if pending == 0 {
         None
     } else {
         Some(Llm::load(&model, &device, precision, template)?)
@@ -181,7 +193,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     manifest.models.push(entry);
     let mut status = StageStatus {
         status: "running".into(),
-        planned: items.len(),
+        planned,
         done: already_done,
         ..Default::default()
     };
@@ -190,16 +202,16 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
 
     let mut summary = GenerateSummary {
         run_dir: run_dir.clone(),
-        planned: items.len(),
+        planned,
         already_done,
         written: 0,
         skipped_prompt_too_long: 0,
-        not_in_plan,
+        not_in_plan: moved.count(),
         generated_tokens: 0,
         prefill_tokens: 0,
         wall_seconds: 0.0,
     };
-    if pending.is_empty() {
+    if pending == 0 {
         status.status = "done".into();
         status.wall_seconds = started.elapsed().as_secs_f64();
         manifest.stages.insert("generate".into(), status);
@@ -215,35 +227,51 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
         batch_size: opts.batch_size.unwrap_or(teacher.batch_size),
         stop: teacher.sampling.stop.clone(),
     };
-    let mut requests = Vec::with_capacity(pending.len());
-    for it in &pending {
-        requests.push(Request {
-            id: it.id.clone(),
-            prompt_ids: llm.prompt_ids(&it.messages)?,
-            seed: record_seed(spec.run.seed, &it.id),
+    // Requests are made as the engine asks for them, so a large plan is never held in
+    // memory; the items in flight wait in `inflight` until their record is written.
+    let inflight: RefCell<HashMap<String, WorkItem>> = RefCell::new(HashMap::new());
+    let prompt_error: RefCell<Option<Error>> = RefCell::new(None);
+    let requests = plan_iter(spec)
+        .take(limit)
+        .filter(|i| !existing.ids.contains(&i.id))
+        .map_while(|it| match llm.prompt_ids(&it.messages) {
+            Ok(prompt_ids) => {
+                let r = Request {
+                    id: it.id.clone(),
+                    prompt_ids,
+                    seed: record_seed(spec.run.seed, &it.id),
+                };
+                inflight.borrow_mut().insert(it.id.clone(), it);
+                Some(r)
+            }
+            Err(e) => {
+                *prompt_error.borrow_mut() = Some(e);
+                None
+            }
         });
-    }
-    let by_id: HashMap<&str, &WorkItem> = pending.iter().map(|i| (i.id.as_str(), i)).collect();
-    let pb = crate::progress::bar(pending.len(), opts.progress, "generate");
+    let pb = crate::progress::bar(pending, opts.progress, "generate");
     let gen_started = Instant::now();
     let spec_sha = spec.sha256();
     let device_name = engine::device::name(&device);
     let mut tokens_out = 0usize;
     let result = llm.generate(requests, &params, |out| {
         if out.finish == Finish::PromptTooLong {
+            inflight.borrow_mut().remove(&out.id);
             summary.skipped_prompt_too_long += 1;
             eprintln!("warning: record {} skipped: its prompt ({} tokens) does not fit the model's context", out.id, out.prompt_tokens);
             return Ok(());
         }
-        let item = by_id[out.id.as_str()];
+        let item = inflight.borrow_mut().remove(&out.id).ok_or_else(|| {
+            Error::Model(format!("internal: the engine returned unknown record {}", out.id))
+        })?;
         tokens_out += out.tokens.len();
-        let mut messages: Vec<Message> = item.messages.clone();
+        let mut messages: Vec<Message> = item.messages;
         messages.push(Message::new("assistant", out.text.trim()));
         let rec = Record {
             id: out.id.clone(),
             source: "synthetic".into(),
             messages,
-            meta: Meta { task: item.task.clone(), vars: item.vars.clone(), sample_index: item.sample_index },
+            meta: Meta { task: item.task, vars: item.vars, sample_index: item.sample_index },
             provenance: Provenance {
                 generator: llm.info.clone(),
                 sampling: SamplingRecord {
@@ -274,6 +302,11 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
         Ok(())
     });
     pb.finish_and_clear();
+    // A prompt that could not be tokenized ended the request stream early.
+    let result = match prompt_error.into_inner() {
+        Some(e) => result.and(Err(e)),
+        None => result,
+    };
     summary.wall_seconds = started.elapsed().as_secs_f64();
     status.done = already_done + summary.written;
     status.written_this_run = summary.written;

@@ -103,7 +103,7 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>, opts: &AuditOptions) -> Resul
             spec.path.display()
         )));
     }
-    crate::store::create_run_dir(&dir)?;
+    let _lock = crate::store::create_run_dir(&dir)?;
     let started = Instant::now();
     let mut s = audit(
         &input,

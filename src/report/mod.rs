@@ -417,6 +417,12 @@ pub fn collapse_warnings(syn: &Value, real: &Value) -> Vec<String> {
 /// Writes `report.json` and `report.html` into the run directory.
 pub fn write(dir: &Path, opts: &ReportOptions) -> Result<ReportSummary> {
     let started = std::time::Instant::now();
+    // Not a directory: `build` says what is wrong with it.
+    let _lock = if dir.is_dir() {
+        Some(crate::store::RunLock::acquire(dir)?)
+    } else {
+        None
+    };
     let v = build(dir, opts)?;
     let json_path = dir.join("report.json");
     let bytes =

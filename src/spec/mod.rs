@@ -466,6 +466,18 @@ struct RawTask {
     sample: Option<Spanned<usize>>,
 }
 
+/// The most records one spec may plan (all tasks together). Larger jobs are several specs
+/// or, later, shards.
+pub const MAX_PLAN_RECORDS: u128 = 100_000_000;
+/// The most seed combinations `sample = N` may draw (drawing keeps them all in memory).
+pub const MAX_SAMPLE: usize = 10_000_000;
+/// The most `samples_per_prompt`.
+pub const MAX_SAMPLES_PER_PROMPT: usize = 1_000_000;
+/// The most new tokens per answer (and judge window); no open model has a longer context.
+pub const MAX_NEW_TOKENS: usize = 1 << 20;
+/// The largest batch size.
+pub const MAX_BATCH: usize = 65_536;
+
 /// `[[task]]`: one prompt template, expanded over the seed lists it names.
 #[derive(Debug, Clone)]
 pub struct Task {
@@ -610,12 +622,19 @@ impl Spec {
                 if s.stop.iter().any(|x| x.is_empty()) {
                     return Err(sampling_err("stop strings must not be empty".into()));
                 }
-                for (field, v) in [
-                    ("teacher.max_new_tokens", &t.max_new_tokens),
-                    ("teacher.batch_size", &t.batch_size),
+                for (field, v, max) in [
+                    ("teacher.max_new_tokens", &t.max_new_tokens, MAX_NEW_TOKENS),
+                    ("teacher.batch_size", &t.batch_size, MAX_BATCH),
                 ] {
                     if *v.get_ref() == 0 {
                         return Err(loc.err(v.span(), field, "must be at least 1"));
+                    }
+                    if *v.get_ref() > max {
+                        return Err(loc.err(
+                            v.span(),
+                            field,
+                            format!("{} is more than the {max} allowed", v.get_ref()),
+                        ));
                     }
                 }
                 if let Some(ct) = &t.chat_template {
@@ -660,6 +679,7 @@ impl Spec {
         }
 
         let mut tasks = Vec::new();
+        let mut planned: u128 = 0;
         let mut names = std::collections::HashSet::new();
         for (i, rt) in raw.tasks.iter().enumerate() {
             let field = |f: &str| format!("task[{i}].{f}");
@@ -702,6 +722,16 @@ impl Spec {
                     "must be at least 1",
                 ));
             }
+            if *rt.samples_per_prompt.get_ref() > MAX_SAMPLES_PER_PROMPT {
+                return Err(loc.err(
+                    rt.samples_per_prompt.span(),
+                    &field("samples_per_prompt"),
+                    format!(
+                        "{} is more than the {MAX_SAMPLES_PER_PROMPT} allowed",
+                        rt.samples_per_prompt.get_ref()
+                    ),
+                ));
+            }
             if let Some(n) = &rt.sample {
                 if *n.get_ref() == 0 {
                     return Err(loc.err(
@@ -710,6 +740,35 @@ impl Spec {
                         "must be at least 1 (leave it out for the full cartesian product)",
                     ));
                 }
+                if *n.get_ref() > MAX_SAMPLE {
+                    return Err(loc.err(
+                        n.span(),
+                        &field("sample"),
+                        format!("{} is more than the {MAX_SAMPLE} allowed", n.get_ref()),
+                    ));
+                }
+            }
+            // The plan is built lazily, but a plan no machine could finish is a mistake
+            // better caught here than after a model loads.
+            let combos: u128 = vars
+                .iter()
+                .map(|v| seeds[v].values.len() as u128)
+                .fold(1u128, |a, b| a.saturating_mul(b));
+            let combos = rt
+                .sample
+                .as_ref()
+                .map_or(combos, |n| combos.min(*n.get_ref() as u128));
+            let records = combos.saturating_mul(*rt.samples_per_prompt.get_ref() as u128);
+            planned = planned.saturating_add(records);
+            if planned > MAX_PLAN_RECORDS {
+                return Err(loc.err(
+                    rt.template.span(),
+                    &field("template"),
+                    format!(
+                        "the spec plans {planned} records up to this task ({combos} seed combinations × samples_per_prompt {}), more than the {MAX_PLAN_RECORDS} one spec may plan; add `sample = N` to draw N combinations, or shorten the seed lists",
+                        rt.samples_per_prompt.get_ref()
+                    ),
+                ));
             }
             tasks.push(Task {
                 name: tname,
@@ -778,11 +837,15 @@ impl Spec {
                     format!("judge name {name:?} is used twice"),
                 ));
             }
-            if j.batch_size == 0 || j.max_tokens < 64 {
+            if j.batch_size == 0
+                || j.max_tokens < 64
+                || j.batch_size > MAX_BATCH
+                || j.max_tokens > MAX_NEW_TOKENS
+            {
                 return Err(loc.err(
                     j.model.span(),
                     &field("batch_size"),
-                    "batch_size must be ≥ 1 and max_tokens ≥ 64",
+                    format!("batch_size must be in 1..={MAX_BATCH} and max_tokens in 64..={MAX_NEW_TOKENS}"),
                 ));
             }
             judges.push(JudgeSpec {

@@ -37,7 +37,7 @@ pub(super) fn load(
                 return Err(bad("the list is empty; give at least one value".into()));
             }
             Ok(SeedValues {
-                values,
+                values: distinct(values),
                 origin: "inline".into(),
             })
         }
@@ -61,7 +61,7 @@ pub(super) fn load(
                 ),
             };
             let path = base_dir.join(file);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
+            let text = read_capped(&path).map_err(|e| {
                 bad(format!(
                     "cannot read seed file {}: {e} (paths are relative to the spec file)",
                     path.display()
@@ -73,7 +73,7 @@ pub(super) fn load(
                 return Err(bad(format!("seed file {} has no values", path.display())));
             }
             Ok(SeedValues {
-                values,
+                values: distinct(values),
                 origin: path.display().to_string(),
             })
         }
@@ -82,6 +82,41 @@ pub(super) fn load(
             other.type_str()
         ))),
     }
+}
+
+/// The largest seed file read (256 MiB): a seed list is text a person curates, and the
+/// cap keeps a mistaken path (`/dev/zero`, a dataset dump) from filling memory.
+pub const MAX_SEED_FILE_BYTES: u64 = 256 << 20;
+
+/// Reads a seed file as UTF-8, refusing files over [`MAX_SEED_FILE_BYTES`] without
+/// reading past the cap (devices and pipes have no size to check first).
+fn read_capped(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut buf = Vec::new();
+    f.take(MAX_SEED_FILE_BYTES + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_SEED_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than the {} MiB a seed file may hold; use a smaller list (or `sample = N` over several lists)",
+            MAX_SEED_FILE_BYTES >> 20
+        )));
+    }
+    String::from_utf8(buf).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+        )
+    })
+}
+
+/// The values without repeats, in first-seen order: a repeated value would give the same
+/// prompt (and the same record id) twice.
+fn distinct(values: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    values
+        .into_iter()
+        .filter(|v| seen.insert(v.clone()))
+        .collect()
 }
 
 fn scalar_to_string(v: &toml::Value) -> Option<String> {

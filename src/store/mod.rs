@@ -4,8 +4,10 @@
 //! flushed. On open, a torn last line (a crash mid-write) is cut off and reported; a
 //! corrupt line in the middle is an error, never silently dropped.
 
+pub mod lock;
 pub mod manifest;
 pub mod record;
+pub mod run_dir;
 
 use crate::error::{Error, Result};
 use std::collections::HashSet;
@@ -13,11 +15,14 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub use lock::RunLock;
 pub use manifest::Manifest;
 pub use record::Record;
+pub use run_dir::RunDir;
 
-/// Creates the run directory, with an error that says what to do when it cannot.
-pub fn create_run_dir(dir: &Path) -> Result<()> {
+/// Creates the run directory and takes its lock (held until the guard drops), with an
+/// error that says what to do when it cannot.
+pub fn create_run_dir(dir: &Path) -> Result<RunLock> {
     std::fs::create_dir_all(dir).map_err(|e| {
         Error::io(
             "cannot create run directory (check permissions, or choose another with --out)",
@@ -35,7 +40,7 @@ pub fn create_run_dir(dir: &Path) -> Result<()> {
         )
     })?;
     let _ = std::fs::remove_file(probe);
-    Ok(())
+    RunLock::acquire(dir)
 }
 
 /// An append-only JSONL file of records.
@@ -56,17 +61,31 @@ pub struct Existing {
 impl JsonlWriter {
     /// Opens (creating if needed) `path` for appending, after checking what it holds.
     pub fn open(path: &Path) -> Result<(JsonlWriter, Existing)> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io("cannot open for appending", path, e))?;
+        // Two processes appending to one record file would interleave their records.
+        // SAFETY: flock on a descriptor we own.
+        let rc = unsafe {
+            libc::flock(
+                std::os::unix::io::AsRawFd::as_raw_fd(&file),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(Error::Locked(format!(
+                "{} is being written by another flywheel process; wait for it to finish or stop it, then rerun",
+                path.display()
+            )));
+        }
         // Only regular files hold records to resume from (a device or pipe is only written).
         let existing = if path.metadata().is_ok_and(|m| m.is_file()) {
             repair_and_scan(path)?
         } else {
             Existing::default()
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::io("cannot open for appending", path, e))?;
         Ok((
             JsonlWriter {
                 path: path.to_path_buf(),
@@ -153,6 +172,75 @@ fn repair_and_scan(path: &Path) -> Result<Existing> {
         );
     }
     Ok(ex)
+}
+
+/// What [`move_aside`] moved.
+#[derive(Debug, Default)]
+pub struct MovedAside {
+    /// Records moved, by reason.
+    pub by_reason: std::collections::BTreeMap<String, usize>,
+    /// Where they went (`None` when nothing moved).
+    pub to: Option<PathBuf>,
+}
+
+impl MovedAside {
+    pub fn count(&self) -> usize {
+        self.by_reason.values().sum()
+    }
+    /// `3 (not in the plan), 1 (stale)`.
+    pub fn describe(&self) -> String {
+        self.by_reason
+            .iter()
+            .map(|(r, n)| format!("{n} ({r})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Moves the records of a JSONL file that no longer belong in it (`why` gives the reason,
+/// `None` keeps the record) into a sibling `<stem>.<time>.<label>.jsonl`, and rewrites the
+/// file with the rest, atomically. Lines that are not JSON records (a torn last line, a
+/// corrupt line) are left in place for the reader to judge. Nothing is deleted: the
+/// moved records stay on disk, out of the pipeline's way.
+pub fn move_aside(
+    path: &Path,
+    label: &str,
+    mut why: impl FnMut(&serde_json::Value) -> Option<String>,
+) -> Result<MovedAside> {
+    let mut out = MovedAside::default();
+    if !path.metadata().is_ok_and(|m| m.is_file()) {
+        return Ok(out);
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let mut keep = Vec::with_capacity(bytes.len());
+    let mut moved = Vec::new();
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        let reason = if line.ends_with(b"\n") {
+            serde_json::from_slice::<serde_json::Value>(line)
+                .ok()
+                .filter(|v| v.is_object())
+                .and_then(|v| why(&v))
+        } else {
+            None
+        };
+        match reason {
+            Some(r) => {
+                *out.by_reason.entry(r).or_default() += 1;
+                moved.extend_from_slice(line);
+            }
+            None => keep.extend_from_slice(line),
+        }
+    }
+    if moved.is_empty() {
+        return Ok(out);
+    }
+    let aside = RunDir::aside(path, label);
+    // The moved records first: a crash between the two writes leaves them in both files,
+    // never in neither.
+    write_atomic(&aside, &moved)?;
+    write_atomic(path, &keep)?;
+    out.to = Some(aside);
+    Ok(out)
 }
 
 /// Reads all records of a JSONL file (ignoring a torn last line).

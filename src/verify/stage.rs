@@ -82,6 +82,12 @@ pub fn run_spec(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| run_dir.join("verified.jsonl"));
     let base = spec.path.parent().unwrap_or(Path::new("."));
+    // Writing into the run directory: one writer at a time there.
+    let _lock = if output.parent() == Some(run_dir.as_path()) {
+        Some(crate::store::create_run_dir(&run_dir)?)
+    } else {
+        None
+    };
     let summary = run(
         &input,
         &output,
@@ -156,11 +162,35 @@ pub fn run(
 ) -> Result<VerifySummary> {
     let started = Instant::now();
     let mut records = read_records(input)?;
+    // What a score is made from: the record as read, and everything that scores it. A
+    // record in the output counts as done only while both are unchanged; edit the rubric,
+    // swap the judge's weights or regenerate the record, and it is scored again.
+    let scoring = scoring_key(judges, verifier_specs, how, opts)?;
+    let expected: HashMap<String, String> = records
+        .iter()
+        .map(|r| (id_of(r).to_string(), record_fingerprint(&scoring, r)))
+        .collect();
+    let moved = crate::store::move_aside(output, "rescored", |v| match expected.get(id_of(v)) {
+        None => Some("not in the input".into()),
+        Some(fp) if v["scores"]["fingerprint"].as_str() != Some(fp.as_str()) => {
+            Some("scored from another input or with other judges, rubric or verifiers".into())
+        }
+        Some(_) => None,
+    })?;
+    if let Some(to) = &moved.to {
+        eprintln!(
+            "note: moved {} records of {} to {}: {}; they are scored again",
+            moved.count(),
+            output.display(),
+            to.display(),
+            moved.describe()
+        );
+    }
     if let Some(l) = opts.limit {
         records.truncate(l);
     }
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::store::create_run_dir(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create directory", dir, e))?;
     }
     let (mut writer, existing) = JsonlWriter::open(output)?;
     let mut summary = VerifySummary {
@@ -333,6 +363,9 @@ pub fn run(
                     }
                 }
             }
+            if let Some(fp) = expected.get(id_of(&records[i])) {
+                scores.insert("fingerprint".into(), fp.clone().into());
+            }
             if let Some(o) = rec.as_object_mut() {
                 o.insert("scores".into(), Value::Object(scores));
             }
@@ -362,6 +395,54 @@ pub fn run(
     }
     summary.wall_seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Bumped when the judge's prompt or scoring changes in a way that changes scores.
+pub const SCORING_REVISION: u32 = 2;
+
+/// Everything that decides a record's scores except the record: the judges (weights by
+/// sha256, rubric, window), the verifiers, how scores combine, the device and precision.
+fn scoring_key(
+    judges: &[JudgeSpec],
+    verifier_specs: &[VerifierSpec],
+    how: Combine,
+    opts: &VerifyOptions,
+) -> Result<String> {
+    let mut js = Vec::new();
+    let mut runtime = Value::Null;
+    if !judges.is_empty() {
+        let dev = device::parse(&opts.device)?;
+        let precision = crate::engine::Precision::resolve(&opts.dtype, &dev)?;
+        runtime = json!({"device": device::name(&dev), "dtype": precision.name()});
+    }
+    for j in judges {
+        let m = resolve(&j.model, opts.fetch)?;
+        js.push(json!({
+            "name": j.name,
+            "model_sha256": m.main_file().sha256,
+            "rubric": format!("{:?}", j.rubric),
+            "max_tokens": j.max_tokens,
+        }));
+    }
+    let key = json!({
+        "revision": SCORING_REVISION,
+        "judges": js,
+        "verifiers": format!("{verifier_specs:?}"),
+        "combine": format!("{how:?}"),
+        "runtime": runtime,
+    });
+    Ok(key.to_string())
+}
+
+/// The fingerprint stored in `scores.fingerprint`: the scoring key and the record as read.
+fn record_fingerprint(scoring: &str, record: &Value) -> String {
+    let mut r = record.clone();
+    // An input that was scored before carries its old fingerprint: not part of its content.
+    if let Some(s) = r.get_mut("scores").and_then(|s| s.as_object_mut()) {
+        s.remove("fingerprint");
+    }
+    let body = format!("{scoring}\n{r}");
+    crate::models::checksum::sha256_bytes(body.as_bytes())[..32].to_string()
 }
 
 /// Pearson correlation; `None` with fewer than 3 points or no variance.
