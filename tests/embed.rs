@@ -36,7 +36,8 @@ fn minilm_matches_sentence_transformers() {
             .map(|x| x.as_f64().unwrap() as f32)
             .collect();
         let cos: f32 = want.iter().zip(&e.vector).map(|(a, b)| a * b).sum();
-        assert!(cos >= 0.999, "{:?}: cosine {cos} < 0.999", item["text"]);
+        // What the README states: the same vectors as sentence-transformers, cosine ≥ 0.9999.
+        assert!(cos >= 0.9999, "{:?}: cosine {cos} < 0.9999", item["text"]);
         let ref_tokens = item["tokens"].as_u64().unwrap() as usize;
         // Same tokenization as the reference, and the long text is said to be truncated.
         assert_eq!(
