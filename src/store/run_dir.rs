@@ -59,12 +59,16 @@ impl RunDir {
         self.0.join("manifest.json")
     }
     /// Where records moved out of `file` are kept, e.g.
-    /// `generated.1700000000.not-in-plan.jsonl`: never deleted, never read downstream.
+    /// `generated.1700000000-4242-0.not-in-plan.jsonl`: never deleted, never read downstream.
     pub fn aside(file: &Path, why: &str) -> PathBuf {
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
+            .map(|d| d.as_secs())
             .unwrap_or(0);
+        // Two asides in the same second (or process) still get distinct names.
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stamp = format!("{stamp}-{}-{seq}", std::process::id());
         let stem = file
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())

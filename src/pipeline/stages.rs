@@ -1,0 +1,324 @@
+//! The six stages of `flywheel run`, each behind the [`Stage`] contract: what it reads,
+//! what settings it uses, what it writes, and the call that does the work.
+
+use super::{Ctx, Stage, StageReport};
+use crate::dedup::stage::DedupOptions;
+use crate::error::{Error, Result};
+use crate::generate::stage::GenerateOptions;
+use crate::privacy::AuditOptions;
+use crate::report::ReportOptions;
+use crate::store::manifest::StageStatus;
+use crate::store::{Manifest, RunDir};
+use crate::verify::stage::VerifyOptions;
+use std::path::{Path, PathBuf};
+
+/// The stages of `flywheel run`, in order.
+pub fn all() -> Vec<Box<dyn Stage>> {
+    vec![
+        Box::new(Generate),
+        Box::new(Verify),
+        Box::new(Dedup),
+        Box::new(Audit),
+        Box::new(Blend),
+        Box::new(Report),
+    ]
+}
+
+/// How the models run: part of every model stage's settings, since another device or
+/// precision gives other numbers (scores, embeddings) and other text.
+fn runtime_key(cx: &Ctx<'_>) -> Result<String> {
+    let dev = crate::engine::device::parse(&cx.opts.device)?;
+    let precision = crate::engine::Precision::resolve(&cx.opts.dtype, &dev)?;
+    Ok(format!(
+        "device={} dtype={}",
+        crate::engine::device::name(&dev),
+        precision.name()
+    ))
+}
+
+fn resolved(cx: &Ctx<'_>, files: &[PathBuf]) -> Vec<PathBuf> {
+    files.iter().map(|p| cx.spec.resolve(p)).collect()
+}
+
+struct Generate;
+
+impl Stage for Generate {
+    fn name(&self) -> &'static str {
+        "generate"
+    }
+    fn inputs(&self, _: &Ctx<'_>) -> Vec<PathBuf> {
+        // Seed files are read into the spec: their values are in `settings`.
+        Vec::new()
+    }
+    fn settings(&self, cx: &Ctx<'_>) -> Result<String> {
+        let s = cx.spec;
+        Ok(format!(
+            "{}{:?}{:?}{:?}{:?}",
+            runtime_key(cx)?,
+            s.teacher,
+            s.seeds,
+            s.tasks,
+            s.run.seed
+        ))
+    }
+    fn outputs(&self, dir: &RunDir) -> Vec<PathBuf> {
+        vec![dir.generated()]
+    }
+    fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
+        let o = cx.opts;
+        let s = crate::generate::stage::run(
+            cx.spec,
+            &GenerateOptions {
+                device: o.device.clone(),
+                dtype: o.dtype.clone(),
+                batch_size: None,
+                limit: None,
+                out: None,
+                force: o.force,
+                progress: o.progress,
+                fetch: o.fetch,
+            },
+        )?;
+        Ok(StageReport::done(format!(
+            "{} planned, {} already done, {} written ({} tokens) in {:.1}s",
+            s.planned, s.already_done, s.written, s.generated_tokens, s.wall_seconds
+        )))
+    }
+}
+
+struct Verify;
+
+impl Stage for Verify {
+    fn name(&self) -> &'static str {
+        "verify"
+    }
+    fn inputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
+        vec![cx.dir.generated()]
+    }
+    fn settings(&self, cx: &Ctx<'_>) -> Result<String> {
+        let s = cx.spec;
+        Ok(format!(
+            "{}{:?}{:?}{:?}",
+            runtime_key(cx)?,
+            s.judges,
+            s.verifiers,
+            s.verify
+        ))
+    }
+    fn outputs(&self, dir: &RunDir) -> Vec<PathBuf> {
+        vec![dir.verified()]
+    }
+    fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
+        let (spec, o) = (cx.spec, cx.opts);
+        if spec.judges.is_empty() && spec.verifiers.is_empty() {
+            let g = cx.dir.generated();
+            let bytes = std::fs::read(&g).map_err(|e| Error::io("cannot read", &g, e))?;
+            crate::store::write_atomic(&cx.dir.verified(), &bytes)?;
+            let mut m = Manifest::load(cx.dir.path())?.unwrap_or_default();
+            m.stages.insert(
+                "verify".into(),
+                StageStatus {
+                    status: "done".into(),
+                    ..Default::default()
+                },
+            );
+            m.save(cx.dir.path())?;
+            return Ok(StageReport::done(
+                "no judges or verifiers in the spec: records passed through unscored",
+            ));
+        }
+        let s = crate::verify::stage::run_spec(
+            spec,
+            None,
+            None,
+            &VerifyOptions {
+                device: o.device.clone(),
+                dtype: o.dtype.clone(),
+                batch_size: None,
+                limit: None,
+                progress: o.progress,
+                fetch: o.fetch,
+            },
+        )?;
+        Ok(StageReport::done(format!(
+            "{} records, {} already done, {} scored in {:.1}s",
+            s.records, s.already_done, s.written, s.wall_seconds
+        )))
+    }
+}
+
+struct Dedup;
+
+impl Stage for Dedup {
+    fn name(&self) -> &'static str {
+        "dedup"
+    }
+    fn inputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
+        let mut v = vec![cx.dir.verified()];
+        v.extend(resolved(cx, &cx.spec.dedup.against));
+        v
+    }
+    fn settings(&self, cx: &Ctx<'_>) -> Result<String> {
+        Ok(format!(
+            "{}{:?}{:?}",
+            runtime_key(cx)?,
+            cx.spec.filter,
+            cx.spec.dedup
+        ))
+    }
+    fn outputs(&self, dir: &RunDir) -> Vec<PathBuf> {
+        vec![dir.kept(), dir.rejected()]
+    }
+    fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
+        let spec = cx.spec;
+        let mut o = DedupOptions::from_spec(
+            &spec.filter,
+            &spec.dedup,
+            spec.path.parent().unwrap_or(Path::new(".")),
+        );
+        o.device = cx.opts.device.clone();
+        o.fetch = cx.opts.fetch;
+        o.progress = cx.opts.progress;
+        let s = crate::dedup::stage::run_spec(spec, None, &o)?;
+        let by: Vec<String> = s
+            .by_method
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        Ok(StageReport::done(format!(
+            "{} → {} kept ({}) in {:.1}s",
+            s.records,
+            s.kept,
+            if by.is_empty() {
+                "none rejected".into()
+            } else {
+                by.join(", ")
+            },
+            s.wall_seconds
+        )))
+    }
+}
+
+struct Audit;
+
+impl Stage for Audit {
+    fn name(&self) -> &'static str {
+        "audit"
+    }
+    fn inputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
+        let mut v = vec![cx.dir.kept()];
+        v.extend(cx.spec.sensitive_files());
+        v
+    }
+    fn settings(&self, cx: &Ctx<'_>) -> Result<String> {
+        let (spec, o) = (cx.spec, cx.opts);
+        // Canaries run the teacher: its settings are inputs too when they are on.
+        Ok(format!(
+            "{}{:?}{} canaries={} {:?}",
+            runtime_key(cx)?,
+            spec.privacy,
+            spec.run.seed,
+            o.canaries,
+            if o.canaries > 0 {
+                Some(&spec.teacher)
+            } else {
+                None
+            }
+        ))
+    }
+    fn outputs(&self, dir: &RunDir) -> Vec<PathBuf> {
+        vec![dir.audited(), dir.privacy()]
+    }
+    fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
+        let o = cx.opts;
+        let s = crate::privacy::run_spec(
+            cx.spec,
+            None,
+            &AuditOptions {
+                device: o.device.clone(),
+                dtype: o.dtype.clone(),
+                fetch: o.fetch,
+                progress: o.progress,
+                canaries: o.canaries,
+            },
+        )?;
+        Ok(StageReport::done(format!(
+            "{} records → {} passed ({} dropped, {} redacted, {} flagged) in {:.1}s",
+            s.records, s.passed, s.dropped, s.redacted, s.flagged, s.wall_seconds
+        )))
+    }
+}
+
+struct Blend;
+
+impl Stage for Blend {
+    fn name(&self) -> &'static str {
+        "blend"
+    }
+    fn inputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
+        let mut v = vec![cx.dir.audited()];
+        v.extend(resolved(cx, &cx.spec.blend.real));
+        v
+    }
+    fn settings(&self, cx: &Ctx<'_>) -> Result<String> {
+        Ok(format!("{:?}{}", cx.spec.blend, cx.spec.run.seed))
+    }
+    fn outputs(&self, dir: &RunDir) -> Vec<PathBuf> {
+        vec![dir.dataset(), dir.dataset_parquet(), dir.card()]
+    }
+    fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
+        let s = crate::blend::run_spec(cx.spec, None)?;
+        Ok(StageReport {
+            line: format!(
+                "{} synthetic + {} real = {} records → {}",
+                s.synthetic,
+                s.real,
+                s.total,
+                s.dataset.display()
+            ),
+            shortfall: crate::blend::shortfall(&s, cx.spec),
+        })
+    }
+}
+
+struct Report;
+
+impl Stage for Report {
+    fn name(&self) -> &'static str {
+        "report"
+    }
+    fn inputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
+        let d = cx.dir;
+        vec![
+            d.generated(),
+            d.verified(),
+            d.kept(),
+            d.rejected(),
+            d.audited(),
+            d.dataset(),
+            d.privacy(),
+        ]
+    }
+    fn settings(&self, cx: &Ctx<'_>) -> Result<String> {
+        Ok(format!("report {}", runtime_key(cx)?))
+    }
+    fn outputs(&self, dir: &RunDir) -> Vec<PathBuf> {
+        vec![dir.report_json(), dir.report_html()]
+    }
+    fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
+        let s = crate::report::write(
+            cx.dir.path(),
+            &ReportOptions {
+                embedder: None,
+                device: cx.opts.device.clone(),
+                fetch: cx.opts.fetch,
+                progress: cx.opts.progress,
+            },
+        )?;
+        let mut line = format!("{}", s.html.display());
+        for w in &s.warnings {
+            line.push_str(&format!("\n  warning: {w}"));
+        }
+        Ok(StageReport::done(line))
+    }
+}

@@ -1,0 +1,166 @@
+//! The stage loop's freshness rules, on a stand-in stage that copies one file to another.
+
+use super::*;
+use std::cell::Cell;
+
+/// Copies `in.txt` to `out.txt` (upper-cased) and counts its runs.
+struct Copy {
+    runs: Cell<usize>,
+    fail: Cell<bool>,
+    short: Cell<bool>,
+    setting: Cell<u32>,
+}
+
+impl Copy {
+    fn new() -> Copy {
+        Copy {
+            runs: Cell::new(0),
+            fail: Cell::new(false),
+            short: Cell::new(false),
+            setting: Cell::new(1),
+        }
+    }
+}
+
+impl Stage for Copy {
+    fn name(&self) -> &'static str {
+        "copy"
+    }
+    fn inputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
+        vec![cx.dir.path().join("in.txt")]
+    }
+    fn settings(&self, _: &Ctx<'_>) -> Result<String> {
+        Ok(format!("setting={}", self.setting.get()))
+    }
+    fn outputs(&self, dir: &RunDir) -> Vec<PathBuf> {
+        vec![dir.path().join("out.txt"), dir.path().join("out2.txt")]
+    }
+    fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
+        self.runs.set(self.runs.get() + 1);
+        if self.fail.get() {
+            return Err(Error::Model("failed on purpose".into()));
+        }
+        let t = std::fs::read_to_string(cx.dir.path().join("in.txt")).unwrap_or_default();
+        std::fs::write(cx.dir.path().join("out.txt"), t.to_uppercase()).unwrap();
+        std::fs::write(cx.dir.path().join("out2.txt"), "second").unwrap();
+        Ok(StageReport {
+            line: "copied".into(),
+            shortfall: self
+                .short
+                .get()
+                .then(|| Error::Shortfall("fell short".into())),
+        })
+    }
+}
+
+fn with_ctx(f: impl FnOnce(&dyn Fn() -> Result<Vec<StageOutcome>>, &Copy, &Path)) {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = Spec::parse(
+        &tmp.path().join("s.toml"),
+        format!(
+            "[run]\nname = \"t\"\nout_dir = {:?}\n",
+            tmp.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let dir = RunDir::new(tmp.path());
+    let opts = RunOptions {
+        device: "cpu".into(),
+        dtype: "auto".into(),
+        fetch: FetchPolicy::Offline,
+        progress: false,
+        force: false,
+        canaries: 0,
+    };
+    let stage = Copy::new();
+    std::fs::write(tmp.path().join("in.txt"), "hello").unwrap();
+    let cx = Ctx {
+        spec: &spec,
+        dir: &dir,
+        opts: &opts,
+    };
+    let go = || run_stages(&[&stage as &dyn Stage], &cx, |_| {});
+    f(&go, &stage, tmp.path());
+}
+
+#[test]
+fn runs_once_then_skips_while_nothing_changed() {
+    with_ctx(|go, stage, _| {
+        let o = go().unwrap();
+        assert!(!o[0].skipped);
+        assert_eq!(o[0].line, "copied");
+        let o = go().unwrap();
+        assert!(o[0].skipped, "{}", o[0].line);
+        assert_eq!(stage.runs.get(), 1);
+    });
+}
+
+#[test]
+fn a_changed_input_or_setting_runs_again() {
+    with_ctx(|go, stage, dir| {
+        go().unwrap();
+        std::fs::write(dir.join("in.txt"), "changed").unwrap();
+        assert!(!go().unwrap()[0].skipped);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("out.txt")).unwrap(),
+            "CHANGED"
+        );
+        stage.setting.set(2);
+        assert!(!go().unwrap()[0].skipped);
+        assert!(go().unwrap()[0].skipped);
+        assert_eq!(stage.runs.get(), 3);
+        // A missing input is an input too ("absent"), not an error of the loop.
+        std::fs::remove_file(dir.join("in.txt")).unwrap();
+        assert!(!go().unwrap()[0].skipped);
+    });
+}
+
+#[test]
+fn a_missing_or_edited_output_runs_again() {
+    with_ctx(|go, stage, dir| {
+        go().unwrap();
+        // Any one of the outputs, not only the first.
+        std::fs::remove_file(dir.join("out2.txt")).unwrap();
+        assert!(!go().unwrap()[0].skipped);
+        assert!(dir.join("out2.txt").exists());
+        std::fs::write(dir.join("out.txt"), "edited by hand").unwrap();
+        assert!(!go().unwrap()[0].skipped);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("out.txt")).unwrap(),
+            "HELLO"
+        );
+        assert_eq!(stage.runs.get(), 3);
+        assert!(go().unwrap()[0].skipped);
+    });
+}
+
+#[test]
+fn a_failed_or_short_stage_is_not_marked_up_to_date() {
+    with_ctx(|go, stage, _| {
+        stage.fail.set(true);
+        assert!(go().is_err());
+        stage.fail.set(false);
+        stage.short.set(true);
+        assert!(matches!(go(), Err(Error::Shortfall(_))));
+        assert!(
+            matches!(go(), Err(Error::Shortfall(_))),
+            "a shortfall reruns"
+        );
+        stage.short.set(false);
+        assert!(!go().unwrap()[0].skipped);
+        assert!(go().unwrap()[0].skipped);
+        assert_eq!(stage.runs.get(), 4);
+    });
+}
+
+#[test]
+fn run_dir_names_every_file_and_asides_never_collide() {
+    let d = RunDir::new("runs/x");
+    assert_eq!(d.kept(), Path::new("runs/x/kept.jsonl"));
+    assert_eq!(d.audited(), Path::new("runs/x/audited.jsonl"));
+    assert_eq!(d.report_html(), Path::new("runs/x/report.html"));
+    let a = RunDir::aside(&d.generated(), "not-in-plan");
+    let name = a.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("generated.") && name.ends_with(".not-in-plan.jsonl"));
+    assert_ne!(a, RunDir::aside(&d.generated(), "not-in-plan"));
+}
