@@ -91,8 +91,11 @@ pub fn read(path: &Path, strict: bool) -> Result<Vec<Line>> {
     Ok(out)
 }
 
+/// Records with their line numbers.
+pub type Numbered = Vec<(usize, Value)>;
+
 /// The records and the bad lines of `path`, apart (for stages that only report bad lines).
-pub fn read_split(path: &Path, strict: bool) -> Result<(Vec<(usize, Value)>, Vec<BadLine>)> {
+pub fn read_split(path: &Path, strict: bool) -> Result<(Numbered, Vec<BadLine>)> {
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for l in read(path, strict)? {
