@@ -432,7 +432,7 @@ fn install_ctrlc() {
     });
 }
 
-fn print_verify(s: &flywheel::verify::stage::VerifySummary, input: &std::path::Path) {
+fn print_verify(s: &flywheel::verify::stage::VerifySummary) {
     let rate = if s.judge_seconds > 0.0 {
         format!(
             ", judged {:.2} items/s",
@@ -454,17 +454,6 @@ fn print_verify(s: &flywheel::verify::stage::VerifySummary, input: &std::path::P
     );
     for (a, b, r) in &s.judge_agreement {
         println!("judge agreement {a} ~ {b}: Pearson r = {r:.3} over the records scored now");
-    }
-    warn_bad_lines(input, &s.bad_lines, "written with scores.errors");
-    for (id, why) in &s.not_judged {
-        eprintln!("warning: record {id}: {why} (written with scores.errors)");
-    }
-}
-
-/// Names every bad input line on stderr: `warning: FILE:LINE: reason (what became of it)`.
-fn warn_bad_lines(input: &std::path::Path, bad: &[flywheel::store::lines::BadLine], outcome: &str) {
-    for b in bad {
-        eprintln!("warning: {} ({outcome})", b.describe(input));
     }
 }
 
@@ -515,13 +504,6 @@ fn run(cli: Cli) -> Result<()> {
             };
             let s = flywheel::privacy::run_spec_with(&spec, a.input.as_deref(), &opts, a.strict)
                 .with_context(|| format!("audit {}", a.spec.display()))?;
-            if s.bad_input > 0 {
-                eprintln!(
-                    "warning: {} input lines are not JSON records: not audited, not passed on; their line numbers and reasons are under bad_input in {}",
-                    s.bad_input,
-                    s.privacy_path.display()
-                );
-            }
             let pii: Vec<String> = s
                 .pii_by_kind
                 .iter()
@@ -592,7 +574,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let s = flywheel::export::export(&input, &a.output, a.format, a.strict)
                 .with_context(|| format!("export {}", input.display()))?;
-            warn_bad_lines(&input, &s.skipped, "skipped");
+            flywheel::store::lines::warn(&input, &s.skipped, "skipped");
             println!(
                 "export: {} records → {} ({} bad input lines skipped)",
                 s.written,
@@ -663,11 +645,7 @@ fn run(cli: Cli) -> Result<()> {
                 a.strict,
             )
             .with_context(|| format!("verify {}", a.spec.display()))?;
-            let input = a
-                .input
-                .clone()
-                .unwrap_or_else(|| spec.run_dir().join("generated.jsonl"));
-            print_verify(&s, &input);
+            print_verify(&s);
         }
         Command::Judge(a) => {
             let rubric = match (&a.rubric, &a.criteria) {
@@ -714,7 +692,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let s = flywheel::verify::stage::run(&a.input, &a.output, &checks, &opts, a.strict)
                 .with_context(|| format!("judge {}", a.input.display()))?;
-            print_verify(&s, &a.input);
+            print_verify(&s);
         }
         Command::Dedup(a) => {
             let fetch = if a.offline {

@@ -284,6 +284,11 @@ pub fn audit_files(
     } = *files;
     let started = Instant::now();
     let (lines, bad_lines) = crate::store::lines::read_split(input, strict)?;
+    crate::store::lines::warn(
+        input,
+        &bad_lines,
+        "not audited, left out; listed under bad_input in privacy.json",
+    );
     let records: Vec<Value> = lines
         .into_iter()
         .map(|(_, v)| crate::verify::stage::with_id(v))

@@ -29,6 +29,25 @@ impl BadLine {
     }
 }
 
+/// Bad lines named on stderr at most; the rest are counted (every one is still recorded
+/// where the stage records them).
+const WARN_AT_MOST: usize = 20;
+
+/// Names bad lines on stderr as `warning: FILE:LINE: reason (outcome)`, the first
+/// [`WARN_AT_MOST`] of them, then how many more.
+pub fn warn(path: &Path, bad: &[BadLine], outcome: &str) {
+    for b in bad.iter().take(WARN_AT_MOST) {
+        eprintln!("warning: {} ({outcome})", b.describe(path));
+    }
+    if bad.len() > WARN_AT_MOST {
+        eprintln!(
+            "warning: {}: {} more bad lines ({outcome})",
+            path.display(),
+            bad.len() - WARN_AT_MOST
+        );
+    }
+}
+
 /// One non-blank line of a JSONL file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Line {

@@ -196,6 +196,8 @@ pub fn run(
     if let Some(l) = opts.limit {
         records.truncate(l);
     }
+    // Here rather than in the CLI, so `flywheel run` names them too.
+    lines::warn(input, &bad_lines, "written with scores.errors");
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::store::create_run_dir(dir)?;
     }
@@ -405,6 +407,9 @@ pub fn run(
         }
     }
     pb.finish_and_clear();
+    for (id, why) in &summary.not_judged {
+        eprintln!("warning: record {id}: {why} (written with scores.errors)");
+    }
     for a in 0..loaded.len() {
         for b in a + 1..loaded.len() {
             if let Some(r) = pearson(&by_judge[a], &by_judge[b]) {
