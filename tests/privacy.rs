@@ -64,6 +64,13 @@ fn audit_redacts_every_shape_locates_findings_and_survives_bad_lines() {
         "{}",
         stdout(&o)
     );
+    for line in 2..=5 {
+        assert!(
+            stderr(&o).contains(&format!("hostile.jsonl:{line}: bad_input:")),
+            "line {line} not named: {}",
+            stderr(&o)
+        );
+    }
 
     let rd = d.join("runs/t");
     let report = std::fs::read_to_string(rd.join("privacy.json")).unwrap();
