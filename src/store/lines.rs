@@ -99,7 +99,7 @@ pub fn read(path: &Path, strict: bool) -> Result<Vec<Line>> {
                 };
                 if strict {
                     return Err(Error::Spec(format!(
-                        "{}; fix or remove that line (without --strict it is recorded and skipped)",
+                        "{}; fix or remove that line",
                         bad.describe(path)
                     )));
                 }
