@@ -73,15 +73,25 @@ pub fn convert(r: &Value, format: Format) -> std::result::Result<Value, String> 
     })
 }
 
-/// Converts a JSONL file; a record that cannot be expressed in the format is an error naming it.
-pub fn export(input: &Path, output: &Path, format: Format) -> Result<usize> {
-    let recs = crate::verify::stage::read_records(input)?;
+/// What an export wrote and which input lines it skipped.
+#[derive(Debug, Clone, Default)]
+pub struct ExportSummary {
+    pub written: usize,
+    /// Input lines that are not JSON records: skipped, to be named on stderr.
+    pub skipped: Vec<crate::store::lines::BadLine>,
+}
+
+/// Converts a JSONL file; a record that cannot be expressed in the format is an error
+/// naming it. A line that is not a JSON record is skipped and listed in the summary (with
+/// `strict`, it is an error naming `file:line`).
+pub fn export(input: &Path, output: &Path, format: Format, strict: bool) -> Result<ExportSummary> {
+    let (recs, skipped) = crate::store::lines::read_split(input, strict)?;
     let out = recs
         .iter()
-        .map(|r| {
+        .map(|(line, r)| {
             convert(r, format).map_err(|why| {
                 Error::Spec(format!(
-                    "{}: record {}: {why}",
+                    "{}:{line}: record {}: {why}",
                     input.display(),
                     r["id"].as_str().unwrap_or("?")
                 ))
@@ -89,7 +99,10 @@ pub fn export(input: &Path, output: &Path, format: Format) -> Result<usize> {
         })
         .collect::<Result<Vec<Value>>>()?;
     write_jsonl(output, &out)?;
-    Ok(recs.len())
+    Ok(ExportSummary {
+        written: out.len(),
+        skipped,
+    })
 }
 
 #[cfg(test)]

@@ -73,7 +73,8 @@ enum Command {
     /// the closest real record, and optionally the canary test.
     ///
     /// <run>/kept.jsonl → <run>/audited.jsonl (policy applied: [privacy] pii = flag|redact|drop,
-    /// copy/dcr = flag|drop) + <run>/privacy.json (every finding; PII shown masked). Runs
+    /// copy/dcr = flag|drop) + <run>/privacy.json (every finding, located by record, field and
+    /// character span, its text never repeated). Runs
     /// before blend, so a dropped record cannot shift the real/synthetic ratio.
     Audit(AuditArgs),
     /// Mix the audited synthetic records with real data at the spec's ratio ([blend]).
@@ -131,6 +132,10 @@ struct AuditArgs {
     /// Records to audit instead of <run>/kept.jsonl.
     #[arg(long)]
     input: Option<PathBuf>,
+    /// Fail on the first input line that is not a JSON record, naming FILE:LINE (by
+    /// default it is recorded, named on stderr, and the rest goes on).
+    #[arg(long)]
+    strict: bool,
     /// Plant N canaries in a copy of the real data, show those records to the teacher, and
     /// count how many come back in its output (with N never-shown control canaries).
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -180,6 +185,10 @@ struct ExportArgs {
     /// Output JSONL.
     #[arg(long)]
     output: PathBuf,
+    /// Fail on the first input line that is not a JSON record, naming FILE:LINE (by
+    /// default it is recorded, named on stderr, and the rest goes on).
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Args)]
@@ -225,6 +234,10 @@ struct VerifyArgs {
     /// Score only the first N records.
     #[arg(long)]
     limit: Option<usize>,
+    /// Fail on the first input line that is not a JSON record, naming FILE:LINE (by
+    /// default it is recorded, named on stderr, and the rest goes on).
+    #[arg(long)]
+    strict: bool,
     /// Never download models.
     #[arg(long)]
     offline: bool,
@@ -253,6 +266,10 @@ struct JudgeArgs {
     /// Name of the judge in scores.judge.
     #[arg(long, default_value = "judge")]
     name: String,
+    /// Fail on the first input line that is not a JSON record, naming FILE:LINE (by
+    /// default it is recorded, named on stderr, and the rest goes on).
+    #[arg(long)]
+    strict: bool,
     /// Items per forward pass. Does not change scores.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
@@ -425,11 +442,13 @@ fn print_verify(s: &flywheel::verify::stage::VerifySummary) {
         String::new()
     };
     println!(
-        "verify: {} records, {} already done, {} written ({} unreadable, kept with scores.errors) in {:.1}s{rate} → {}",
+        "verify: {} records, {} already done, {} written ({} unreadable, {} bad input lines, {} not judged; kept with scores.errors) in {:.1}s{rate} → {}",
         s.records,
         s.already_done,
         s.written,
         s.unreadable,
+        s.bad_lines.len(),
+        s.not_judged.len(),
         s.wall_seconds,
         s.output.display()
     );
@@ -483,7 +502,7 @@ fn run(cli: Cli) -> Result<()> {
                 progress,
                 canaries: a.canaries,
             };
-            let s = flywheel::privacy::run_spec(&spec, a.input.as_deref(), &opts)
+            let s = flywheel::privacy::run_spec_with(&spec, a.input.as_deref(), &opts, a.strict)
                 .with_context(|| format!("audit {}", a.spec.display()))?;
             let pii: Vec<String> = s
                 .pii_by_kind
@@ -491,8 +510,8 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|(k, v)| format!("{k} {v}"))
                 .collect();
             println!(
-                "audit: {} records → {} passed, {} dropped, {} redacted, {} flagged; PII: {}; copies of real text: {}; too close to a real record: {} → {}",
-                s.records, s.passed, s.dropped, s.redacted, s.flagged,
+                "audit: {} records → {} passed, {} dropped, {} redacted, {} flagged, {} bad input lines left out; PII: {}; copies of real text: {}; too close to a real record: {} → {}",
+                s.records, s.passed, s.dropped, s.redacted, s.flagged, s.bad_input,
                 if pii.is_empty() { "none".into() } else { pii.join(", ") },
                 s.copies, s.dcr_flagged, s.privacy_path.display()
             );
@@ -553,9 +572,15 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 a.input.clone()
             };
-            let n = flywheel::export::export(&input, &a.output, a.format)
+            let s = flywheel::export::export(&input, &a.output, a.format, a.strict)
                 .with_context(|| format!("export {}", input.display()))?;
-            println!("export: {n} records → {}", a.output.display());
+            flywheel::store::lines::warn(&input, &s.skipped, "skipped");
+            println!(
+                "export: {} records → {} ({} bad input lines skipped)",
+                s.written,
+                a.output.display(),
+                s.skipped.len()
+            );
         }
         Command::Generate(a) => {
             let spec = Spec::load(&a.spec)?;
@@ -612,11 +637,12 @@ fn run(cli: Cli) -> Result<()> {
                     FetchPolicy::from_env()
                 },
             };
-            let s = flywheel::verify::stage::run_spec(
+            let s = flywheel::verify::stage::run_spec_with(
                 &spec,
                 a.input.as_deref(),
                 a.output.as_deref(),
                 &opts,
+                a.strict,
             )
             .with_context(|| format!("verify {}", a.spec.display()))?;
             print_verify(&s);
@@ -657,16 +683,15 @@ fn run(cli: Cli) -> Result<()> {
                     FetchPolicy::from_env()
                 },
             };
-            let s = flywheel::verify::stage::run(
-                &a.input,
-                &a.output,
-                &[judge],
-                &[],
-                Default::default(),
-                std::path::Path::new("."),
-                &opts,
-            )
-            .with_context(|| format!("judge {}", a.input.display()))?;
+            let judges = [judge];
+            let checks = flywheel::verify::stage::Checks {
+                judges: &judges,
+                verifiers: &[],
+                combine: Default::default(),
+                base_dir: std::path::Path::new("."),
+            };
+            let s = flywheel::verify::stage::run(&a.input, &a.output, &checks, &opts, a.strict)
+                .with_context(|| format!("judge {}", a.input.display()))?;
             print_verify(&s);
         }
         Command::Dedup(a) => {

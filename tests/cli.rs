@@ -390,3 +390,50 @@ fn ctrl_c_stops_cleanly_and_keeps_records() {
     assert_eq!(m["stages"]["generate"]["status"], "interrupted");
     assert_eq!(m["stages"]["generate"]["done"], kept.len());
 }
+
+/// export skips each bad line with a warning naming it and converts the rest; `--strict`
+/// fails on the first one, naming it.
+#[test]
+fn export_skips_bad_lines_by_name_or_fails_with_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("hostile.jsonl");
+    let chat = |id: &str| {
+        serde_json::json!({"id": id, "messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]})
+            .to_string()
+    };
+    let mut f = Vec::new();
+    f.extend_from_slice(format!("{}\n", chat("a")).as_bytes());
+    f.extend_from_slice(b"not json\n");
+    f.extend_from_slice(b"{\"id\":\"caf\xe9\"}\n");
+    f.extend_from_slice(b"{\"id\":\"\\ud800\"}\n");
+    f.extend_from_slice(&b"[".repeat(10_000));
+    f.extend_from_slice(&b"]".repeat(10_000));
+    f.extend_from_slice(format!("\n{}\n", chat("b")).as_bytes());
+    std::fs::write(&input, f).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let export = |strict: bool| {
+        let mut c = flywheel();
+        c.arg("export")
+            .arg(&input)
+            .args(["--format", "openai", "--output"])
+            .arg(&out);
+        if strict {
+            c.arg("--strict");
+        }
+        run(&mut c)
+    };
+    let o = export(false);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for line in 2..=5 {
+        assert!(
+            stderr(&o).contains(&format!("hostile.jsonl:{line}: bad_input:")),
+            "line {line} not named: {}",
+            stderr(&o)
+        );
+    }
+    assert!(stdout(&o).contains("export: 2 records"), "{}", stdout(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 2);
+    let o = export(true);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("hostile.jsonl:2:"), "{}", stderr(&o));
+}

@@ -459,27 +459,39 @@ fn canary_test_catches_copied_canaries_and_controls_stay_silent() {
         c["control_found"], 0,
         "never-shown canaries were 'found': {c}"
     );
-    // Each finding names the output it came from, and that output holds the secret.
+    // Each finding names the output it came from (kept in canary_outputs.jsonl, not in
+    // privacy.json, as it may repeat real text), and that output holds the secret.
+    let outs: std::collections::BTreeMap<String, String> =
+        std::fs::read_to_string(rd.join("canary_outputs.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                (
+                    v["id"].as_str().unwrap().into(),
+                    v["output"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
     for d in c["details"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|d| d["found"] == "full")
     {
+        assert!(
+            d.get("output").is_none(),
+            "privacy.json repeats an output: {d}"
+        );
         let secret = d["canary"].as_str().unwrap();
-        let out = d["output"].as_str().unwrap().to_lowercase();
+        let out = outs[d["shown_in"].as_str().unwrap()].to_lowercase();
         assert!(secret.split('-').all(|w| out.contains(w)), "{d}");
     }
     assert!(stdout(&o).contains("canaries: 8 planted"));
     assert!(rd.join("canary_planted.jsonl").exists());
 
     // Clean data: the synthetic outputs of an ordinary run contain none of the canaries.
-    let outputs: Vec<String> = c["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["output"].as_str().unwrap_or("").to_string())
-        .collect();
+    let outputs: Vec<String> = outs.values().cloned().collect();
     let fresh = flywheel::privacy::canary::make(50, 999);
     let demo = std::fs::read_to_string(anchor()).unwrap();
     for k in &fresh {

@@ -309,19 +309,173 @@ fn bad_verify_input_is_reported_not_dropped() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Good records around one of each kind of bad line (lines 2–5).
+fn hostile(path: &Path) {
+    let mut f = Vec::new();
+    f.extend_from_slice(b"{\"id\":\"ok1\",\"prompt\":\"What is 2+2?\",\"response\":\"4\"}\n");
+    f.extend_from_slice(b"not json\n");
+    f.extend_from_slice(b"{\"id\":\"latin1\",\"prompt\":\"caf\xe9\",\"response\":\"x\"}\n");
+    f.extend_from_slice(b"{\"id\":\"sur\",\"prompt\":\"\\ud800\",\"response\":\"a\"}\n");
+    f.extend_from_slice(&b"[".repeat(10_000));
+    f.extend_from_slice(&b"]".repeat(10_000));
+    f.extend_from_slice(
+        b"\n{\"id\":\"ok2\",\"prompt\":\"Name a color.\",\"response\":\"Blue.\"}\n",
+    );
+    std::fs::write(path, f).unwrap();
+}
+
+/// verify and judge record every bad line (output + stderr, with its line number) and go
+/// on; `--strict` fails on the first one, naming it.
+#[test]
+fn bad_lines_are_recorded_and_the_rest_scored_or_strict_fails() {
+    model_file("smollm2-135m-instruct");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = d.join("hostile.jsonl");
+    hostile(&input);
+    let spec = write_spec(d, 1, 8, 0.0);
+    let base = std::fs::read_to_string(&spec).unwrap();
     std::fs::write(
-        d.join("bad.jsonl"),
-        "{\"prompt\": \"a\", \"response\": \"b\"}\nnot json\n",
+        &spec,
+        format!("{base}\n[[verifier]]\nkind = \"length\"\nunit = \"words\"\nmin = 1\n"),
     )
     .unwrap();
+    let judge = |out: &Path, strict: bool| {
+        let mut c = flywheel();
+        c.args(["judge", "--criteria", "Correct.", "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(out);
+        if strict {
+            c.arg("--strict");
+        }
+        run(&mut c)
+    };
+    let verify = |out: &Path, strict: bool| {
+        let mut c = flywheel();
+        c.arg("verify")
+            .arg(&spec)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(out);
+        if strict {
+            c.arg("--strict");
+        }
+        run(&mut c)
+    };
+    for (name, out, o, scored) in [
+        (
+            "judge",
+            d.join("j.jsonl"),
+            judge(&d.join("j.jsonl"), false),
+            "/scores/judge/judge/score",
+        ),
+        (
+            "verify",
+            d.join("v.jsonl"),
+            verify(&d.join("v.jsonl"), false),
+            "/scores/verifiers/length/pass",
+        ),
+    ] {
+        let e = stderr(&o);
+        assert!(o.status.success(), "{name}: {e}");
+        for line in 2..=5 {
+            assert!(
+                e.contains(&format!("hostile.jsonl:{line}: bad_input:")),
+                "{name}: line {line} not named: {e}"
+            );
+        }
+        assert!(
+            stdout(&o).contains("4 bad input lines"),
+            "{name}: {}",
+            stdout(&o)
+        );
+        let recs = read(&out);
+        assert_eq!(recs.len(), 6, "{name}: every line is carried to the output");
+        for (i, r) in recs.iter().enumerate() {
+            if i == 0 || i == 5 {
+                assert!(
+                    r.pointer(scored).is_some(),
+                    "{name}: valid record not scored: {r}"
+                );
+            } else {
+                assert_eq!(r["bad_input"]["line"], i as u64 + 1, "{name}: {r}");
+                assert!(
+                    r["scores"]["errors"][0]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("bad_input:"),
+                    "{r}"
+                );
+            }
+        }
+        assert_eq!(
+            recs[1]["bad_input"]["raw"], "not json",
+            "the raw line is kept"
+        );
+    }
+    for (name, o) in [
+        ("judge", judge(&d.join("js.jsonl"), true)),
+        ("verify", verify(&d.join("vs.jsonl"), true)),
+    ] {
+        assert!(!o.status.success(), "{name} --strict succeeded");
+        assert!(
+            stderr(&o).contains("hostile.jsonl:2:"),
+            "{name}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+/// A user prompt longer than the judge's window costs that record its judge score (with
+/// the reason in `scores.errors`), not the run.
+#[test]
+fn a_prompt_longer_than_the_judge_window_is_an_error_on_that_record_only() {
+    model_file("smollm2-135m-instruct");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input = d.join("in.jsonl");
+    std::fs::write(
+        &input,
+        format!(
+            "{}\n{}\n{}\n",
+            serde_json::json!({"id": "a", "prompt": "What is 2+2?", "response": "4"}),
+            serde_json::json!({"id": "huge", "prompt": "word ".repeat(3000), "response": "ok"}),
+            serde_json::json!({"id": "b", "prompt": "Name a color.", "response": "Blue."}),
+        ),
+    )
+    .unwrap();
+    let out = d.join("out.jsonl");
     let o = run(flywheel()
-        .args(["judge", "--criteria", "x", "--input"])
-        .arg(d.join("bad.jsonl"))
+        .args([
+            "judge",
+            "--criteria",
+            "Correct.",
+            "--max-tokens",
+            "256",
+            "--input",
+        ])
+        .arg(&input)
         .arg("--output")
-        .arg(d.join("y.jsonl")));
+        .arg(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("record huge:"), "{}", stderr(&o));
+    let recs = read(&out);
+    assert_eq!(recs.len(), 3);
+    let why = recs[1]["scores"]["errors"][0].as_str().unwrap();
     assert!(
-        !o.status.success() && stderr(&o).contains("bad.jsonl:2"),
-        "{}",
-        stderr(&o)
+        why.contains("prompt_too_long") && why.contains("256"),
+        "{why}"
     );
+    assert!(recs[1]["scores"].get("judge_combined").is_none());
+    for i in [0, 2] {
+        assert!(
+            recs[i]["scores"]["judge"]["judge"]["score"].is_f64(),
+            "{}",
+            recs[i]
+        );
+    }
 }

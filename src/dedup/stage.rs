@@ -162,40 +162,19 @@ enum Line {
     },
 }
 
-/// Reads a JSONL file line by line as bytes, so one bad line (not UTF-8, not JSON) becomes
-/// a rejection naming it instead of failing the whole file.
+/// Reads a JSONL file with the shared tolerant reader, so one bad line (not UTF-8, not
+/// JSON) becomes a rejection naming it instead of failing the whole file.
 fn read_lines(path: &Path, field: &str) -> Result<Vec<Line>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read input", path, e))?;
     let mut out = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for (n, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = n + 1;
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let Ok(s) = std::str::from_utf8(raw) else {
-            out.push(Line::Bad {
-                line,
-                raw: String::from_utf8_lossy(raw).into_owned(),
-                why: "bad_input:not_utf8".into(),
-            });
-            continue;
-        };
-        let value: Value = match serde_json::from_str(s) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(_) => {
+    for l in crate::store::lines::read(path, false)? {
+        let (line, value) = match l {
+            crate::store::lines::Line::Record { line, value } => (line, value),
+            crate::store::lines::Line::Bad(b) => {
                 out.push(Line::Bad {
-                    line,
-                    raw: s.into(),
-                    why: "bad_input:not_an_object".into(),
-                });
-                continue;
-            }
-            Err(e) => {
-                out.push(Line::Bad {
-                    line,
-                    raw: s.into(),
-                    why: format!("bad_input:invalid_json ({e})"),
+                    line: b.line,
+                    raw: b.raw,
+                    why: b.reason,
                 });
                 continue;
             }
@@ -390,7 +369,10 @@ pub fn run(
         match l {
             Line::Bad { why, .. } => pre[k] = Some(why.clone()),
             Line::Record { value, id, text } => {
-                if text.is_none() {
+                // A line verify could not read, carried to here with its reason.
+                if let Some(why) = value.pointer("/bad_input/reason").and_then(Value::as_str) {
+                    pre[k] = Some(why.to_string());
+                } else if text.is_none() {
                     pre[k] = Some(format!(
                         "bad_input:no_text (no {:?} field to compare)",
                         opts.field

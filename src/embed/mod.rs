@@ -256,22 +256,14 @@ pub fn embed_file(
             output.display()
         )));
     }
-    let bytes = std::fs::read(input).map_err(|e| Error::io("cannot read input", input, e))?;
     let mut texts = Vec::new();
     let mut ids = Vec::new();
     let mut s = EmbedFileSummary::default();
-    for (n, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let Ok(line) = std::str::from_utf8(raw) else {
-            s.skipped.push((n + 1, "not UTF-8".into()));
-            continue;
-        };
-        let v: serde_json::Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(e) => {
-                s.skipped.push((n + 1, format!("not JSON ({e})")));
+    for l in crate::store::lines::read(input, false)? {
+        let (line, v) = match l {
+            crate::store::lines::Line::Record { line, value } => (line, value),
+            crate::store::lines::Line::Bad(b) => {
+                s.skipped.push((b.line, b.reason));
                 continue;
             }
         };
@@ -280,11 +272,11 @@ pub fn embed_file(
                 ids.push(match v.get("id") {
                     Some(serde_json::Value::String(x)) => x.clone(),
                     Some(serde_json::Value::Number(x)) => x.to_string(),
-                    _ => format!("line:{}", n + 1),
+                    _ => format!("line:{line}"),
                 });
                 texts.push(t);
             }
-            None => s.skipped.push((n + 1, format!("no {field:?} text"))),
+            None => s.skipped.push((line, format!("no {field:?} text"))),
         }
     }
     let dev = crate::engine::device::parse(device)?;

@@ -140,10 +140,18 @@ impl Stage for Verify {
                 fetch: o.fetch,
             },
         )?;
-        Ok(StageReport::done(format!(
+        let mut line = format!(
             "{} records, {} already done, {} scored in {:.1}s",
             s.records, s.already_done, s.written, s.wall_seconds
-        )))
+        );
+        if !s.bad_lines.is_empty() || !s.not_judged.is_empty() {
+            line.push_str(&format!(
+                " ({} bad input lines, {} not judged: kept with scores.errors)",
+                s.bad_lines.len(),
+                s.not_judged.len()
+            ));
+        }
+        Ok(StageReport::done(line))
     }
 }
 
@@ -242,10 +250,17 @@ impl Stage for Audit {
                 canaries: o.canaries,
             },
         )?;
-        Ok(StageReport::done(format!(
+        let mut line = format!(
             "{} records → {} passed ({} dropped, {} redacted, {} flagged) in {:.1}s",
             s.records, s.passed, s.dropped, s.redacted, s.flagged, s.wall_seconds
-        )))
+        );
+        if s.bad_input > 0 {
+            line.push_str(&format!(
+                "; {} bad input lines left out (see privacy.json)",
+                s.bad_input
+            ));
+        }
+        Ok(StageReport::done(line))
     }
 }
 

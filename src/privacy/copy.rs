@@ -13,13 +13,16 @@ pub const SEED_WORDS: usize = 5;
 /// An n-gram found in more real records than this is boilerplate, not a fingerprint.
 const MAX_POSTINGS: usize = 64;
 
-/// The longest copied run in one synthetic text.
+/// The longest copied run in one synthetic text. It is located by character offsets, not
+/// quoted: the report it goes into must not repeat the real text it warns about.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Copy {
     pub real_id: String,
     pub words: usize,
     pub chars: usize,
-    pub excerpt: String,
+    /// Character offsets of the run in the synthetic text: `[start, end)`.
+    pub start: usize,
+    pub end: usize,
 }
 
 /// Words of a text as (hash, byte start, byte end).
@@ -98,12 +101,14 @@ impl CopyIndex {
         }
         best.map(|(n, s, d)| {
             let (a, b) = (ws[s].1, ws[s + n - 1].2);
-            let excerpt: String = text[a..b].chars().take(200).collect();
+            let start = text[..a].chars().count();
+            let chars = text[a..b].chars().count();
             Copy {
                 real_id: self.ids[d].clone(),
                 words: n,
-                chars: text[a..b].chars().count(),
-                excerpt,
+                chars,
+                start,
+                end: start + chars,
             }
         })
     }
@@ -133,12 +138,13 @@ mod tests {
                 "Unrelated text about tides and the moon's pull on the oceans of the earth.",
             ),
         ]);
-        let c = idx
-            .longest("Summary: the PATIENT a 54 year old teacher reported chest pain at night.")
-            .unwrap();
+        let syn = "Summary: the PATIENT a 54 year old teacher reported chest pain at night.";
+        let c = idx.longest(syn).unwrap();
         assert_eq!(c.real_id, "r1");
         assert_eq!(c.words, 10, "{c:?}"); // the patient a 54 year old teacher reported chest pain
-        assert!(c.excerpt.starts_with("the PATIENT"));
+        let run: String = syn.chars().skip(c.start).take(c.end - c.start).collect();
+        assert_eq!(run, "the PATIENT a 54 year old teacher reported chest pain");
+        assert_eq!(c.chars, run.chars().count());
         assert!(idx
             .longest("the moon and the sea are friends of the earth")
             .is_none());

@@ -52,6 +52,9 @@ pub struct AuditSummary {
     pub canary: Option<CanaryResult>,
     pub real_records: usize,
     pub real_bad_rows: usize,
+    /// Input lines that are not JSON records: not scanned, so not passed on; each is
+    /// listed (line and reason, never its text) under `bad_input` in `privacy.json`.
+    pub bad_input: usize,
     pub wall_seconds: f64,
     #[serde(skip)]
     pub audited_path: PathBuf,
@@ -75,23 +78,19 @@ pub struct CanaryResult {
     pub details: Vec<Value>,
 }
 
-/// Keeps PII out of the report it is reported in: `jane.doe@x.org` → `ja…rg (15 chars)`.
-fn mask(s: &str) -> String {
-    let c: Vec<char> = s.chars().collect();
-    if c.len() <= 6 {
-        return format!("… ({} chars)", c.len());
-    }
-    format!(
-        "{}…{} ({} chars)",
-        c[..2].iter().collect::<String>(),
-        c[c.len() - 2..].iter().collect::<String>(),
-        c.len()
-    )
+/// `flywheel audit SPEC`: `<run>/kept.jsonl` (or `input`) → `<run>/audited.jsonl` and
+/// `<run>/privacy.json`. Bad input lines are reported and left out (see [`run_spec_with`]).
+pub fn run_spec(spec: &Spec, input: Option<&Path>, opts: &AuditOptions) -> Result<AuditSummary> {
+    run_spec_with(spec, input, opts, false)
 }
 
-/// `flywheel audit SPEC`: `<run>/kept.jsonl` (or `input`) → `<run>/audited.jsonl` and
-/// `<run>/privacy.json`.
-pub fn run_spec(spec: &Spec, input: Option<&Path>, opts: &AuditOptions) -> Result<AuditSummary> {
+/// [`run_spec`]; with `strict`, the first bad input line is an error naming `file:line`.
+pub fn run_spec_with(
+    spec: &Spec,
+    input: Option<&Path>,
+    opts: &AuditOptions,
+    strict: bool,
+) -> Result<AuditSummary> {
     let dir = spec.run_dir();
     let input = input
         .map(Path::to_path_buf)
@@ -105,10 +104,13 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>, opts: &AuditOptions) -> Resul
     }
     let _lock = crate::store::create_run_dir(&dir)?;
     let started = Instant::now();
-    let mut s = audit(
-        &input,
-        &dir.join("audited.jsonl"),
-        &dir.join("privacy.json"),
+    let mut s = audit_files(
+        &AuditFiles {
+            input: &input,
+            audited: &dir.join("audited.jsonl"),
+            privacy_json: &dir.join("privacy.json"),
+            strict,
+        },
         &spec.sensitive_files(),
         &spec.privacy,
         spec.run.seed,
@@ -142,6 +144,7 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>, opts: &AuditOptions) -> Resul
     st.extra.insert("dropped".into(), s.dropped.into());
     st.extra.insert("flagged".into(), s.flagged.into());
     st.extra.insert("redacted".into(), s.redacted.into());
+    st.extra.insert("bad_input".into(), s.bad_input.into());
     m.stages.insert("audit".into(), st);
     if let Some(e) = &s.embedder {
         m.models.retain(|x| x.role != e.role);
@@ -168,7 +171,18 @@ pub fn read_real(files: &[PathBuf]) -> Result<(Vec<Value>, Vec<String>)> {
     Ok((recs, bad))
 }
 
-/// The audit proper, on any JSONL of records.
+/// The files of one audit.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditFiles<'a> {
+    pub input: &'a Path,
+    pub audited: &'a Path,
+    pub privacy_json: &'a Path,
+    /// The first input line that is not a JSON record is an error (else it is reported
+    /// and left out).
+    pub strict: bool,
+}
+
+/// The audit proper, on any JSONL of records (bad lines reported and left out).
 pub fn audit(
     input: &Path,
     audited: &Path,
@@ -178,8 +192,107 @@ pub fn audit(
     seed: u64,
     opts: &AuditOptions,
 ) -> Result<AuditSummary> {
+    let files = AuditFiles {
+        input,
+        audited,
+        privacy_json,
+        strict: false,
+    };
+    audit_files(&files, sensitive, cfg, seed, opts)
+}
+
+/// Escapes a key for a JSON pointer (RFC 6901).
+fn pointer_key(k: &str) -> String {
+    k.replace('~', "~0").replace('/', "~1")
+}
+
+/// Calls `f(pointer, text)` on every string of a record that reaches the dataset: every
+/// field at any depth (chat messages with the system turn, `prompt`/`response`, alpaca
+/// fields, `meta.vars`, …) except the top-level `id`, which other files refer to.
+fn each_string(v: &mut Value, f: &mut impl FnMut(&str, &mut String)) {
+    fn walk(v: &mut Value, ptr: &mut String, f: &mut impl FnMut(&str, &mut String)) {
+        match v {
+            Value::String(s) => f(ptr, s),
+            Value::Array(a) => {
+                for (i, x) in a.iter_mut().enumerate() {
+                    let n = ptr.len();
+                    ptr.push_str(&format!("/{i}"));
+                    walk(x, ptr, f);
+                    ptr.truncate(n);
+                }
+            }
+            Value::Object(o) => {
+                for (k, x) in o.iter_mut() {
+                    if ptr.is_empty() && k == "id" {
+                        continue;
+                    }
+                    let n = ptr.len();
+                    ptr.push('/');
+                    ptr.push_str(&pointer_key(k));
+                    walk(x, ptr, f);
+                    ptr.truncate(n);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(v, &mut String::new(), f)
+}
+
+/// The fields the model wrote, as (pointer, text): assistant turns, or the response field
+/// of a non-chat record. Prompts come from the spec, so comparing them with real prompts
+/// would flag every record that shares a template.
+fn response_fields(r: &Value) -> Vec<(String, &str)> {
+    let mut out = Vec::new();
+    if let Some(msgs) = r.get("messages").and_then(Value::as_array) {
+        for (i, m) in msgs.iter().enumerate() {
+            if let (Some("assistant"), Some(c)) = (
+                m.get("role").and_then(Value::as_str),
+                m.get("content").and_then(Value::as_str),
+            ) {
+                out.push((format!("/messages/{i}/content"), c));
+            }
+        }
+    }
+    for k in ["response", "output", "completion", "text", "content"] {
+        if let Some(t) = r.get(k).and_then(Value::as_str) {
+            out.push((format!("/{k}"), t));
+        }
+    }
+    out
+}
+
+/// Character offsets of a byte span: findings point into the text by characters.
+fn char_span(text: &str, start: usize, end: usize) -> (usize, usize) {
+    let a = text[..start].chars().count();
+    (a, a + text[start..end].chars().count())
+}
+
+/// The audit proper, on the records of `files.input`.
+pub fn audit_files(
+    files: &AuditFiles<'_>,
+    sensitive: &[PathBuf],
+    cfg: &PrivacySection,
+    seed: u64,
+    opts: &AuditOptions,
+) -> Result<AuditSummary> {
+    let AuditFiles {
+        input,
+        audited,
+        privacy_json,
+        strict,
+    } = *files;
     let started = Instant::now();
-    let records = crate::verify::stage::read_records(input)?;
+    let (lines, bad_lines) = crate::store::lines::read_split(input, strict)?;
+    crate::store::lines::warn(
+        input,
+        &bad_lines,
+        "not audited, left out; listed under bad_input in privacy.json",
+    );
+    let records: Vec<Value> = lines
+        .into_iter()
+        .map(|(_, v)| crate::verify::stage::with_id(v))
+        .collect();
     let (real, real_bad) = read_real(sensitive)?;
     for b in &real_bad {
         eprintln!("warning: real data: {b} (skipped)");
@@ -203,19 +316,21 @@ pub fn audit(
         .map(|r| r["id"].as_str().unwrap_or("").to_string())
         .collect();
 
-    // Copies.
+    // Copies: the longest run over the record's response fields, located by field and span.
     let index = copy::CopyIndex::build(
         real_ids
             .iter()
             .map(String::as_str)
             .zip(real_all.iter().map(String::as_str)),
     );
-    let copies: Vec<Option<copy::Copy>> = syn_text
+    let copies: Vec<Option<(String, copy::Copy)>> = records
         .iter()
-        .map(|t| {
-            index
-                .longest(t)
-                .filter(|c| c.words >= cfg.copy_words || c.chars >= cfg.copy_chars)
+        .map(|r| {
+            response_fields(r)
+                .into_iter()
+                .filter_map(|(field, t)| index.longest(t).map(|c| (field, c)))
+                .filter(|(_, c)| c.words >= cfg.copy_words || c.chars >= cfg.copy_chars)
+                .max_by_key(|(_, c)| c.words)
         })
         .collect();
 
@@ -224,6 +339,7 @@ pub fn audit(
         records: records.len(),
         real_records: real.len(),
         real_bad_rows: real_bad.len(),
+        bad_input: bad_lines.len(),
         audited_path: audited.to_path_buf(),
         privacy_path: privacy_json.to_path_buf(),
         ..Default::default()
@@ -289,51 +405,39 @@ pub fn audit(
         let mut flags: Vec<Value> = Vec::new();
         let mut drop_reasons: Vec<String> = Vec::new();
         let mut redacted: Vec<&'static str> = Vec::new();
-        // PII, message by message so redaction keeps the chat shape.
-        let mut pii_hits = Vec::new();
-        if let Some(msgs) = rec.get_mut("messages").and_then(|m| m.as_array_mut()) {
-            for m in msgs.iter_mut() {
-                if m["role"] == "system" {
-                    continue;
-                }
-                let Some(content) = m["content"].as_str().map(str::to_string) else {
-                    continue;
-                };
-                let hits = pii::scan(&content);
-                if hits.is_empty() {
-                    continue;
-                }
-                if cfg.pii == Policy::Redact {
-                    m["content"] = Value::String(pii::redact(&content, &hits));
-                    redacted.extend(hits.iter().map(|h| h.kind.name()));
-                }
-                pii_hits.extend(hits);
+        // PII in every string that reaches the dataset, redacted where it stands.
+        let mut pii_hits: Vec<(String, (usize, usize), pii::Kind)> = Vec::new();
+        each_string(&mut rec, &mut |field, text| {
+            let hits = pii::scan(text);
+            if hits.is_empty() {
+                return;
             }
-        } else if !syn_text[i].is_empty() {
-            pii_hits = pii::scan(&syn_text[i]);
-        }
-        for h in &pii_hits {
-            *summary.pii_by_kind.entry(h.kind.name().into()).or_default() += 1;
-            findings.push(
-                json!({"id": id, "check": "pii", "kind": h.kind.name(), "masked": mask(&h.text)}),
-            );
+            for h in &hits {
+                pii_hits.push((field.to_string(), char_span(text, h.start, h.end), h.kind));
+            }
+            if cfg.pii == Policy::Redact {
+                *text = pii::redact(text, &hits);
+                redacted.extend(hits.iter().map(|h| h.kind.name()));
+            }
+        });
+        // The finding says where (record, field, character span in the input), never what.
+        for (field, (start, end), kind) in &pii_hits {
+            *summary.pii_by_kind.entry(kind.name().into()).or_default() += 1;
+            findings.push(json!({"id": id, "check": "pii", "kind": kind.name(),
+                                 "field": field, "start": start, "end": end}));
         }
         if !pii_hits.is_empty() {
-            let kinds: Vec<&str> = pii_hits.iter().map(|h| h.kind.name()).collect();
+            let kinds: Vec<&str> = pii_hits.iter().map(|h| h.2.name()).collect();
             match cfg.pii {
                 Policy::Drop => drop_reasons.push(format!("pii:{}", kinds.join(","))),
                 Policy::Flag => flags.push(json!({"check": "pii", "kinds": kinds})),
-                Policy::Redact if redacted.is_empty() => {
-                    // Not a chat record: nothing to redact in place, so flag instead.
-                    flags.push(json!({"check": "pii", "kinds": kinds}))
-                }
                 Policy::Redact => {}
             }
         }
-        if let Some(c) = &copies[i] {
+        if let Some((field, c)) = &copies[i] {
             summary.copies += 1;
             findings.push(json!({"id": id, "check": "copy", "real_id": c.real_id, "words": c.words, "chars": c.chars,
-                                 "excerpt": c.excerpt.chars().take(80).collect::<String>()}));
+                                 "field": field, "start": c.start, "end": c.end}));
             let why = format!("copy:{}:{}w", c.real_id, c.words);
             match cfg.copy {
                 Policy::Drop => drop_reasons.push(why),
@@ -376,6 +480,9 @@ pub fn audit(
         "policy": cfg,
         "sensitive": sensitive.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "real_bad_rows": real_bad,
+        // Where each unreadable input line is and why; its text could hold what this
+        // report protects, so it is not repeated.
+        "bad_input": bad_lines.iter().map(|b| json!({"line": b.line, "reason": b.reason})).collect::<Vec<_>>(),
         "findings": findings,
         "dropped": dropped,
         "dcr": {"stats": summary.dcr, "closest": dcr_closest, "threshold": cfg.dcr_threshold},
@@ -418,7 +525,9 @@ pub fn canary_test(spec: &Spec, opts: &AuditOptions, dir: &Path) -> Result<Canar
         let text = text_of(rec, "auto").unwrap_or_default();
         // At the start, so a copy cut short by max_new_tokens still reaches it.
         let example = format!("{} {text}", c.sentence);
-        planted_copy.push(json!({"real_id": rec["id"], "canary": c.secret, "example": example}));
+        // The real text stays where it came from: this file names the record, not its words.
+        planted_copy
+            .push(json!({"real_id": rec["id"], "canary": c.secret, "sentence": c.sentence}));
         let mut vars = BTreeMap::new();
         vars.insert("example".to_string(), example);
         let prompt = crate::spec::render(&spec.privacy.canary_template, &vars);
@@ -456,9 +565,13 @@ pub fn canary_test(spec: &Spec, opts: &AuditOptions, dir: &Path) -> Result<Canar
             Some(canary::Found::Partial) => res.resurfaced_partial += 1,
             None => {}
         }
+        // The output may repeat the real record it was shown, so privacy.json names it and
+        // its length; the text itself is in canary_outputs.jsonl, beside the planted copy.
+        let shown_in = format!("canary-{k}");
+        let chars = outputs.get(&shown_in).map(|t| t.chars().count());
         res.details.push(
-            json!({"canary": c.secret, "shown_in": format!("canary-{k}"), "found": best,
-                                "output": outputs.get(&format!("canary-{k}"))}),
+            json!({"canary": c.secret, "shown_in": shown_in, "found": best,
+                                "output_chars": chars, "output_file": "canary_outputs.jsonl"}),
         );
     }
     for c in control {
@@ -467,6 +580,11 @@ pub fn canary_test(spec: &Spec, opts: &AuditOptions, dir: &Path) -> Result<Canar
         }
     }
     write_jsonl(&dir.join("canary_planted.jsonl"), &planted_copy)?;
+    let outs: Vec<Value> = outputs
+        .iter()
+        .map(|(id, text)| json!({"id": id, "output": text}))
+        .collect();
+    write_jsonl(&dir.join("canary_outputs.jsonl"), &outs)?;
     Ok(res)
 }
 
@@ -474,10 +592,154 @@ pub fn canary_test(spec: &Spec, opts: &AuditOptions, dir: &Path) -> Result<Canar
 mod tests {
     use super::*;
 
+    fn opts() -> AuditOptions {
+        AuditOptions {
+            device: "cpu".into(),
+            dtype: "auto".into(),
+            fetch: FetchPolicy::Offline,
+            progress: false,
+            canaries: 0,
+        }
+    }
+
+    /// Every record shape, PII in every field that reaches the dataset (the system turn,
+    /// non-chat prompts, alpaca fields, meta): all redacted, all located, none repeated.
     #[test]
-    fn masking_hides_the_middle() {
-        assert_eq!(mask("jane.doe@x.org"), "ja…rg (14 chars)");
-        assert_eq!(mask("1.2.3"), "… (5 chars)");
+    fn redaction_reaches_every_field_of_every_shape_and_findings_only_locate() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.jsonl");
+        std::fs::write(&real, "{\"id\":\"r1\",\"prompt\":\"Describe the visit.\",\"response\":\"The patient arrived on Tuesday complaining of a sharp pain in the left knee after a fall.\"}\n").unwrap();
+        let syn = dir.path().join("kept.jsonl");
+        let recs = [
+            json!({"id":"chat","messages":[{"role":"system","content":"Escalate to ops@corp.example.com."},{"role":"user","content":"My SSN is 123-45-6789"},{"role":"assistant","content":"Noted."}],"meta":{"vars":{"who":"call 5552345678"}}}),
+            json!({"id":"pr","prompt":"Card 4111 1111 1111 1111?","response":"Mail jane.doe@example.com"}),
+            json!({"id":"alp","instruction":"Host 10.1.2.3","input":"IBAN GB82 WEST 1234 5698 7654 32","output":"See fe80::1ff:fe23:4567:890a"}),
+            json!({"id":"copy","prompt":"q","response":"Notes: the patient arrived on Tuesday complaining of a sharp pain in the left knee."}),
+        ];
+        std::fs::write(
+            &syn,
+            recs.iter()
+                .map(|r| r.to_string() + "\n")
+                .collect::<String>(),
+        )
+        .unwrap();
+        let cfg = PrivacySection {
+            embedder: "none".into(),
+            copy: Policy::Flag,
+            ..Default::default()
+        };
+        let (out, pj) = (
+            dir.path().join("audited.jsonl"),
+            dir.path().join("privacy.json"),
+        );
+        let s = audit(&syn, &out, &pj, &[real], &cfg, 1, &opts()).unwrap();
+        assert_eq!((s.passed, s.redacted, s.dropped), (4, 3, 0));
+        let audited = std::fs::read_to_string(&out).unwrap();
+        let report = std::fs::read_to_string(&pj).unwrap();
+        for secret in [
+            "ops@corp",
+            "123-45-6789",
+            "6789",
+            "5552345678",
+            "4111 1111",
+            "jane.doe",
+            "10.1.2.3",
+            "GB82",
+            "fe80",
+            "the patient arrived",
+            "left knee",
+        ] {
+            assert!(!report.contains(secret), "privacy.json repeats {secret:?}");
+            if secret != "the patient arrived" && secret != "left knee" {
+                assert!(!audited.contains(secret), "audited.jsonl keeps {secret:?}");
+            }
+        }
+        for placeholder in [
+            "[EMAIL]",
+            "[US_SSN]",
+            "[PHONE]",
+            "[CREDIT_CARD]",
+            "[IPV4]",
+            "[IBAN]",
+            "[IPV6]",
+        ] {
+            assert!(
+                audited.contains(placeholder),
+                "{placeholder} missing: {audited}"
+            );
+        }
+        let p: Value = serde_json::from_str(&report).unwrap();
+        let findings = p["findings"].as_array().unwrap();
+        let find = |id: &str, field: &str| {
+            findings
+                .iter()
+                .find(|f| f["id"] == id && f["field"] == field)
+                .unwrap_or_else(|| panic!("no finding for {id} {field}: {findings:?}"))
+        };
+        // The span points at the PII in the input text, by characters.
+        let f = find("chat", "/messages/0/content");
+        assert_eq!(
+            (f["kind"].as_str(), f["start"].as_u64(), f["end"].as_u64()),
+            (Some("email"), Some(12), Some(32))
+        );
+        find("chat", "/messages/1/content");
+        find("chat", "/meta/vars/who");
+        find("pr", "/prompt");
+        find("alp", "/instruction");
+        find("alp", "/input");
+        find("alp", "/output");
+        let c = find("copy", "/response");
+        assert_eq!(c["check"], "copy");
+        let text = recs[3]["response"].as_str().unwrap();
+        let run: String = text
+            .chars()
+            .skip(c["start"].as_u64().unwrap() as usize)
+            .take((c["end"].as_u64().unwrap() - c["start"].as_u64().unwrap()) as usize)
+            .collect();
+        assert!(
+            run.starts_with("the patient arrived") && run.ends_with("left knee"),
+            "{run}"
+        );
+        assert!(findings
+            .iter()
+            .all(|f| f.get("masked").is_none() && f.get("excerpt").is_none()));
+    }
+
+    #[test]
+    fn bad_input_lines_are_reported_without_their_text_and_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let syn = dir.path().join("kept.jsonl");
+        std::fs::write(
+            &syn,
+            b"{\"id\":\"a\",\"prompt\":\"q\",\"response\":\"fine\"}\n{\"leak\": \"jane.doe@example.com\"\n\xff\n",
+        )
+        .unwrap();
+        let cfg = PrivacySection {
+            embedder: "none".into(),
+            ..Default::default()
+        };
+        let (out, pj) = (
+            dir.path().join("audited.jsonl"),
+            dir.path().join("privacy.json"),
+        );
+        let s = audit(&syn, &out, &pj, &[], &cfg, 1, &opts()).unwrap();
+        assert_eq!((s.records, s.passed, s.bad_input), (1, 1, 2));
+        let report = std::fs::read_to_string(&pj).unwrap();
+        assert!(!report.contains("jane.doe"), "{report}");
+        let p: Value = serde_json::from_str(&report).unwrap();
+        assert_eq!(p["bad_input"][0]["line"], 2);
+        assert_eq!(p["bad_input"][1]["reason"], "bad_input:not_utf8");
+        assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 1);
+        let files = AuditFiles {
+            input: &syn,
+            audited: &out,
+            privacy_json: &pj,
+            strict: true,
+        };
+        let e = audit_files(&files, &[], &cfg, 1, &opts())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kept.jsonl:2:"), "{e}");
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub struct Hit {
 struct Patterns {
     email: Regex,
     phone: Regex,
+    phone_bare: Regex,
     card: Regex,
     iban: Regex,
     ssn: Regex,
@@ -84,8 +85,13 @@ fn patterns() -> &'static Patterns {
         let re = |s: &str| Regex::new(s).expect("built-in PII pattern");
         Patterns {
             email: re(r"(?i)\b[a-z0-9][a-z0-9._%+-]*@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,24}\b"),
-            // +CC international, (555) 123-4567, or 555-123-4567; digits counted after.
-            phone: re(r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}\b|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}\b|\b\d{3}[ .-]\d{3}[ .-]\d{4}\b"),
+            // +CC international, (555) 123-4567, (555)1234567, 555-123-4567 or 555-1234567;
+            // digits counted after.
+            phone: re(r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}\b|\(\d{3}\)[ .-]?\d{3}[ .-]?\d{4}\b|\b\d{3}[ .-]\d{3}[ .-]?\d{4}\b"),
+            // Without separators only a North American number is recognizable: optional
+            // 1, then area and exchange codes that start with 2–9. (A bare 10-digit run is
+            // otherwise as likely an order number or a Unix time, which starts with 1.)
+            phone_bare: re(r"\b1?[2-9]\d{2}[2-9]\d{6}\b"),
             card: re(r"\b\d(?:[ -]?\d){12,18}\b"),
             iban: re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
             ssn: re(r"\b(\d{3})-(\d{2})-(\d{4})\b"),
@@ -258,6 +264,9 @@ pub fn scan(text: &str) -> Vec<Hit> {
         }
     }
     for m in p.ipv6.find_iter(text) {
+        if !standalone(text, &m) {
+            continue;
+        }
         let s = m.as_str().split('%').next().unwrap_or("");
         let hexes = s.chars().filter(char::is_ascii_hexdigit).count();
         if s.len() >= 6 && hexes >= 4 && s.parse::<std::net::Ipv6Addr>().is_ok() {
@@ -271,6 +280,9 @@ pub fn scan(text: &str) -> Vec<Hit> {
             push(Kind::Phone, m);
         }
     }
+    for m in p.phone_bare.find_iter(text) {
+        push(Kind::Phone, m);
+    }
     // Earlier first; at the same start the longer; then the order pushed (specific first).
     hits.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
     let mut out: Vec<Hit> = Vec::with_capacity(hits.len());
@@ -281,6 +293,20 @@ pub fn scan(text: &str) -> Vec<Hit> {
         out.push(h);
     }
     out
+}
+
+/// The pattern has no word boundary of its own (an address may start with `::`), so the
+/// characters around the match decide: `deadbeef::1` or `cabbage::bad` hold no address.
+/// A full stop after the address ends a sentence; one before a letter or digit continues
+/// a word.
+fn standalone(text: &str, m: &regex::Match) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == ':';
+    let mut after = text[m.end()..].chars();
+    let next = after.next();
+    let continues = next.is_some_and(word)
+        || (next == Some('.') && after.next().is_some_and(char::is_alphanumeric));
+    let before = text[..m.start()].chars().next_back();
+    !continues && !before.is_some_and(|c| word(c) || c == '.')
 }
 
 /// Dotted numbers inside longer dotted runs (`1.2.3.4.5`, version strings) are not addresses.
@@ -374,6 +400,21 @@ mod tests {
                 vec![(Ipv6, "fe80::1ff:fe23:4567:890a%eth0")],
             ),
             ("at 12:30:45 the ratio was 3:2", vec![]),
+            // Inside hex words there is no address (each of these parses as IPv6 alone).
+            ("hash deadbeef::1 and cabbage::bad and feed::face0x", vec![]),
+            ("loopback ::1 and fe80::1.", vec![(Ipv6, "fe80::1")]),
+            // Without separators: North American numbers, with or without the 1.
+            (
+                "call 5552345678 or 15552345678 or (555)1234567 or 555-1234567",
+                vec![
+                    (Phone, "5552345678"),
+                    (Phone, "15552345678"),
+                    (Phone, "(555)1234567"),
+                    (Phone, "555-1234567"),
+                ],
+            ),
+            // …but not Unix times, order numbers or codes that start with 0 or 1.
+            ("at 1700000000 order 0123456789 ref 1234567890", vec![]),
             ("A volcano is a mountain that erupts lava.", vec![]),
         ];
         for (text, want) in table {

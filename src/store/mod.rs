@@ -4,6 +4,7 @@
 //! flushed. On open, a torn last line (a crash mid-write) is cut off and reported; a
 //! corrupt line in the middle is an error, never silently dropped.
 
+pub mod lines;
 pub mod lock;
 pub mod manifest;
 pub mod record;

@@ -203,18 +203,22 @@ impl<'a> Judge<'a> {
     }
 
     /// Token ids for an item, cutting the response (and flagging it) when it does not fit.
-    fn item_ids(&self, item: &JudgeItem) -> Result<(Vec<u32>, bool)> {
+    /// The inner `Err` is an item that cannot be judged at all (its question does not fit
+    /// even with the response cut away): that item's problem, not the batch's.
+    fn item_ids(&self, item: &JudgeItem) -> Result<std::result::Result<(Vec<u32>, bool), String>> {
         let ids = self.llm.prompt_ids_raw(&self.prompt_text(item))?;
         if ids.len() <= self.max_tokens {
-            return Ok((ids, false));
+            return Ok(Ok((ids, false)));
         }
         let mut resp: Vec<char> = item.response.chars().collect();
         loop {
             let keep = resp.len() * 4 / 5;
             if keep == 0 {
-                return Err(Error::Model(format!(
-                    "judge {}: the rubric and question alone exceed the judge's {} tokens",
-                    self.name, self.max_tokens
+                return Ok(Err(format!(
+                    "judge {}: prompt_too_long: the question ({} chars) with the rubric exceeds the judge's {} tokens even with the response cut; not judged (raise the judge's max_tokens)",
+                    self.name,
+                    item.prompt.chars().count(),
+                    self.max_tokens
                 )));
             }
             resp.truncate(keep);
@@ -224,7 +228,7 @@ impl<'a> Judge<'a> {
             };
             let ids = self.llm.prompt_ids_raw(&self.prompt_text(&cut))?;
             if ids.len() <= self.max_tokens {
-                return Ok((ids, true));
+                return Ok(Ok((ids, true)));
             }
         }
     }
@@ -233,11 +237,49 @@ impl<'a> Judge<'a> {
     /// [`TOKENS_PER_FORWARD`] prompt tokens, so wide batches stay in cache). The prefix all
     /// items share (system prompt and rubric) is prefilled once and its KV copied into
     /// each item's cache. Order is preserved; scores do not depend on `batch`.
-    pub fn score(&self, items: &[JudgeItem], mut batch: usize) -> Result<Vec<JudgeScore>> {
-        let prepared: Vec<(Vec<u32>, bool)> = items
-            .iter()
-            .map(|it| self.item_ids(it))
-            .collect::<Result<_>>()?;
+    /// An item that cannot be judged at all is an error here; [`Judge::score_each`] gives
+    /// it its reason and scores the rest.
+    pub fn score(&self, items: &[JudgeItem], batch: usize) -> Result<Vec<JudgeScore>> {
+        self.score_each(items, batch)?
+            .into_iter()
+            .map(|r| r.map_err(Error::Model))
+            .collect()
+    }
+
+    /// Like [`Judge::score`], but an item whose question alone overflows the judge's window
+    /// gets `Err(reason)` in its place instead of failing every other item with it.
+    pub fn score_each(
+        &self,
+        items: &[JudgeItem],
+        batch: usize,
+    ) -> Result<Vec<std::result::Result<JudgeScore, String>>> {
+        let mut prepared = Vec::with_capacity(items.len());
+        let mut each = Vec::with_capacity(items.len());
+        for it in items {
+            match self.item_ids(it)? {
+                Ok(p) => {
+                    prepared.push(p);
+                    each.push(None);
+                }
+                Err(why) => each.push(Some(why)),
+            }
+        }
+        let mut scored = self.score_prepared(prepared, batch)?.into_iter();
+        each.into_iter()
+            .map(|why| match why {
+                Some(why) => Ok(Err(why)),
+                None => scored.next().map(Ok).ok_or_else(|| {
+                    Error::Model(format!("internal: judge {}: a score is missing", self.name))
+                }),
+            })
+            .collect()
+    }
+
+    fn score_prepared(
+        &self,
+        prepared: Vec<(Vec<u32>, bool)>,
+        mut batch: usize,
+    ) -> Result<Vec<JudgeScore>> {
         let Some(first) = prepared.first() else {
             return Ok(Vec::new());
         };
@@ -267,7 +309,7 @@ impl<'a> Judge<'a> {
         } else {
             TOKENS_PER_FORWARD_GPU
         };
-        let mut out = Vec::with_capacity(items.len());
+        let mut out = Vec::with_capacity(prepared.len());
         let mut i = 0;
         while i < prepared.len() {
             // Next chunk: up to `batch` items within the token budget (at least one).

@@ -9,6 +9,7 @@ use crate::engine::{device, Llm};
 use crate::error::{Error, Result};
 use crate::models::{resolve, FetchPolicy};
 use crate::spec::{JudgeSpec, Spec, VerifierSpec};
+use crate::store::lines::{self, BadLine, Line};
 use crate::store::manifest::{ModelEntry, StageStatus};
 use crate::store::{JsonlWriter, Manifest};
 use serde_json::{json, Map, Value};
@@ -51,6 +52,12 @@ pub struct VerifySummary {
     pub written: usize,
     /// Records the judges could not read (no prompt/response); written with `scores.errors`.
     pub unreadable: usize,
+    /// Input lines that are not JSON records; written as `bad_input` records with
+    /// `scores.errors`, so nothing is lost.
+    pub bad_lines: Vec<BadLine>,
+    /// (record id, why) for records a judge could not score (a prompt longer than its
+    /// window); written with `scores.errors`.
+    pub not_judged: Vec<(String, String)>,
     pub judge_items: usize,
     pub judge_seconds: f64,
     pub wall_seconds: f64,
@@ -61,12 +68,34 @@ pub struct VerifySummary {
     pub models: Vec<ModelEntry>,
 }
 
+/// What to score with: the judges, the verifiers, and how judges combine.
+#[derive(Debug, Clone, Copy)]
+pub struct Checks<'a> {
+    pub judges: &'a [JudgeSpec],
+    pub verifiers: &'a [VerifierSpec],
+    pub combine: Combine,
+    /// Where verifier files (schemas, word lists) resolve from.
+    pub base_dir: &'a Path,
+}
+
 /// `flywheel verify SPEC`: `<run>/generated.jsonl` (or `input`) → `<run>/verified.jsonl` (or `output`).
+/// Bad input lines are recorded and skipped (see [`run_spec_with`]).
 pub fn run_spec(
     spec: &Spec,
     input: Option<&Path>,
     output: Option<&Path>,
     opts: &VerifyOptions,
+) -> Result<VerifySummary> {
+    run_spec_with(spec, input, output, opts, false)
+}
+
+/// [`run_spec`]; with `strict`, the first bad input line is an error naming `file:line`.
+pub fn run_spec_with(
+    spec: &Spec,
+    input: Option<&Path>,
+    output: Option<&Path>,
+    opts: &VerifyOptions,
+    strict: bool,
 ) -> Result<VerifySummary> {
     if spec.judges.is_empty() && spec.verifiers.is_empty() {
         return Err(Error::Spec(format!(
@@ -88,15 +117,13 @@ pub fn run_spec(
     } else {
         None
     };
-    let summary = run(
-        &input,
-        &output,
-        &spec.judges,
-        &spec.verifiers,
-        spec.verify.combine,
-        base,
-        opts,
-    )?;
+    let checks = Checks {
+        judges: &spec.judges,
+        verifiers: &spec.verifiers,
+        combine: spec.verify.combine,
+        base_dir: base,
+    };
+    let summary = run(&input, &output, &checks, opts, strict)?;
     if output.parent() == Some(run_dir.as_path()) {
         record_in_manifest(&run_dir, spec, &summary)?;
     }
@@ -117,6 +144,10 @@ fn record_in_manifest(run_dir: &Path, spec: &Spec, s: &VerifySummary) -> Result<
         ..Default::default()
     };
     st.extra.insert("unreadable".into(), s.unreadable.into());
+    st.extra
+        .insert("bad_input".into(), s.bad_lines.len().into());
+    st.extra
+        .insert("not_judged".into(), s.not_judged.len().into());
     if !s.judge_agreement.is_empty() {
         let pairs: Vec<Value> = s
             .judge_agreement
@@ -150,18 +181,24 @@ fn record_in_manifest(run_dir: &Path, spec: &Spec, s: &VerifySummary) -> Result<
     m.save(run_dir)
 }
 
-/// Scores `input` into `output` with the given judges and verifiers.
+/// Scores `input` into `output` with the given judges and verifiers. A line that is not a
+/// JSON record is written as a `bad_input` record with `scores.errors` (or, with `strict`,
+/// is an error naming `file:line`).
 pub fn run(
     input: &Path,
     output: &Path,
-    judges: &[JudgeSpec],
-    verifier_specs: &[VerifierSpec],
-    how: Combine,
-    base_dir: &Path,
+    checks: &Checks<'_>,
     opts: &VerifyOptions,
+    strict: bool,
 ) -> Result<VerifySummary> {
+    let Checks {
+        judges,
+        verifiers: verifier_specs,
+        combine: how,
+        base_dir,
+    } = *checks;
     let started = Instant::now();
-    let mut records = read_records(input)?;
+    let (mut records, bad_lines) = read_input(input, strict)?;
     // What a score is made from: the record as read, and everything that scores it. A
     // record in the output counts as done only while both are unchanged; edit the rubric,
     // swap the judge's weights or regenerate the record, and it is scored again.
@@ -189,6 +226,8 @@ pub fn run(
     if let Some(l) = opts.limit {
         records.truncate(l);
     }
+    // Here rather than in the CLI, so `flywheel run` names them too.
+    lines::warn(input, &bad_lines, "written with scores.errors");
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create directory", dir, e))?;
     }
@@ -196,6 +235,7 @@ pub fn run(
     let mut summary = VerifySummary {
         output: output.to_path_buf(),
         records: records.len(),
+        bad_lines,
         ..Default::default()
     };
 
@@ -299,12 +339,10 @@ pub fn run(
                 }
             })
             .collect();
-        let mut per_judge: Vec<Vec<JudgeScore>> = Vec::new();
+        let mut per_judge: Vec<Vec<std::result::Result<JudgeScore, String>>> = Vec::new();
         let t0 = Instant::now();
-        for (k, (judge, batch)) in loaded.iter().enumerate() {
-            let scores = judge.score(&items, *batch)?;
-            by_judge[k].extend(scores.iter().map(|s| s.normalized));
-            per_judge.push(scores);
+        for (judge, batch) in &loaded {
+            per_judge.push(judge.score_each(&items, *batch)?);
         }
         if !loaded.is_empty() {
             summary.judge_items += items.len();
@@ -319,14 +357,22 @@ pub fn run(
                 .unwrap_or_default();
             match &extracted[i] {
                 Err(e) => {
-                    summary.unreadable += 1;
+                    if rec.get("bad_input").is_none() {
+                        summary.unreadable += 1;
+                    }
                     scores.insert("errors".into(), json!([e]));
                 }
                 Ok((prompt, response)) => {
                     let pos = readable.iter().position(|&r| r == i).expect("readable");
                     if !loaded.is_empty() {
-                        let mine: Vec<JudgeScore> =
-                            per_judge.iter().map(|v| v[pos].clone()).collect();
+                        let mut mine: Vec<JudgeScore> = Vec::new();
+                        let mut errors: Vec<String> = Vec::new();
+                        for v in &per_judge {
+                            match &v[pos] {
+                                Ok(s) => mine.push(s.clone()),
+                                Err(why) => errors.push(why.clone()),
+                            }
+                        }
                         let mut jmap = Map::new();
                         for s in &mine {
                             jmap.insert(
@@ -335,8 +381,20 @@ pub fn run(
                             );
                         }
                         scores.insert("judge".into(), Value::Object(jmap));
-                        if let Some((score, agreement)) = combine(&mine, how) {
-                            scores.insert("judge_combined".into(), json!({"score": score, "agreement": agreement, "combine": how, "judges": mine.len()}));
+                        if errors.is_empty() {
+                            for (k, s) in mine.iter().enumerate() {
+                                by_judge[k].push(s.normalized);
+                            }
+                            if let Some((score, agreement)) = combine(&mine, how) {
+                                scores.insert("judge_combined".into(), json!({"score": score, "agreement": agreement, "combine": how, "judges": mine.len()}));
+                            }
+                        } else {
+                            // No combined score from some of the judges: a keep-rule on it
+                            // then rejects the record as `judge:missing`, never passes it.
+                            summary
+                                .not_judged
+                                .push((id_of(&records[i]).to_string(), errors.join("; ")));
+                            scores.insert("errors".into(), json!(errors));
                         }
                     }
                     let mut vmap = Map::new();
@@ -382,6 +440,9 @@ pub fn run(
         }
     }
     pb.finish_and_clear();
+    for (id, why) in &summary.not_judged {
+        eprintln!("warning: record {id}: {why} (written with scores.errors)");
+    }
     for a in 0..loaded.len() {
         for b in a + 1..loaded.len() {
             if let Some(r) = pearson(&by_judge[a], &by_judge[b]) {
@@ -466,36 +527,46 @@ pub fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
 }
 
 /// Reads a JSONL file of records; a record without an `id` gets one from its content.
-/// A line that is not a JSON object is an error naming it (never silently skipped).
+/// A line that is not a JSON object is an error naming `file:line` (never silently skipped).
 pub fn read_records(path: &Path) -> Result<Vec<Value>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::io("cannot read input", path, e))?;
+    Ok(read_input(path, true)?.0)
+}
+
+/// Reads records in file order with [`lines::read`]. A bad line becomes a placeholder
+/// record `{"id", "bad_input": {"line", "reason", "raw"}}` in its place (so it is carried
+/// to the output, not lost) and is also returned in the list of bad lines.
+pub fn read_input(path: &Path, strict: bool) -> Result<(Vec<Value>, Vec<BadLine>)> {
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+    let mut bad = Vec::new();
+    for l in lines::read(path, strict)? {
+        match l {
+            Line::Record { value, .. } => out.push(with_id(value)),
+            Line::Bad(b) => {
+                out.push(json!({
+                    "id": content_id(b.raw.as_bytes()),
+                    "bad_input": {"line": b.line, "reason": b.reason, "raw": b.raw},
+                }));
+                bad.push(b);
+            }
         }
-        let mut v: Value = serde_json::from_str(line).map_err(|e| {
-            Error::Spec(format!(
-                "{}:{}: not a JSON record ({e}); fix or remove that line",
-                path.display(),
-                i + 1
-            ))
-        })?;
-        let Some(obj) = v.as_object_mut() else {
-            return Err(Error::Spec(format!(
-                "{}:{}: a record must be a JSON object",
-                path.display(),
-                i + 1
-            )));
-        };
+    }
+    Ok((out, bad))
+}
+
+fn content_id(bytes: &[u8]) -> String {
+    crate::models::checksum::sha256_bytes(bytes)[..32].to_string()
+}
+
+/// The record, with an `id` made from its content if it has no string one (so a rerun
+/// finds it again).
+pub fn with_id(mut value: Value) -> Value {
+    if let Some(obj) = value.as_object_mut() {
         if !obj.get("id").is_some_and(|x| x.is_string()) {
-            let id = crate::models::checksum::sha256_bytes(line.as_bytes())[..32].to_string();
+            let id = content_id(&serde_json::to_vec(obj).unwrap_or_default());
             obj.insert("id".into(), Value::String(id));
         }
-        out.push(v);
     }
-    Ok(out)
+    value
 }
 
 fn id_of(v: &Value) -> &str {
@@ -506,6 +577,14 @@ fn id_of(v: &Value) -> &str {
 /// user turn before it), a `prompt`/`response` record, or an alpaca record.
 pub fn extract(rec: &Value) -> std::result::Result<(String, String), String> {
     let s = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    // A line that was not a record (see [`read_input`]) stays unreadable in every rerun.
+    if let Some(b) = rec.get("bad_input") {
+        return Err(format!(
+            "{} (input line {})",
+            b["reason"].as_str().unwrap_or("bad_input"),
+            b["line"]
+        ));
+    }
     if let Some(msgs) = rec.get("messages").and_then(|m| m.as_array()) {
         let a = msgs
             .iter()
