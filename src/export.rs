@@ -76,15 +76,30 @@ pub fn convert(r: &Value, format: Format) -> std::result::Result<Value, String> 
 /// Converts a JSONL file; a record that cannot be expressed in the format is an error naming it.
 pub fn export(input: &Path, output: &Path, format: Format) -> Result<usize> {
     let recs = crate::verify::stage::read_records(input)?;
+    // read_records skips blank lines and gives id-less records a content hash; errors name
+    // the line (and the record's own id, if it has one), which is what a user can find.
+    let text =
+        std::fs::read_to_string(input).map_err(|e| Error::io("cannot read input", input, e))?;
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, l))
+        .collect();
     let out = recs
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(k, r)| {
             convert(r, format).map_err(|why| {
-                Error::Spec(format!(
-                    "{}: record {}: {why}",
-                    input.display(),
-                    r["id"].as_str().unwrap_or("?")
-                ))
+                let (line, raw) = lines.get(k).copied().unwrap_or((0, ""));
+                let own_id = serde_json::from_str::<Value>(raw)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string));
+                let named = match own_id {
+                    Some(id) => format!(" (record {id})"),
+                    None => String::new(),
+                };
+                Error::Spec(format!("{}:{line}{named}: {why}", input.display()))
             })
         })
         .collect::<Result<Vec<Value>>>()?;
@@ -116,5 +131,27 @@ mod tests {
         assert!(convert(&multi, Format::Alpaca)
             .unwrap_err()
             .contains("multi-turn"));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_records_own_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.jsonl");
+        let ok =
+            r#"{"messages":[{"role":"user","content":"Q"},{"role":"assistant","content":"A"}]}"#;
+        std::fs::write(&input, format!("{ok}\n\n{{\"text\": \"no messages\"}}\n")).unwrap();
+        let e = export(&input, &dir.path().join("o.jsonl"), Format::Openai)
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("in.jsonl:3: no `messages`"), "{e}");
+        std::fs::write(
+            &input,
+            format!("{ok}\n{{\"id\": \"r7\", \"text\": \"x\"}}\n"),
+        )
+        .unwrap();
+        let e = export(&input, &dir.path().join("o.jsonl"), Format::Openai)
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("in.jsonl:2 (record r7): no `messages`"), "{e}");
     }
 }
