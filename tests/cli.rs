@@ -310,12 +310,12 @@ fn user_mistakes_get_errors_that_say_what_to_do() {
     let d = dir.path();
     let spec = write_spec(d, 1, 8, 0.8);
     let base = std::fs::read_to_string(&spec).unwrap();
-    // A sampling error points at its field's line (12: top_p), not the section or the model.
+    // A sampling error points at its field's line (13: top_p), not the section or the model.
     let bad = d.join("bad.toml");
     std::fs::write(&bad, base.replace("top_p = 0.9", "top_p = 1.5")).unwrap();
     expect_failure(
         flywheel().arg("generate").arg(&bad),
-        &["bad.toml:12:9: teacher.sampling.top_p: top_p must be in (0, 1]"],
+        &["bad.toml:13:9: teacher.sampling.top_p: top_p must be in (0, 1]"],
     );
     // `run` has no --out, so its error must not suggest one.
     let file = d.join("plain-file");
