@@ -90,11 +90,12 @@ pub fn export(input: &Path, output: &Path, format: Format, strict: bool) -> Resu
         .iter()
         .map(|(line, r)| {
             convert(r, format).map_err(|why| {
-                Error::Spec(format!(
-                    "{}:{line}: record {}: {why}",
-                    input.display(),
-                    r["id"].as_str().unwrap_or("?")
-                ))
+                // The line is what a user can find; the record's own id, if it has one.
+                let named = match r.get("id").and_then(Value::as_str) {
+                    Some(id) => format!(" (record {id})"),
+                    None => String::new(),
+                };
+                Error::Spec(format!("{}:{line}{named}: {why}", input.display()))
             })
         })
         .collect::<Result<Vec<Value>>>()?;
@@ -129,5 +130,27 @@ mod tests {
         assert!(convert(&multi, Format::Alpaca)
             .unwrap_err()
             .contains("multi-turn"));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_records_own_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.jsonl");
+        let ok =
+            r#"{"messages":[{"role":"user","content":"Q"},{"role":"assistant","content":"A"}]}"#;
+        std::fs::write(&input, format!("{ok}\n\n{{\"text\": \"no messages\"}}\n")).unwrap();
+        let e = export(&input, &dir.path().join("o.jsonl"), Format::Openai, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("in.jsonl:3: no `messages`"), "{e}");
+        std::fs::write(
+            &input,
+            format!("{ok}\n{{\"id\": \"r7\", \"text\": \"x\"}}\n"),
+        )
+        .unwrap();
+        let e = export(&input, &dir.path().join("o.jsonl"), Format::Openai, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("in.jsonl:2 (record r7): no `messages`"), "{e}");
     }
 }

@@ -547,6 +547,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Report(a) => {
             let dir = if a.run.is_file() {
+                refuse_record_file(&a.run)?;
                 Spec::load(&a.run)?.run_dir()
             } else {
                 a.run.clone()
@@ -637,6 +638,9 @@ fn run(cli: Cli) -> Result<()> {
                     FetchPolicy::from_env()
                 },
             };
+            if let (Some(i), Some(o)) = (&a.input, &a.output) {
+                refuse_same_file(i, o)?;
+            }
             let s = flywheel::verify::stage::run_spec_with(
                 &spec,
                 a.input.as_deref(),
@@ -683,6 +687,7 @@ fn run(cli: Cli) -> Result<()> {
                     FetchPolicy::from_env()
                 },
             };
+            refuse_same_file(&a.input, &a.output)?;
             let judges = [judge];
             let checks = flywheel::verify::stage::Checks {
                 judges: &judges,
@@ -934,6 +939,42 @@ fn run(cli: Cli) -> Result<()> {
             println!(
                 "model cache: {}",
                 models::source::flywheel_home().join("models").display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `report` reads a run directory or a spec; a record file is neither, and parsing it as
+/// TOML would only give a baffling syntax error.
+fn refuse_record_file(path: &std::path::Path) -> anyhow::Result<()> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let mut head = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        use std::io::Read;
+        let _ = f.take(4096).read_to_end(&mut head);
+    }
+    let first = head.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(ext, "jsonl" | "json" | "parquet" | "csv") || first == Some(&b'{') {
+        let hint = match path.parent().filter(|d| d.join("manifest.json").exists()) {
+            Some(d) => format!("; its run directory is {}", d.display()),
+            None => String::new(),
+        };
+        anyhow::bail!(
+            "{} is a data file: report takes a run directory (runs/<name>) or the spec (.toml) that made one{hint}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Scoring a file into itself would find every id already "done" and score nothing.
+fn refuse_same_file(input: &std::path::Path, output: &std::path::Path) -> anyhow::Result<()> {
+    if let (Ok(i), Ok(o)) = (input.canonicalize(), output.canonicalize()) {
+        if i == o {
+            anyhow::bail!(
+                "--output {} is the input file: the scores go to a new file (e.g. --output scored.jsonl), which a rerun resumes",
+                output.display()
             );
         }
     }

@@ -303,6 +303,73 @@ fn bad_input_fails_with_clear_errors() {
     );
 }
 
+/// Mistakes that used to be answered with a misleading message, or not at all.
+#[test]
+fn user_mistakes_get_errors_that_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec = write_spec(d, 1, 8, 0.8);
+    let base = std::fs::read_to_string(&spec).unwrap();
+    // A sampling error points at its field's line (13: top_p), not the section or the model.
+    let bad = d.join("bad.toml");
+    std::fs::write(&bad, base.replace("top_p = 0.9", "top_p = 1.5")).unwrap();
+    expect_failure(
+        flywheel().arg("generate").arg(&bad),
+        &["bad.toml:13:9: teacher.sampling.top_p: top_p must be in (0, 1]"],
+    );
+    // `run` has no --out, so its error must not suggest one.
+    let file = d.join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    let ro = d.join("ro.toml");
+    std::fs::write(
+        &ro,
+        base.replace(
+            &format!("out_dir = \"{}\"", d.join("runs").display()),
+            &format!("out_dir = \"{}\"", file.join("sub").display()),
+        ),
+    )
+    .unwrap();
+    let o = run(flywheel().arg("run").arg(&ro));
+    let e = stderr(&o);
+    assert!(
+        !o.status.success() && e.contains("cannot create run directory"),
+        "{e}"
+    );
+    assert!(
+        e.contains("[run].out_dir") && !e.contains("with --out"),
+        "{e}"
+    );
+    // `report` on a JSONL file says what it takes instead of a TOML syntax error.
+    let rd = d.join("runs/t");
+    std::fs::create_dir_all(&rd).unwrap();
+    std::fs::write(rd.join("manifest.json"), "{}").unwrap();
+    let data = rd.join("dataset.jsonl");
+    std::fs::write(&data, "{\"id\": \"a\", \"text\": \"x\"}\n").unwrap();
+    expect_failure(
+        flywheel().arg("report").arg(&data),
+        &["is a data file", "run directory", "its run directory is"],
+    );
+    // Scoring a file into itself would find every id done and score nothing.
+    let same = d.join("same.jsonl");
+    std::fs::write(&same, "{\"prompt\": \"q\", \"response\": \"a\"}\n").unwrap();
+    let alias = d.join("alias.jsonl");
+    std::os::unix::fs::symlink(&same, &alias).unwrap();
+    expect_failure(
+        flywheel()
+            .args(["judge", "--criteria", "good"])
+            .arg("--input")
+            .arg(&same)
+            .arg("--output")
+            .arg(&alias),
+        &["is the input file"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(&same).unwrap().lines().count(),
+        1,
+        "the input is left alone"
+    );
+}
+
 #[test]
 fn gemma3_generates_through_the_same_engine() {
     model_file("gemma3-270m");

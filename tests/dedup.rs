@@ -287,12 +287,14 @@ against = ["eval.txt"]
             "the original survives its copy"
         );
     }
-    // Any other rejection of an original is a duplicate of a kept record.
+    // Any other rejection of an original is a duplicate of a kept record: its match, or
+    // the survivor its chain of matches ends at.
     for r in &rejected {
         if let Some(of) = r["decision"]["dup_of"].as_str() {
+            let last = r["decision"]["survivor"].as_str().unwrap_or(of);
             assert!(
-                kept.iter().any(|k| k["id"] == of),
-                "dup_of {of} must name a kept record"
+                kept.iter().any(|k| k["id"] == last),
+                "{last} must name a kept record"
             );
         }
     }
@@ -345,6 +347,40 @@ against = ["eval.txt"]
         "{}",
         stderr(&o)
     );
+}
+
+/// Exact dedup matches b to a, then MinHash matches a to the better-scored c: b's `dup_of`
+/// still names the record it matched (a, removed), and `survivor` names the kept one.
+#[test]
+fn a_chain_across_methods_names_its_survivor() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let a = "The quick brown fox jumps over the lazy dog near the quiet river bank on a sunny day.";
+    let rec = |id: &str, text: String, score: f64| {
+        serde_json::json!({"id": id, "text": text, "scores": {"judge_combined": {"score": score}}})
+            .to_string()
+            + "\n"
+    };
+    let rows = rec("a", a.into(), 0.5)
+        + &rec("b", a.to_uppercase(), 0.4)
+        + &rec("c", format!("{a} Indeed."), 0.9)
+        + &rec("e", "🎉🎉".into(), 0.5);
+    std::fs::write(&input, rows).unwrap();
+    let o = run(flywheel()
+        .args(["dedup", "--exact", "--minhash", "0.8", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(dir.path().join("k.jsonl")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let kept = read(&dir.path().join("k.jsonl"));
+    let ids: Vec<&str> = kept.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["c", "e"], "an emoji-only answer is kept, not 'empty'");
+    let rej = read(&dir.path().join("k.rejected.jsonl"));
+    let d = |id: &str| rej.iter().find(|r| r["id"] == id).unwrap()["decision"].clone();
+    assert_eq!(d("a")["dup_of"], "c");
+    assert!(d("a").get("survivor").is_none(), "a's match is kept");
+    assert_eq!(d("b")["reason"], "dup_of:a (exact)");
+    assert_eq!(d("b")["survivor"], "c");
 }
 
 /// `flywheel embed` writes .npy rows for readable lines and names the others.

@@ -7,6 +7,7 @@ mod common;
 
 use common::{flywheel, model_file, records_by_id, run, stderr, stdout};
 use serde_json::Value;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -102,12 +103,7 @@ fn expected(report: &Value, path: &str, fmt: &str) -> String {
             _ => &x[k],
         };
     }
-    match (fmt, x.as_f64()) {
-        (_, None) => "–".into(),
-        ("i", Some(f)) => format!("{}", f.round() as i64),
-        ("p1", Some(f)) => format!("{:.1}%", f * 100.0),
-        (_, Some(f)) => format!("{f:.3}"),
-    }
+    flywheel::report::html::format_like_js(x.as_f64(), fmt)
 }
 
 /// Renders report.html in headless Chromium: the page's own check must pass, and every
@@ -126,7 +122,12 @@ fn check_in_chromium(dir: &Path, min_numbers: usize) {
             std::env::var_os("FLYWHEEL_REQUIRE_CHROMIUM").is_none(),
             "FLYWHEEL_REQUIRE_CHROMIUM is set but no chromium was found"
         );
-        eprintln!("SKIPPED the Chromium check: no chromium on PATH (apt-get install chromium); .ci/run installs it");
+        // Written past the test harness's capture, so a passing run still shows it.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED the Chromium check of {}: no chromium on PATH (apt-get install chromium; .ci/run installs it and sets FLYWHEEL_REQUIRE_CHROMIUM=1)",
+            dir.display()
+        );
         return;
     };
     let html = dir.join("report.html").canonicalize().unwrap();
@@ -369,16 +370,31 @@ fn kill_when(spec: &Path, file: &Path, n: usize) {
         let have = std::fs::read_to_string(file)
             .map(|s| s.lines().count())
             .unwrap_or(0);
-        if have >= n || t0.elapsed() > Duration::from_secs(300) {
+        if have >= n {
             break;
         }
         if let Ok(Some(st)) = child.try_wait() {
             panic!("run ended ({st}) before {} had {n} lines", file.display());
         }
+        if t0.elapsed() > Duration::from_secs(300) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{} had {have} of {n} lines after 300 s: no kill at the point under test",
+                file.display()
+            );
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL: no handler runs, nothing is flushed on the way out
-    child.wait().unwrap();
+    let st = child.wait().unwrap();
+    // The process died of the signal: it did not finish or exit on its own first.
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        st.signal(),
+        Some(libc::SIGKILL),
+        "run was not killed mid-stage ({st}); the test would prove nothing"
+    );
 }
 
 #[test]
@@ -608,8 +624,29 @@ fn blend_shortfall_bad_real_rows_and_strict() {
     let ds = lines(&rd.join("dataset.jsonl"));
     assert_eq!(ds.len(), 6, "3 real + 3 synthetic keep the 50 % ratio");
     assert_eq!(ds.iter().filter(|r| r["source"] == "real").count(), 3);
+    assert!(
+        err.contains("Wrote 6 records (3 synthetic + 3 real, 50% real)"),
+        "the message states what was written: {err}"
+    );
     let m = json(&rd.join("manifest.json"));
     assert_eq!(m["stages"]["blend"]["status"], "short");
+    // The report says the blend fell short, with the same numbers.
+    let o = run(flywheel()
+        .arg("report")
+        .arg(&rd)
+        .args(["--embedder", "none"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rep = json(&rd.join("report.json"));
+    assert_eq!(
+        rep["dataset"]["short"],
+        serde_json::json!({"asked_total": 40, "asked_real_share": 0.5, "missing_synthetic": 15, "missing_real": 17})
+    );
+    let html = std::fs::read_to_string(rd.join("report.html")).unwrap();
+    assert!(
+        html.contains("Short of the spec"),
+        "report.html names the shortfall"
+    );
+    check_in_chromium(&rd, 10);
     let o = run(flywheel().arg("blend").arg(&p).arg("--strict"));
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -691,6 +728,40 @@ fn report_warns_in_plain_words_when_the_synthetic_set_collapses() {
         .args(["--embedder", "none"]));
     assert!(o.status.success());
     assert!(!stdout(&o).contains("warning"), "{}", stdout(&o));
+}
+
+/// A dataset whose synthetic share is an exact decimal tie (5 of 16 = 31.25 %): Rust's
+/// formatting sends ties to even, JavaScript's `toFixed` away from zero, and the page's
+/// self-check compares the two.
+#[test]
+fn report_page_agrees_with_its_own_check_on_exact_ties() {
+    let dir = tempfile::tempdir().unwrap();
+    let rd = dir.path().join("ties");
+    std::fs::create_dir_all(&rd).unwrap();
+    std::fs::write(
+        rd.join("manifest.json"),
+        r#"{"flywheel":"0.1.0","spec_path":"x.toml","spec_sha256":"","models":[],"stages":{}}"#,
+    )
+    .unwrap();
+    let rows: String = (0..16)
+        .map(|i| {
+            let source = if i < 5 { "synthetic" } else { "real" };
+            serde_json::json!({"id": format!("r{i}"), "source": source, "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": format!("answer number {i}")}]}).to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(rd.join("dataset.jsonl"), rows).unwrap();
+    let o = run(flywheel()
+        .arg("report")
+        .arg(&rd)
+        .args(["--embedder", "none"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        json(&rd.join("report.json"))["dataset"]["synthetic_share"],
+        0.3125
+    );
+    let html = std::fs::read_to_string(rd.join("report.html")).unwrap();
+    assert!(html.contains(">31.3%<"), "5/16 shown as toFixed shows it");
+    check_in_chromium(&rd, 5);
 }
 
 #[test]

@@ -120,7 +120,15 @@ fn judge_probabilities_are_valid_batch_invariant_and_rank_obvious_failures() {
             );
         }
         let mean_margin = margin.iter().sum::<f64>() / margin.len() as f64;
-        eprintln!("{scale}: AUROC over the 40-item labeled set {:.3}; mean margin on off-topic/refusal pairs {mean_margin:.3}", auroc(&pos, &neg));
+        let a = auroc(&pos, &neg);
+        eprintln!("{scale}: AUROC over the 40-item labeled set {a:.3}; mean margin on off-topic/refusal pairs {mean_margin:.3}");
+        // SmolLM2-135M measures 0.675 (yes-no) and 0.552 (1-5) here (README); a judge that
+        // returns a constant score sits at exactly 0.5 and fails these floors.
+        let floor = if scale == "yes-no" { 0.6 } else { 0.52 };
+        assert!(
+            a >= floor,
+            "{scale}: AUROC {a:.3} below {floor}: the judge no longer separates good from bad"
+        );
         if scale == "yes-no" {
             assert!(
                 mean_margin > 0.03,
@@ -229,6 +237,9 @@ fn bad_verify_input_is_reported_not_dropped() {
             serde_json::json!({"id": "ok", "prompt": "What is 2+2?", "response": "4"}),
             serde_json::json!({"id": "nofields", "text": "just text"}),
             serde_json::json!({"id": "long", "prompt": "Say a lot.", "response": long}),
+        ) + &format!(
+            "{}\n",
+            serde_json::json!({"id": "empty", "prompt": "Say something.", "response": " "})
         ),
     )
     .unwrap();
@@ -246,9 +257,15 @@ fn bad_verify_input_is_reported_not_dropped() {
         .arg("--output")
         .arg(&out));
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("1 unreadable"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("2 unreadable"), "{}", stdout(&o));
     let recs = read(&out);
-    assert_eq!(recs.len(), 3, "no record is dropped");
+    assert_eq!(recs.len(), 4, "no record is dropped");
+    // An empty answer is not judged (a score would read like a verdict on it).
+    assert_eq!(
+        recs[3]["scores"]["errors"][0],
+        "the response is empty: nothing to judge"
+    );
+    assert!(recs[3]["scores"].get("judge").is_none());
     assert!(recs[1]["scores"]["errors"][0]
         .as_str()
         .unwrap()

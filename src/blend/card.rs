@@ -28,7 +28,13 @@ pub fn render(spec: &Spec, m: &Manifest, s: &BlendSummary, rows: &[Value]) -> St
     };
     let _ = writeln!(c, "---");
     let _ = writeln!(c, "pretty_name: {}", spec.name());
-    let _ = writeln!(c, "language:\n- en");
+    // Declared only when the spec says so: nothing here checks what language records are in.
+    if !spec.blend.language.is_empty() {
+        let _ = writeln!(c, "language:");
+        for l in &spec.blend.language {
+            let _ = writeln!(c, "- {l}");
+        }
+    }
     let _ = writeln!(c, "task_categories:\n- text-generation");
     let _ = writeln!(c, "tags:\n- synthetic\n- flywheel");
     let _ = writeln!(c, "size_categories:\n- {}", size_category(s.total));
@@ -84,6 +90,13 @@ pub fn render(spec: &Spec, m: &Manifest, s: &BlendSummary, rows: &[Value]) -> St
     let _ = writeln!(c, "## Quality gates\n");
     let _ = writeln!(c, "| stage | in | out |\n|---|---|---|");
     for stage in ["generate", "verify", "dedup", "audit"] {
+        if stage == "verify" && spec.judges.is_empty() && spec.verifiers.is_empty() {
+            let _ = writeln!(
+                c,
+                "| verify | not run: no judges or verifiers in the spec | – |"
+            );
+            continue;
+        }
         if let Some(st) = m.stages.get(stage) {
             let out = match stage {
                 "dedup" => st.extra.get("kept").and_then(|v| v.as_u64()).unwrap_or(0) as usize,
@@ -112,12 +125,98 @@ pub fn render(spec: &Spec, m: &Manifest, s: &BlendSummary, rows: &[Value]) -> St
     if s.missing_real + s.missing_synthetic > 0 {
         let _ = writeln!(
             c,
-            "**Short**: the spec asked for {} records; {} synthetic and {} real were missing.\n",
+            "**Short**: the spec asked for {} records ({} real); {} synthetic and {} real were missing, so this dataset has {} ({} real).\n",
             spec.blend.total.unwrap_or(0),
+            super::percent(spec.blend.real_share.unwrap_or(0.0)),
             s.missing_synthetic,
-            s.missing_real
+            s.missing_real,
+            s.total,
+            super::percent(s.real_share())
         );
+    } else if let Some(r) = spec.blend.real_share.filter(|_| s.total > 0) {
+        if super::percent(r) != super::percent(s.real_share()) {
+            let _ = writeln!(
+                c,
+                "The spec asked for {} real; in whole records this dataset has {}.\n",
+                super::percent(r),
+                super::percent(s.real_share())
+            );
+        }
     }
     let _ = writeln!(c, "## Files\n\n- `dataset.jsonl`, `dataset.parquet`: the records (chat `messages`)\n- `report.html`, `report.json`: the dataset report\n- `privacy.json`: every privacy finding\n- `manifest.json`: stages, counts, models and timings");
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::manifest::StageStatus;
+
+    fn spec(extra: &str) -> Spec {
+        let text = format!(
+            "[run]\nname = \"c\"\n[teacher]\nmodel = \"smollm2-135m-instruct\"\n[seeds]\nt = [\"a\"]\n[[task]]\nname = \"q\"\ntemplate = \"{{{{t}}}}\"\n{extra}"
+        );
+        Spec::parse(std::path::Path::new("c.toml"), text).unwrap()
+    }
+
+    fn manifest() -> Manifest {
+        let mut m = Manifest::default();
+        for stage in ["generate", "verify", "dedup"] {
+            m.stages.insert(
+                stage.into(),
+                StageStatus {
+                    status: "done".into(),
+                    ..Default::default()
+                },
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn card_declares_no_language_unless_the_spec_does() {
+        let s = BlendSummary {
+            synthetic: 3,
+            total: 3,
+            ..Default::default()
+        };
+        let card = render(&spec(""), &manifest(), &s, &[]);
+        assert!(!card.contains("language:"), "{card}");
+        let card = render(
+            &spec("[blend]\nlanguage = [\"de\", \"fr\"]\n"),
+            &manifest(),
+            &s,
+            &[],
+        );
+        assert!(card.contains("language:\n- de\n- fr\n"), "{card}");
+    }
+
+    #[test]
+    fn card_says_verify_did_not_run_instead_of_zero_to_zero() {
+        let s = BlendSummary::default();
+        let card = render(&spec(""), &manifest(), &s, &[]);
+        assert!(!card.contains("| verify | 0 | 0 |"), "{card}");
+        assert!(
+            card.contains("| verify | not run: no judges or verifiers"),
+            "{card}"
+        );
+    }
+
+    #[test]
+    fn card_states_the_ratio_it_wrote() {
+        let sp = spec("[blend]\nreal = [\"Cargo.toml\"]\nreal_share = 0.5\ntotal = 30\n");
+        let s = BlendSummary {
+            synthetic: 6,
+            real: 6,
+            total: 12,
+            missing_synthetic: 9,
+            missing_real: 9,
+            ..Default::default()
+        };
+        let card = render(&sp, &manifest(), &s, &[]);
+        assert!(
+            card.contains("asked for 30 records (50% real); 9 synthetic and 9 real were missing, so this dataset has 12 (50% real)"),
+            "{card}"
+        );
+    }
 }

@@ -43,43 +43,53 @@ pub struct BlendSummary {
 pub fn counts(b: &BlendSection, real: usize, syn: usize) -> (usize, usize, usize, usize) {
     match (b.real_share, b.max_synthetic) {
         (_, Some(max)) => (real, syn.min(max), 0, 0),
-        (Some(r), None) => {
-            let split = |n: usize| {
-                let nr = (r * n as f64).round() as usize;
-                (nr, n - nr)
-            };
-            // Largest total whose split fits both pools.
-            let cap = |limit: Option<usize>| {
-                let mut hi = limit.unwrap_or(real + syn);
-                while hi > 0 {
-                    let (nr, ns) = split(hi);
-                    if nr <= real && ns <= syn {
-                        break;
-                    }
-                    hi -= 1;
+        (Some(r), None) => match b.total {
+            Some(t) => {
+                let want_r = ((r * t as f64).round() as usize).min(t);
+                let want_s = t - want_r;
+                if want_r <= real && want_s <= syn {
+                    return (want_r, want_s, 0, 0);
                 }
-                hi
-            };
-            match b.total {
-                Some(t) => {
-                    let (want_r, want_s) = split(t);
-                    let (nr, ns) = split(cap(Some(t)));
-                    (
-                        nr,
-                        ns,
-                        want_r.saturating_sub(real),
-                        want_s.saturating_sub(syn),
-                    )
-                }
-                None => {
-                    let (nr, ns) = split(cap(None));
-                    (nr, ns, 0, 0)
-                }
+                let (nr, ns) = keep_ratio(r, real.min(want_r), syn.min(want_s));
+                (
+                    nr,
+                    ns,
+                    want_r.saturating_sub(real),
+                    want_s.saturating_sub(syn),
+                )
             }
-        }
+            None => {
+                let (nr, ns) = keep_ratio(r, real, syn);
+                (nr, ns, 0, 0)
+            }
+        },
         // No ratio: everything (real data, if any, plus all synthetic).
         (None, None) => (real, syn, 0, 0),
     }
+}
+
+/// The largest (real, synthetic) within the caps at real share `r`: one pool whole, the
+/// other at the count that keeps the ratio (round(s·r/(1−r)) real for s synthetic). Fitting
+/// a rounded total instead can drift (6 synthetic at 50 % gave 7 real, 53.8 %).
+fn keep_ratio(r: f64, cap_r: usize, cap_s: usize) -> (usize, usize) {
+    if r <= 0.0 {
+        return (0, cap_s);
+    }
+    if r >= 1.0 {
+        return (cap_r, 0);
+    }
+    let real_for_syn = ((cap_s as f64) * r / (1.0 - r)).round() as usize;
+    if real_for_syn <= cap_r {
+        return (real_for_syn, cap_s);
+    }
+    let syn_for_real = ((cap_r as f64) * (1.0 - r) / r).round() as usize;
+    (cap_r, syn_for_real.min(cap_s))
+}
+
+/// A share as a percentage with at most one decimal (`30%`, `33.3%`, `53.8%`).
+pub fn percent(share: f64) -> String {
+    let s = format!("{:.1}", share * 100.0);
+    format!("{}%", s.strip_suffix(".0").unwrap_or(&s))
 }
 
 /// `flywheel blend SPEC`: `<run>/audited.jsonl` (or `input`) + `[blend].real` →
@@ -172,6 +182,13 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
     st.extra.insert("missing_real".into(), miss_r.into());
     st.extra.insert("missing_synthetic".into(), miss_s.into());
     st.extra.insert("real_bad_rows".into(), bad.len().into());
+    // What was asked, so the report can say how far short the blend fell.
+    if let Some(t) = spec.blend.total {
+        st.extra.insert("asked_total".into(), t.into());
+    }
+    if let Some(r) = spec.blend.real_share {
+        st.extra.insert("asked_real_share".into(), r.into());
+    }
     m.stages.insert("blend".into(), st);
     m.save(&dir)?;
     Ok(summary)
@@ -181,16 +198,30 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
 pub fn shortfall(s: &BlendSummary, spec: &Spec) -> Option<Error> {
     (s.missing_real + s.missing_synthetic > 0).then(|| {
         Error::Shortfall(format!(
-            "blend: the spec asks for {} records ({:.0}% real) but the survivors allow {}: {} synthetic and {} real records are missing. Wrote the {} that keep the ratio to {}. Generate more (raise samples_per_prompt or add seeds), add real data, or lower [blend].total",
+            "blend: the spec asks for {} records ({} real) but the survivors allow {}: {} synthetic and {} real records are missing. Wrote {} records ({} synthetic + {} real, {} real) to {}. Generate more (raise samples_per_prompt or add seeds), add real data, or lower [blend].total",
             spec.blend.total.unwrap_or(0),
-            spec.blend.real_share.unwrap_or(0.0) * 100.0,
+            percent(spec.blend.real_share.unwrap_or(0.0)),
             s.total,
             s.missing_synthetic,
             s.missing_real,
             s.total,
+            s.synthetic,
+            s.real,
+            percent(s.real_share()),
             s.dataset.display()
         ))
     })
+}
+
+impl BlendSummary {
+    /// The real share actually written (0 for an empty dataset).
+    pub fn real_share(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.real as f64 / self.total as f64
+        }
+    }
 }
 
 #[cfg(test)]
@@ -210,15 +241,50 @@ mod tests {
     fn counts_meet_the_ratio_or_say_what_is_missing() {
         assert_eq!(counts(&b(Some(0.3), Some(10), None), 40, 100), (3, 7, 0, 0));
         // Default total: the largest the pools allow at the ratio.
-        assert_eq!(counts(&b(Some(0.3), None, None), 6, 100), (6, 15, 0, 0)); // 6/21 rounds to 30 %
+        assert_eq!(counts(&b(Some(0.3), None, None), 6, 100), (6, 14, 0, 0)); // 6/20: exactly 30 %
         assert_eq!(counts(&b(Some(0.3), None, None), 40, 14), (6, 14, 0, 0));
         // Asked for 100 at 30 % real with only 20 synthetic: keep the ratio, report the gap.
-        let (nr, ns, mr, ms) = counts(&b(Some(0.3), Some(100), None), 40, 20);
-        assert_eq!((mr, ms), (0, 50));
-        assert!((nr as f64 / (nr + ns) as f64 - 0.3).abs() < 0.03 && ns <= 20);
+        assert_eq!(
+            counts(&b(Some(0.3), Some(100), None), 40, 20),
+            (9, 20, 0, 50) // round(20 · 0.3/0.7) = 9
+        );
+        // 6 synthetic at 50 % keep 6 real (not 7 of 13, 53.8 %).
+        assert_eq!(counts(&b(Some(0.5), Some(30), None), 40, 6), (6, 6, 0, 9));
+        assert_eq!(counts(&b(Some(0.5), Some(30), None), 3, 40), (3, 3, 12, 0));
+        // A total that fits is met exactly, even where the ratio rounds.
+        assert_eq!(counts(&b(Some(0.5), Some(5), None), 40, 40), (3, 2, 0, 0));
         assert_eq!(counts(&b(None, None, Some(5)), 12, 30), (12, 5, 0, 0));
         assert_eq!(counts(&b(None, None, Some(50)), 12, 30), (12, 30, 0, 0));
         assert_eq!(counts(&b(Some(0.0), None, None), 12, 30), (0, 30, 0, 0));
         assert_eq!(counts(&b(Some(1.0), None, None), 12, 30), (12, 0, 0, 0));
+    }
+
+    #[test]
+    fn ratio_kept_for_every_pool_size() {
+        for r in [0.1, 0.25, 0.3, 0.5, 0.7, 0.9] {
+            for syn in 0..40 {
+                for real in 0..40 {
+                    let (nr, ns, mr, ms) = counts(&b(Some(r), Some(60), None), real, syn);
+                    assert!(nr <= real && ns <= syn, "r {r}: {nr}/{ns} of {real}/{syn}");
+                    if mr + ms > 0 {
+                        // Short: within one record of the asked ratio on the binding side.
+                        let exact_real = ns as f64 * r / (1.0 - r);
+                        let exact_syn = nr as f64 * (1.0 - r) / r;
+                        assert!(
+                            (nr as f64 - exact_real).abs() <= 0.5
+                                || (ns as f64 - exact_syn).abs() <= 0.5,
+                            "r {r}: {nr} real + {ns} synthetic from {real}/{syn}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn percent_is_short_and_exact_where_it_can_be() {
+        assert_eq!(percent(0.3), "30%");
+        assert_eq!(percent(0.5), "50%");
+        assert_eq!(percent(7.0 / 13.0), "53.8%");
     }
 }

@@ -121,16 +121,17 @@ pub fn optimal_bands_weighted(threshold: f64, num_perm: usize, fn_weight: f64) -
     best.1
 }
 
-/// Candidate pairs from LSH banding, each checked by `similar` before it is returned.
+/// Candidate pairs from LSH banding, each checked by `on_pair` before it counts.
 ///
 /// Per band, texts with the same band hash share a bucket; each new member is compared with
-/// up to `max_compare` earlier members of its bucket (skipping ones already known to be in its
-/// cluster via `same`), so one huge bucket cannot make this quadratic.
+/// every earlier member of its bucket until `on_pair` says it is in that member's cluster
+/// (joined now, or already). Members of one cluster therefore cost one check each, and only
+/// distinct texts that collide in a whole band (probability s^rows at Jaccard s) add checks. An earlier version stopped after the first 16 members and could miss a
+/// duplicate that sat further down a bucket of colliding texts.
 pub fn candidate_pairs(
     sigs: &[Option<Vec<u32>>],
     bands: usize,
     rows: usize,
-    max_compare: usize,
     mut on_pair: impl FnMut(usize, usize) -> bool,
 ) {
     let band_hashes: Vec<Option<Vec<u64>>> = sigs
@@ -154,7 +155,7 @@ pub fn candidate_pairs(
         for (i, bh) in band_hashes.iter().enumerate() {
             let Some(bh) = bh else { continue };
             let members = buckets.entry(bh[b]).or_default();
-            for &e in members.iter().take(max_compare) {
+            for &e in members.iter() {
                 // on_pair returns true once i is joined to e's cluster: nothing more to learn here.
                 if on_pair(e, i) {
                     break;

@@ -23,7 +23,7 @@ pub use unionfind::UnionFind;
 /// Why a text was removed. `Display` gives the machine-readable reason string.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reason {
-    /// Nothing to compare (no words).
+    /// Nothing to compare (no visible characters).
     Empty,
     Exact {
         of: String,
@@ -178,7 +178,9 @@ pub fn exact(items: &[Item], out: &mut [Option<Reason>]) {
     let mut first: HashMap<[u8; 32], usize> = HashMap::new();
     for &i in &alive {
         let norm = text::normalize_exact(&items[i].text);
-        if text::words(&norm).is_empty() {
+        // Empty means nothing visible: "🎉🎉" has no words but is an answer, and exact
+        // dedup still compares it.
+        if norm.is_empty() {
             out[i] = Some(Reason::Empty);
             continue;
         }
@@ -211,7 +213,9 @@ pub fn minhash(items: &[Item], opts: &MinHashOptions, out: &mut [Option<Reason>]
     let texts: Vec<&str> = alive.iter().map(|&i| items[i].text.as_str()).collect();
     let sigs = hasher.signatures(&texts);
     for (k, s) in sigs.iter().enumerate() {
-        if s.is_none() {
+        // No shingles: blank (already removed by exact dedup when it ran), or only symbols
+        // such as emoji, which have no words to shingle and simply stay unpaired here.
+        if s.is_none() && texts[k].trim().is_empty() {
             out[alive[k]] = Some(Reason::Empty);
         }
     }
@@ -237,7 +241,7 @@ pub fn minhash(items: &[Item], opts: &MinHashOptions, out: &mut [Option<Reason>]
         minhash::RECALL_WEIGHT,
     );
     let mut uf = UnionFind::new(alive.len());
-    minhash::candidate_pairs(&sigs, bands, rows, 16, |a, b| {
+    minhash::candidate_pairs(&sigs, bands, rows, |a, b| {
         if uf.find(a) == uf.find(b) {
             return true;
         }

@@ -471,6 +471,10 @@ pub fn run(
         }
     }
 
+    // A record matched to one that a later method removed (exact, then MinHash…) names its
+    // match in `dup_of` and, in `survivor`, the kept record at the end of that chain.
+    let survivor = super::clusters(&items, &out);
+
     // Write both files in input order, atomically.
     let mut item_at: Vec<Option<usize>> = vec![None; lines.len()];
     for (i, &k) in line_of_item.iter().enumerate() {
@@ -537,6 +541,10 @@ pub fn run(
                                 d.insert("stage".into(), r.method().into());
                                 if let Some((of, sim)) = r.dup_of() {
                                     d.insert("dup_of".into(), of.into());
+                                    let last = &items[survivor[i]].id;
+                                    if last != of {
+                                        d.insert("survivor".into(), last.as_str().into());
+                                    }
                                     if let Some(s) = sim {
                                         d.insert(
                                             "similarity".into(),

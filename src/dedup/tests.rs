@@ -258,3 +258,55 @@ fn semantic_rejects_nan_vectors_with_a_reason() {
     assert_eq!(out[1], Some(Reason::BadEmbedding));
     assert!(matches!(&out[2], Some(Reason::Semantic { of, .. }) if of == "r0"));
 }
+
+#[test]
+fn emoji_only_answers_are_not_empty() {
+    let its = items(&["🎉🎉".into(), "🎉🎉".into(), "👍".into(), " \n ".into()]);
+    let mut out = vec![None; its.len()];
+    exact(&its, &mut out);
+    assert_eq!(out[0], None, "an emoji answer is an answer");
+    assert_eq!(out[1], Some(Reason::Exact { of: "r0".into() }));
+    assert_eq!(out[2], None);
+    assert_eq!(out[3], Some(Reason::Empty));
+    // MinHash alone (exact off): no words to shingle, so no pairs, but not "empty".
+    let mut out = vec![None; its.len()];
+    minhash(&its, &MinHashOptions::default(), &mut out);
+    assert_eq!(&out[..3], &[None, None, None]);
+    assert_eq!(out[3], Some(Reason::Empty));
+}
+
+/// A duplicate deep in a bucket of colliding texts is still compared (it used to be cut
+/// off after the bucket's first 16 members).
+#[test]
+fn lsh_compares_a_whole_bucket() {
+    let sigs: Vec<Option<Vec<u32>>> = (0..41).map(|_| Some(vec![7u32; 8])).collect();
+    let mut found = Vec::new();
+    let mut checks = 0;
+    minhash::candidate_pairs(&sigs, 2, 4, |a, b| {
+        checks += 1;
+        let dup = (a, b) == (30, 40);
+        if dup {
+            found.push((a, b));
+        }
+        dup
+    });
+    assert!(found.contains(&(30, 40)), "checked {checks} pairs");
+}
+
+/// Clusters chain (a ~ b ~ c while a ≁ c): the removed text names its cluster's survivor
+/// and the similarity to that survivor, which can be below the threshold (README).
+#[test]
+fn chained_cluster_reports_similarity_to_its_survivor() {
+    let its = items(&["a".into(), "b".into(), "c".into()]);
+    let unit = |deg: f32| vec![deg.to_radians().cos(), deg.to_radians().sin()];
+    let v = vec![unit(0.0), unit(22.0), unit(44.0)];
+    let mut out = vec![None; 3];
+    semantic(&its, &v, &SemanticOptions::default(), &mut out).unwrap();
+    assert_eq!(out[0], None);
+    let Some(Reason::Semantic { of, sim }) = &out[2] else {
+        panic!("{:?}", out[2])
+    };
+    assert_eq!(of, "r0");
+    assert!((sim - 44f32.to_radians().cos()).abs() < 1e-5, "{sim}");
+    assert!(*sim < 0.92, "below the threshold, through b");
+}

@@ -22,16 +22,65 @@ fn num(v: &Value, path: &str, fmt: &str) -> String {
             _ => &x[k],
         };
     }
-    let shown = match (fmt, x.as_f64()) {
-        (_, None) => "–".to_string(),
-        ("i", Some(f)) => format!("{}", f.round() as i64),
-        ("p1", Some(f)) => format!("{:.1}%", f * 100.0),
-        (_, Some(f)) => format!("{f:.3}"),
-    };
+    let shown = format_like_js(x.as_f64(), fmt);
     format!(
         "<span data-k=\"{}\" data-fmt=\"{fmt}\">{shown}</span>",
         esc(path)
     )
+}
+
+/// A number as the page's own check formats it (`fmt` in [`JS`]), digit for digit: the
+/// page compares its text with this, so Rust must round exactly as JavaScript does.
+pub fn format_like_js(x: Option<f64>, fmt: &str) -> String {
+    match (fmt, x) {
+        (_, None) => "–".to_string(),
+        ("i", Some(f)) => format!("{}", js_math_round(f) as i64),
+        ("p1", Some(f)) => format!("{}%", js_to_fixed(f * 100.0, 1)),
+        (_, Some(f)) => js_to_fixed(f, 3),
+    }
+}
+
+/// `Math.round`: halves go up (towards +∞); Rust's `round` takes them away from zero.
+fn js_math_round(x: f64) -> f64 {
+    let r = x.round();
+    if x < 0.0 && r - x == -0.5 {
+        r + 1.0
+    } else {
+        r
+    }
+}
+
+/// `Number.prototype.toFixed`: the exact value of `x` rounded to `digits` decimals, an
+/// exact tie going away from zero. Rust's `{:.N}` also rounds the exact value but sends ties
+/// to even, so 0.3125 would read 31.2 % here and 31.3 % in the browser.
+fn js_to_fixed(x: f64, digits: usize) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    let x = if x == 0.0 { 0.0 } else { x }; // (-0).toFixed() has no sign
+    let a = x.abs();
+    if !is_exact_tie(a, digits) {
+        return format!("{x:.digits$}");
+    }
+    // The next double above a tie is above it by less than any other rounding boundary.
+    let up = f64::from_bits(a.to_bits() + 1);
+    let sign = if x < 0.0 { "-" } else { "" };
+    format!("{sign}{up:.digits$}")
+}
+
+/// Whether `a` (finite, ≥ 0) lies exactly halfway between two multiples of 10^-digits,
+/// i.e. whether a·10^digits·2 is an odd integer. With a = m·2^e (m an integer) that is
+/// m·5^digits·2^(e+digits+1), odd exactly when m's lowest set bit cancels the power of two.
+fn is_exact_tie(a: f64, digits: usize) -> bool {
+    let bits = a.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i64;
+    let frac = bits & ((1u64 << 52) - 1);
+    let (m, e) = if exp == 0 {
+        (frac, -1074)
+    } else {
+        (frac | (1u64 << 52), exp - 1075)
+    };
+    m != 0 && m.trailing_zeros() as i64 + e + digits as i64 + 1 == 0
 }
 
 const W: f64 = 560.0;
@@ -131,6 +180,18 @@ pub fn render(r: &Value) -> String {
             num(r, "dataset.synthetic_share", "p1"),
             num(r, "dataset.real", "i")
         );
+        if !r["dataset"]["short"].is_null() {
+            let _ = write!(
+                b,
+                "<p class=\"warn\">⚠ Short of the spec: it asked for {} records ({} real); the survivors allowed {} ({} real). {} synthetic and {} real records are missing.</p>",
+                num(r, "dataset.short.asked_total", "i"),
+                num(r, "dataset.short.asked_real_share", "p1"),
+                num(r, "dataset.total", "i"),
+                num(r, "dataset.real_share", "p1"),
+                num(r, "dataset.short.missing_synthetic", "i"),
+                num(r, "dataset.short.missing_real", "i")
+            );
+        }
     }
     for w in r["diversity"]["warnings"].as_array().into_iter().flatten() {
         let _ = write!(
@@ -397,6 +458,11 @@ mod tests {
             "<span data-k=\"s\" data-fmt=\"p1\">25.6%</span>"
         );
         assert!(num(&r, "missing.x", "i").contains(">–<"));
+        // Exact ties round away from zero as JavaScript's toFixed does (5/16 = 31.25 %).
+        assert_eq!(
+            num(&json!({"s": 0.3125}), "s", "p1"),
+            "<span data-k=\"s\" data-fmt=\"p1\">31.3%</span>"
+        );
         let page = render(
             &json!({"run": {"name": "<x>"}, "funnel": [], "diversity": {"warnings": ["</script>"]}}),
         );
@@ -405,5 +471,37 @@ mod tests {
             !page.contains("\"</script>\""),
             "embedded JSON must not close its script tag"
         );
+    }
+
+    #[test]
+    fn rounding_matches_javascript() {
+        // Expected strings are what V8 prints for (x).toFixed(d) and Math.round(x).
+        for (x, d, js) in [
+            (31.25, 1, "31.3"),
+            (-31.25, 1, "-31.3"),
+            (0.0625, 3, "0.063"),
+            (0.3125, 3, "0.313"),
+            (2.5, 0, "3"),
+            (0.125, 1, "0.1"),  // 0.125 is no tie at one decimal
+            (1.005, 2, "1.00"), // the double is just below 1.005
+            (0.15, 1, "0.1"),   // …and this one just below 0.15
+            (0.35, 1, "0.3"),
+            (0.45, 1, "0.5"), // …and this one just above 0.45
+            (-0.0, 1, "0.0"),
+            (7.0, 3, "7.000"),
+        ] {
+            assert_eq!(js_to_fixed(x, d), js, "({x}).toFixed({d})");
+        }
+        for (x, js) in [
+            (2.5, "3"),
+            (-2.5, "-2"),
+            (-0.4, "0"),
+            (-3.5, "-3"),
+            (0.49, "0"),
+        ] {
+            assert_eq!(format_like_js(Some(x), "i"), js, "Math.round({x})");
+        }
+        assert_eq!(format_like_js(Some(0.3125), "p1"), "31.3%");
+        assert_eq!(format_like_js(Some(0.0625), "f3"), "0.063");
     }
 }

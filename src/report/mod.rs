@@ -332,9 +332,27 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
     }
     let warnings = collapse_warnings(&div_syn, &div_real);
 
+    // A blend that fell short of the spec (exit code 3) says so here too.
+    let short = manifest.stages.get("blend").and_then(|b| {
+        let get = |k: &str| b.extra.get(k).and_then(Value::as_u64).unwrap_or(0);
+        (get("missing_real") + get("missing_synthetic") > 0).then(|| {
+            json!({"asked_total": b.extra.get("asked_total"),
+                   "asked_real_share": b.extra.get("asked_real_share"),
+                   "missing_synthetic": get("missing_synthetic"),
+                   "missing_real": get("missing_real")})
+        })
+    });
     let dataset_v = dataset.as_ref().map(|d| {
+        let share = |k: usize| {
+            if d.is_empty() {
+                0.0
+            } else {
+                k as f64 / d.len() as f64
+            }
+        };
         json!({"total": d.len(), "synthetic": ds_syn.len(), "real": ds_real.len(),
-               "synthetic_share": if d.is_empty() { 0.0 } else { ds_syn.len() as f64 / d.len() as f64 }})
+               "synthetic_share": share(ds_syn.len()), "real_share": share(ds_real.len()),
+               "short": short})
     });
     let privacy_v = privacy.as_ref().map(|p| {
         json!({"summary": p["summary"], "policy": p["policy"], "dcr": p["dcr"],

@@ -354,6 +354,41 @@ pub struct BlendSection {
     /// Fail on a bad real-data row instead of skipping it (with its file:line on stderr).
     #[serde(default)]
     pub strict: bool,
+    /// Language codes for the dataset card's `language:` (`"en"` or `["en", "fr"]`). Unset:
+    /// the card declares none, since nothing checks what language the records are in.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub language: Vec<String>,
+}
+
+/// A string or a list of strings, as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Where a field's value sits in the spec text (`["teacher", "sampling", "top_p"]`), for
+/// errors about fields that are deserialized without spans.
+fn value_span(text: &str, path: &[&str]) -> Option<std::ops::Range<usize>> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let (last, parents) = path.split_last()?;
+    for k in parents {
+        match table.get(*k)?.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => return None,
+        }
+    }
+    Some(table.get(*last)?.span())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -600,27 +635,42 @@ impl Spec {
             None => None,
             Some(t) => {
                 let s = &t.sampling;
-                let sampling_err = |m: String| loc.err(t.model.span(), "teacher.sampling", m);
+                // At the offending field's line when it is in the file, else the section's.
+                let sampling_err = |field: &str, m: String| {
+                    let span = value_span(&text, &["teacher", "sampling", field])
+                        .or_else(|| value_span(&text, &["teacher", "sampling"]))
+                        .unwrap_or(t.model.span());
+                    loc.err(span, &format!("teacher.sampling.{field}"), m)
+                };
                 if !(s.temperature >= 0.0 && s.temperature.is_finite()) {
-                    return Err(sampling_err(format!(
-                        "temperature must be >= 0 (0 = greedy), got {}",
-                        s.temperature
-                    )));
+                    return Err(sampling_err(
+                        "temperature",
+                        format!(
+                            "temperature must be >= 0 (0 = greedy), got {}",
+                            s.temperature
+                        ),
+                    ));
                 }
                 if !(s.top_p > 0.0 && s.top_p <= 1.0) {
-                    return Err(sampling_err(format!(
-                        "top_p must be in (0, 1], got {}",
-                        s.top_p
-                    )));
+                    return Err(sampling_err(
+                        "top_p",
+                        format!("top_p must be in (0, 1], got {}", s.top_p),
+                    ));
                 }
                 if !(s.repetition_penalty > 0.0 && s.repetition_penalty.is_finite()) {
-                    return Err(sampling_err(format!(
-                        "repetition_penalty must be > 0, got {}",
-                        s.repetition_penalty
-                    )));
+                    return Err(sampling_err(
+                        "repetition_penalty",
+                        format!(
+                            "repetition_penalty must be > 0, got {}",
+                            s.repetition_penalty
+                        ),
+                    ));
                 }
                 if s.stop.iter().any(|x| x.is_empty()) {
-                    return Err(sampling_err("stop strings must not be empty".into()));
+                    return Err(sampling_err(
+                        "stop",
+                        "stop strings must not be empty".into(),
+                    ));
                 }
                 for (field, v, max) in [
                     ("teacher.max_new_tokens", &t.max_new_tokens, MAX_NEW_TOKENS),
@@ -978,6 +1028,21 @@ impl Spec {
                 }
                 if b.total == Some(0) {
                     return Err(bad("total", "must be at least 1".into()));
+                }
+                for code in &b.language {
+                    let mut parts = code.split('-');
+                    let primary = parts.next().unwrap_or("");
+                    let ok = (2..=3).contains(&primary.len())
+                        && primary.chars().all(|c| c.is_ascii_lowercase())
+                        && parts
+                            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()));
+                    if !ok {
+                        return Err(loc.err(
+                            value_span(&text, &["blend", "language"]).unwrap_or(span.clone()),
+                            "blend.language",
+                            format!("{code:?} is not a language code: use ISO 639 codes as the Hugging Face hub does, e.g. \"en\" or [\"en\", \"fr\"]"),
+                        ));
+                    }
                 }
                 if b.real.is_empty() && b.real_share.is_some_and(|r| r > 0.0) {
                     return Err(bad(

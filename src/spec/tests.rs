@@ -115,3 +115,43 @@ fn seed_files_plain_and_jsonl() {
     assert_eq!(s.seeds["topic"].values, vec!["one", "two"]);
     assert_eq!(s.seeds["other"].values, vec!["three", "four"]);
 }
+
+#[test]
+fn sampling_errors_point_at_the_field() {
+    // Line 10 is `top_p`, not the [teacher.sampling] header (8) or teacher.model (6).
+    let text = OK.replace(
+        "[seeds]",
+        "[teacher.sampling]\ntemperature = 0.5\ntop_p = 1.5\n\n[seeds]",
+    );
+    let e = err(&text);
+    assert!(
+        e.starts_with("t/spec.toml:10:9: teacher.sampling.top_p: top_p must be in (0, 1]"),
+        "{e}"
+    );
+    let e = err(&OK.replace("[seeds]", "[teacher.sampling]\ntemperature = -1.0\n[seeds]"));
+    assert!(
+        e.starts_with("t/spec.toml:9:15: teacher.sampling.temperature:"),
+        "{e}"
+    );
+    let e = err(&OK.replace(
+        "model = \"smollm2-135m-instruct\"",
+        "model = \"smollm2-135m-instruct\"\nsampling = { stop = [\"\"] }",
+    ));
+    assert!(e.starts_with("t/spec.toml:7:"), "{e}");
+}
+
+#[test]
+fn blend_language_is_declared_only_when_given() {
+    assert!(parse(OK).unwrap().blend.language.is_empty());
+    let one = parse(&format!("{OK}\n[blend]\nlanguage = \"en\"\n")).unwrap();
+    assert_eq!(one.blend.language, vec!["en"]);
+    let two = parse(&format!("{OK}\n[blend]\nlanguage = [\"en\", \"pt-BR\"]\n")).unwrap();
+    assert_eq!(two.blend.language, vec!["en", "pt-BR"]);
+    let e = err(&format!(
+        "{OK}\n[blend]\nstrict = true\nlanguage = \"English\"\n"
+    ));
+    assert!(
+        e.starts_with("t/spec.toml:17:12: blend.language: \"English\" is not a language code"),
+        "{e}"
+    );
+}

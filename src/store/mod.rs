@@ -26,7 +26,7 @@ pub use run_dir::RunDir;
 pub fn create_run_dir(dir: &Path) -> Result<RunLock> {
     std::fs::create_dir_all(dir).map_err(|e| {
         Error::io(
-            "cannot create run directory (check permissions, or choose another with --out)",
+            "cannot create run directory (check permissions, or choose another with [run].out_dir / [run].name in the spec; generate also takes --out DIR)",
             dir,
             e,
         )
@@ -35,7 +35,7 @@ pub fn create_run_dir(dir: &Path) -> Result<RunLock> {
     let probe = dir.join(".flywheel-write-test");
     File::create(&probe).map_err(|e| {
         Error::io(
-            "run directory is not writable (check permissions, or choose another with --out)",
+            "run directory is not writable (check permissions, or choose another with [run].out_dir / [run].name in the spec; generate also takes --out DIR)",
             dir,
             e,
         )
@@ -279,11 +279,49 @@ pub fn write_jsonl<T: serde::Serialize>(path: &Path, records: &[T]) -> Result<()
     write_atomic(path, &body)
 }
 
-/// Writes a file atomically: a temporary sibling, then rename.
+/// `write_atomic`'s temporary sibling: the whole file name (report.json and report.html must
+/// not share one) plus the pid (nor two processes writing the same file).
+fn atomic_temp(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Writes a file atomically: a temporary sibling, synced, renamed over the target, and the
+/// directory synced so the rename survives a power cut.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io("cannot write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot replace", path, e))
+    let tmp = atomic_temp(path);
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        // On disk before the rename, or a crash could leave the new name on empty content.
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io("cannot write", &tmp, e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("cannot replace", path, e)
+    })?;
+    // The rename itself is durable once the directory is synced.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        // Some filesystems cannot sync a directory at all; the data itself is synced.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported
+            ) =>
+        {
+            Ok(())
+        }
+        r => r.map_err(|e| Error::io("cannot sync directory", dir, e)),
+    }
 }
 
 #[cfg(test)]

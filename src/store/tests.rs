@@ -40,3 +40,28 @@ fn write_errors_name_the_file() {
         .to_string();
     assert!(e.contains("full.jsonl") && e.contains("disk full"), "{e}");
 }
+
+#[test]
+fn atomic_writes_use_one_temp_file_per_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, html) = (
+        dir.path().join("report.json"),
+        dir.path().join("report.html"),
+    );
+    assert_ne!(atomic_temp(&json), atomic_temp(&html));
+    assert!(atomic_temp(&json)
+        .to_string_lossy()
+        .ends_with(&format!("report.json.{}.tmp", std::process::id())));
+    // A stale temp of another target does not get in the way, and none is left behind.
+    std::fs::create_dir(dir.path().join("report.tmp")).unwrap();
+    write_atomic(&json, b"{}").unwrap();
+    write_atomic(&html, b"<p>").unwrap();
+    assert_eq!(std::fs::read(&json).unwrap(), b"{}");
+    assert_eq!(std::fs::read(&html).unwrap(), b"<p>");
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["report.html", "report.json", "report.tmp"]);
+}

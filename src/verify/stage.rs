@@ -598,19 +598,28 @@ pub fn extract(rec: &Value) -> std::result::Result<(String, String), String> {
             .find(|m| m.get("role").and_then(|r| r.as_str()) == Some("user"))
             .and_then(|m| s(m, "content"))
             .ok_or("no user message before the assistant's")?;
-        return Ok((prompt, response));
+        return non_empty(prompt, response);
     }
     if let (Some(p), Some(r)) = (s(rec, "prompt"), s(rec, "response")) {
-        return Ok((p, r));
+        return non_empty(p, r);
     }
     if let (Some(p), Some(r)) = (s(rec, "instruction"), s(rec, "output")) {
         let input = s(rec, "input").filter(|x| !x.is_empty());
-        return Ok((input.map_or(p.clone(), |i| format!("{p}\n\n{i}")), r));
+        return non_empty(input.map_or(p.clone(), |i| format!("{p}\n\n{i}")), r);
     }
     Err(
         "record has neither `messages`, nor `prompt` + `response`, nor `instruction` + `output`"
             .into(),
     )
+}
+
+/// A blank response has nothing to judge: a judge would still return a probability for it,
+/// a score that reads like a verdict, so it goes to `scores.errors` instead.
+fn non_empty(prompt: String, response: String) -> std::result::Result<(String, String), String> {
+    if response.trim().is_empty() {
+        return Err("the response is empty: nothing to judge".into());
+    }
+    Ok((prompt, response))
 }
 
 /// Majority final answer per prompt (only prompts with two or more answers).
@@ -689,6 +698,22 @@ mod tests {
             extract(&json!({"messages": [{"role": "user", "content": "Q"}]}))
                 .unwrap_err()
                 .contains("no assistant")
+        );
+        for empty in [
+            json!({"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": " \n"}]}),
+            json!({"prompt": "Q", "response": ""}),
+            json!({"instruction": "Q", "output": "\t"}),
+        ] {
+            assert_eq!(
+                extract(&empty).unwrap_err(),
+                "the response is empty: nothing to judge"
+            );
+        }
+        assert_eq!(
+            extract(&json!({"prompt": "Q", "response": "🎉"}))
+                .unwrap()
+                .1,
+            "🎉"
         );
         assert!(extract(&json!({"text": "hi"}))
             .unwrap_err()
