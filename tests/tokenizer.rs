@@ -16,15 +16,21 @@ const SAMPLES: &[&str] = &[
 fn smollm2_known_ids_and_round_trip() {
     let g = GgufFile::open(&common::model_file("smollm2-135m-instruct")).unwrap();
     let tk = Tokenizer::from_gguf(&g).unwrap();
-    assert_eq!(tk.encode("<|im_start|>").unwrap(), vec![1]);
-    assert_eq!(tk.encode("<|im_end|>").unwrap(), vec![2]);
+    assert_eq!(tk.encode_special("<|im_start|>").unwrap(), vec![1]);
+    assert_eq!(tk.encode_special("<|im_end|>").unwrap(), vec![2]);
+    // Written in data, the same text is ordinary text.
+    let plain = tk.encode("<|im_start|>").unwrap();
+    assert!(plain.len() > 1 && !plain.contains(&1), "{plain:?}");
+    assert_eq!(tk.decode(&plain).unwrap(), "<|im_start|>");
     // Digits are split one by one: "1".."5" are ids 33..37.
     assert_eq!(tk.encode("12345").unwrap(), vec![33, 34, 35, 36, 37]);
     // No spurious leading space: "Hello" is one token whose text has no 'Ġ'.
     let hello = tk.encode("Hello").unwrap();
     assert_eq!(hello.len(), 1);
     assert!(!tk.token_text(hello[0]).unwrap().starts_with('Ġ'));
-    let chat = tk.encode("<|im_start|>user\nHi<|im_end|>\n").unwrap();
+    let chat = tk
+        .encode_special("<|im_start|>user\nHi<|im_end|>\n")
+        .unwrap();
     assert_eq!(chat[0], 1);
     assert!(chat.contains(&2));
     for s in SAMPLES {
@@ -45,12 +51,15 @@ fn gemma3_spm_known_ids_and_round_trip() {
     let tk = Tokenizer::from_gguf(&g).unwrap();
     assert_eq!(tk.bos_id, Some(2));
     assert_eq!(
-        tk.encode("<bos><start_of_turn>user\nHi<end_of_turn>\n")
+        tk.encode_special("<bos><start_of_turn>user\nHi<end_of_turn>\n")
             .unwrap()[..4],
         [2, 105, 2364, 107],
         "bos, <start_of_turn>, 'user', newline"
     );
     assert_eq!(tk.token_id("<end_of_turn>"), Some(106));
+    let plain = tk.encode("<start_of_turn>model").unwrap();
+    assert!(!plain.contains(&105), "{plain:?}");
+    assert_eq!(tk.decode(&plain).unwrap(), "<start_of_turn>model");
     // Regression pin: ids our merge-by-score BPE gives (whole-word pieces of the
     // vocabulary, no byte fallback); special-token ids above are the published ones.
     assert_eq!(

@@ -11,7 +11,7 @@ pub mod precision;
 pub mod sampler;
 
 use crate::error::{Error, Result};
-use crate::models::chat::{ChatTemplate, Message};
+use crate::models::chat::{ChatTemplate, Message, Prompt};
 use crate::models::gguf::GgufFile;
 use crate::models::tokenizer::Tokenizer;
 use crate::models::ResolvedModel;
@@ -135,10 +135,12 @@ impl Llm {
         Some((free / 2 / per_seq.max(1)).max(1))
     }
 
-    /// The prompt token ids for a conversation, with the assistant turn opened.
+    /// The prompt token ids for a conversation, with the assistant turn opened. Only the
+    /// template's markers become control tokens; message text (seed values included)
+    /// that spells one is tokenized as text.
     pub fn prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
-        let text = self.template.render(messages, self.smollm_default_system);
-        let mut ids = self.tokenizer.encode(&text)?;
+        let prompt = self.template.render(messages, self.smollm_default_system);
+        let mut ids = self.tokenizer.encode_prompt(&prompt)?;
         if self.template == ChatTemplate::Raw {
             if let Some(b) = self.tokenizer.bos_id {
                 ids.insert(0, b);
@@ -147,10 +149,11 @@ impl Llm {
         Ok(ids)
     }
 
-    /// Token ids for text already rendered with the chat template (special tokens in the
-    /// text become their ids).
-    pub fn prompt_ids_raw(&self, text: &str) -> Result<Vec<u32>> {
-        self.tokenizer.encode(text)
+    /// Token ids for a prompt already rendered with the chat template (and perhaps
+    /// extended, as the judge's verdict prefill is): markers become control tokens, text
+    /// stays text.
+    pub fn prompt_ids_raw(&self, prompt: &Prompt) -> Result<Vec<u32>> {
+        self.tokenizer.encode_prompt(prompt)
     }
 
     /// Generates for every request with continuous batching. `on_done` receives each

@@ -209,18 +209,32 @@ impl Decoder {
         let p = arch_name.as_str();
         let n_heads = g.usize(&format!("{p}.attention.head_count"))?;
         let hidden = g.usize(&format!("{p}.embedding_length"))?;
+        let n_kv_heads = g
+            .usize(&format!("{p}.attention.head_count_kv"))
+            .unwrap_or(n_heads);
+        // Zero heads would divide by zero below and in attention (heads per KV head).
+        if n_heads == 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
+            return Err(Error::Model(format!(
+                "{}: GGUF metadata gives {n_heads} attention heads and {n_kv_heads} KV heads; both must be positive and the first a multiple of the second",
+                g.path.display()
+            )));
+        }
         let head_dim = g
             .usize(&format!("{p}.attention.key_length"))
             .or_else(|_| g.usize(&format!("{p}.rope.dimension_count")))
             .unwrap_or(hidden / n_heads);
+        if head_dim == 0 {
+            return Err(Error::Model(format!(
+                "{}: GGUF metadata gives a head size of 0",
+                g.path.display()
+            )));
+        }
         let cfg = Config {
             arch,
             n_layers: g.usize(&format!("{p}.block_count"))?,
             hidden,
             n_heads,
-            n_kv_heads: g
-                .usize(&format!("{p}.attention.head_count_kv"))
-                .unwrap_or(n_heads),
+            n_kv_heads,
             head_dim,
             ffn: g.usize(&format!("{p}.feed_forward_length"))?,
             eps: g
@@ -841,6 +855,38 @@ fn rope_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A GGUF with zero heads used to panic dividing the width by the head count.
+    #[test]
+    fn zero_heads_in_gguf_is_an_error_not_a_panic() {
+        use candle_core::quantized::gguf_file::{write, Value};
+        for (heads, kv) in [(0u32, None), (4, Some(0u32)), (4, Some(3))] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("bad.gguf");
+            let arch = Value::String("llama".into());
+            let (n, width, one) = (Value::U32(heads), Value::U32(64), Value::U32(1));
+            let mut meta: Vec<(&str, &Value)> = vec![
+                ("general.architecture", &arch),
+                ("llama.attention.head_count", &n),
+                ("llama.embedding_length", &width),
+                ("llama.block_count", &one),
+                ("llama.feed_forward_length", &width),
+            ];
+            let kv = kv.map(Value::U32);
+            if let Some(kv) = &kv {
+                meta.push(("llama.attention.head_count_kv", kv));
+            }
+            let mut f = std::fs::File::create(&path).unwrap();
+            write(&mut f, &meta, &[]).unwrap();
+            drop(f);
+            let g = GgufFile::open(&path).unwrap();
+            let err = match Decoder::load(&g, &Device::Cpu, Precision::F32) {
+                Ok(_) => panic!("{heads} heads, {kv:?} KV heads loaded"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains("attention heads"), "{err}");
+        }
+    }
 
     /// The fast CPU attention against the textbook f64 reference on random, ragged
     /// segments (prefill and decode rows, with and without a sliding window, GQA).

@@ -70,6 +70,11 @@ impl Sampler {
         }
         self.cand.sort_unstable_by(by_desc);
         let max = self.cand[0].1;
+        // A tiny temperature overflows `logit / T` to ±∞ (and 0 · ∞ to NaN), which made
+        // every probability NaN and picked the last candidate; its limit is greedy.
+        if !max.is_finite() {
+            return argmax(logits);
+        }
         let mut sum = 0f64;
         for c in self.cand.iter_mut() {
             c.1 = (c.1 - max).exp();
@@ -155,6 +160,19 @@ mod tests {
         let mut s = Sampler::new(&params(1.0, 0, 0.5), 3);
         for _ in 0..20 {
             assert_eq!(s.sample(&mut logits.clone(), &[]), 3);
+        }
+    }
+
+    #[test]
+    fn tiny_temperature_is_greedy_not_nan() {
+        for t in [1e-45f32, 1e-38, f32::MIN_POSITIVE] {
+            for k in [0, 2] {
+                let mut s = Sampler::new(&params(t, k, 0.9), 5);
+                for _ in 0..10 {
+                    assert_eq!(s.sample(&mut [-3.0, 0.0, 50.0, -1.0], &[]), 2, "T={t}");
+                    assert_eq!(s.sample(&mut [-3.0, -2.0, -0.5, -1.0], &[]), 2, "T={t}");
+                }
+            }
         }
     }
 

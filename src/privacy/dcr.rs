@@ -9,14 +9,20 @@ use rand::SeedableRng;
 use rayon::prelude::*;
 use serde::Serialize;
 
-/// For each row of `a`, the largest cosine to any row of `b` and that row (unit vectors).
+/// For each row of `a`, the largest cosine to any row of `b` (non-empty) and that row
+/// (unit vectors). A NaN cosine (an embedding with NaNs) counts as −∞, so it is never the
+/// nearest and a row with no comparable partner gets −∞ and row 0, always a valid index.
 pub fn nearest(a: &[f32], b: &[f32], dim: usize) -> Vec<(f32, usize)> {
+    debug_assert!(!b.is_empty());
     a.par_chunks(dim)
         .map(|x| {
-            b.chunks(dim).enumerate().map(|(j, y)| (dot(x, y), j)).fold(
-                (f32::NEG_INFINITY, usize::MAX),
-                |m, c| if c.0 > m.0 { c } else { m },
-            )
+            b.chunks(dim)
+                .enumerate()
+                .map(|(j, y)| {
+                    let c = dot(x, y);
+                    (if c.is_nan() { f32::NEG_INFINITY } else { c }, j)
+                })
+                .fold((f32::NEG_INFINITY, 0), |m, c| if c.0 > m.0 { c } else { m })
         })
         .collect()
 }
@@ -108,5 +114,17 @@ mod tests {
         let (rest, hold) = split(10, 0.2, 1).unwrap();
         assert_eq!((rest.len(), hold.len()), (8, 2));
         assert!(split(1, 0.2, 1).is_none());
+    }
+
+    /// A NaN embedding used to leave the index at usize::MAX, and the audit indexed the
+    /// real ids with it.
+    #[test]
+    fn nan_similarity_is_never_nearest_and_the_index_stays_valid() {
+        let b: Vec<f32> = [vec![f32::NAN, f32::NAN], unit(&[0.0, 1.0])].concat();
+        let a: Vec<f32> = [vec![f32::NAN, 0.0], unit(&[0.2, 1.0])].concat();
+        let n = nearest(&a, &b, 2);
+        assert_eq!(n[0], (f32::NEG_INFINITY, 0));
+        assert_eq!(n[1].1, 1);
+        assert!(n[1].0 > 0.9);
     }
 }

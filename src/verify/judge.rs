@@ -10,7 +10,7 @@
 use crate::engine::model::Segment;
 use crate::engine::Llm;
 use crate::error::{Error, Result};
-use crate::models::chat::Message;
+use crate::models::chat::{Message, Prompt};
 use serde::{Deserialize, Serialize};
 
 /// What the judge is asked and how it answers.
@@ -176,13 +176,14 @@ impl<'a> Judge<'a> {
         })
     }
 
-    /// The judge's prompt text for an item (chat template applied, verdict next).
+    /// The judge's prompt for an item (chat template applied, verdict next). The item's
+    /// text stays text: a response spelling `<|im_end|>` cannot close the judge's turn.
     ///
     /// The shape was chosen on a labeled set (tests/fixtures/judge_labeled.jsonl): a
     /// strict-grader system prompt carrying the criteria, a short question/answer turn, and
     /// the verdict as the first assistant token ranked best of seven formats tried with
     /// SmolLM2-135M (AUROC 0.63; the README reports what small judges can and cannot do).
-    pub fn prompt_text(&self, item: &JudgeItem) -> String {
+    pub fn prompt_text(&self, item: &JudgeItem) -> Prompt {
         let system = match &self.rubric.system {
             Some(s) => s.clone(),
             None => format!(
@@ -197,9 +198,9 @@ impl<'a> Judge<'a> {
             self.scale.question
         );
         let msgs = [Message::new("system", system), Message::new("user", user)];
-        let mut text = self.llm.template.render(&msgs, true);
-        text.push_str(&self.scale.prefill);
-        text
+        let mut prompt = self.llm.template.render(&msgs, true);
+        prompt.text(&self.scale.prefill);
+        prompt
     }
 
     /// Token ids for an item, cutting the response (and flagging it) when it does not fit.

@@ -400,9 +400,8 @@ pub fn extract_answer(text: &str) -> Option<String> {
             }
         }
     }
-    let lower = text.to_lowercase();
     for key in ["answer is", "answer:"] {
-        if let Some(pos) = lower.rfind(key) {
+        if let Some(pos) = rfind_ascii_ci(text, key) {
             let tail = &text[pos + key.len()..];
             if let Some(n) = numbers(tail).into_iter().next() {
                 return Some(n);
@@ -420,6 +419,18 @@ pub fn extract_answer(text: &str) -> Option<String> {
         }
     }
     numbers(text).pop()
+}
+
+/// The last byte offset of ASCII `key` in `text`, ignoring ASCII case. Searched in `text`
+/// itself: an offset found in `text.to_lowercase()` is not one in `text` (`İ` grows from
+/// two bytes to three), and slicing with it panics.
+fn rfind_ascii_ci(text: &str, key: &str) -> Option<usize> {
+    let (t, k) = (text.as_bytes(), key.as_bytes());
+    // An ASCII byte never occurs inside a multi-byte UTF-8 sequence, so a match of an
+    // ASCII key starts and ends on character boundaries.
+    (0..=t.len().checked_sub(k.len())?)
+        .rev()
+        .find(|&i| t[i..i + k.len()].eq_ignore_ascii_case(k))
 }
 
 /// Numbers in text: integers, decimals, thousands separators, fractions, a sign.

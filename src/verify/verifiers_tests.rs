@@ -22,6 +22,9 @@ fn math_answer_extraction_table() {
         ("Answer: 3/4", Some("3/4")),
         ("The answer is Paris.", Some("Paris")),
         ("no digits here", None),
+        // Letters that change byte length when lowercased, before the key.
+        ("İİİ answer:éé", Some("éé")),
+        ("İ ANSWER IS 7", Some("7")),
     ];
     for (text, want) in cases {
         assert_eq!(extract_answer(text).as_deref(), *want, "{text:?}");
