@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod privacy;
 pub mod progress;
 pub mod report;
+pub mod runtime;
 pub mod simd;
 pub mod spec;
 pub mod store;

@@ -9,7 +9,6 @@
 
 use super::decontam::{EvalIndex, EvalItem};
 use super::{Item, MinHashOptions, Reason, SemanticOptions, Shingle};
-use crate::embed::Embedder;
 use crate::engine::device;
 use crate::error::{Error, Result};
 use crate::models::FetchPolicy;
@@ -414,7 +413,7 @@ pub fn run(
     let mut embedder_id = String::new();
     if opts.needs_embedder() {
         let dev = device::parse(&opts.device)?;
-        let emb = Embedder::load(&opts.embedder, opts.fetch, &dev)?;
+        let emb = crate::runtime::embedder(&opts.embedder, opts.fetch, &dev)?;
         embedder_id = emb.id.clone();
         summary.embedder = Some(ModelEntry {
             role: "embedder".into(),

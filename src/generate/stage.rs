@@ -3,7 +3,7 @@
 
 use super::{plan_iter, plan_len, PlanIndex, WorkItem};
 use crate::engine::sampler::record_seed;
-use crate::engine::{self, Finish, GenParams, Llm, Precision, Request};
+use crate::engine::{self, Finish, GenParams, Precision, Request};
 use crate::error::{Error, Result};
 use crate::models::chat::{ChatTemplate, Message};
 use crate::models::{resolve, FetchPolicy};
@@ -181,7 +181,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     let llm = if pending == 0 {
         None
     } else {
-        Some(Llm::load(&model, &device, precision, template)?)
+        Some(crate::runtime::llm(&model, &device, precision, template)?)
     };
     let entry = ModelEntry {
         role: "teacher".into(),

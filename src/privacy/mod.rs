@@ -12,8 +12,7 @@ pub mod dcr;
 pub mod pii;
 
 use crate::dedup::stage::text_of;
-use crate::embed::Embedder;
-use crate::engine::{self, GenParams, Llm, Request};
+use crate::engine::{self, GenParams, Request};
 use crate::error::{Error, Result};
 use crate::models::{resolve, FetchPolicy};
 use crate::spec::{Policy, PrivacySection, Spec};
@@ -349,7 +348,7 @@ pub fn audit_files(
     let embed_on = cfg.embedder != "none" && !real.is_empty() && !records.is_empty();
     if embed_on {
         let dev = engine::device::parse(&opts.device)?;
-        let emb = Embedder::load(&cfg.embedder, opts.fetch, &dev)?;
+        let emb = crate::runtime::embedder(&cfg.embedder, opts.fetch, &dev)?;
         summary.embedder = Some(ModelEntry {
             role: "embedder".into(),
             id: emb.id.clone(),
@@ -517,7 +516,7 @@ pub fn canary_test(spec: &Spec, opts: &AuditOptions, dir: &Path) -> Result<Canar
         .chat_template
         .as_deref()
         .and_then(crate::models::chat::ChatTemplate::from_name);
-    let llm = Llm::load(&model, &device, precision, template)?;
+    let llm = crate::runtime::llm(&model, &device, precision, template)?;
     let mut requests = Vec::new();
     let mut planted_copy = Vec::new();
     for (k, c) in planted.iter().enumerate() {

@@ -7,7 +7,6 @@ pub mod diversity;
 pub mod html;
 
 use crate::dedup::stage::text_of;
-use crate::embed::Embedder;
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::models::FetchPolicy;
@@ -306,7 +305,7 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
     let mut similarity = Value::Null;
     if let Some(eid) = embedder.filter(|_| syn_text.len() >= 2) {
         let dev = engine::device::parse(&opts.device)?;
-        let emb = Embedder::load(&eid, opts.fetch, &dev)?;
+        let emb = crate::runtime::embedder(&eid, opts.fetch, &dev)?;
         let d = emb.dim();
         let sd = diversity::dispersion(
             &emb.embed_flat(&syn_text, opts.progress, "report: embed synthetic")?,

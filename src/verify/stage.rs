@@ -284,14 +284,14 @@ pub fn run(
     // Load each judge model once, then the judges.
     let dev = device::parse(&opts.device)?;
     let precision = crate::engine::Precision::resolve(&opts.dtype, &dev)?;
-    let mut llms: HashMap<&str, (Llm, String)> = HashMap::new();
+    let mut llms: HashMap<&str, (std::sync::Arc<Llm>, String)> = HashMap::new();
     for j in judges {
         if !llms.contains_key(j.model.as_str()) {
             let m = resolve(&j.model, opts.fetch)?;
             let file = m.main_file().path.display().to_string();
             llms.insert(
                 j.model.as_str(),
-                (Llm::load(&m, &dev, precision, None)?, file),
+                (crate::runtime::llm(&m, &dev, precision, None)?, file),
             );
         }
         let (llm, file) = &llms[j.model.as_str()];
