@@ -13,10 +13,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// (weights path, sha256, device, precision, chat template).
 type LlmKey = (String, String, String, &'static str, String);
+/// (embedder id or folder, device).
+type EmbedderKey = (String, String);
+type Cache<K, V> = Mutex<Option<HashMap<K, Arc<V>>>>;
 
-static LLMS: Mutex<Option<HashMap<LlmKey, Arc<Llm>>>> = Mutex::new(None);
-static EMBEDDERS: Mutex<Option<HashMap<(String, String), Arc<Embedder>>>> = Mutex::new(None);
+static LLMS: Cache<LlmKey, Llm> = Mutex::new(None);
+static EMBEDDERS: Cache<EmbedderKey, Embedder> = Mutex::new(None);
 static LOADS: AtomicUsize = AtomicUsize::new(0);
 
 /// How many models this process has loaded from disk (cache hits not counted).
