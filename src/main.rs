@@ -620,7 +620,7 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             if s.not_in_plan > 0 {
-                println!("note: {} records in the file are not in the current plan (the spec's seeds or tasks changed)", s.not_in_plan);
+                println!("note: {} records no longer in the plan were moved aside (see the note above); they will not reach the dataset", s.not_in_plan);
             }
         }
         Command::Verify(a) => {

@@ -484,3 +484,45 @@ fn plans_are_bounded_and_built_lazily() {
     );
     assert_eq!(lines_in(&dir.path().join("runs/f/generated.jsonl")), 1);
 }
+
+#[test]
+fn editing_a_verifiers_schema_file_rechecks_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(
+        &spec,
+        "[run]\nname = \"v\"\n\n[[verifier]]\nkind = \"json\"\nschema = \"schema.json\"\n",
+    )
+    .unwrap();
+    let schema = dir.path().join("schema.json");
+    std::fs::write(&schema, r#"{"type": "object", "required": ["a"]}"#).unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\":\"r1\",\"prompt\":\"q\",\"response\":\"{\\\"a\\\": 1}\"}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.jsonl");
+    let verify = || {
+        run(flywheel()
+            .arg("verify")
+            .arg(&spec)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&out))
+    };
+    let verdict = || lines(&out)[0]["scores"]["verifiers"]["json"]["pass"].clone();
+    assert!(ok(&verify()).contains("0 already done, 1 written"));
+    assert_eq!(verdict(), true);
+    assert!(ok(&verify()).contains("1 already done, 0 written"));
+    std::fs::write(&schema, r#"{"type": "object", "required": ["b"]}"#).unwrap();
+    let o = verify();
+    assert!(
+        ok(&o).contains("0 already done, 1 written"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(lines(&out).len(), 1);
+    assert_eq!(verdict(), false, "the verdict of the old schema survived");
+}

@@ -241,7 +241,7 @@ fn chatml_export_refuses_forged_turns() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
-        err.contains("in.jsonl:3: record forged") && err.contains("ChatML marker"),
+        err.contains("in.jsonl:3 (record forged): ") && err.contains("ChatML marker"),
         "{err}"
     );
     assert!(err.contains("1 of 3 records"), "{err}");

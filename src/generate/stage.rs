@@ -126,7 +126,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
             let changed = changed_keys(old, &fingerprint);
             if !opts.force {
                 return Err(Error::RunConflict(format!(
-                    "{} holds records generated with different settings (changed: {}). Mixing them would give a dataset no single spec describes. Rerun with --force to move the old records aside and start over, or set another [run].name / --out",
+                    "{} holds records generated with different settings (changed: {}). Mixing them would give a dataset no single spec describes. Rerun with --force to move the old records aside and start over, or set another [run].name in the spec (generate also takes --out DIR)",
                     run_dir.display(),
                     changed.join(", ")
                 )));

@@ -93,7 +93,13 @@ impl Stage for Verify {
         "verify"
     }
     fn inputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
-        vec![cx.dir.generated()]
+        let mut v = vec![cx.dir.generated()];
+        v.extend(
+            crate::verify::stage::verifier_files(&cx.spec.verifiers)
+                .into_iter()
+                .map(|f| cx.spec.resolve(Path::new(f))),
+        );
+        v
     }
     fn settings(&self, cx: &Ctx<'_>) -> Result<String> {
         let s = cx.spec;

@@ -202,7 +202,7 @@ pub fn run(
     // What a score is made from: the record as read, and everything that scores it. A
     // record in the output counts as done only while both are unchanged; edit the rubric,
     // swap the judge's weights or regenerate the record, and it is scored again.
-    let scoring = scoring_key(judges, verifier_specs, how, opts)?;
+    let scoring = scoring_key(judges, verifier_specs, how, base_dir, opts)?;
     let expected: HashMap<String, String> = records
         .iter()
         .map(|r| (id_of(r).to_string(), record_fingerprint(&scoring, r)))
@@ -467,6 +467,7 @@ fn scoring_key(
     judges: &[JudgeSpec],
     verifier_specs: &[VerifierSpec],
     how: Combine,
+    base_dir: &Path,
     opts: &VerifyOptions,
 ) -> Result<String> {
     let mut js = Vec::new();
@@ -485,14 +486,36 @@ fn scoring_key(
             "max_tokens": j.max_tokens,
         }));
     }
+    // A verifier's files are part of it: edit the schema and the verdicts are stale.
+    let files: Vec<String> = verifier_files(verifier_specs)
+        .iter()
+        .map(|f| {
+            let p = base_dir.join(f);
+            std::fs::read(&p)
+                .map(|b| crate::models::checksum::sha256_bytes(&b))
+                .unwrap_or_else(|_| "<absent>".into())
+        })
+        .collect();
     let key = json!({
         "revision": SCORING_REVISION,
+        "verifier_files": files,
         "judges": js,
         "verifiers": format!("{verifier_specs:?}"),
         "combine": format!("{how:?}"),
         "runtime": runtime,
     });
     Ok(key.to_string())
+}
+
+/// The files the verifiers read (JSON Schemas), relative to the spec.
+pub fn verifier_files(verifier_specs: &[VerifierSpec]) -> Vec<&str> {
+    verifier_specs
+        .iter()
+        .filter_map(|v| match v {
+            VerifierSpec::Json { schema: Some(f) } => Some(f.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The fingerprint stored in `scores.fingerprint`: the scoring key and the record as read.
