@@ -1,6 +1,6 @@
-//! Models loaded once per process. `flywheel run` needs the embedder in dedup, audit and
-//! report, and the teacher in generate and again for the canary test; the judge is often
-//! the teacher's own weights. Loading each of them once saves seconds on the CPU and, on a
+//! Models loaded once per process (per thread: the stages run on one). `flywheel run`
+//! needs the embedder in dedup, audit and report, and the teacher in generate and again
+//! for the canary test; the judge is often the teacher's own weights. Loading each of them once saves seconds on the CPU and, on a
 //! GPU, keeps one copy of the weights in device memory instead of three.
 
 use crate::embed::Embedder;
@@ -9,18 +9,23 @@ use crate::error::Result;
 use crate::models::chat::ChatTemplate;
 use crate::models::ResolvedModel;
 use candle_core::Device;
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 /// (weights path, sha256, device, precision, chat template).
 type LlmKey = (String, String, String, &'static str, String);
 /// (embedder id or folder, device).
 type EmbedderKey = (String, String);
-type Cache<K, V> = Mutex<Option<HashMap<K, Arc<V>>>>;
+type Cache<K, V> = RefCell<HashMap<K, Rc<V>>>;
 
-static LLMS: Cache<LlmKey, Llm> = Mutex::new(None);
-static EMBEDDERS: Cache<EmbedderKey, Embedder> = Mutex::new(None);
+// Per thread: the stages run one after another on the calling thread, and a thread-local
+// cache asks nothing of the models' types (no Send/Sync bound on any backend).
+thread_local! {
+    static LLMS: Cache<LlmKey, Llm> = RefCell::new(HashMap::new());
+    static EMBEDDERS: Cache<EmbedderKey, Embedder> = RefCell::new(HashMap::new());
+}
 static LOADS: AtomicUsize = AtomicUsize::new(0);
 
 /// How many models this process has loaded from disk (cache hits not counted).
@@ -35,7 +40,7 @@ pub fn llm(
     dev: &Device,
     precision: Precision,
     template: Option<ChatTemplate>,
-) -> Result<Arc<Llm>> {
+) -> Result<Rc<Llm>> {
     let f = m.main_file();
     let key = (
         f.path.display().to_string(),
@@ -44,16 +49,14 @@ pub fn llm(
         precision.name(),
         format!("{template:?}"),
     );
-    let mut g = LLMS.lock().unwrap_or_else(|e| e.into_inner());
-    let cache = g.get_or_insert_with(HashMap::new);
-    if let Some(l) = cache.get(&key) {
+    if let Some(l) = LLMS.with(|c| c.borrow().get(&key).cloned()) {
         tracing::info!("model {} reused (already loaded)", m.id);
-        return Ok(l.clone());
+        return Ok(l);
     }
     tracing::info!("loading model {} on {}", m.id, key.2);
-    let l = Arc::new(Llm::load(m, dev, precision, template)?);
+    let l = Rc::new(Llm::load(m, dev, precision, template)?);
     LOADS.fetch_add(1, Ordering::SeqCst);
-    cache.insert(key, l.clone());
+    LLMS.with(|c| c.borrow_mut().insert(key, l.clone()));
     Ok(l)
 }
 
@@ -62,17 +65,15 @@ pub fn embedder(
     id_or_dir: &str,
     policy: crate::models::FetchPolicy,
     dev: &Device,
-) -> Result<Arc<Embedder>> {
+) -> Result<Rc<Embedder>> {
     let key = (id_or_dir.to_string(), device::name(dev));
-    let mut g = EMBEDDERS.lock().unwrap_or_else(|e| e.into_inner());
-    let cache = g.get_or_insert_with(HashMap::new);
-    if let Some(e) = cache.get(&key) {
+    if let Some(e) = EMBEDDERS.with(|c| c.borrow().get(&key).cloned()) {
         tracing::info!("embedder {id_or_dir} reused (already loaded)");
-        return Ok(e.clone());
+        return Ok(e);
     }
     tracing::info!("loading embedder {id_or_dir} on {}", key.1);
-    let e = Arc::new(Embedder::load(id_or_dir, policy, dev)?);
+    let e = Rc::new(Embedder::load(id_or_dir, policy, dev)?);
     LOADS.fetch_add(1, Ordering::SeqCst);
-    cache.insert(key, e.clone());
+    EMBEDDERS.with(|c| c.borrow_mut().insert(key, e.clone()));
     Ok(e)
 }

@@ -284,7 +284,7 @@ pub fn run(
     // Load each judge model once, then the judges.
     let dev = device::parse(&opts.device)?;
     let precision = crate::engine::Precision::resolve(&opts.dtype, &dev)?;
-    let mut llms: HashMap<&str, (std::sync::Arc<Llm>, String)> = HashMap::new();
+    let mut llms: HashMap<&str, (std::rc::Rc<Llm>, String)> = HashMap::new();
     for j in judges {
         if !llms.contains_key(j.model.as_str()) {
             let m = resolve(&j.model, opts.fetch)?;
