@@ -22,17 +22,13 @@ pub enum Format {
     Chatml,
 }
 
+/// (role, content) of each message, through the one record view.
 fn messages(r: &Value) -> std::result::Result<Vec<(String, String)>, String> {
-    let m = r
-        .get("messages")
-        .and_then(|m| m.as_array())
-        .ok_or("no `messages`")?;
-    m.iter()
-        .map(|x| match (x["role"].as_str(), x["content"].as_str()) {
-            (Some(r), Some(c)) => Ok((r.to_string(), c.to_string())),
-            _ => Err("a message lacks a string role or content".to_string()),
-        })
-        .collect()
+    Ok(crate::record::View::new(r)
+        .messages()?
+        .into_iter()
+        .map(|m| (m.role, m.content))
+        .collect())
 }
 
 /// The markers the `chatml` format writes.
@@ -95,7 +91,7 @@ pub fn convert(r: &Value, format: Format) -> std::result::Result<Value, String> 
 pub struct ExportSummary {
     pub written: usize,
     /// Input lines that are not JSON records: skipped, to be named on stderr.
-    pub skipped: Vec<crate::store::lines::BadLine>,
+    pub skipped: Vec<crate::record::lines::BadLine>,
 }
 
 /// Converts a JSONL file. Records that cannot be expressed in the format are errors naming
@@ -103,7 +99,7 @@ pub struct ExportSummary {
 /// partial export is never mistaken for the whole. A line that is not a JSON record is
 /// skipped and listed in the summary (with `strict`, it is an error naming `file:line`).
 pub fn export(input: &Path, output: &Path, format: Format, strict: bool) -> Result<ExportSummary> {
-    let (recs, skipped) = crate::store::lines::read_split(input, strict)?;
+    let (recs, skipped) = crate::record::lines::read_split(input, strict)?;
     let mut out = Vec::with_capacity(recs.len());
     let mut refused = Vec::new();
     for (line, r) in &recs {

@@ -20,6 +20,7 @@ pub mod models;
 pub mod pipeline;
 pub mod privacy;
 pub mod progress;
+pub mod record;
 pub mod report;
 pub mod runtime;
 pub mod simd;

@@ -575,7 +575,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let s = flywheel::export::export(&input, &a.output, a.format, a.strict)
                 .with_context(|| format!("export {}", input.display()))?;
-            flywheel::store::lines::warn(&input, &s.skipped, "skipped");
+            flywheel::record::lines::warn(&input, &s.skipped, "skipped");
             println!(
                 "export: {} records → {} ({} bad input lines skipped)",
                 s.written,

@@ -170,9 +170,9 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("in.jsonl");
         std::fs::write(&p, &text).unwrap();
-        if let Ok(recs) = flywheel::verify::stage::read_records(&p) {
+        if let Ok(recs) = flywheel::record::read_records(&p) {
             for r in &recs {
-                let _ = flywheel::verify::stage::extract(r);
+                let _ = flywheel::record::View::new(r).prompt_response();
                 for f in [
                     flywheel::export::Format::Openai,
                     flywheel::export::Format::Alpaca,
@@ -185,7 +185,7 @@ proptest! {
         }
         let _ = flywheel::store::read_jsonl::<serde_json::Value>(&p);
         for strict in [false, true] {
-            let _ = flywheel::blend::real::read(&p, strict);
+            let _ = flywheel::record::real::read(&p, strict);
         }
     }
 }

@@ -219,7 +219,7 @@ fn whole_run_then_rerun_skips_then_partial_rerun() {
         .iter()
         .filter(|r| r["source"] == "real")
         .all(|r| r["provenance"]["real"]["file"] == "anchor.jsonl"));
-    let pq = flywheel::blend::real::read(&rd.join("dataset.parquet"), true).unwrap();
+    let pq = flywheel::record::real::read(&rd.join("dataset.parquet"), true).unwrap();
     assert_eq!(pq.records.len(), ds.len());
     let card = std::fs::read_to_string(rd.join("README.md")).unwrap();
     assert!(card.starts_with("---\n") && card.contains("path: dataset.parquet"));

@@ -9,7 +9,6 @@
 
 pub mod card;
 pub mod parquet_out;
-pub mod real;
 
 use crate::error::{Error, Result};
 use crate::spec::{BlendSection, Spec};
@@ -110,11 +109,11 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
     }
     let _lock = crate::store::create_run_dir(&dir)?;
     let started = Instant::now();
-    let synthetic = crate::verify::stage::read_records(&input)?;
+    let synthetic = crate::record::read_records(&input)?;
     let mut real = Vec::new();
     let mut bad = Vec::new();
     for f in &spec.blend.real {
-        let r = real::read(&spec.resolve(f), spec.blend.strict)?;
+        let r = crate::record::real::read(&spec.resolve(f), spec.blend.strict)?;
         real.extend(r.records);
         bad.extend(r.bad);
     }

@@ -135,7 +135,7 @@ mod tests {
             json!({"id":"b","source":"real","messages":[{"role":"system","content":"S"},{"role":"user","content":"Q2"},{"role":"assistant","content":"A2"}]}),
         ];
         write(&p, &rows).unwrap();
-        let back = crate::blend::real::read(&p, true).unwrap();
+        let back = crate::record::real::read(&p, true).unwrap();
         assert_eq!(back.records.len(), 2);
         assert_eq!(back.records[1]["messages"], rows[1]["messages"]);
         assert_eq!(back.records[0]["id"], "a");

@@ -5,7 +5,6 @@
 //! *best* text survives: the highest judge score, then the earliest in input order. Every
 //! removed text gets a [`Reason`] naming the survivor it duplicates and how similar they are.
 
-pub mod corpus;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod decontam;

@@ -28,7 +28,7 @@ pub struct DedupOptions {
     pub minhash: Option<MinHashOptions>,
     pub semantic: Option<SemanticOptions>,
     pub embedder: String,
-    /// Which text to compare (see [`text_of`]).
+    /// Which text to compare (see [`crate::record::View::text`]).
     pub field: String,
     /// Eval sets to decontaminate against.
     pub against: Vec<PathBuf>,
@@ -166,10 +166,10 @@ enum Line {
 fn read_lines(path: &Path, field: &str) -> Result<Vec<Line>> {
     let mut out = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for l in crate::store::lines::read(path, false)? {
+    for l in crate::record::lines::read(path, false)? {
         let (line, value) = match l {
-            crate::store::lines::Line::Record { line, value } => (line, value),
-            crate::store::lines::Line::Bad(b) => {
+            crate::record::lines::Line::Record { line, value } => (line, value),
+            crate::record::lines::Line::Bad(b) => {
                 out.push(Line::Bad {
                     line: b.line,
                     raw: b.raw,
@@ -189,42 +189,10 @@ fn read_lines(path: &Path, field: &str) -> Result<Vec<Line>> {
         if *count > 1 {
             id = format!("{id}@line:{line}");
         }
-        let text = text_of(&value, field);
+        let text = crate::record::View::new(&value).text(field);
         out.push(Line::Record { value, id, text });
     }
     Ok(out)
-}
-
-/// The text to compare. `auto`: the contents of all non-system `messages`, else `text`,
-/// `content`, `prompt` + `response`, or `instruction` + `input` + `output`. `assistant` /
-/// `user`: those messages only. Anything else: that top-level string field.
-pub fn text_of(v: &Value, field: &str) -> Option<String> {
-    let s = |k: &str| v.get(k).and_then(Value::as_str);
-    let msgs = |keep: &dyn Fn(&str) -> bool| -> Option<String> {
-        let m = v.get("messages")?.as_array()?;
-        let parts: Vec<&str> = m
-            .iter()
-            .filter(|m| keep(m.get("role").and_then(Value::as_str).unwrap_or("")))
-            .filter_map(|m| m.get("content").and_then(Value::as_str))
-            .collect();
-        Some(parts.join("\n"))
-    };
-    match field {
-        "auto" => msgs(&|r| r != "system")
-            .or_else(|| s("text").map(str::to_string))
-            .or_else(|| s("content").map(str::to_string))
-            .or_else(|| Some(format!("{}\n{}", s("prompt")?, s("response")?)))
-            .or_else(|| {
-                Some(format!(
-                    "{}\n{}\n{}",
-                    s("instruction")?,
-                    s("input").unwrap_or(""),
-                    s("output")?
-                ))
-            }),
-        "assistant" | "user" => msgs(&|r| r == field),
-        k => s(k).map(str::to_string),
-    }
 }
 
 /// The survivor priority: the combined judge score when the record has one.

@@ -259,15 +259,15 @@ pub fn embed_file(
     let mut texts = Vec::new();
     let mut ids = Vec::new();
     let mut s = EmbedFileSummary::default();
-    for l in crate::store::lines::read(input, false)? {
+    for l in crate::record::lines::read(input, false)? {
         let (line, v) = match l {
-            crate::store::lines::Line::Record { line, value } => (line, value),
-            crate::store::lines::Line::Bad(b) => {
+            crate::record::lines::Line::Record { line, value } => (line, value),
+            crate::record::lines::Line::Bad(b) => {
                 s.skipped.push((b.line, b.reason));
                 continue;
             }
         };
-        match crate::dedup::stage::text_of(&v, field) {
+        match crate::record::View::new(&v).text(field) {
             Some(t) => {
                 ids.push(match v.get("id") {
                     Some(serde_json::Value::String(x)) => x.clone(),

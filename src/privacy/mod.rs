@@ -11,10 +11,10 @@ pub mod copy;
 pub mod dcr;
 pub mod pii;
 
-use crate::dedup::stage::text_of;
 use crate::engine::{self, GenParams, Request};
 use crate::error::{Error, Result};
 use crate::models::{resolve, FetchPolicy};
+use crate::record::View;
 use crate::spec::{Policy, PrivacySection, Spec};
 use crate::store::manifest::{ModelEntry, StageStatus};
 use crate::store::{write_atomic, write_jsonl, Manifest};
@@ -163,7 +163,7 @@ pub fn read_real(files: &[PathBuf]) -> Result<(Vec<Value>, Vec<String>)> {
     let mut recs = Vec::new();
     let mut bad = Vec::new();
     for f in files {
-        let r = crate::blend::real::read(f, false)?;
+        let r = crate::record::real::read(f, false)?;
         recs.extend(r.records);
         bad.extend(r.bad);
     }
@@ -282,15 +282,15 @@ pub fn audit_files(
         strict,
     } = *files;
     let started = Instant::now();
-    let (lines, bad_lines) = crate::store::lines::read_split(input, strict)?;
-    crate::store::lines::warn(
+    let (lines, bad_lines) = crate::record::lines::read_split(input, strict)?;
+    crate::record::lines::warn(
         input,
         &bad_lines,
         "not audited, left out; listed under bad_input in privacy.json",
     );
     let records: Vec<Value> = lines
         .into_iter()
-        .map(|(_, v)| crate::verify::stage::with_id(v))
+        .map(|(_, v)| crate::record::with_id(v))
         .collect();
     let (real, real_bad) = read_real(sensitive)?;
     for b in &real_bad {
@@ -298,16 +298,11 @@ pub fn audit_files(
     }
     // The model wrote only the responses; prompts come from the spec, so comparing them
     // with real prompts would flag every record that shares a template.
-    let response = |r: &Value| {
-        text_of(r, "assistant")
-            .filter(|t| !t.is_empty())
-            .or_else(|| text_of(r, "auto"))
-            .unwrap_or_default()
-    };
+    let response = |r: &Value| View::new(r).response_text();
     let syn_text: Vec<String> = records.iter().map(response).collect();
     let real_all: Vec<String> = real
         .iter()
-        .map(|r| text_of(r, "auto").unwrap_or_default())
+        .map(|r| View::new(r).text("auto").unwrap_or_default())
         .collect();
     let real_text: Vec<String> = real.iter().map(response).collect();
     let real_ids: Vec<String> = real
@@ -521,7 +516,7 @@ pub fn canary_test(spec: &Spec, opts: &AuditOptions, dir: &Path) -> Result<Canar
     let mut planted_copy = Vec::new();
     for (k, c) in planted.iter().enumerate() {
         let rec = &real[k % real.len()];
-        let text = text_of(rec, "auto").unwrap_or_default();
+        let text = View::new(rec).text("auto").unwrap_or_default();
         // At the start, so a copy cut short by max_new_tokens still reaches it.
         let example = format!("{} {text}", c.sentence);
         // The real text stays where it came from: this file names the record, not its words.

@@ -6,10 +6,10 @@
 pub mod diversity;
 pub mod html;
 
-use crate::dedup::stage::text_of;
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::models::FetchPolicy;
+use crate::record::View;
 use crate::store::{write_atomic, Manifest};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -41,7 +41,7 @@ fn records(dir: &Path, name: &str) -> Result<Option<Vec<Value>>> {
     if !p.exists() {
         return Ok(None);
     }
-    crate::verify::stage::read_records(&p).map(Some)
+    crate::record::read::read_if_exists(&p)
 }
 
 /// Fixed-width histogram over [lo, hi] with `bins` bins (values outside are clamped).
@@ -64,16 +64,6 @@ fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     s[s.len() / 2]
-}
-
-fn last_assistant(r: &Value) -> String {
-    r.get("messages")
-        .and_then(|m| m.as_array())
-        .and_then(|m| m.iter().rev().find(|x| x["role"] == "assistant"))
-        .and_then(|m| m["content"].as_str())
-        .map(str::to_string)
-        .or_else(|| text_of(r, "auto"))
-        .unwrap_or_default()
 }
 
 fn words(s: &str) -> usize {
@@ -244,8 +234,14 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
     } else {
         kept.iter().flatten().collect()
     };
-    let syn_text: Vec<String> = syn_src.iter().map(|r| last_assistant(r)).collect();
-    let real_text: Vec<String> = ds_real.iter().map(|r| last_assistant(r)).collect();
+    let syn_text: Vec<String> = syn_src
+        .iter()
+        .map(|r| View::new(r).last_assistant())
+        .collect();
+    let real_text: Vec<String> = ds_real
+        .iter()
+        .map(|r| View::new(r).last_assistant())
+        .collect();
     let syn_len: Vec<f64> = syn_text.iter().map(|t| words(t) as f64).collect();
     let real_len: Vec<f64> = real_text.iter().map(|t| words(t) as f64).collect();
     let max_len = syn_len

@@ -4,10 +4,8 @@
 //! flushed. On open, a torn last line (a crash mid-write) is cut off and reported; a
 //! corrupt line in the middle is an error, never silently dropped.
 
-pub mod lines;
 pub mod lock;
 pub mod manifest;
-pub mod record;
 pub mod run_dir;
 
 use crate::error::{Error, Result};
@@ -18,7 +16,6 @@ use std::path::{Path, PathBuf};
 
 pub use lock::RunLock;
 pub use manifest::Manifest;
-pub use record::Record;
 pub use run_dir::RunDir;
 
 /// Creates the run directory and takes its lock (held until the guard drops), with an

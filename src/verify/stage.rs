@@ -8,8 +8,9 @@ use super::verifiers::{self, answers_equal, extract_answer, Input, Verdict, Veri
 use crate::engine::{device, Llm};
 use crate::error::{Error, Result};
 use crate::models::{resolve, FetchPolicy};
+use crate::record::lines::{self, BadLine};
+use crate::record::{read_input, View};
 use crate::spec::{JudgeSpec, Spec, VerifierSpec};
-use crate::store::lines::{self, BadLine, Line};
 use crate::store::manifest::{ModelEntry, StageStatus};
 use crate::store::{JsonlWriter, Manifest};
 use serde_json::{json, Map, Value};
@@ -264,8 +265,10 @@ pub fn run(
             verifiers.push((key, v));
         }
     }
-    let extracted: Vec<std::result::Result<(String, String), String>> =
-        records.iter().map(extract).collect();
+    let extracted: Vec<std::result::Result<(String, String), String>> = records
+        .iter()
+        .map(|r| View::new(r).prompt_response())
+        .collect();
     let majority = if consistency {
         majorities(&extracted)
     } else {
@@ -549,100 +552,8 @@ pub fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
     (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
 }
 
-/// Reads a JSONL file of records; a record without an `id` gets one from its content.
-/// A line that is not a JSON object is an error naming `file:line` (never silently skipped).
-pub fn read_records(path: &Path) -> Result<Vec<Value>> {
-    Ok(read_input(path, true)?.0)
-}
-
-/// Reads records in file order with [`lines::read`]. A bad line becomes a placeholder
-/// record `{"id", "bad_input": {"line", "reason", "raw"}}` in its place (so it is carried
-/// to the output, not lost) and is also returned in the list of bad lines.
-pub fn read_input(path: &Path, strict: bool) -> Result<(Vec<Value>, Vec<BadLine>)> {
-    let mut out = Vec::new();
-    let mut bad = Vec::new();
-    for l in lines::read(path, strict)? {
-        match l {
-            Line::Record { value, .. } => out.push(with_id(value)),
-            Line::Bad(b) => {
-                out.push(json!({
-                    "id": content_id(b.raw.as_bytes()),
-                    "bad_input": {"line": b.line, "reason": b.reason, "raw": b.raw},
-                }));
-                bad.push(b);
-            }
-        }
-    }
-    Ok((out, bad))
-}
-
-fn content_id(bytes: &[u8]) -> String {
-    crate::models::checksum::sha256_bytes(bytes)[..32].to_string()
-}
-
-/// The record, with an `id` made from its content if it has no string one (so a rerun
-/// finds it again).
-pub fn with_id(mut value: Value) -> Value {
-    if let Some(obj) = value.as_object_mut() {
-        if !obj.get("id").is_some_and(|x| x.is_string()) {
-            let id = content_id(&serde_json::to_vec(obj).unwrap_or_default());
-            obj.insert("id".into(), Value::String(id));
-        }
-    }
-    value
-}
-
 fn id_of(v: &Value) -> &str {
-    v.get("id").and_then(|x| x.as_str()).unwrap_or("")
-}
-
-/// (prompt, response) from a chat record (`messages`: the last assistant turn and the
-/// user turn before it), a `prompt`/`response` record, or an alpaca record.
-pub fn extract(rec: &Value) -> std::result::Result<(String, String), String> {
-    let s = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-    // A line that was not a record (see [`read_input`]) stays unreadable in every rerun.
-    if let Some(b) = rec.get("bad_input") {
-        return Err(format!(
-            "{} (input line {})",
-            b["reason"].as_str().unwrap_or("bad_input"),
-            b["line"]
-        ));
-    }
-    if let Some(msgs) = rec.get("messages").and_then(|m| m.as_array()) {
-        let a = msgs
-            .iter()
-            .rposition(|m| m.get("role").and_then(|r| r.as_str()) == Some("assistant"))
-            .ok_or("record has `messages` but no assistant message to judge")?;
-        let response =
-            s(&msgs[a], "content").ok_or("the assistant message has no text `content`")?;
-        let prompt = msgs[..a]
-            .iter()
-            .rev()
-            .find(|m| m.get("role").and_then(|r| r.as_str()) == Some("user"))
-            .and_then(|m| s(m, "content"))
-            .ok_or("no user message before the assistant's")?;
-        return non_empty(prompt, response);
-    }
-    if let (Some(p), Some(r)) = (s(rec, "prompt"), s(rec, "response")) {
-        return non_empty(p, r);
-    }
-    if let (Some(p), Some(r)) = (s(rec, "instruction"), s(rec, "output")) {
-        let input = s(rec, "input").filter(|x| !x.is_empty());
-        return non_empty(input.map_or(p.clone(), |i| format!("{p}\n\n{i}")), r);
-    }
-    Err(
-        "record has neither `messages`, nor `prompt` + `response`, nor `instruction` + `output`"
-            .into(),
-    )
-}
-
-/// A blank response has nothing to judge: a judge would still return a probability for it,
-/// a score that reads like a verdict, so it goes to `scores.errors` instead.
-fn non_empty(prompt: String, response: String) -> std::result::Result<(String, String), String> {
-    if response.trim().is_empty() {
-        return Err("the response is empty: nothing to judge".into());
-    }
-    Ok((prompt, response))
+    View::new(v).id().unwrap_or("")
 }
 
 /// Majority final answer per prompt (only prompts with two or more answers).
@@ -702,6 +613,10 @@ fn consistency_verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn extract(r: &Value) -> std::result::Result<(String, String), String> {
+        View::new(r).prompt_response()
+    }
 
     #[test]
     fn extract_handles_the_three_shapes_and_says_why_not() {
