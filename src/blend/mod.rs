@@ -13,7 +13,7 @@ pub mod parquet_out;
 use crate::error::{Error, Result};
 use crate::spec::{BlendSection, Spec};
 use crate::store::manifest::StageStatus;
-use crate::store::{write_atomic, write_jsonl, Manifest};
+use crate::store::{write_atomic, write_jsonl, Manifest, RunDir};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -94,20 +94,15 @@ pub fn percent(share: f64) -> String {
 /// `flywheel blend SPEC`: `<run>/audited.jsonl` (or `input`) + `[blend].real` →
 /// `<run>/dataset.jsonl`, `dataset.parquet`, `README.md`.
 pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
-    let dir = spec.run_dir();
+    let dir = RunDir::new(spec.run_dir());
     // Only the audit's output: never an earlier stage's file, which the audit has not
     // cleared (a missing audited.jsonl means the audit must run, not be skipped).
-    let input = input
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| crate::store::RunDir::new(&dir).audited());
-    if !input.exists() {
-        return Err(Error::Spec(format!(
-            "{} does not exist: run `flywheel audit {}` first, or pass --input FILE",
-            input.display(),
-            spec.path.display()
-        )));
-    }
-    let _lock = crate::store::create_run_dir(&dir)?;
+    let input = RunDir::input(
+        input,
+        dir.audited(),
+        &format!("audit {}", spec.path.display()),
+    )?;
+    let _lock = crate::store::create_run_dir(dir.path())?;
     let started = Instant::now();
     let synthetic = crate::record::read_records(&input)?;
     let mut real = Vec::new();
@@ -150,9 +145,9 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
     // A seeded shuffle of the whole set, so training order mixes the sources.
     rows.shuffle(&mut rng);
 
-    let dataset = dir.join("dataset.jsonl");
+    let dataset = dir.dataset();
     write_jsonl(&dataset, &rows)?;
-    parquet_out::write(&dir.join("dataset.parquet"), &rows)?;
+    parquet_out::write(&dir.dataset_parquet(), &rows)?;
     let summary = BlendSummary {
         synthetic_available: synthetic.len(),
         real_available: real.len(),
@@ -165,9 +160,9 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
         wall_seconds: started.elapsed().as_secs_f64(),
         dataset: dataset.clone(),
     };
-    let mut m = Manifest::load(&dir)?.unwrap_or_default();
+    let m = Manifest::load(dir.path())?.unwrap_or_default();
     let card = card::render(spec, &m, &summary, &rows);
-    write_atomic(&dir.join("README.md"), card.as_bytes())?;
+    write_atomic(&dir.card(), card.as_bytes())?;
     let mut st = StageStatus {
         status: if miss_r + miss_s > 0 { "short" } else { "done" }.into(),
         planned: nr + ns + miss_r + miss_s,
@@ -188,8 +183,7 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
     if let Some(r) = spec.blend.real_share {
         st.extra.insert("asked_real_share".into(), r.into());
     }
-    m.stages.insert("blend".into(), st);
-    m.save(&dir)?;
+    Manifest::mark_stage(dir.path(), (&spec.path, spec.sha256()), "blend", st, &[])?;
     Ok(summary)
 }
 

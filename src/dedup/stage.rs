@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::models::FetchPolicy;
 use crate::spec::{DedupSection, FilterSection, Spec};
 use crate::store::manifest::{ModelEntry, StageStatus};
-use crate::store::Manifest;
+use crate::store::{Manifest, RunDir};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -95,28 +95,14 @@ pub struct DedupSummary {
 /// `flywheel dedup SPEC`: `<run>/verified.jsonl` (or `input`) → `<run>/kept.jsonl` and
 /// `<run>/rejected.jsonl`.
 pub fn run_spec(spec: &Spec, input: Option<&Path>, opts: &DedupOptions) -> Result<DedupSummary> {
-    let dir = spec.run_dir();
-    let input = input
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| dir.join("verified.jsonl"));
-    if !input.exists() {
-        return Err(Error::Spec(format!(
-            "{} does not exist: run `flywheel verify {}` first (or pass --input FILE)",
-            input.display(),
-            spec.path.display()
-        )));
-    }
-    let _lock = crate::store::create_run_dir(&dir)?;
-    let s = run(
-        &input,
-        &dir.join("kept.jsonl"),
-        &dir.join("rejected.jsonl"),
-        opts,
+    let dir = RunDir::new(spec.run_dir());
+    let input = RunDir::input(
+        input,
+        dir.verified(),
+        &format!("verify {}", spec.path.display()),
     )?;
-    let mut m = Manifest::load(&dir)?.unwrap_or_default();
-    m.spec_path = spec.path.display().to_string();
-    m.spec_sha256 = spec.sha256();
-    m.flywheel = env!("CARGO_PKG_VERSION").into();
+    let _lock = crate::store::create_run_dir(dir.path())?;
+    let s = run(&input, &dir.kept(), &dir.rejected(), opts)?;
     let mut st = StageStatus {
         status: "done".into(),
         planned: s.records,
@@ -138,12 +124,13 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>, opts: &DedupOptions) -> Resul
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()),
     );
-    m.stages.insert("dedup".into(), st);
-    if let Some(e) = &s.embedder {
-        m.models.retain(|x| x.role != e.role);
-        m.models.push(e.clone());
-    }
-    m.save(&dir)?;
+    Manifest::mark_stage(
+        dir.path(),
+        (&spec.path, spec.sha256()),
+        "dedup",
+        st,
+        s.embedder.as_slice(),
+    )?;
     Ok(s)
 }
 

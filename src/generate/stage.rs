@@ -111,7 +111,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     if precision != Precision::Q8_0 {
         fingerprint["weights"] = serde_json::json!(precision.name());
     }
-    let gen_path = run_dir.join("generated.jsonl");
+    let gen_path = crate::store::RunDir::new(&run_dir).generated();
     let mut manifest = Manifest::load(&run_dir)?.unwrap_or_default();
     // Only records on disk can be mixed; an old fingerprint with no records is harmless.
     let has_records = gen_path

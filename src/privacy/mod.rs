@@ -17,7 +17,7 @@ use crate::models::{resolve, FetchPolicy};
 use crate::record::View;
 use crate::spec::{Policy, PrivacySection, Spec};
 use crate::store::manifest::{ModelEntry, StageStatus};
-use crate::store::{write_atomic, write_jsonl, Manifest};
+use crate::store::{write_atomic, write_jsonl, Manifest, RunDir};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -90,24 +90,15 @@ pub fn run_spec_with(
     opts: &AuditOptions,
     strict: bool,
 ) -> Result<AuditSummary> {
-    let dir = spec.run_dir();
-    let input = input
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| dir.join("kept.jsonl"));
-    if !input.exists() {
-        return Err(Error::Spec(format!(
-            "{} does not exist: run `flywheel dedup {}` first (or pass --input FILE)",
-            input.display(),
-            spec.path.display()
-        )));
-    }
-    let _lock = crate::store::create_run_dir(&dir)?;
+    let dir = RunDir::new(spec.run_dir());
+    let input = RunDir::input(input, dir.kept(), &format!("dedup {}", spec.path.display()))?;
+    let _lock = crate::store::create_run_dir(dir.path())?;
     let started = Instant::now();
     let mut s = audit_files(
         &AuditFiles {
             input: &input,
-            audited: &dir.join("audited.jsonl"),
-            privacy_json: &dir.join("privacy.json"),
+            audited: &dir.audited(),
+            privacy_json: &dir.privacy(),
             strict,
         },
         &spec.sensitive_files(),
@@ -116,7 +107,7 @@ pub fn run_spec_with(
         opts,
     )?;
     if opts.canaries > 0 {
-        let c = canary_test(spec, opts, &dir)?;
+        let c = canary_test(spec, opts, dir.path())?;
         s.canary = Some(c);
         // Re-write privacy.json with the canary section.
         let mut pj: Value = serde_json::from_slice(
@@ -130,7 +121,6 @@ pub fn run_spec_with(
     if opts.canaries > 0 {
         s.wall_seconds = started.elapsed().as_secs_f64();
     }
-    let mut m = Manifest::load(&dir)?.unwrap_or_default();
     let mut st = StageStatus {
         status: "done".into(),
         planned: s.records,
@@ -144,12 +134,13 @@ pub fn run_spec_with(
     st.extra.insert("flagged".into(), s.flagged.into());
     st.extra.insert("redacted".into(), s.redacted.into());
     st.extra.insert("bad_input".into(), s.bad_input.into());
-    m.stages.insert("audit".into(), st);
-    if let Some(e) = &s.embedder {
-        m.models.retain(|x| x.role != e.role);
-        m.models.push(e.clone());
-    }
-    m.save(&dir)?;
+    Manifest::mark_stage(
+        dir.path(),
+        (&spec.path, spec.sha256()),
+        "audit",
+        st,
+        s.embedder.as_slice(),
+    )?;
     Ok(s)
 }
 
@@ -573,12 +564,12 @@ pub fn canary_test(spec: &Spec, opts: &AuditOptions, dir: &Path) -> Result<Canar
             res.control_found += 1;
         }
     }
-    write_jsonl(&dir.join("canary_planted.jsonl"), &planted_copy)?;
+    write_jsonl(&RunDir::new(dir).canary_planted(), &planted_copy)?;
     let outs: Vec<Value> = outputs
         .iter()
         .map(|(id, text)| json!({"id": id, "output": text}))
         .collect();
-    write_jsonl(&dir.join("canary_outputs.jsonl"), &outs)?;
+    write_jsonl(&RunDir::new(dir).canary_outputs(), &outs)?;
     Ok(res)
 }
 

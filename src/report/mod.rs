@@ -9,8 +9,9 @@ pub mod html;
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::models::FetchPolicy;
+use crate::record::read::read_if_exists;
 use crate::record::View;
-use crate::store::{write_atomic, Manifest};
+use crate::store::{write_atomic, Manifest, RunDir};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,15 +34,6 @@ pub struct ReportSummary {
     pub json: PathBuf,
     pub html: PathBuf,
     pub warnings: Vec<String>,
-}
-
-/// Records of a run file, or none when the stage has not run.
-fn records(dir: &Path, name: &str) -> Result<Option<Vec<Value>>> {
-    let p = dir.join(name);
-    if !p.exists() {
-        return Ok(None);
-    }
-    crate::record::read::read_if_exists(&p)
 }
 
 /// Fixed-width histogram over [lo, hi] with `bins` bins (values outside are clamped).
@@ -78,13 +70,15 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
             dir.display()
         ))
     })?;
-    let generated = records(dir, "generated.jsonl")?;
-    let verified = records(dir, "verified.jsonl")?;
-    let kept = records(dir, "kept.jsonl")?;
-    let rejected = records(dir, "rejected.jsonl")?.unwrap_or_default();
-    let audited = records(dir, "audited.jsonl")?;
-    let dataset = records(dir, "dataset.jsonl")?;
-    let privacy: Option<Value> = match std::fs::read(dir.join("privacy.json")) {
+    let rd = RunDir::new(dir);
+    let records = |p: PathBuf| read_if_exists(&p);
+    let generated = records(rd.generated())?;
+    let verified = records(rd.verified())?;
+    let kept = records(rd.kept())?;
+    let rejected = records(rd.rejected())?.unwrap_or_default();
+    let audited = records(rd.audited())?;
+    let dataset = records(rd.dataset())?;
+    let privacy: Option<Value> = match std::fs::read(rd.privacy()) {
         Ok(b) => serde_json::from_slice(&b).ok(),
         Err(_) => None,
     };
@@ -437,11 +431,12 @@ pub fn write(dir: &Path, opts: &ReportOptions) -> Result<ReportSummary> {
         None
     };
     let v = build(dir, opts)?;
-    let json_path = dir.join("report.json");
+    let rd = RunDir::new(dir);
+    let json_path = rd.report_json();
     let bytes =
         serde_json::to_vec_pretty(&v).map_err(|e| Error::Model(format!("internal: {e}")))?;
     write_atomic(&json_path, &bytes)?;
-    let html_path = dir.join("report.html");
+    let html_path = rd.report_html();
     write_atomic(&html_path, html::render(&v).as_bytes())?;
     let warnings = v["diversity"]["warnings"]
         .as_array()

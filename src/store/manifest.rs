@@ -40,7 +40,7 @@ pub struct StageStatus {
 
 impl Manifest {
     pub fn load(dir: &Path) -> Result<Option<Manifest>> {
-        let p = dir.join("manifest.json");
+        let p = dir.join(super::run_dir::MANIFEST);
         if !p.exists() {
             return Ok(None);
         }
@@ -53,9 +53,31 @@ impl Manifest {
         })
     }
 
+    /// Records that `stage` finished: stamps the spec and tool version, replaces the
+    /// stage's entry and the models it names (by role), and saves. Every standalone stage
+    /// marks the manifest through here; freshness itself is decided by the pipeline loop.
+    pub fn mark_stage(
+        dir: &Path,
+        spec: (&Path, String),
+        stage: &str,
+        status: StageStatus,
+        models: &[ModelEntry],
+    ) -> Result<()> {
+        let mut m = Manifest::load(dir)?.unwrap_or_default();
+        m.spec_path = spec.0.display().to_string();
+        m.spec_sha256 = spec.1;
+        m.flywheel = env!("CARGO_PKG_VERSION").into();
+        m.stages.insert(stage.into(), status);
+        for e in models {
+            m.models.retain(|x| x.role != e.role);
+            m.models.push(e.clone());
+        }
+        m.save(dir)
+    }
+
     pub fn save(&self, dir: &Path) -> Result<()> {
         let bytes =
             serde_json::to_vec_pretty(self).map_err(|e| Error::Model(format!("internal: {e}")))?;
-        write_atomic(&dir.join("manifest.json"), &bytes)
+        write_atomic(&dir.join(super::run_dir::MANIFEST), &bytes)
     }
 }

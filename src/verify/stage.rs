@@ -12,7 +12,7 @@ use crate::record::lines::{self, BadLine};
 use crate::record::{read_input, View};
 use crate::spec::{JudgeSpec, Spec, VerifierSpec};
 use crate::store::manifest::{ModelEntry, StageStatus};
-use crate::store::{JsonlWriter, Manifest};
+use crate::store::{JsonlWriter, Manifest, RunDir};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -104,17 +104,20 @@ pub fn run_spec_with(
             spec.path.display()
         )));
     }
-    let run_dir = spec.run_dir();
-    let input = input
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| run_dir.join("generated.jsonl"));
+    let dir = RunDir::new(spec.run_dir());
+    let run_dir = dir.path();
+    let input = RunDir::input(
+        input,
+        dir.generated(),
+        &format!("generate {}", spec.path.display()),
+    )?;
     let output = output
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| run_dir.join("verified.jsonl"));
+        .unwrap_or_else(|| dir.verified());
     let base = spec.path.parent().unwrap_or(Path::new("."));
     // Writing into the run directory: one writer at a time there.
-    let _lock = if output.parent() == Some(run_dir.as_path()) {
-        Some(crate::store::create_run_dir(&run_dir)?)
+    let _lock = if output.parent() == Some(run_dir) {
+        Some(crate::store::create_run_dir(run_dir)?)
     } else {
         None
     };
@@ -125,17 +128,13 @@ pub fn run_spec_with(
         base_dir: base,
     };
     let summary = run(&input, &output, &checks, opts, strict)?;
-    if output.parent() == Some(run_dir.as_path()) {
-        record_in_manifest(&run_dir, spec, &summary)?;
+    if output.parent() == Some(run_dir) {
+        record_in_manifest(run_dir, spec, &summary)?;
     }
     Ok(summary)
 }
 
 fn record_in_manifest(run_dir: &Path, spec: &Spec, s: &VerifySummary) -> Result<()> {
-    let mut m = Manifest::load(run_dir)?.unwrap_or_default();
-    m.spec_path = spec.path.display().to_string();
-    m.spec_sha256 = spec.sha256();
-    m.flywheel = env!("CARGO_PKG_VERSION").into();
     let mut st = StageStatus {
         status: "done".into(),
         planned: s.records,
@@ -166,20 +165,18 @@ fn record_in_manifest(run_dir: &Path, spec: &Spec, s: &VerifySummary) -> Result<
             0.0
         }),
     );
-    m.stages.insert("verify".into(), st);
+    let mut judges = Vec::new();
     for j in &spec.judges {
         if let Ok(r) = resolve(&j.model, FetchPolicy::Offline) {
-            let e = ModelEntry {
+            judges.push(ModelEntry {
                 role: format!("judge:{}", j.name),
                 id: r.id.clone(),
                 file: r.main_file().path.display().to_string(),
                 sha256: r.main_file().sha256.clone(),
-            };
-            m.models.retain(|x| x.role != e.role);
-            m.models.push(e);
+            });
         }
     }
-    m.save(run_dir)
+    Manifest::mark_stage(run_dir, (&spec.path, spec.sha256()), "verify", st, &judges)
 }
 
 /// Scores `input` into `output` with the given judges and verifiers. A line that is not a
