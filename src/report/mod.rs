@@ -62,33 +62,151 @@ fn words(s: &str) -> usize {
     s.split_whitespace().count()
 }
 
+/// The run directory's files, as read once for the report (`None`: that stage has not run).
+struct Files {
+    manifest: Manifest,
+    generated: Option<Vec<Value>>,
+    verified: Option<Vec<Value>>,
+    kept: Option<Vec<Value>>,
+    rejected: Vec<Value>,
+    audited: Option<Vec<Value>>,
+    dataset: Option<Vec<Value>>,
+    privacy: Option<Value>,
+}
+
+impl Files {
+    fn read(dir: &Path) -> Result<Files> {
+        let manifest = Manifest::load(dir)?.ok_or_else(|| {
+            Error::Spec(format!(
+                "{} has no manifest.json: is it a flywheel run directory? (runs/<name>)",
+                dir.display()
+            ))
+        })?;
+        let rd = RunDir::new(dir);
+        let records = |p: PathBuf| read_if_exists(&p);
+        Ok(Files {
+            manifest,
+            generated: records(rd.generated())?,
+            verified: records(rd.verified())?,
+            kept: records(rd.kept())?,
+            rejected: records(rd.rejected())?.unwrap_or_default(),
+            audited: records(rd.audited())?,
+            dataset: records(rd.dataset())?,
+            privacy: match std::fs::read(rd.privacy()) {
+                Ok(b) => serde_json::from_slice(&b).ok(),
+                Err(_) => None,
+            },
+        })
+    }
+
+    /// The dataset's synthetic and real records.
+    fn dataset_split(&self) -> (Vec<&Value>, Vec<&Value>) {
+        self.dataset
+            .iter()
+            .flatten()
+            .partition(|r| r["source"] != "real")
+    }
+}
+
+fn n(v: &Option<Vec<Value>>) -> Option<usize> {
+    v.as_ref().map(Vec::len)
+}
+
 /// Builds `report.json`'s value from a run directory.
 pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
-    let manifest = Manifest::load(dir)?.ok_or_else(|| {
-        Error::Spec(format!(
-            "{} has no manifest.json: is it a flywheel run directory? (runs/<name>)",
-            dir.display()
-        ))
-    })?;
-    let rd = RunDir::new(dir);
-    let records = |p: PathBuf| read_if_exists(&p);
-    let generated = records(rd.generated())?;
-    let verified = records(rd.verified())?;
-    let kept = records(rd.kept())?;
-    let rejected = records(rd.rejected())?.unwrap_or_default();
-    let audited = records(rd.audited())?;
-    let dataset = records(rd.dataset())?;
-    let privacy: Option<Value> = match std::fs::read(rd.privacy()) {
-        Ok(b) => serde_json::from_slice(&b).ok(),
-        Err(_) => None,
+    let f = Files::read(dir)?;
+    let (funnel, losses) = funnel_and_losses(&f);
+    let (judges, agreement) = judge_scores(&f);
+    let (ds_syn, ds_real) = f.dataset_split();
+    // ---- lengths and diversity ----
+    let syn_src: Vec<&Value> = if f.dataset.is_some() {
+        ds_syn.clone()
+    } else {
+        f.kept.iter().flatten().collect()
     };
-    let n = |v: &Option<Vec<Value>>| v.as_ref().map(Vec::len);
+    let syn_text: Vec<String> = syn_src
+        .iter()
+        .map(|r| View::new(r).last_assistant())
+        .collect();
+    let real_text: Vec<String> = ds_real
+        .iter()
+        .map(|r| View::new(r).last_assistant())
+        .collect();
+    let lengths = lengths(&syn_text, &real_text);
+    let (k, mut div_syn, mut div_real) = text_diversity(&syn_text, &real_text);
+    let similarity = embedding_diversity(
+        &f.manifest,
+        opts,
+        &syn_text,
+        &real_text,
+        &mut div_syn,
+        &mut div_real,
+    )?;
+    let warnings = collapse_warnings(&div_syn, &div_real);
+    let manifest = &f.manifest;
+    // A blend that fell short of the spec (exit code 3) says so here too.
+    let short = manifest.stages.get("blend").and_then(|b| {
+        let get = |k: &str| b.extra.get(k).and_then(Value::as_u64).unwrap_or(0);
+        (get("missing_real") + get("missing_synthetic") > 0).then(|| {
+            json!({"asked_total": b.extra.get("asked_total"),
+                   "asked_real_share": b.extra.get("asked_real_share"),
+                   "missing_synthetic": get("missing_synthetic"),
+                   "missing_real": get("missing_real")})
+        })
+    });
+    let dataset_v = f.dataset.as_ref().map(|d| {
+        let share = |k: usize| {
+            if d.is_empty() {
+                0.0
+            } else {
+                k as f64 / d.len() as f64
+            }
+        };
+        json!({"total": d.len(), "synthetic": ds_syn.len(), "real": ds_real.len(),
+               "synthetic_share": share(ds_syn.len()), "real_share": share(ds_real.len()),
+               "short": short})
+    });
+    let privacy_v = f.privacy.as_ref().map(|p| {
+        json!({"summary": p["summary"], "policy": p["policy"], "dcr": p["dcr"],
+               "findings_by_check": count_by(&p["findings"], "check")})
+    });
+    let stages: BTreeMap<&String, Value> = manifest
+        .stages
+        .iter()
+        .map(|(k, s)| {
+            (
+                k,
+                json!({"status": s.status, "wall_seconds": s.wall_seconds, "done": s.done}),
+            )
+        })
+        .collect();
+    Ok(json!({
+        "run": {"name": dir.file_name().and_then(|f| f.to_str()), "spec_sha256": manifest.spec_sha256,
+                "spec_path": manifest.spec_path, "flywheel": env!("CARGO_PKG_VERSION")},
+        "models": manifest.models,
+        "settings": {"generation": manifest.generation_fingerprint,
+                     "dedup": manifest.stages.get("dedup").map(|s| &s.extra)},
+        "stages": stages,
+        "funnel": funnel,
+        "losses": losses,
+        "dataset": dataset_v,
+        "judges": judges,
+        "judge_agreement": agreement,
+        "similarity": similarity,
+        "lengths": lengths,
+        "diversity": {"synthetic": div_syn, "real": div_real, "text_metrics_sample": k, "warnings": warnings},
+        "privacy": privacy_v,
+    }))
+}
 
-    // ---- funnel and losses ----
-    let planned = manifest.stages.get("generate").map(|s| s.planned);
+/// The funnel (records left after each stage) and the losses (how many each stage
+/// removed, and why).
+fn funnel_and_losses(f: &Files) -> (Vec<Value>, Vec<Value>) {
+    let planned = f.manifest.stages.get("generate").map(|s| s.planned);
+    let (ds_syn, _) = f.dataset_split();
     let mut losses: Vec<Value> = Vec::new();
     let mut by_reason: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for r in &rejected {
+    for r in &f.rejected {
         let d = &r["decision"];
         let stage = d["stage"].as_str().unwrap_or("dedup").to_string();
         let reason = d["reason"].as_str().unwrap_or("").to_string();
@@ -105,7 +223,7 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
         };
         *by_reason.entry((stage, key)).or_default() += 1;
     }
-    if let (Some(p), Some(g)) = (planned, n(&generated)) {
+    if let (Some(p), Some(g)) = (planned, n(&f.generated)) {
         if p > g {
             losses.push(json!({"stage": "generate", "reason": "not generated (prompt too long for the model, or the run was stopped)", "count": p - g}));
         }
@@ -124,7 +242,7 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
         losses.push(json!({"stage": stage, "reason": reason, "count": count}));
     }
     let mut audit_drops: BTreeMap<String, usize> = BTreeMap::new();
-    if let Some(p) = &privacy {
+    if let Some(p) = &f.privacy {
         for d in p["dropped"].as_array().into_iter().flatten() {
             // A record dropped for several reasons is one loss, under its first reason.
             if let Some(r) = d["reasons"].as_array().and_then(|a| a.first()) {
@@ -148,22 +266,12 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
         };
         losses.push(json!({"stage": "audit", "reason": what, "count": c}));
     }
-    let ds_syn: Vec<&Value> = dataset
-        .iter()
-        .flatten()
-        .filter(|r| r["source"] != "real")
-        .collect();
-    let ds_real: Vec<&Value> = dataset
-        .iter()
-        .flatten()
-        .filter(|r| r["source"] == "real")
-        .collect();
-    if let (Some(a), Some(_)) = (n(&audited).or(n(&kept)), &dataset) {
+    if let (Some(a), Some(_)) = (n(&f.audited).or(n(&f.kept)), &f.dataset) {
         if a > ds_syn.len() {
             losses.push(json!({"stage": "blend", "reason": "not selected (the real/synthetic ratio or max_synthetic)", "count": a - ds_syn.len()}));
         }
     }
-    let verified_n = n(&verified);
+    let verified_n = n(&f.verified);
     let mut funnel = vec![];
     let mut step = |stage: &str, count: Option<usize>| {
         if let Some(c) = count {
@@ -171,23 +279,28 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
         }
     };
     step("planned", planned);
-    step("generated", n(&generated));
+    step("generated", n(&f.generated));
     step("verified", verified_n);
     step(
         "passed filter",
         verified_n.map(|v| v.saturating_sub(filtered_out)),
     );
-    step("deduped", n(&kept));
-    step("passed audit", n(&audited));
+    step("deduped", n(&f.kept));
+    step("passed audit", n(&f.audited));
     step(
         "blended (synthetic)",
-        dataset.as_ref().map(|_| ds_syn.len()),
+        f.dataset.as_ref().map(|_| ds_syn.len()),
     );
 
-    // ---- judges ----
+    (funnel, losses)
+}
+
+/// Each judge's score histogram and mean, and the agreement of every pair of judges on
+/// the records both scored.
+fn judge_scores(f: &Files) -> (serde_json::Map<String, Value>, Vec<Value>) {
     let mut judges = serde_json::Map::new();
     let mut per_judge: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
-    for r in verified.iter().flatten() {
+    for r in f.verified.iter().flatten() {
         if let Some(js) = r["scores"]["judge"].as_object() {
             for (name, j) in js {
                 if let Some(s) = j["normalized"].as_f64().or(j["score"].as_f64()) {
@@ -222,20 +335,11 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
         }
     }
 
-    // ---- lengths and diversity ----
-    let syn_src: Vec<&Value> = if dataset.is_some() {
-        ds_syn.clone()
-    } else {
-        kept.iter().flatten().collect()
-    };
-    let syn_text: Vec<String> = syn_src
-        .iter()
-        .map(|r| View::new(r).last_assistant())
-        .collect();
-    let real_text: Vec<String> = ds_real
-        .iter()
-        .map(|r| View::new(r).last_assistant())
-        .collect();
+    (judges, agreement)
+}
+
+/// Response lengths in words, synthetic beside real.
+fn lengths(syn_text: &[String], real_text: &[String]) -> Value {
     let syn_len: Vec<f64> = syn_text.iter().map(|t| words(t) as f64).collect();
     let real_len: Vec<f64> = real_text.iter().map(|t| words(t) as f64).collect();
     let max_len = syn_len
@@ -244,13 +348,18 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
         .cloned()
         .fold(10.0, f64::max);
     let hi = (max_len / 10.0).ceil() * 10.0;
-    let lengths = json!({
+    json!({
         "unit": "words",
         "synthetic": histogram(&syn_len, 0.0, hi, 10),
         "real": histogram(&real_len, 0.0, hi, 10),
         "synthetic_median": median(&syn_len),
         "real_median": if real_len.is_empty() { Value::Null } else { json!(median(&real_len)) },
-    });
+    })
+}
+
+/// distinct-n and self-BLEU, on equal-size samples of both sides (distinct-n falls as a
+/// set grows). Returns the sample size and each side's metrics.
+fn text_diversity(syn_text: &[String], real_text: &[String]) -> (usize, Value, Value) {
     fn refs(v: &[String]) -> Vec<&str> {
         v.iter().map(String::as_str).collect()
     }
@@ -281,7 +390,19 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
     if !div_real.is_null() {
         div_real["n"] = json!(real_text.len());
     }
+    (k, div_syn, div_real)
+}
 
+/// The synthetic set's nearest-neighbour similarity histogram, and both sides' embedding
+/// dispersion added to their diversity metrics (`Null` with no embedder or < 2 records).
+fn embedding_diversity(
+    manifest: &Manifest,
+    opts: &ReportOptions,
+    syn_text: &[String],
+    real_text: &[String],
+    div_syn: &mut Value,
+    div_real: &mut Value,
+) -> Result<Value> {
     let embedder = match &opts.embedder {
         Some(e) => Some(e.clone()).filter(|e| e != "none"),
         None => Some(
@@ -298,7 +419,7 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
         let emb = crate::runtime::embedder(&eid, opts.fetch, &dev)?;
         let d = emb.dim();
         let sd = diversity::dispersion(
-            &emb.embed_flat(&syn_text, opts.progress, "report: embed synthetic")?,
+            &emb.embed_flat(syn_text, opts.progress, "report: embed synthetic")?,
             d,
         );
         let nn: Vec<f64> = sd.nn_cosines.iter().map(|&c| c as f64).collect();
@@ -312,68 +433,14 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
         div_syn["near_neighbour_share"] = json!(sd.near_neighbour_share);
         if real_text.len() >= 2 {
             let rd = diversity::dispersion(
-                &emb.embed_flat(&real_text, opts.progress, "report: embed real")?,
+                &emb.embed_flat(real_text, opts.progress, "report: embed real")?,
                 d,
             );
             div_real["mean_pairwise_distance"] = json!(rd.mean_pairwise_distance);
             div_real["near_neighbour_share"] = json!(rd.near_neighbour_share);
         }
     }
-    let warnings = collapse_warnings(&div_syn, &div_real);
-
-    // A blend that fell short of the spec (exit code 3) says so here too.
-    let short = manifest.stages.get("blend").and_then(|b| {
-        let get = |k: &str| b.extra.get(k).and_then(Value::as_u64).unwrap_or(0);
-        (get("missing_real") + get("missing_synthetic") > 0).then(|| {
-            json!({"asked_total": b.extra.get("asked_total"),
-                   "asked_real_share": b.extra.get("asked_real_share"),
-                   "missing_synthetic": get("missing_synthetic"),
-                   "missing_real": get("missing_real")})
-        })
-    });
-    let dataset_v = dataset.as_ref().map(|d| {
-        let share = |k: usize| {
-            if d.is_empty() {
-                0.0
-            } else {
-                k as f64 / d.len() as f64
-            }
-        };
-        json!({"total": d.len(), "synthetic": ds_syn.len(), "real": ds_real.len(),
-               "synthetic_share": share(ds_syn.len()), "real_share": share(ds_real.len()),
-               "short": short})
-    });
-    let privacy_v = privacy.as_ref().map(|p| {
-        json!({"summary": p["summary"], "policy": p["policy"], "dcr": p["dcr"],
-               "findings_by_check": count_by(&p["findings"], "check")})
-    });
-    let stages: BTreeMap<&String, Value> = manifest
-        .stages
-        .iter()
-        .map(|(k, s)| {
-            (
-                k,
-                json!({"status": s.status, "wall_seconds": s.wall_seconds, "done": s.done}),
-            )
-        })
-        .collect();
-    Ok(json!({
-        "run": {"name": dir.file_name().and_then(|f| f.to_str()), "spec_sha256": manifest.spec_sha256,
-                "spec_path": manifest.spec_path, "flywheel": env!("CARGO_PKG_VERSION")},
-        "models": manifest.models,
-        "settings": {"generation": manifest.generation_fingerprint,
-                     "dedup": manifest.stages.get("dedup").map(|s| &s.extra)},
-        "stages": stages,
-        "funnel": funnel,
-        "losses": losses,
-        "dataset": dataset_v,
-        "judges": judges,
-        "judge_agreement": agreement,
-        "similarity": similarity,
-        "lengths": lengths,
-        "diversity": {"synthetic": div_syn, "real": div_real, "text_metrics_sample": k, "warnings": warnings},
-        "privacy": privacy_v,
-    }))
+    Ok(similarity)
 }
 
 fn count_by(arr: &Value, key: &str) -> BTreeMap<String, usize> {
