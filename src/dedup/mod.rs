@@ -16,8 +16,9 @@ pub mod text;
 mod unionfind;
 
 use crate::error::{Error, Result};
+/// MinHash takes the spec's shingle setting as it is.
+pub use crate::spec::Shingle;
 use std::collections::HashMap;
-pub use text::Shingle;
 pub use unionfind::UnionFind;
 
 /// Why a text was removed. `Display` gives the machine-readable reason string.

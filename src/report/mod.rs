@@ -299,7 +299,7 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
                 .models
                 .iter()
                 .find(|m| m.role == "embedder")
-                .map_or(crate::embed::DEFAULT_MODEL.to_string(), |m| m.id.clone()),
+                .map_or(crate::spec::DEFAULT_EMBEDDER.to_string(), |m| m.id.clone()),
         ),
     };
     let mut similarity = Value::Null;
