@@ -102,11 +102,11 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| crate::store::RunDir::new(&dir).audited());
     if !input.exists() {
-        return Err(Error::Spec(format!(
-            "{} does not exist: run `flywheel audit {}` first, or pass --input FILE",
-            input.display(),
-            spec.path.display()
-        )));
+        return Err(Error::MissingInput {
+            path: input,
+            run_first: format!("flywheel audit {}", spec.path.display()),
+            or: ", or pass --input FILE",
+        });
     }
     let _lock = crate::store::create_run_dir(&dir)?;
     let started = Instant::now();

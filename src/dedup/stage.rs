@@ -100,11 +100,11 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>, opts: &DedupOptions) -> Resul
         .map(Path::to_path_buf)
         .unwrap_or_else(|| dir.join("verified.jsonl"));
     if !input.exists() {
-        return Err(Error::Spec(format!(
-            "{} does not exist: run `flywheel verify {}` first (or pass --input FILE)",
-            input.display(),
-            spec.path.display()
-        )));
+        return Err(Error::MissingInput {
+            path: input,
+            run_first: format!("flywheel verify {}", spec.path.display()),
+            or: " (or pass --input FILE)",
+        });
     }
     let _lock = crate::store::create_run_dir(&dir)?;
     let s = run(
@@ -304,12 +304,11 @@ pub fn load_eval(path: &Path) -> Result<Vec<EvalItem>> {
             });
             continue;
         }
-        let v: Value = serde_json::from_str(line).map_err(|e| {
-            Error::Spec(format!(
-                "{}:{}: eval set line is not JSON ({e})",
-                path.display(),
-                n + 1
-            ))
+        let v: Value = serde_json::from_str(line).map_err(|e| Error::BadInput {
+            path: path.to_path_buf(),
+            line: n + 1,
+            reason: format!("eval set line is not JSON ({e})"),
+            advice: "",
         })?;
         let id = match v.get("id") {
             Some(Value::String(s)) => s.clone(),
@@ -572,7 +571,7 @@ pub fn run(
             &mut rw
         };
         serde_json::to_writer(&mut *w, &value)
-            .map_err(|e| Error::Model(format!("internal: cannot serialize a record: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot serialize a record: {e}")))?;
         w.write_all(b"\n")
             .map_err(|e| Error::io("cannot write", tmp(kept), e))?;
     }

@@ -95,11 +95,11 @@ pub fn run_spec_with(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| dir.join("kept.jsonl"));
     if !input.exists() {
-        return Err(Error::Spec(format!(
-            "{} does not exist: run `flywheel dedup {}` first (or pass --input FILE)",
-            input.display(),
-            spec.path.display()
-        )));
+        return Err(Error::MissingInput {
+            path: input,
+            run_first: format!("flywheel dedup {}", spec.path.display()),
+            or: " (or pass --input FILE)",
+        });
     }
     let _lock = crate::store::create_run_dir(&dir)?;
     let started = Instant::now();
@@ -123,7 +123,7 @@ pub fn run_spec_with(
             &std::fs::read(&s.privacy_path)
                 .map_err(|e| Error::io("cannot read", &s.privacy_path, e))?,
         )
-        .map_err(|e| Error::Model(format!("internal: privacy.json: {e}")))?;
+        .map_err(|e| Error::Internal(format!("privacy.json: {e}")))?;
         pj["canary"] = json!(s.canary);
         write_json(&s.privacy_path, &pj)?;
     }
@@ -154,7 +154,7 @@ pub fn run_spec_with(
 }
 
 fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(v).map_err(|e| Error::Model(format!("internal: {e}")))?;
+    let bytes = serde_json::to_vec_pretty(v).map_err(|e| Error::Internal(e.to_string()))?;
     write_atomic(path, &bytes)
 }
 

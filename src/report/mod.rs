@@ -442,8 +442,7 @@ pub fn write(dir: &Path, opts: &ReportOptions) -> Result<ReportSummary> {
     };
     let v = build(dir, opts)?;
     let json_path = dir.join("report.json");
-    let bytes =
-        serde_json::to_vec_pretty(&v).map_err(|e| Error::Model(format!("internal: {e}")))?;
+    let bytes = serde_json::to_vec_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?;
     write_atomic(&json_path, &bytes)?;
     let html_path = dir.join("report.html");
     write_atomic(&html_path, html::render(&v).as_bytes())?;

@@ -248,7 +248,7 @@ impl<'a> Judge<'a> {
             .map(|why| match why {
                 Some(why) => Ok(Err(why)),
                 None => scored.next().map(Ok).ok_or_else(|| {
-                    Error::Model(format!("internal: judge {}: a score is missing", self.name))
+                    Error::Internal(format!("judge {}: a score is missing", self.name))
                 }),
             })
             .collect()
