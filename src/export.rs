@@ -34,7 +34,8 @@ fn messages(r: &Value) -> std::result::Result<Vec<(String, String)>, String> {
 /// The markers the `chatml` format writes.
 const CHATML_MARKERS: [&str; 2] = ["<|im_start|>", "<|im_end|>"];
 
-/// One record in `format`.
+/// One record in `format`. The `Err` is the record's refusal reason, data rather than a
+/// failure: the caller collects every refused record's reason before it writes anything.
 pub fn convert(r: &Value, format: Format) -> std::result::Result<Value, String> {
     let msgs = messages(r)?;
     Ok(match format {

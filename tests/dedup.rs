@@ -4,7 +4,7 @@
 mod common;
 
 use common::{flywheel, model_file, run, stderr, stdout, write_spec};
-use flywheel::bench::corpus::{self, CorpusSpec};
+use flywheel::dedup::corpus::{self, CorpusSpec};
 use flywheel::dedup::{self, Item, MinHashOptions, SemanticOptions};
 use flywheel::embed::Embedder;
 use flywheel::models::source::FetchPolicy;

@@ -4,8 +4,9 @@
 //! `cargo test --release`; a failure prints the shrunk input (add it to the unit tests of
 //! the module it breaks).
 
+use flywheel::spec::LengthUnit;
 use flywheel::spec::{Spec, VerifierSpec};
-use flywheel::verify::verifiers::{self, Input, LengthUnit};
+use flywheel::verify::verifiers::{self, Input};
 use proptest::prelude::*;
 use std::path::Path;
 

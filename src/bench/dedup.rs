@@ -3,8 +3,8 @@
 //! (sentence-transformers; datasketch, numpy, FAISS) measured in the same run on the same
 //! data and threads.
 
-use super::corpus::{self, CorpusSpec};
 use super::{gemm_rates, run_python};
+use crate::dedup::corpus::{self, CorpusSpec};
 use crate::dedup::{self, semantic, Item, MinHashOptions, Shingle};
 use crate::embed::Embedder;
 use crate::engine::device;

@@ -3,7 +3,6 @@
 //! rate for prefill and wide batches), so numbers read as shares of what the machine can
 //! do rather than as absolute claims.
 
-pub mod corpus;
 pub mod dedup;
 
 use crate::engine::model::{Decoder, Segment};

@@ -106,7 +106,7 @@ pub fn write(path: &Path, rows: &[Value]) -> Result<()> {
             js("privacy"),
         ],
     )
-    .map_err(|e| Error::Model(format!("internal: dataset.parquet batch: {e}")))?;
+    .map_err(|e| Error::Internal(format!("dataset.parquet batch: {e}")))?;
     let tmp = path.with_extension("parquet.tmp");
     let file = std::fs::File::create(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
     let props = WriterProperties::builder()

@@ -5,7 +5,8 @@
 //! compiler vectorizes across permutations. The signature keeps 32 bits per permutation, as
 //! datasketch does.
 
-use super::text::{self, Shingle};
+use super::text;
+use crate::spec::Shingle;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use std::collections::HashMap;

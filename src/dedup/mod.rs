@@ -5,6 +5,9 @@
 //! *best* text survives: the highest judge score, then the earliest in input order. Every
 //! removed text gets a [`Reason`] naming the survivor it duplicates and how similar they are.
 
+/// A seeded, labelled near-duplicate corpus. Not test-only: `flywheel bench dedup` measures
+/// quality on it too, so it lives with the code it measures (the unit tests use it as well).
+pub mod corpus;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod decontam;
@@ -15,8 +18,9 @@ pub mod text;
 mod unionfind;
 
 use crate::error::{Error, Result};
+/// MinHash takes the spec's shingle setting as it is.
+pub use crate::spec::Shingle;
 use std::collections::HashMap;
-pub use text::Shingle;
 pub use unionfind::UnionFind;
 
 /// Why a text was removed. `Display` gives the machine-readable reason string.

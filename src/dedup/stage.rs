@@ -259,12 +259,11 @@ pub fn load_eval(path: &Path) -> Result<Vec<EvalItem>> {
             });
             continue;
         }
-        let v: Value = serde_json::from_str(line).map_err(|e| {
-            Error::Spec(format!(
-                "{}:{}: eval set line is not JSON ({e})",
-                path.display(),
-                n + 1
-            ))
+        let v: Value = serde_json::from_str(line).map_err(|e| Error::BadInput {
+            path: path.to_path_buf(),
+            line: n + 1,
+            reason: format!("eval set line is not JSON ({e})"),
+            advice: "",
         })?;
         let id = match v.get("id") {
             Some(Value::String(s)) => s.clone(),
@@ -527,7 +526,7 @@ pub fn run(
             &mut rw
         };
         serde_json::to_writer(&mut *w, &value)
-            .map_err(|e| Error::Model(format!("internal: cannot serialize a record: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot serialize a record: {e}")))?;
         w.write_all(b"\n")
             .map_err(|e| Error::io("cannot write", tmp(kept), e))?;
     }

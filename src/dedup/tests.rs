@@ -1,5 +1,5 @@
+use super::corpus::{self, CorpusSpec};
 use super::*;
-use crate::bench::corpus::{self, CorpusSpec};
 use rand::{Rng, SeedableRng};
 
 fn items(texts: &[String]) -> Vec<Item> {

@@ -1,5 +1,6 @@
 //! Text normalization and shingling shared by exact dedup, MinHash and decontamination.
 
+use crate::spec::Shingle;
 use unicode_normalization::UnicodeNormalization;
 
 /// The text exact dedup compares: Unicode NFKC, lowercase, runs of whitespace collapsed to
@@ -28,36 +29,6 @@ pub fn words(text: &str) -> Vec<String> {
         .filter(|w| !w.is_empty())
         .map(str::to_string)
         .collect()
-}
-
-/// How a text is cut into shingles for MinHash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase", tag = "unit", content = "n")]
-pub enum Shingle {
-    /// n consecutive words.
-    Word(usize),
-    /// n consecutive characters of the word-normalized text (words joined by one space).
-    Char(usize),
-}
-
-impl Shingle {
-    /// Parses `word:5` / `char:5`.
-    pub fn parse(s: &str) -> Option<Shingle> {
-        let (unit, n) = s.split_once(':')?;
-        let n: usize = n.parse().ok().filter(|&n| n > 0)?;
-        match unit {
-            "word" => Some(Shingle::Word(n)),
-            "char" => Some(Shingle::Char(n)),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> String {
-        match self {
-            Shingle::Word(n) => format!("word:{n}"),
-            Shingle::Char(n) => format!("char:{n}"),
-        }
-    }
 }
 
 /// 64-bit hashes of a text's shingles (deduplicated, sorted). A text shorter than one shingle

@@ -20,8 +20,6 @@ use std::path::{Path, PathBuf};
 
 pub use bert::{BertConfig, BertEncoder};
 
-/// The default embedder's registry id.
-pub const DEFAULT_MODEL: &str = "all-minilm-l6-v2";
 /// The window sentence-transformers uses for all-MiniLM-L6-v2 (`max_seq_length`).
 pub const DEFAULT_MAX_TOKENS: usize = 256;
 /// Tokens per packed forward: bounds memory (activations are `tokens × 1536` floats); on the

@@ -52,12 +52,11 @@ pub struct Llm {
     fault_oom_above: Option<usize>,
 }
 
-/// Whether an error is the device running out of memory (CUDA reports
-/// `CUDA_ERROR_OUT_OF_MEMORY`; the CPU allocator aborts instead, so this is GPU-only in
+/// Whether an error is the device running out of memory (typed where it is detected: see
+/// `Error::OutOfMemory`; the CPU allocator aborts instead, so this is GPU-only in
 /// practice).
 pub fn is_oom(e: &Error) -> bool {
-    let m = e.to_string();
-    m.contains("OUT_OF_MEMORY") || m.to_lowercase().contains("out of memory")
+    matches!(e, Error::OutOfMemory(_))
 }
 
 impl Llm {
@@ -117,7 +116,7 @@ impl Llm {
     /// The injected out-of-memory error for a step over `n` sequences, if one is set up.
     pub fn injected_oom(&self, n: usize) -> Option<Error> {
         self.fault_oom_above.filter(|&k| n > k).map(|k| {
-            Error::Model(format!(
+            Error::OutOfMemory(format!(
                 "CUDA_ERROR_OUT_OF_MEMORY (injected: {n} sequences > FLYWHEEL_FAULT_OOM_ABOVE={k})"
             ))
         })

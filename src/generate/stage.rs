@@ -262,7 +262,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
             return Ok(());
         }
         let item = inflight.borrow_mut().remove(&out.id).ok_or_else(|| {
-            Error::Model(format!("internal: the engine returned unknown record {}", out.id))
+            Error::Internal(format!("the engine returned unknown record {}", out.id))
         })?;
         tokens_out += out.tokens.len();
         let mut messages: Vec<Message> = item.messages;

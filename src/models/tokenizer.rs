@@ -285,6 +285,8 @@ fn string_array(g: &GgufFile, key: &str) -> std::result::Result<Vec<String>, Str
         .collect()
 }
 
+/// The pre-tokenizer a GGUF `tokenizer.ggml.pre` names; the `Err` is the reason, which
+/// `Tokenizer::from_gguf` places in the file it was reading.
 fn pre_tokenizer(pre: &str) -> std::result::Result<PreTokenizerWrapper, String> {
     const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";

@@ -114,7 +114,7 @@ pub fn run_spec_with(
             &std::fs::read(&s.privacy_path)
                 .map_err(|e| Error::io("cannot read", &s.privacy_path, e))?,
         )
-        .map_err(|e| Error::Model(format!("internal: privacy.json: {e}")))?;
+        .map_err(|e| Error::Internal(format!("privacy.json: {e}")))?;
         pj["canary"] = json!(s.canary);
         write_json(&s.privacy_path, &pj)?;
     }
@@ -145,7 +145,7 @@ pub fn run_spec_with(
 }
 
 fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(v).map_err(|e| Error::Model(format!("internal: {e}")))?;
+    let bytes = serde_json::to_vec_pretty(v).map_err(|e| Error::Internal(e.to_string()))?;
     write_atomic(path, &bytes)
 }
 

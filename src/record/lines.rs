@@ -55,7 +55,8 @@ pub enum Line {
     Bad(BadLine),
 }
 
-/// Parses one line's bytes; `Err` holds the reason.
+/// Parses one line's bytes; `Err` holds the reason, data rather than a failure: the
+/// `bad_input:*` string is recorded with the line (see [`BadLine`]).
 pub fn parse_line(raw: &[u8]) -> std::result::Result<Value, String> {
     let s = std::str::from_utf8(raw).map_err(|_| "bad_input:not_utf8".to_string())?;
     match serde_json::from_str::<Value>(s) {
@@ -98,10 +99,12 @@ pub fn read(path: &Path, strict: bool) -> Result<Vec<Line>> {
                     raw: String::from_utf8_lossy(raw).into_owned(),
                 };
                 if strict {
-                    return Err(Error::Spec(format!(
-                        "{}; fix or remove that line",
-                        bad.describe(path)
-                    )));
+                    return Err(Error::BadInput {
+                        path: path.to_path_buf(),
+                        line: bad.line,
+                        reason: bad.reason,
+                        advice: "; fix or remove that line",
+                    });
                 }
                 out.push(Line::Bad(bad));
             }

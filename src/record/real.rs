@@ -44,11 +44,15 @@ pub fn read(path: &Path, strict: bool) -> Result<RealData> {
         match rec {
             Ok(r) => out.records.push(r),
             Err(why) => {
-                let msg = format!("{}:{line}: {why}", path.display());
                 if strict {
-                    return Err(Error::Spec(format!("{msg} (--strict: fix or remove it)")));
+                    return Err(Error::BadInput {
+                        path: path.to_path_buf(),
+                        line,
+                        reason: why,
+                        advice: " (--strict: fix or remove it)",
+                    });
                 }
-                out.bad.push(msg);
+                out.bad.push(format!("{}:{line}: {why}", path.display()));
             }
         }
     }
@@ -82,7 +86,12 @@ fn csv_rows(path: &Path) -> Result<Vec<Row>> {
         .map_err(|e| Error::Spec(format!("{}: cannot read CSV: {e}", path.display())))?;
     let headers = rdr
         .headers()
-        .map_err(|e| Error::Spec(format!("{}:1: bad CSV header: {e}", path.display())))?
+        .map_err(|e| Error::BadInput {
+            path: path.to_path_buf(),
+            line: 1,
+            reason: format!("bad CSV header: {e}"),
+            advice: "",
+        })?
         .clone();
     let mut rows = Vec::new();
     for (i, rec) in rdr.byte_records().enumerate() {
@@ -185,6 +194,8 @@ fn arrow_json_messages(col: &dyn arrow_array::Array) -> Vec<Option<Value>> {
 }
 
 /// A real row as a chat record with a stable id (hash of its content) and provenance.
+/// The `Err` is the row's rejection reason, data rather than a failure: it is listed with
+/// the row's `file:line` among the skipped rows (or, with `--strict`, stops the blend).
 fn to_chat(
     mut o: Map<String, Value>,
     file: &str,

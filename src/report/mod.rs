@@ -410,7 +410,7 @@ fn embedding_diversity(
                 .models
                 .iter()
                 .find(|m| m.role == "embedder")
-                .map_or(crate::embed::DEFAULT_MODEL.to_string(), |m| m.id.clone()),
+                .map_or(crate::spec::DEFAULT_EMBEDDER.to_string(), |m| m.id.clone()),
         ),
     };
     let mut similarity = Value::Null;
@@ -500,8 +500,7 @@ pub fn write(dir: &Path, opts: &ReportOptions) -> Result<ReportSummary> {
     let v = build(dir, opts)?;
     let rd = RunDir::new(dir);
     let json_path = rd.report_json();
-    let bytes =
-        serde_json::to_vec_pretty(&v).map_err(|e| Error::Model(format!("internal: {e}")))?;
+    let bytes = serde_json::to_vec_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?;
     write_atomic(&json_path, &bytes)?;
     let html_path = rd.report_html();
     write_atomic(&html_path, html::render(&v).as_bytes())?;

@@ -2,6 +2,7 @@
 
 use super::Locator;
 use crate::error::Result;
+use std::collections::BTreeMap;
 use std::path::Path;
 use toml::Spanned;
 
@@ -13,8 +14,21 @@ pub struct SeedValues {
     pub origin: String,
 }
 
+/// Loads every seed list under `[seeds]`, by variable name.
+pub(super) fn validate(
+    raw: &BTreeMap<String, Spanned<toml::Value>>,
+    loc: &Locator<'_>,
+) -> Result<BTreeMap<String, SeedValues>> {
+    raw.iter()
+        .map(|(var, value)| {
+            let values = load(value, &format!("seeds.{var}"), loc.base_dir(), loc)?;
+            Ok((var.clone(), values))
+        })
+        .collect()
+}
+
 /// Loads `[seeds] var = [...]` or `var = { file = "...", field = "..." }`.
-pub(super) fn load(
+fn load(
     value: &Spanned<toml::Value>,
     field: &str,
     base_dir: &Path,

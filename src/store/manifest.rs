@@ -76,8 +76,7 @@ impl Manifest {
     }
 
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let bytes =
-            serde_json::to_vec_pretty(self).map_err(|e| Error::Model(format!("internal: {e}")))?;
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
         write_atomic(&dir.join(super::run_dir::MANIFEST), &bytes)
     }
 }

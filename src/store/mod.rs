@@ -96,7 +96,7 @@ impl JsonlWriter {
     /// Appends one record as one line, written in a single call and flushed.
     pub fn append<T: serde::Serialize>(&mut self, record: &T) -> Result<()> {
         let mut line = serde_json::to_vec(record)
-            .map_err(|e| Error::Model(format!("internal: cannot serialize record: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot serialize record: {e}")))?;
         line.push(b'\n');
         self.file
             .write_all(&line)
@@ -270,7 +270,7 @@ pub fn write_jsonl<T: serde::Serialize>(path: &Path, records: &[T]) -> Result<()
     let mut body = Vec::new();
     for r in records {
         serde_json::to_writer(&mut body, r)
-            .map_err(|e| Error::Model(format!("internal: cannot serialize record: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot serialize record: {e}")))?;
         body.push(b'\n');
     }
     write_atomic(path, &body)

@@ -24,10 +24,11 @@ impl RunDir {
     pub fn input(given: Option<&Path>, default: PathBuf, make_it: &str) -> Result<PathBuf> {
         let input = given.map(Path::to_path_buf).unwrap_or(default);
         if !input.exists() {
-            return Err(Error::Spec(format!(
-                "{} does not exist: run `flywheel {make_it}` first (or pass --input FILE)",
-                input.display()
-            )));
+            return Err(Error::MissingInput {
+                path: input,
+                run_first: format!("flywheel {make_it}"),
+                or: " (or pass --input FILE)",
+            });
         }
         Ok(input)
     }

@@ -13,23 +13,10 @@ use crate::error::{Error, Result};
 use crate::models::chat::{Message, Prompt};
 use serde::{Deserialize, Serialize};
 
-/// What the judge is asked and how it answers.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rubric {
-    /// What a good answer is, in plain words.
-    pub criteria: String,
-    /// `yes-no` (default) or `1-N` with N from 2 to 9.
-    #[serde(default = "default_scale")]
-    pub scale: String,
-    /// Optional system prompt for the judge.
-    #[serde(default)]
-    pub system: Option<String>,
-}
-
-fn default_scale() -> String {
-    "yes-no".into()
-}
+use crate::spec::ScaleKind;
+/// The rubric and how scores combine are spec configuration; they are re-exported here
+/// because the judge is built from them (and the `judge` subcommand builds a rubric too).
+pub use crate::spec::{load_rubric, Combine, Rubric};
 
 /// A parsed scale: labels with their values, and the text that precedes the verdict.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,9 +29,11 @@ pub struct Scale {
 }
 
 impl Scale {
+    /// Parses a scale (the spec's [`ScaleKind`]) into its labels, their surface forms
+    /// and the question that asks for them.
     pub fn parse(s: &str) -> std::result::Result<Scale, String> {
-        match s {
-            "yes-no" | "yes/no" => Ok(Scale {
+        Ok(match ScaleKind::parse(s)? {
+            ScaleKind::YesNo => Scale {
                 labels: vec![("yes".into(), 1.0), ("no".into(), 0.0)],
                 forms: vec![
                     vec![" yes".into(), " Yes".into(), "yes".into(), "Yes".into()],
@@ -53,30 +42,19 @@ impl Scale {
                 question: "Is this a good answer to the question? Reply yes or no.".into(),
                 // The verdict is the first token of the assistant turn.
                 prefill: String::new(),
-            }),
-            _ => {
-                let (lo, hi) = s.split_once('-').ok_or_else(|| {
-                    format!("unknown scale {s:?}: use \"yes-no\" or \"1-5\" (1-N, N ≤ 9)")
-                })?;
-                let (lo, hi): (u32, u32) = (
-                    lo.trim().parse().map_err(|_| format!("bad scale {s:?}"))?,
-                    hi.trim().parse().map_err(|_| format!("bad scale {s:?}"))?,
-                );
-                if lo != 1 || !(2..=9).contains(&hi) {
-                    return Err(format!(
-                        "scale {s:?} is not supported: numeric scales are 1-N with N from 2 to 9, so that every label is one digit (one token)"
-                    ));
-                }
-                Ok(Scale {
+            },
+            ScaleKind::OneTo(hi) => {
+                let lo = 1;
+                Scale {
                     labels: (lo..=hi).map(|v| (v.to_string(), v as f64)).collect(),
                     forms: (lo..=hi).map(|v| vec![v.to_string(), format!(" {v}")]).collect(),
                     question: format!("Rate the answer from {lo} (worst) to {hi} (best). Reply with the number only."),
                     // A trailing space, so the next token is the bare digit (without it a
                     // small judge puts almost no mass on digits).
                     prefill: "Score: ".into(),
-                })
+                }
             }
-        }
+        })
     }
 
     fn min(&self) -> f64 {
@@ -270,7 +248,7 @@ impl<'a> Judge<'a> {
             .map(|why| match why {
                 Some(why) => Ok(Err(why)),
                 None => scored.next().map(Ok).ok_or_else(|| {
-                    Error::Model(format!("internal: judge {}: a score is missing", self.name))
+                    Error::Internal(format!("judge {}: a score is missing", self.name))
                 }),
             })
             .collect()
@@ -401,15 +379,6 @@ impl<'a> Judge<'a> {
     }
 }
 
-/// How several judges' normalized scores combine into the one the keep-rule reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Combine {
-    #[default]
-    Mean,
-    Min,
-}
-
 /// Combined score and agreement (1 − spread of normalized scores) over judges.
 pub fn combine(scores: &[JudgeScore], how: Combine) -> Option<(f64, f64)> {
     if scores.is_empty() {
@@ -426,20 +395,6 @@ pub fn combine(scores: &[JudgeScore], how: Combine) -> Option<(f64, f64)> {
         Combine::Min => lo,
     };
     Some((combined, 1.0 - (hi - lo)))
-}
-
-/// Reads a rubric file (`criteria`, `scale`, `system`); errors name the file and line.
-pub fn load_rubric(path: &std::path::Path) -> std::result::Result<Rubric, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read rubric {}: {e}", path.display()))?;
-    let r: Rubric = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map_or(0, |s| {
-            text[..s.start.min(text.len())].matches('\n').count() + 1
-        });
-        format!("{}:{line}: {}", path.display(), e.message().trim_end())
-    })?;
-    Scale::parse(&r.scale).map_err(|e| format!("{}: scale: {e}", path.display()))?;
-    Ok(r)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Programmatic verifiers: hard truth where it exists. Each returns pass/fail and a reason
 //! a person can act on; none panics on any input.
 
+use crate::spec::{compile_regex, load_schema, LengthUnit, VerifierSpec};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -108,13 +109,6 @@ pub struct Length {
     pub unit: LengthUnit,
     pub min: Option<usize>,
     pub max: Option<usize>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LengthUnit {
-    Chars,
-    Words,
 }
 
 impl Verifier for Length {
@@ -292,83 +286,50 @@ impl Verifier for MathAnswer {
 }
 
 /// Builds a verifier from its spec entry (regexes compiled, schema loaded), or says why
-/// it cannot be built. `MathAnswer` with only `self_consistency` yields no per-record
-/// verifier: the verify stage applies it over groups.
+/// it cannot be built (the spec's own check, [`VerifierSpec::check`], so the reasons are
+/// the ones `Spec::parse` gives at the spec line). `MathAnswer` with only
+/// `self_consistency` yields no per-record verifier: the verify stage applies it over
+/// groups.
 pub fn build(
-    spec: &crate::spec::VerifierSpec,
+    spec: &VerifierSpec,
     base_dir: &std::path::Path,
 ) -> Result<Option<Box<dyn Verifier>>, String> {
-    use crate::spec::VerifierSpec as S;
-    let compile =
-        |p: &String| Regex::new(p).map_err(|e| format!("regex {p:?} does not compile: {e}"));
+    use VerifierSpec as S;
+    spec.check(base_dir)?;
+    let compile = |p: &String| compile_regex(p);
     Ok(Some(match spec {
-        S::Json { schema } => {
-            let schema = match schema {
-                None => None,
-                Some(f) => {
-                    let path = base_dir.join(f);
-                    let text = std::fs::read_to_string(&path)
-                        .map_err(|e| format!("cannot read JSON Schema {}: {e}", path.display()))?;
-                    let v: serde_json::Value = serde_json::from_str(&text)
-                        .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
-                    Some(jsonschema::validator_for(&v).map_err(|e| {
-                        format!("{} is not a valid JSON Schema: {e}", path.display())
-                    })?)
-                }
-            };
-            Box::new(Json { schema })
-        }
+        S::Json { schema } => Box::new(Json {
+            schema: schema
+                .as_ref()
+                .map(|f| load_schema(&base_dir.join(f)))
+                .transpose()?,
+        }),
         S::Regex {
             must_match,
             must_not_match,
-        } => {
-            if must_match.is_empty() && must_not_match.is_empty() {
-                return Err("regex verifier needs must_match or must_not_match".into());
-            }
-            Box::new(Pattern {
-                must_match: must_match.iter().map(compile).collect::<Result<_, _>>()?,
-                must_not_match: must_not_match
-                    .iter()
-                    .map(compile)
-                    .collect::<Result<_, _>>()?,
-            })
-        }
-        S::Length { unit, min, max } => {
-            if let (Some(a), Some(b)) = (min, max) {
-                if a > b {
-                    return Err(format!("length: min {a} > max {b}"));
-                }
-            }
-            Box::new(Length {
-                unit: *unit,
-                min: *min,
-                max: *max,
-            })
-        }
-        S::MathAnswer {
-            reference,
-            self_consistency,
-        } => {
-            match reference {
-                Some(r) => Box::new(MathAnswer {
-                    reference: r.clone(),
-                }),
-                None if *self_consistency => return Ok(None),
-                None => return Err(
-                    "math_answer needs `reference = \"field.path\"` or `self_consistency = true`"
-                        .into(),
-                ),
-            }
-        }
-        S::Repetition { n, max_share } => {
-            if *n == 0 || !(0.0..=1.0).contains(max_share) {
-                return Err("repetition: n ≥ 1 and 0 ≤ max_share ≤ 1".into());
-            }
-            Box::new(Repetition {
-                n: *n,
-                max_share: *max_share,
-            })
-        }
+        } => Box::new(Pattern {
+            must_match: must_match.iter().map(compile).collect::<Result<_, _>>()?,
+            must_not_match: must_not_match
+                .iter()
+                .map(compile)
+                .collect::<Result<_, _>>()?,
+        }),
+        S::Length { unit, min, max } => Box::new(Length {
+            unit: *unit,
+            min: *min,
+            max: *max,
+        }),
+        S::MathAnswer { reference, .. } => match reference {
+            Some(r) => Box::new(MathAnswer {
+                reference: r.clone(),
+            }),
+            // `check` made sure self-consistency is on.
+            None => return Ok(None),
+        },
+        S::Repetition { n, max_share } => Box::new(Repetition {
+            n: *n,
+            max_share: *max_share,
+        }),
         S::Refusal {} => Box::new(Refusal),
         S::Language { min_letter_share } => Box::new(Language {
             min_letter_share: *min_letter_share,

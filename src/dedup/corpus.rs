@@ -1,4 +1,4 @@
-//! A seeded, labeled near-duplicate corpus for quality tests and benches.
+//! A seeded, labeled near-duplicate corpus for quality tests and `flywheel bench dedup`.
 //!
 //! Base paragraphs are drawn from an English word bank (Zipf-weighted, so common words
 //! repeat as in real text) and share boilerplate openings and closings, as LLM answers do.

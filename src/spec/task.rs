@@ -1,0 +1,230 @@
+//! `[[task]]`: prompt templates with `{{var}}` placeholders, expanded over seed lists.
+
+use super::{Locator, SeedValues};
+use crate::error::Result;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use toml::Spanned;
+
+/// The most records one spec may plan (all tasks together). Larger jobs are several specs
+/// or, later, shards.
+pub const MAX_PLAN_RECORDS: u128 = 100_000_000;
+/// The most seed combinations `sample = N` may draw (drawing keeps them all in memory).
+pub const MAX_SAMPLE: usize = 10_000_000;
+/// The most `samples_per_prompt`.
+pub const MAX_SAMPLES_PER_PROMPT: usize = 1_000_000;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTask {
+    name: Spanned<String>,
+    template: Spanned<String>,
+    #[serde(default)]
+    system: Option<Spanned<String>>,
+    #[serde(default = "default_samples")]
+    samples_per_prompt: Spanned<usize>,
+    #[serde(default)]
+    sample: Option<Spanned<usize>>,
+}
+
+fn default_samples() -> Spanned<usize> {
+    Spanned::new(0..0, 1)
+}
+
+/// `[[task]]`: one prompt template, expanded over the seed lists it names.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub name: String,
+    /// User prompt with `{{var}}` placeholders.
+    pub template: String,
+    /// Optional system prompt, may use placeholders too.
+    pub system: Option<String>,
+    /// How many responses to sample for each expanded prompt.
+    pub samples_per_prompt: usize,
+    /// `None`: the full cartesian product of the seed lists; `Some(n)`: n combinations
+    /// drawn from it with the run seed.
+    pub sample: Option<usize>,
+    /// The template variables, in order of first appearance.
+    pub vars: Vec<String>,
+}
+
+/// Checks every task against the seed lists and bounds the whole plan: the plan is built
+/// lazily, but a plan no machine could finish is a mistake better caught here than after
+/// a model loads.
+pub(super) fn validate(
+    raw: &[RawTask],
+    seeds: &BTreeMap<String, SeedValues>,
+    loc: &Locator<'_>,
+) -> Result<Vec<Task>> {
+    let mut tasks = Vec::new();
+    let mut planned: u128 = 0;
+    let mut names = HashSet::new();
+    for (i, rt) in raw.iter().enumerate() {
+        let task = validate_task(i, rt, seeds, &mut names, loc)?;
+        let combos: u128 = task
+            .vars
+            .iter()
+            .map(|v| seeds[v].values.len() as u128)
+            .fold(1u128, |a, b| a.saturating_mul(b));
+        let combos = task.sample.map_or(combos, |n| combos.min(n as u128));
+        let records = combos.saturating_mul(task.samples_per_prompt as u128);
+        planned = planned.saturating_add(records);
+        if planned > MAX_PLAN_RECORDS {
+            return Err(loc.err(
+                rt.template.span(),
+                &format!("task[{i}].template"),
+                format!(
+                    "the spec plans {planned} records up to this task ({combos} seed combinations × samples_per_prompt {}), more than the {MAX_PLAN_RECORDS} one spec may plan; add `sample = N` to draw N combinations, or shorten the seed lists",
+                    task.samples_per_prompt
+                ),
+            ));
+        }
+        tasks.push(task);
+    }
+    Ok(tasks)
+}
+
+/// One task: a unique name, placeholders that all have seed lists, counts in bounds.
+fn validate_task(
+    i: usize,
+    rt: &RawTask,
+    seeds: &BTreeMap<String, SeedValues>,
+    names: &mut HashSet<String>,
+    loc: &Locator<'_>,
+) -> Result<Task> {
+    let field = |f: &str| format!("task[{i}].{f}");
+    let tname = rt.name.get_ref().clone();
+    if tname.is_empty() || !names.insert(tname.clone()) {
+        return Err(loc.err(
+            rt.name.span(),
+            &field("name"),
+            format!("task names must be non-empty and unique, got {tname:?}"),
+        ));
+    }
+    let mut vars = Vec::new();
+    collect_vars(rt.template.get_ref())
+        .map_err(|m| loc.err(rt.template.span(), &field("template"), m))?
+        .into_iter()
+        .for_each(|v| push_unique(&mut vars, v));
+    if let Some(sys) = &rt.system {
+        collect_vars(sys.get_ref())
+            .map_err(|m| loc.err(sys.span(), &field("system"), m))?
+            .into_iter()
+            .for_each(|v| push_unique(&mut vars, v));
+    }
+    if let Some(v) = vars.iter().find(|v| !seeds.contains_key(*v)) {
+        let known: Vec<_> = seeds.keys().cloned().collect();
+        return Err(loc.err(
+            rt.template.span(),
+            &field("template"),
+            format!(
+                "template variable {{{{{v}}}}} has no seed list; add `{v} = [\"...\"]` under [seeds] (defined: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ),
+        ));
+    }
+    let spp = &rt.samples_per_prompt;
+    if *spp.get_ref() == 0 {
+        return Err(loc.err(
+            spp.span(),
+            &field("samples_per_prompt"),
+            "must be at least 1",
+        ));
+    }
+    if *spp.get_ref() > MAX_SAMPLES_PER_PROMPT {
+        return Err(loc.err(
+            spp.span(),
+            &field("samples_per_prompt"),
+            format!(
+                "{} is more than the {MAX_SAMPLES_PER_PROMPT} allowed",
+                spp.get_ref()
+            ),
+        ));
+    }
+    if let Some(n) = &rt.sample {
+        if *n.get_ref() == 0 {
+            return Err(loc.err(
+                n.span(),
+                &field("sample"),
+                "must be at least 1 (leave it out for the full cartesian product)",
+            ));
+        }
+        if *n.get_ref() > MAX_SAMPLE {
+            return Err(loc.err(
+                n.span(),
+                &field("sample"),
+                format!("{} is more than the {MAX_SAMPLE} allowed", n.get_ref()),
+            ));
+        }
+    }
+    Ok(Task {
+        name: tname,
+        template: rt.template.get_ref().clone(),
+        system: rt.system.as_ref().map(|s| s.get_ref().clone()),
+        samples_per_prompt: *spp.get_ref(),
+        sample: rt.sample.as_ref().map(|s| *s.get_ref()),
+        vars,
+    })
+}
+
+fn push_unique(v: &mut Vec<String>, x: String) {
+    if !v.contains(&x) {
+        v.push(x);
+    }
+}
+
+/// The `{{var}}` names in a template, in order. Unbalanced braces are an error; the `Err`
+/// is the reason alone, which the caller places at the template's `file:line`.
+pub fn collect_vars(template: &str) -> std::result::Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or_else(|| {
+            format!(
+                "unclosed `{{{{` in template near {:?}",
+                truncate(&rest[start..], 30)
+            )
+        })?;
+        let name = after[..end].trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "bad placeholder {{{{{}}}}}: names use letters, digits and '_'",
+                &after[..end]
+            ));
+        }
+        out.push(name.to_string());
+        rest = &after[end + 2..];
+    }
+    Ok(out)
+}
+
+/// Replaces `{{var}}` placeholders with values.
+pub fn render(template: &str, values: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}") {
+            Some(end) => {
+                let name = after[..end].trim();
+                match values.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&rest[start..start + 2 + end + 2]),
+                }
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
