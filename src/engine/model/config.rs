@@ -11,6 +11,8 @@ use crate::models::gguf::GgufFile;
 pub enum Arch {
     Llama,
     Gemma3,
+    /// Qwen2 and Qwen2.5: llama's block with biases on q, k and v, and half-split rope.
+    Qwen2,
 }
 
 /// The feed-forward gate's activation.
@@ -22,12 +24,13 @@ pub enum Activation {
 
 impl Arch {
     /// GGUF `general.architecture` names this decoder runs.
-    pub const SUPPORTED: &'static [&'static str] = &["llama", "gemma3"];
+    pub const SUPPORTED: &'static [&'static str] = &["llama", "gemma3", "qwen2"];
 
     fn from_gguf_name(name: &str) -> Option<Arch> {
         match name {
             "llama" => Some(Arch::Llama),
             "gemma3" => Some(Arch::Gemma3),
+            "qwen2" => Some(Arch::Qwen2),
             _ => None,
         }
     }
@@ -45,9 +48,14 @@ impl Arch {
 
     pub fn activation(self) -> Activation {
         match self {
-            Arch::Llama => Activation::Silu,
+            Arch::Llama | Arch::Qwen2 => Activation::Silu,
             Arch::Gemma3 => Activation::Gelu,
         }
+    }
+
+    /// Qwen2 adds a bias to the q, k and v projections (`blk.N.attn_{q,k,v}.bias`).
+    pub fn has_qkv_bias(self) -> bool {
+        self == Arch::Qwen2
     }
 
     /// Gemma 3 has q/k norms and norms after attention and the feed-forward.

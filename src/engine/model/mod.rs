@@ -1,4 +1,4 @@
-//! The decoder (llama and gemma3 families) with a forward pass over *ragged segments*:
+//! The decoder (llama, gemma3 and qwen2 families) with a forward pass over *ragged segments*:
 //! each segment is one sequence's new tokens (a whole prompt at prefill, one token at
 //! decode) with its own positions and its own KV cache. All segments share the linear
 //! layers (one matmul over every row of the step), attention runs per segment.
@@ -19,6 +19,8 @@ pub mod config;
 mod rope;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tiny;
 mod weights;
 
 pub use super::precision::Precision;
@@ -146,7 +148,10 @@ impl Decoder {
         let c = &self.cfg;
         let (h, kv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
         let t = x.dim(0)?;
-        let qkv = layer.wqkv.forward(&self.rms_norm(x, &layer.attn_norm)?)?;
+        let mut qkv = layer.wqkv.forward(&self.rms_norm(x, &layer.attn_norm)?)?;
+        if let Some(b) = &layer.bqkv {
+            qkv = qkv.broadcast_add(b)?;
+        }
         let part = |from: usize, heads: usize| -> Result<Tensor> {
             Ok(qkv
                 .narrow(1, from * hd, heads * hd)?

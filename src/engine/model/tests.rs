@@ -198,3 +198,76 @@ fn mask_is_causal_and_respects_the_window() {
     assert!(m[0][0].is_finite() && !m[0][1].is_finite() && m[1][1].is_finite());
     assert_eq!(m[0], m[2]);
 }
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+/// Qwen2 from GGUF (q/k/v biases, rotate-half rope, untied and tied LM head) against the
+/// naive f64 forward of the same weights: the prompt's prefill, then greedy decode steps
+/// through the KV cache, token for token; f32 to float error, Q8_0 to its quantization's.
+#[test]
+fn qwen2_tiny_model_matches_the_reference_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    for tied in [false, true] {
+        let m = tiny::TinyModel::new("qwen2", tied, 7);
+        let path = dir.path().join(format!("qwen2-tied-{tied}.gguf"));
+        m.write(&path);
+        let g = GgufFile::open(&path).unwrap();
+        for (p, tol) in [(Precision::F32, 1e-4f64), (Precision::Q8_0, 1e-1)] {
+            let d = Decoder::load(&g, &Device::Cpu, p).unwrap();
+            assert_eq!((d.cfg.arch, d.cfg.vocab), (Arch::Qwen2, tiny::VOCAB));
+            let mut context = vec![3u32, 17, 42, 8, 99, 0, 55];
+            let mut cache = d.new_cache(context.len() + 4).unwrap();
+            let mut feed = context.clone();
+            for step in 0..4 {
+                let got = d
+                    .forward(&mut [Segment {
+                        cache: &mut cache,
+                        tokens: &feed,
+                    }])
+                    .unwrap()
+                    .to_vec2::<f32>()
+                    .unwrap()
+                    .remove(0);
+                let want = m.reference_logits(&context).pop().unwrap();
+                let scale = want.iter().fold(0f64, |a, x| a.max(x.abs()));
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (*a as f64 - b).abs())
+                    .fold(0f64, f64::max);
+                eprintln!("qwen2 tied={tied} {p:?} step {step}: max |ours - f64| = {worst:e} (logits up to {scale:.2})");
+                assert!(
+                    worst < tol * scale,
+                    "tied={tied} {p:?} step {step}: {worst} ≥ {tol} × {scale}"
+                );
+                let want32: Vec<f32> = want.iter().map(|x| *x as f32).collect();
+                let next = argmax(&want32) as u32;
+                assert_eq!(argmax(&got) as u32, next, "tied={tied} {p:?} step {step}");
+                context.push(next);
+                feed = vec![next];
+            }
+        }
+    }
+}
+
+/// A Qwen2 file without a q/k/v bias is an error naming the tensor, not a panic or a
+/// silently bias-free model.
+#[test]
+fn qwen2_without_its_bias_names_the_missing_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qwen2.gguf");
+    tiny::TinyModel::new("qwen2", false, 3)
+        .without("blk.1.attn_k.bias")
+        .write(&path);
+    let g = GgufFile::open(&path).unwrap();
+    let err = match Decoder::load(&g, &Device::Cpu, Precision::F32) {
+        Ok(_) => panic!("loaded without blk.1.attn_k.bias"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("blk.1.attn_k.bias"), "{err}");
+}

@@ -81,6 +81,8 @@ impl Embedding {
 pub(super) struct Layer {
     pub attn_norm: Tensor,
     pub wqkv: Linear,
+    /// The q, k and v biases side by side (Qwen2), f32 on the device.
+    pub bqkv: Option<Tensor>,
     pub wo: Linear,
     pub ffn_norm: Tensor,
     pub w_gate_up: Linear,
@@ -170,6 +172,17 @@ impl Reader<'_> {
         let gate = self.matrix(&n("ffn_gate"))?;
         let up = self.matrix(&n("ffn_up"))?;
         let down = self.matrix(&n("ffn_down"))?;
+        let bqkv = if cfg.arch.has_qkv_bias() {
+            let b = |s: &str| format!("blk.{i}.attn_{s}.bias");
+            let parts = [
+                self.vector(&b("q"))?,
+                self.vector(&b("k"))?,
+                self.vector(&b("v"))?,
+            ];
+            Some(Tensor::cat(&parts, 0)?)
+        } else {
+            None
+        };
         let extra = cfg.arch.has_extra_norms();
         let mut norm = |s: &str| -> Result<Option<Tensor>> {
             if extra {
@@ -184,6 +197,7 @@ impl Reader<'_> {
         Ok(Layer {
             attn_norm: self.vector(&n("attn_norm"))?,
             wqkv: self.fuse(&[q, k, v])?,
+            bqkv,
             wo: self.fuse(&[wo])?,
             ffn_norm: self.vector(&n("ffn_norm"))?,
             w_gate_up: self.fuse(&[gate, up])?,
