@@ -44,13 +44,9 @@ pub fn attention(
     scale: f32,
     out: &mut [f32],
 ) {
-    let (h, _, hd) = shape;
-    out.par_chunks_mut(h * hd)
-        .zip(rows)
-        .enumerate()
-        .for_each(|(t, (orow, r))| {
-            attend_row(&q[t * q_stride..], &kvs[r.kv], *r, shape, scale, orow)
-        });
+    each_row(q, q_stride, rows, kvs, shape, out, |q, kv, row, o| {
+        attend_row(q, kv, row, shape, scale, o)
+    });
 }
 
 /// [`attention`] computed the textbook way, accumulated in f64: the reference every
@@ -64,20 +60,26 @@ pub fn attention_f64(
     scale: f32,
     out: &mut [f32],
 ) {
-    let (h, _, hd) = shape;
+    each_row(q, q_stride, rows, kvs, shape, out, |q, kv, row, o| {
+        attend_row_f64(q, kv, row, shape, scale as f64, o)
+    });
+}
+
+/// Runs `f(row's queries, its keys and values, the row, its output)` for every row on
+/// rayon threads.
+fn each_row(
+    q: &[f32],
+    q_stride: usize,
+    rows: &[QueryRow],
+    kvs: &[KvView<'_>],
+    (h, _, hd): (usize, usize, usize),
+    out: &mut [f32],
+    f: impl Fn(&[f32], &KvView<'_>, QueryRow, &mut [f32]) + Sync,
+) {
     out.par_chunks_mut(h * hd)
         .zip(rows)
         .enumerate()
-        .for_each(|(t, (orow, r))| {
-            attend_row_f64(
-                &q[t * q_stride..],
-                &kvs[r.kv],
-                *r,
-                shape,
-                scale as f64,
-                orow,
-            )
-        });
+        .for_each(|(t, (orow, r))| f(&q[t * q_stride..], &kvs[r.kv], *r, orow));
 }
 
 crate::multiversion! {

@@ -5,6 +5,15 @@ use super::attention::{candle_attention, causal_mask, cpu_attention};
 use super::*;
 use candle_core::DType;
 
+/// One segment per cache, each feeding its tokens.
+fn segments<'a>(caches: &'a mut [SeqCache], toks: &'a [Vec<u32>]) -> Vec<Segment<'a>> {
+    caches
+        .iter_mut()
+        .zip(toks)
+        .map(|(cache, tokens)| Segment { cache, tokens })
+        .collect()
+}
+
 /// A GGUF with zero heads used to panic dividing the width by the head count.
 #[test]
 fn zero_heads_in_gguf_is_an_error_not_a_panic() {
@@ -65,14 +74,7 @@ fn cpu_attention_matches_f64_reference() {
         let toks: Vec<Vec<u32>> = lens.iter().map(|&(_, n)| vec![0; n]).collect();
         let t: usize = lens.iter().map(|l| l.1).sum();
         let q = Tensor::randn(0f32, 1.0, (t, h, hd), &Device::Cpu).unwrap();
-        let segs: Vec<Segment<'_>> = caches
-            .iter_mut()
-            .zip(&toks)
-            .map(|(c, tk)| Segment {
-                cache: c,
-                tokens: tk,
-            })
-            .collect();
+        let segs = segments(&mut caches, &toks);
         let fast = cpu_attention(1, &q, &segs, (h, kv, hd), window, 0.3, false)
             .unwrap()
             .to_vec2::<f32>()
@@ -138,26 +140,12 @@ fn candle_ops_attention_matches_f64_reference_in_every_cache_dtype() {
             let toks: Vec<Vec<u32>> = lens.iter().map(|&(_, n)| vec![0; n]).collect();
             let t: usize = lens.iter().map(|l| l.1).sum();
             let q = Tensor::randn(0f32, 1.0, (t, h, hd), &Device::Cpu).unwrap();
-            let wide_segs: Vec<Segment<'_>> = wide
-                .iter_mut()
-                .zip(&toks)
-                .map(|(c, tk)| Segment {
-                    cache: c,
-                    tokens: tk,
-                })
-                .collect();
+            let wide_segs = segments(&mut wide, &toks);
             let slow = cpu_attention(1, &q, &wide_segs, (h, kv, hd), window, 0.3, true)
                 .unwrap()
                 .to_vec2::<f32>()
                 .unwrap();
-            let seg_list: Vec<Segment<'_>> = caches
-                .iter_mut()
-                .zip(&toks)
-                .map(|(c, tk)| Segment {
-                    cache: c,
-                    tokens: tk,
-                })
-                .collect();
+            let seg_list = segments(&mut caches, &toks);
             let ops = candle_attention(1, &q, &seg_list, (h, kv, hd), window, 0.3)
                 .unwrap()
                 .to_vec2::<f32>()
