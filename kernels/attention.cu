@@ -11,7 +11,7 @@
 // [rows, heads, head_dim]. Scores, softmax and accumulation are f32 whatever the cache
 // dtype.
 //
-// CPU reference: cpu_attention in src/engine/model.rs; the test in
+// CPU reference: attention_f64 in src/cpu/attention.rs; the test in
 // src/engine/cuda_attention.rs compares the two wherever a GPU exists, and the engine
 // checks this kernel against candle's ops once at load before using it.
 

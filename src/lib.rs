@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod blend;
+pub mod cpu;
 pub mod dedup;
 pub mod embed;
 pub mod engine;
@@ -23,7 +24,6 @@ pub mod progress;
 pub mod record;
 pub mod report;
 pub mod runtime;
-pub mod simd;
 pub mod spec;
 pub mod store;
 pub mod verify;

@@ -1,8 +1,8 @@
 //! A BERT encoder over packed sequences (see the module doc of [`super`] for why packed).
 
+use crate::cpu;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
-use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -340,72 +340,27 @@ fn pool(hidden: &[f32], lens: &[usize], h: usize) -> Vec<Vec<f32>> {
     out
 }
 
-/// Dot product with eight independent accumulators: a plain `.sum()` is one serial f32 chain
-/// the compiler may not reorder, so it cannot use SIMD lanes.
-#[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// Multi-head attention over packed sequences. `qkv` is `[tokens, 3·hidden]` (queries, keys,
 /// values side by side), `out` is `[tokens, hidden]`; `lens` splits the tokens into sequences.
+/// Each token sees every token of its own sequence (bidirectional), through the one CPU
+/// attention the engine uses too.
 pub fn attention_cpu(qkv: &[f32], out: &mut [f32], lens: &[usize], hidden: usize, heads: usize) {
-    let mut chunks: Vec<(usize, usize, &mut [f32])> = Vec::with_capacity(lens.len());
-    let mut rest = out;
+    let mut rows = Vec::with_capacity(qkv.len() / (3 * hidden));
     let mut off = 0;
     for &len in lens {
-        let (head, tail) = rest.split_at_mut(len * hidden);
-        chunks.push((off, len, head));
-        rest = tail;
+        rows.extend((0..len).map(|_| cpu::QueryRow {
+            kv: 0,
+            first: off,
+            end: off + len,
+        }));
         off += len;
     }
-    chunks
-        .into_par_iter()
-        .for_each(|(off, len, o)| attend(qkv, off, len, o, hidden, heads));
-}
-
-crate::multiversion! {
-    /// Attention of one packed sequence (`len` tokens from `off`) into its output rows.
-    fn attend(qkv: &[f32], off: usize, len: usize, o: &mut [f32], hidden: usize, heads: usize) {
-        let d = hidden / heads;
-        let scale = 1.0 / (d as f32).sqrt();
-        let mut s = vec![0f32; len];
-        for hd in 0..heads {
-            let col = hd * d;
-            for i in 0..len {
-                let q = &qkv[(off + i) * 3 * hidden + col..][..d];
-                let mut max = f32::NEG_INFINITY;
-                for (j, sj) in s.iter_mut().enumerate() {
-                    let k = &qkv[(off + j) * 3 * hidden + hidden + col..][..d];
-                    *sj = dot(q, k) * scale;
-                    max = max.max(*sj);
-                }
-                let mut sum = 0f32;
-                for sj in s.iter_mut() {
-                    *sj = (*sj - max).exp();
-                    sum += *sj;
-                }
-                let oi = &mut o[i * hidden + col..][..d];
-                oi.fill(0.0);
-                for (j, sj) in s.iter().enumerate() {
-                    let v = &qkv[(off + j) * 3 * hidden + 2 * hidden + col..][..d];
-                    let p = sj / sum;
-                    oi.iter_mut().zip(v).for_each(|(a, b)| *a += p * b);
-                }
-            }
-        }
-    }
+    let kv = cpu::KvView {
+        k: &qkv[hidden..],
+        v: &qkv[2 * hidden..],
+        stride: 3 * hidden,
+    };
+    let d = hidden / heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    cpu::attention(qkv, 3 * hidden, &rows, &[kv], (heads, heads, d), scale, out);
 }

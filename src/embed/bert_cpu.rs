@@ -192,7 +192,7 @@ multiversion! {
     }
 }
 
-/// Sum with eight lane accumulators so it vectorizes (see `bert::dot`).
+/// Sum with eight lane accumulators so it vectorizes (see [`crate::cpu::dot`]).
 #[inline(always)]
 fn lane_sum(it: impl Iterator<Item = f32>) -> f32 {
     let mut acc = [0f32; 8];

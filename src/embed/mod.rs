@@ -9,7 +9,6 @@
 //! computed at all. On non-CPU devices attention runs on a padded block instead.
 
 mod bert;
-pub(crate) use bert::dot;
 pub(crate) mod bert_cpu;
 
 use crate::error::{Error, Result};

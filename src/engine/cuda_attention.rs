@@ -1,7 +1,8 @@
 //! The GPU's attention: `kernels/attention.cu` launched once per layer over every row of a
 //! step, each row reading its own sequence's cache through a table of device pointers.
-//! [`super::model`]'s CPU kernel is its reference; [`self_check`] compares it with candle's
-//! ops on the device at load, so a kernel that misbehaves on some card is never used.
+//! The CPU's f64 attention ([`crate::cpu::attention_f64`]) is its reference; [`self_check`]
+//! compares it with candle's ops on the device at load, so a kernel that misbehaves on some
+//! card is never used.
 
 use super::model::{Segment, SeqCache};
 use crate::error::{Error, Result};

@@ -3,7 +3,7 @@
 //! to each other. A synthetic set that sits closer to the real records than a held-back
 //! slice of the real data does is copying, not generalizing.
 
-use crate::embed::dot;
+use crate::cpu::dot;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rayon::prelude::*;

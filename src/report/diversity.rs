@@ -2,7 +2,7 @@
 //! computed the same way for the synthetic set and the real anchor, because on its own a
 //! number says little; a synthetic set markedly narrower than real data is the warning.
 
-use crate::embed::dot;
+use crate::cpu::dot;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashMap;

@@ -1,0 +1,261 @@
+//! The decoder's unit tests: bad GGUF metadata, and every attention path against the f64
+//! reference on random ragged steps (the CPU kernel itself is tested in `crate::cpu`).
+
+use super::attention::{candle_attention, causal_mask, cpu_attention};
+use super::*;
+use candle_core::DType;
+
+/// One segment per cache, each feeding its tokens.
+fn segments<'a>(caches: &'a mut [SeqCache], toks: &'a [Vec<u32>]) -> Vec<Segment<'a>> {
+    caches
+        .iter_mut()
+        .zip(toks)
+        .map(|(cache, tokens)| Segment { cache, tokens })
+        .collect()
+}
+
+/// A GGUF with zero heads used to panic dividing the width by the head count.
+#[test]
+fn zero_heads_in_gguf_is_an_error_not_a_panic() {
+    use candle_core::quantized::gguf_file::{write, Value};
+    for (heads, kv) in [(0u32, None), (4, Some(0u32)), (4, Some(3))] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.gguf");
+        let arch = Value::String("llama".into());
+        let (n, width, one) = (Value::U32(heads), Value::U32(64), Value::U32(1));
+        let mut meta: Vec<(&str, &Value)> = vec![
+            ("general.architecture", &arch),
+            ("llama.attention.head_count", &n),
+            ("llama.embedding_length", &width),
+            ("llama.block_count", &one),
+            ("llama.feed_forward_length", &width),
+        ];
+        let kv = kv.map(Value::U32);
+        if let Some(kv) = &kv {
+            meta.push(("llama.attention.head_count_kv", kv));
+        }
+        let mut f = std::fs::File::create(&path).unwrap();
+        write(&mut f, &meta, &[]).unwrap();
+        drop(f);
+        let g = GgufFile::open(&path).unwrap();
+        let err = match Decoder::load(&g, &Device::Cpu, Precision::F32) {
+            Ok(_) => panic!("{heads} heads, {kv:?} KV heads loaded"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("attention heads"), "{err}");
+    }
+}
+
+/// The fast CPU attention against the textbook f64 reference on random, ragged
+/// segments (prefill and decode rows, with and without a sliding window, GQA).
+#[test]
+fn cpu_attention_matches_f64_reference() {
+    let (h, kv, hd) = (6, 2, 40); // hd not a multiple of 8: exercises the lane remainder
+    for window in [None, Some(3)] {
+        let lens = [(0usize, 7usize), (5, 1), (0, 1), (9, 4)]; // (cached before, new tokens)
+        let mut caches: Vec<SeqCache> = lens
+            .iter()
+            .map(|&(before, n)| {
+                let cap = before + n;
+                let k = (0..2)
+                    .map(|_| Tensor::randn(0f32, 1.0, (cap, kv, hd), &Device::Cpu).unwrap())
+                    .collect();
+                let v = (0..2)
+                    .map(|_| Tensor::randn(0f32, 1.0, (cap, kv, hd), &Device::Cpu).unwrap())
+                    .collect();
+                SeqCache {
+                    k,
+                    v,
+                    len: before,
+                    capacity: cap,
+                }
+            })
+            .collect();
+        let toks: Vec<Vec<u32>> = lens.iter().map(|&(_, n)| vec![0; n]).collect();
+        let t: usize = lens.iter().map(|l| l.1).sum();
+        let q = Tensor::randn(0f32, 1.0, (t, h, hd), &Device::Cpu).unwrap();
+        let segs = segments(&mut caches, &toks);
+        let fast = cpu_attention(1, &q, &segs, (h, kv, hd), window, 0.3, false)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let slow = cpu_attention(1, &q, &segs, (h, kv, hd), window, 0.3, true)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        for (a, b) in fast.iter().zip(&slow) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() < 1e-5, "{x} vs {y} (window {window:?})");
+            }
+        }
+    }
+}
+
+/// The candle-ops attention that GPUs run, executed here on the CPU, against the same
+/// f64 reference: f32 caches to float error, bf16/f16 caches (the GPU default) to
+/// their rounding.
+#[test]
+fn candle_ops_attention_matches_f64_reference_in_every_cache_dtype() {
+    let (h, kv, hd) = (6, 2, 40);
+    for (dt, tol) in [
+        (DType::F32, 2e-6f32),
+        (DType::BF16, 4e-2),
+        (DType::F16, 4e-3),
+    ] {
+        for window in [None, Some(3)] {
+            let lens = [(0usize, 7usize), (5, 1), (0, 1), (9, 4), (2, 1)];
+            let mut caches: Vec<SeqCache> = lens
+                .iter()
+                .map(|&(before, n)| {
+                    let cap = before + n + 2; // spare capacity past `len`, as in the engine
+                    let r = |_| {
+                        Tensor::randn(0f32, 1.0, (cap, kv, hd), &Device::Cpu)
+                            .and_then(|t| t.to_dtype(dt))
+                            .unwrap()
+                    };
+                    SeqCache {
+                        k: (0..2).map(r).collect(),
+                        v: (0..2).map(r).collect(),
+                        len: before,
+                        capacity: cap,
+                    }
+                })
+                .collect();
+            // The reference reads the same values, widened to f32.
+            let mut wide: Vec<SeqCache> = caches
+                .iter()
+                .map(|c| SeqCache {
+                    k: c.k
+                        .iter()
+                        .map(|t| t.to_dtype(DType::F32).unwrap())
+                        .collect(),
+                    v: c.v
+                        .iter()
+                        .map(|t| t.to_dtype(DType::F32).unwrap())
+                        .collect(),
+                    len: c.len,
+                    capacity: c.capacity,
+                })
+                .collect();
+            let toks: Vec<Vec<u32>> = lens.iter().map(|&(_, n)| vec![0; n]).collect();
+            let t: usize = lens.iter().map(|l| l.1).sum();
+            let q = Tensor::randn(0f32, 1.0, (t, h, hd), &Device::Cpu).unwrap();
+            let wide_segs = segments(&mut wide, &toks);
+            let slow = cpu_attention(1, &q, &wide_segs, (h, kv, hd), window, 0.3, true)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            let seg_list = segments(&mut caches, &toks);
+            let ops = candle_attention(1, &q, &seg_list, (h, kv, hd), window, 0.3)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            assert_eq!(ops.len(), slow.len());
+            let worst = ops
+                .iter()
+                .flatten()
+                .zip(slow.iter().flatten())
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            eprintln!("{dt:?} window {window:?}: max |candle ops - f64| = {worst:e}");
+            assert!(worst < tol, "{dt:?}, window {window:?}: {worst} ≥ {tol}");
+        }
+    }
+}
+
+#[test]
+fn mask_is_causal_and_respects_the_window() {
+    // Queries at positions 2, 3, 4 over keys 0..5, window 2, one group.
+    let m = causal_mask(3, 2, 0, 5, Some(2), 1, &Device::Cpu)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let vis: Vec<Vec<bool>> = m
+        .iter()
+        .map(|r| r.iter().map(|x| x.is_finite()).collect())
+        .collect();
+    assert_eq!(vis[0], [false, true, true, false, false]);
+    assert_eq!(vis[1], [false, false, true, true, false]);
+    assert_eq!(vis[2], [false, false, false, true, true]);
+    // No window: plain causal; two groups repeat the rows.
+    let m = causal_mask(2, 0, 0, 2, None, 2, &Device::Cpu)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    assert_eq!(m.len(), 4);
+    assert!(m[0][0].is_finite() && !m[0][1].is_finite() && m[1][1].is_finite());
+    assert_eq!(m[0], m[2]);
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+/// Qwen2 from GGUF (q/k/v biases, rotate-half rope, untied and tied LM head) against the
+/// naive f64 forward of the same weights: the prompt's prefill, then greedy decode steps
+/// through the KV cache, token for token; f32 to float error, Q8_0 to its quantization's.
+#[test]
+fn qwen2_tiny_model_matches_the_reference_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    for tied in [false, true] {
+        let m = tiny::TinyModel::new("qwen2", tied, 7);
+        let path = dir.path().join(format!("qwen2-tied-{tied}.gguf"));
+        m.write(&path);
+        let g = GgufFile::open(&path).unwrap();
+        for (p, tol) in [(Precision::F32, 1e-4f64), (Precision::Q8_0, 1e-1)] {
+            let d = Decoder::load(&g, &Device::Cpu, p).unwrap();
+            assert_eq!((d.cfg.arch, d.cfg.vocab), (Arch::Qwen2, tiny::VOCAB));
+            let mut context = vec![3u32, 17, 42, 8, 99, 0, 55];
+            let mut cache = d.new_cache(context.len() + 4).unwrap();
+            let mut feed = context.clone();
+            for step in 0..4 {
+                let got = d
+                    .forward(&mut [Segment {
+                        cache: &mut cache,
+                        tokens: &feed,
+                    }])
+                    .unwrap()
+                    .to_vec2::<f32>()
+                    .unwrap()
+                    .remove(0);
+                let want = m.reference_logits(&context).pop().unwrap();
+                let scale = want.iter().fold(0f64, |a, x| a.max(x.abs()));
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (*a as f64 - b).abs())
+                    .fold(0f64, f64::max);
+                eprintln!("qwen2 tied={tied} {p:?} step {step}: max |ours - f64| = {worst:e} (logits up to {scale:.2})");
+                assert!(
+                    worst < tol * scale,
+                    "tied={tied} {p:?} step {step}: {worst} ≥ {tol} × {scale}"
+                );
+                let want32: Vec<f32> = want.iter().map(|x| *x as f32).collect();
+                let next = argmax(&want32) as u32;
+                assert_eq!(argmax(&got) as u32, next, "tied={tied} {p:?} step {step}");
+                context.push(next);
+                feed = vec![next];
+            }
+        }
+    }
+}
+
+/// A Qwen2 file without a q/k/v bias is an error naming the tensor, not a panic or a
+/// silently bias-free model.
+#[test]
+fn qwen2_without_its_bias_names_the_missing_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qwen2.gguf");
+    tiny::TinyModel::new("qwen2", false, 3)
+        .without("blk.1.attn_k.bias")
+        .write(&path);
+    let g = GgufFile::open(&path).unwrap();
+    let err = match Decoder::load(&g, &Device::Cpu, Precision::F32) {
+        Ok(_) => panic!("loaded without blk.1.attn_k.bias"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("blk.1.attn_k.bias"), "{err}");
+}
