@@ -233,6 +233,12 @@ fn default_minhash() -> Threshold {
 fn default_semantic() -> Threshold {
     Threshold::At(0.92)
 }
+/// Whether `x` can be a similarity threshold (Jaccard or cosine): in (0, 1]. The spec's
+/// `[dedup]` and the flags of `flywheel dedup` accept the same values.
+pub fn is_threshold(x: f64) -> bool {
+    x > 0.0 && x <= 1.0
+}
+
 fn default_shingle() -> String {
     "char:5".into()
 }
@@ -921,7 +927,7 @@ impl Spec {
                     |field: &str, msg: &str| loc.err(span.clone(), &format!("dedup.{field}"), msg);
                 for (name, t) in [("minhash", d.minhash), ("semantic", d.semantic)] {
                     if let Threshold::At(x) = t {
-                        if !(x > 0.0 && x <= 1.0) {
+                        if !is_threshold(x) {
                             return Err(bad(
                                 name,
                                 "a threshold must be in (0, 1], or false to turn it off",
@@ -941,7 +947,7 @@ impl Spec {
                 if d.ngram == 0 {
                     return Err(bad("ngram", "must be ≥ 1 (13 is the usual)"));
                 }
-                if let Some(x) = d.against_semantic.filter(|x| !(*x > 0.0 && *x <= 1.0)) {
+                if let Some(x) = d.against_semantic.filter(|x| !is_threshold(*x)) {
                     return Err(bad(
                         "against_semantic",
                         &format!("{x} is not a threshold in (0, 1]"),
