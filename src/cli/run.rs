@@ -4,6 +4,7 @@ use super::{doing, install_ctrlc, Ctx, DeviceFlag, OfflineFlag};
 use anyhow::{Context, Result};
 use clap::Args;
 use flywheel::pipeline::{self, RunOptions};
+use flywheel::store::RunDir;
 use flywheel::Spec;
 use std::path::PathBuf;
 
@@ -45,10 +46,11 @@ pub fn run(a: RunArgs, cx: &Ctx) -> Result<()> {
         println!("[{i}/{n}] {}: {}", o.stage, o.line);
     })
     .with_context(&context)?;
+    let dir = RunDir::new(spec.run_dir());
     println!(
         "done: {} (open {} in a browser)",
-        spec.run_dir().join("dataset.jsonl").display(),
-        spec.run_dir().join("report.html").display()
+        dir.dataset().display(),
+        dir.report_html().display()
     );
     Ok(())
 }

@@ -76,7 +76,7 @@ impl std::fmt::Display for GenerateSummary {
             self.generated_tokens,
             self.wall_seconds,
             self.generated_tokens as f64 / self.wall_seconds.max(1e-9),
-            self.run_dir.join("generated.jsonl").display()
+            crate::store::RunDir::new(&self.run_dir).generated().display()
         )?;
         if self.skipped_prompt_too_long > 0 {
             write!(
