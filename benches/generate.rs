@@ -1,16 +1,16 @@
-//! `cargo bench --bench generate`: the same measurement as `flywheel bench generate`.
-use clap::Parser;
-
-#[derive(Parser)]
-struct Args {
-    #[command(flatten)]
-    inner: flywheel::bench::GenerateBenchArgs,
-    /// Ignored (cargo bench passes it).
-    #[arg(long)]
-    bench: bool,
-}
+//! `cargo bench --bench generate`: `flywheel bench generate` with its default settings
+//! (its flags belong to the binary: see `flywheel bench generate --help`).
 
 fn main() -> flywheel::Result<()> {
-    let args = Args::parse();
-    flywheel::bench::generate(&args.inner, false)
+    let settings = flywheel::bench::GenerateBench {
+        model: "smollm2-135m-instruct".into(),
+        runtime: flywheel::engine::Runtime::parse("auto", "auto")?,
+        batch_sizes: vec![1, 4, 16, 32],
+        tokens: 48,
+        prompt_tokens: 128,
+        runs: 3,
+        llama_cpp: None,
+    };
+    println!("{}", flywheel::bench::generate(&settings)?);
+    Ok(())
 }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 
 /// The export formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Openai,
     Alpaca,

@@ -3,67 +3,52 @@
 //! (sentence-transformers; datasketch, numpy, FAISS) measured in the same run on the same
 //! data and threads.
 
-use super::{gemm_rates, run_python};
+use super::{gemm_rates, run_python, BenchReport};
 use crate::dedup::corpus::{self, CorpusSpec};
 use crate::dedup::{self, semantic, Item, MinHashOptions, Shingle};
 use crate::embed::Embedder;
 use crate::engine::device;
 use crate::error::{Error, Result};
 use crate::models::{resolve, FetchPolicy};
+use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Arguments of `flywheel bench embed`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct EmbedBenchArgs {
+/// Settings of `flywheel bench embed`.
+#[derive(Debug, Clone)]
+pub struct EmbedBench {
     /// Embedder: a built-in id or a local sentence-transformers folder.
-    #[arg(long, default_value = "all-minilm-l6-v2")]
     pub model: String,
-    /// Sentences to embed (seeded, 8–20 words each, as in short Q&A texts).
-    #[arg(long, default_value_t = 2000)]
+    /// Sentences to embed.
     pub n: usize,
-    /// Where to run: auto, cpu, cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: Device,
     /// Tokens per packed forward.
-    #[arg(long, default_value_t = crate::embed::DEFAULT_TOKEN_BUDGET)]
     pub token_budget: usize,
     /// Repetitions; the median is reported.
-    #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// A Python with sentence-transformers: measure it on the same sentences, model files and
-    /// threads (batch 64), and report the ratio.
-    #[arg(long, value_name = "PYTHON")]
+    /// A Python with sentence-transformers: measure it on the same sentences in this run.
     pub reference: Option<PathBuf>,
 }
 
-/// Arguments of `flywheel bench dedup`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DedupBenchArgs {
+/// Settings of `flywheel bench dedup`.
+#[derive(Debug, Clone)]
+pub struct DedupBench {
     /// Documents for MinHash and vectors for semantic all-pairs.
-    #[arg(long, default_value_t = 20_000)]
     pub n: usize,
     /// Vectors for the k-means (clustered) semantic path; 0 skips it.
-    #[arg(long, default_value_t = 200_000)]
     pub kmeans_n: usize,
     /// Vector width.
-    #[arg(long, default_value_t = 384)]
     pub dim: usize,
     /// All-pairs cosine threshold.
-    #[arg(long, default_value_t = 0.9)]
     pub threshold: f32,
-    /// MinHash shingles.
-    #[arg(long, default_value = "char:5")]
-    pub shingle: String,
+    pub shingle: Shingle,
     /// A Python with datasketch, numpy and faiss-cpu: measure them on the same data.
-    #[arg(long, value_name = "PYTHON")]
     pub reference: Option<PathBuf>,
-    /// Also run the all-pairs similarity kernel (kernels/similarity.cu) on this device
-    /// (`cuda:N`; needs a build with `--features cuda`), checked against the CPU pairs.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Where the all-pairs similarity kernel also runs (a CUDA device), checked against
+    /// the CPU's pairs; the CPU: not run.
+    pub device: Device,
 }
 
 fn cpu_name() -> String {
@@ -103,9 +88,10 @@ fn time_median(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(v[v.len() / 2])
 }
 
-pub fn embed(args: &EmbedBenchArgs) -> Result<()> {
-    let dev = device::parse(&args.device)?;
-    let mut emb = Embedder::load(&args.model, FetchPolicy::from_env(), &dev)?;
+/// Embedding throughput, optionally against sentence-transformers.
+pub fn embed(args: &EmbedBench) -> Result<BenchReport> {
+    let dev = &args.device;
+    let mut emb = Embedder::load(&args.model, FetchPolicy::from_env(), dev)?;
     emb.set_token_budget(args.token_budget);
     let sentences = bench_sentences(args.n);
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
@@ -117,7 +103,7 @@ pub fn embed(args: &EmbedBenchArgs) -> Result<()> {
     eprintln!(
         "bench embed: {} on {} · {threads} threads · {} · {} sentences, {:.1} tokens each on average",
         emb.id,
-        device::name(&dev),
+        device::name(dev),
         cpu_name(),
         refs.len(),
         tokens as f64 / refs.len() as f64
@@ -131,16 +117,20 @@ pub fn embed(args: &EmbedBenchArgs) -> Result<()> {
     // FLOPs per token of the encoder's matmuls (QKV, output, two FFN) — attention excluded.
     let h = emb.dim() as f64;
     let flops = tokens as f64 * 6.0 * 2.0 * (4.0 * h * h + 2.0 * h * 4.0 * h);
-    let (gemm, _) = gemm_rates(&dev)?;
-    println!("| embedder | sentences/s | tokens/s | matmul GFLOP/s | share of f32 GEMM bound |");
-    println!("|---|---|---|---|---|");
-    println!(
+    let (gemm, _) = gemm_rates(dev)?;
+    let mut out = Vec::new();
+    out.push(
+        "| embedder | sentences/s | tokens/s | matmul GFLOP/s | share of f32 GEMM bound |"
+            .to_string(),
+    );
+    out.push("|---|---|---|---|---|".to_string());
+    out.push(format!(
         "| flywheel (packed, no padding) | {sps:.0} | {:.0} | {:.1} | {:.0}% of {gemm:.0} |",
         tokens as f64 / t,
         flops / t / 1e9,
         100.0 * flops / t / 1e9 / gemm
-    );
-    let mut line = json!({"bench": "embed", "model": emb.id, "device": device::name(&dev), "threads": threads,
+    ));
+    let mut line = json!({"bench": "embed", "model": emb.id, "device": device::name(dev), "threads": threads,
         "sentences": refs.len(), "tokens": tokens, "sentences_per_s": sps, "tokens_per_s": tokens as f64 / t,
         "gemm_gflops": gemm});
     if let Some(py) = &args.reference {
@@ -178,19 +168,21 @@ pub fn embed(args: &EmbedBenchArgs) -> Result<()> {
                 .sum();
             min_cos = min_cos.min(c);
         }
-        println!(
+        out.push(format!(
             "| {} (batch 64) | {rs:.0} | {:.0} | | |",
             v["version"].as_str().unwrap_or("reference"),
             tokens as f64 / (refs.len() as f64 / rs)
-        );
-        println!(
+        ));
+        out.push(format!(
             "\nflywheel / sentence-transformers: {:.2}× sentences/s; min cosine between their vectors on the first 64: {min_cos:.5}",
             sps / rs
-        );
+        ));
         line["reference"] = json!({"version": v["version"], "sentences_per_s": rs, "ratio": sps / rs, "min_cosine_first_64": min_cos});
     }
-    println!("{line}");
-    Ok(())
+    Ok(BenchReport {
+        lines: out,
+        json: line,
+    })
 }
 
 /// Unit vectors with structure: random centers, points scattered around them, and planted
@@ -223,16 +215,12 @@ fn bench_vectors(n: usize, dim: usize, seed: u64) -> (Vec<f32>, Vec<(u32, u32)>)
     (v, planted)
 }
 
-pub fn dedup(args: &DedupBenchArgs) -> Result<()> {
-    // Fail before the CPU part if the device cannot be had.
-    let dev = device::parse(&args.device)?;
+/// MinHash-LSH docs/s and F1, semantic all-pairs and k-means timings, optionally against
+/// datasketch, numpy and FAISS.
+pub fn dedup(args: &DedupBench) -> Result<BenchReport> {
+    let dev = &args.device;
     let threads = rayon::current_num_threads();
-    let shingle = Shingle::parse(&args.shingle).ok_or_else(|| {
-        Error::Spec(format!(
-            "--shingle {:?}: use char:N or word:N",
-            args.shingle
-        ))
-    })?;
+    let shingle = args.shingle;
     eprintln!(
         "bench dedup: {threads} threads · {} · MinHash on {} docs ({}), all-pairs {} × {} at {}",
         cpu_name(),
@@ -271,16 +259,17 @@ pub fn dedup(args: &DedupBenchArgs) -> Result<()> {
     })?;
     let f = corpus::score(&c.group, &dedup::clusters(&items, &out));
     let docs_s = items.len() as f64 / t_mh;
-    println!("| method | N | time | rate | quality |");
-    println!("|---|---|---|---|---|");
-    println!(
+    let mut out = Vec::new();
+    out.push("| method | N | time | rate | quality |".to_string());
+    out.push("|---|---|---|---|---|".to_string());
+    out.push(format!(
         "| flywheel MinHash-LSH (128 perms, {}, 0.8) | {} | {t_mh:.3} s | {docs_s:.0} docs/s | P {:.3} R {:.3} F1 {:.3} |",
         shingle.name(),
         items.len(),
         f.precision,
         f.recall,
         f.f1
-    );
+    ));
     let mut line = json!({"bench": "dedup", "threads": threads, "minhash": {"docs": items.len(), "shingle": shingle.name(),
         "seconds": t_mh, "docs_per_s": docs_s, "precision": f.precision, "recall": f.recall, "f1": f.f1}});
     if let Some(py) = &args.reference {
@@ -294,7 +283,7 @@ pub fn dedup(args: &DedupBenchArgs) -> Result<()> {
                 &req.to_string(),
             )?;
             let rate = v["docs_per_s"].as_f64().unwrap_or(0.0);
-            println!(
+            out.push(format!(
                 "| {} MinHash+LSH ({sh}, 0.8) | {} | {:.3} s | {rate:.0} docs/s | P {:.3} R {:.3} F1 {:.3} |",
                 v["version"].as_str().unwrap_or("datasketch"),
                 items.len(),
@@ -302,7 +291,7 @@ pub fn dedup(args: &DedupBenchArgs) -> Result<()> {
                 v["precision"].as_f64().unwrap_or(0.0),
                 v["recall"].as_f64().unwrap_or(0.0),
                 v["f1"].as_f64().unwrap_or(0.0)
-            );
+            ));
             refs.push(
                 json!({"shingle": sh, "docs_per_s": rate, "f1": v["f1"], "ratio": docs_s / rate}),
             );
@@ -322,33 +311,33 @@ pub fn dedup(args: &DedupBenchArgs) -> Result<()> {
     let cmp = n * (n - 1.0) / 2.0;
     let (gemm, _) = gemm_rates(&candle_core::Device::Cpu)?;
     let gflops = cmp * 2.0 * dim as f64 / t_ap / 1e9;
-    println!(
+    out.push(format!(
         "| flywheel all-pairs cosine ≥ {} (tiled gemm + fused threshold) | {} × {dim} | {t_ap:.3} s | {:.2e} pairs/s ({gflops:.0} GFLOP/s, {:.0}% of {gemm:.0} measured f32 GEMM) | {} pairs |",
         args.threshold,
         args.n,
         cmp / t_ap,
         100.0 * gflops / gemm,
         pairs.len()
-    );
+    ));
     line["allpairs"] = json!({"n": args.n, "dim": dim, "threshold": args.threshold, "seconds": t_ap,
         "pairs_per_s": cmp / t_ap, "pairs_found": pairs.len(), "gflops": gflops, "gemm_gflops": gemm});
     if !dev.is_cpu() {
-        let g = gpu_allpairs(&dev, &v, dim, args.threshold, &pairs)?;
+        let g = gpu_allpairs(dev, &v, dim, args.threshold, &pairs)?;
         let (t, dev_gemm) = (
             g["seconds"].as_f64().unwrap_or(0.0),
             g["gemm_gflops"].as_f64().unwrap_or(0.0),
         );
         let gf = cmp * 2.0 * dim as f64 / t / 1e9;
-        println!(
+        out.push(format!(
             "| flywheel similarity kernel on {} | {} × {dim} | {t:.4} s | {:.2e} pairs/s ({gf:.0} GFLOP/s, {:.0}% of {dev_gemm:.0} measured f32 GEMM on the device) | {} pairs, {} ({}) |",
-            device::name(&dev),
+            device::name(dev),
             args.n,
             cmp / t,
             100.0 * gf / dev_gemm,
             g["pairs_found"],
             if g["agrees_with_cpu"] == true { "same as the CPU" } else { "DIFFERS from the CPU" },
             g["difference"]
-        );
+        ));
         line["allpairs_device"] = g;
     }
     if let Some(py) = &args.reference {
@@ -366,18 +355,18 @@ pub fn dedup(args: &DedupBenchArgs) -> Result<()> {
             r["numpy_seconds"].as_f64().unwrap_or(0.0),
             r["faiss_seconds"].as_f64().unwrap_or(0.0),
         );
-        println!(
+        out.push(format!(
             "| numpy blocked matmul (block 2048) | {} × {dim} | {tn:.3} s | {:.2e} pairs/s | {} pairs |",
             args.n,
             cmp / tn,
             r["numpy_pairs"]
-        );
-        println!(
+        ));
+        out.push(format!(
             "| FAISS IndexFlatIP range_search | {} × {dim} | {tf:.3} s | {:.2e} pairs/s | {} pairs |",
             args.n,
             cmp / tf,
             r["faiss_pairs"]
-        );
+        ));
         line["allpairs"]["reference"] = json!({"version": r["version"], "numpy_seconds": tn, "faiss_seconds": tf,
             "numpy_pairs": r["numpy_pairs"], "faiss_pairs": r["faiss_pairs"],
             "speedup_vs_numpy": tn / t_ap, "speedup_vs_faiss": tf / t_ap});
@@ -393,17 +382,19 @@ pub fn dedup(args: &DedupBenchArgs) -> Result<()> {
         let found: std::collections::HashSet<(u32, u32)> = got.iter().map(|p| (p.i, p.j)).collect();
         let hit = planted.iter().filter(|p| found.contains(p)).count();
         let recall = hit as f64 / planted.len().max(1) as f64;
-        println!(
+        out.push(format!(
             "| flywheel k-means path (clusters of ~2000, 2 probes, 8 rounds) | {} × {dim} | {t_km:.3} s | {:.0} vectors/s | {} pairs; recall {recall:.4} of {} planted near-copies |",
             args.kmeans_n,
             args.kmeans_n as f64 / t_km,
             got.len(),
             planted.len()
-        );
+        ));
         line["kmeans"] = json!({"n": args.kmeans_n, "seconds": t_km, "pairs_found": got.len(), "sampled_recall": recall});
     }
-    println!("{line}");
-    Ok(())
+    Ok(BenchReport {
+        lines: out,
+        json: line,
+    })
 }
 
 /// Times the CUDA similarity kernel on `v` (median of 3) and compares its pairs with the

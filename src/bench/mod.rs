@@ -6,40 +6,46 @@
 pub mod dedup;
 
 use crate::engine::model::{Decoder, Segment};
-use crate::engine::{device, Llm, Precision};
+use crate::engine::{device, Llm, Precision, Runtime};
 use crate::error::Result;
 use crate::models::{resolve, FetchPolicy};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use std::time::Instant;
 
-/// Arguments of `flywheel bench generate`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct GenerateBenchArgs {
+/// What a bench measured: a human-readable table (and ratios to references), then one
+/// JSON line with every figure, for scripts. The caller prints it; progress notes that say
+/// what is being measured go to stderr as the bench runs.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub lines: Vec<String>,
+    pub json: serde_json::Value,
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for l in &self.lines {
+            writeln!(f, "{l}")?;
+        }
+        write!(f, "{}", self.json)
+    }
+}
+
+/// Settings of `flywheel bench generate`.
+#[derive(Debug, Clone)]
+pub struct GenerateBench {
     /// Model id or GGUF path.
-    #[arg(long, default_value = "smollm2-135m-instruct")]
     pub model: String,
-    /// Where to run: auto, cpu, cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// Matmul precision (the global `--dtype`).
-    #[arg(skip = String::from("auto"))]
-    pub dtype: String,
-    /// Comma-separated numbers of concurrent sequences to decode.
-    #[arg(long, default_value = "1,4,16,32", value_delimiter = ',')]
+    pub runtime: Runtime,
+    /// Numbers of concurrent sequences to decode.
     pub batch_sizes: Vec<usize>,
     /// Tokens decoded per sequence in each measurement.
-    #[arg(long, default_value_t = 48)]
     pub tokens: usize,
     /// Prompt length for the prefill measurement.
-    #[arg(long, default_value_t = 128)]
     pub prompt_tokens: usize,
     /// Repetitions; the median is reported.
-    #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// A Python interpreter with llama-cpp-python installed: measure llama.cpp on the same
-    /// GGUF file and threads in this run, and print flywheel's speed as a ratio to it.
-    #[arg(long, value_name = "PYTHON")]
+    /// A Python with llama-cpp-python: measure llama.cpp on the same file in this run.
     pub llama_cpp: Option<std::path::PathBuf>,
 }
 
@@ -55,7 +61,7 @@ pub struct LlamaCppReference {
 fn llama_cpp_reference(
     python: &std::path::Path,
     model: &std::path::Path,
-    args: &GenerateBenchArgs,
+    args: &GenerateBench,
     threads: usize,
 ) -> Result<LlamaCppReference> {
     let v = run_python(
@@ -84,29 +90,30 @@ pub struct Row {
     pub share_of_bound: f64,
 }
 
-pub fn generate(args: &GenerateBenchArgs, _progress: bool) -> Result<()> {
-    let dev = device::parse(&args.device)?;
-    let precision = Precision::resolve(&args.dtype, &dev)?;
+/// Decode and prefill throughput at several batch sizes, each next to its hardware bound.
+pub fn generate(args: &GenerateBench) -> Result<BenchReport> {
+    let (dev, precision) = (&args.runtime.device, args.runtime.precision);
     let model = resolve(&args.model, FetchPolicy::from_env())?;
-    let llm = Llm::load(&model, &dev, precision, None)?;
+    let llm = Llm::load(&model, dev, precision, None)?;
     let d = &llm.decoder;
     let c = &d.cfg;
     let threads = rayon::current_num_threads();
 
-    let copy_gbs = device_copy_bandwidth_gbs(&dev)?;
-    let mm_rate = matmul_gflops(&dev, precision)?;
+    let copy_gbs = device_copy_bandwidth_gbs(dev)?;
+    let mm_rate = matmul_gflops(dev, precision)?;
     // Weight bytes streamed per decode step: every matmul weight once, the LM head
     // included.
     let weight_values = matmul_weights(c);
     let weight_bytes = weight_values as f64 * precision.bytes_per_weight();
     let flops_per_token = 2.0 * weight_values as f64;
-    let card = device::describe(&dev);
+    let card = device::describe(dev);
 
     eprintln!(
         "bench generate: {} ({}) on {card} · {} threads · copy bandwidth {:.1} GB/s · {} matmul {:.1} GFLOP/s",
         llm.info.model, llm.info.weights, threads, copy_gbs, precision.name(), mm_rate
     );
     let mut rows = Vec::new();
+    let mut out = Vec::new();
 
     // Prefill: one prompt of `prompt_tokens` tokens in one forward.
     let prompt: Vec<u32> = (0..args.prompt_tokens)
@@ -134,19 +141,19 @@ pub fn generate(args: &GenerateBenchArgs, _progress: bool) -> Result<()> {
         rows.push(row("decode", b, tps, mem_bound.min(flop_bound)));
     }
 
-    println!(
+    out.push(format!(
         "{:<8} {:>5} {:>12} {:>12} {:>8}",
         "phase", "batch", "tok/s", "bound tok/s", "share"
-    );
+    ));
     for r in &rows {
-        println!(
+        out.push(format!(
             "{:<8} {:>5} {:>12.1} {:>12.1} {:>7.0}%",
             r.phase,
             r.batch,
             r.tokens_per_s,
             r.bound_tokens_per_s,
             100.0 * r.share_of_bound
-        );
+        ));
     }
     let reference = match &args.llama_cpp {
         Some(py) => Some(llama_cpp_reference(
@@ -158,34 +165,34 @@ pub fn generate(args: &GenerateBenchArgs, _progress: bool) -> Result<()> {
         None => None,
     };
     if let Some(r) = &reference {
-        println!("llama.cpp {} on the same file, {} threads, measured now: prefill {:.1} tok/s, batch-1 decode {:.1} tok/s", r.llama_cpp_version, r.threads, r.prefill_tokens_per_s, r.decode_tokens_per_s);
+        out.push(format!("llama.cpp {} on the same file, {} threads, measured now: prefill {:.1} tok/s, batch-1 decode {:.1} tok/s", r.llama_cpp_version, r.threads, r.prefill_tokens_per_s, r.decode_tokens_per_s));
         let ours = |phase: &str, b: usize| {
             rows.iter()
                 .find(|x| x.phase == phase && x.batch == b)
                 .map(|x| x.tokens_per_s)
         };
         if let Some(p) = ours("prefill", 1) {
-            println!(
+            out.push(format!(
                 "  prefill:            flywheel / llama.cpp = {:.2}×",
                 p / r.prefill_tokens_per_s
-            );
+            ));
         }
         for &b in &args.batch_sizes {
             if let Some(d) = ours("decode", b) {
-                println!(
+                out.push(format!(
                     "  decode batch {b:<3}:   flywheel aggregate / llama.cpp batch-1 = {:.2}×",
                     d / r.decode_tokens_per_s
-                );
+                ));
             }
         }
     }
-    println!("bounds: decode = min(batch × copy bandwidth ÷ {:.0} MB of {} weights per step, {} matmul rate ÷ {:.0} MFLOP per token); prefill = matmul rate ÷ FLOP per token", weight_bytes / 1e6, precision.name(), precision.name(), flops_per_token / 1e6);
+    out.push(format!("bounds: decode = min(batch × copy bandwidth ÷ {:.0} MB of {} weights per step, {} matmul rate ÷ {:.0} MFLOP per token); prefill = matmul rate ÷ FLOP per token", weight_bytes / 1e6, precision.name(), precision.name(), flops_per_token / 1e6));
     let json = serde_json::json!({
         "bench": "generate",
         "model": llm.info.model,
         "weights": llm.info.weights,
         "precision": precision.name(),
-        "device": device::name(&dev),
+        "device": device::name(dev),
         "card": card,
         "threads": threads,
         "copy_bandwidth_gb_s": copy_gbs,
@@ -197,8 +204,7 @@ pub fn generate(args: &GenerateBenchArgs, _progress: bool) -> Result<()> {
         "rows": rows,
         "llama_cpp": reference,
     });
-    println!("{json}");
-    Ok(())
+    Ok(BenchReport { lines: out, json })
 }
 
 fn row(phase: &str, batch: usize, tps: f64, bound: f64) -> Row {
@@ -359,29 +365,19 @@ pub fn gemm_rates(dev: &Device) -> Result<(f64, f64)> {
     Ok((f32_rate, q8_rate))
 }
 
-/// Arguments of `flywheel bench judge`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct JudgeBenchArgs {
+/// Settings of `flywheel bench judge`.
+#[derive(Debug, Clone)]
+pub struct JudgeBench {
     /// Judge model id or GGUF path.
-    #[arg(long, default_value = "smollm2-135m-instruct")]
     pub model: String,
-    /// Where to run: auto, cpu, cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// Matmul precision (the global `--dtype`).
-    #[arg(skip = String::from("auto"))]
-    pub dtype: String,
-    /// Items in the fixed synthetic set (seeded; about 200 prompt tokens each).
-    #[arg(long, default_value_t = 64)]
+    pub runtime: Runtime,
+    /// Items in the fixed synthetic set.
     pub items: usize,
-    /// Comma-separated items per forward pass.
-    #[arg(long, default_value = "1,8,32", value_delimiter = ',')]
+    /// Items per forward pass.
     pub batch_sizes: Vec<usize>,
     /// Repetitions; the median is reported.
-    #[arg(long, default_value_t = 3)]
     pub runs: usize,
     /// A Python with llama-cpp-python: score the same token ids with llama.cpp in this run.
-    #[arg(long, value_name = "PYTHON")]
     pub llama_cpp: Option<std::path::PathBuf>,
 }
 
@@ -409,12 +405,12 @@ pub fn judge_items(n: usize) -> Vec<crate::verify::judge::JudgeItem> {
         .collect()
 }
 
-pub fn judge(args: &JudgeBenchArgs) -> Result<()> {
+/// Judge throughput (items/s) at several batch sizes on a fixed item set.
+pub fn judge(args: &JudgeBench) -> Result<BenchReport> {
     use crate::verify::judge::{Judge, Rubric};
-    let dev = device::parse(&args.device)?;
-    let precision = Precision::resolve(&args.dtype, &dev)?;
+    let (dev, precision) = (&args.runtime.device, args.runtime.precision);
     let model = resolve(&args.model, FetchPolicy::from_env())?;
-    let llm = Llm::load(&model, &dev, precision, None)?;
+    let llm = Llm::load(&model, dev, precision, None)?;
     let rubric = Rubric {
         criteria: "The answer is correct, on topic, complete and clearly written.".into(),
         scale: "yes-no".into(),
@@ -428,12 +424,12 @@ pub fn judge(args: &JudgeBenchArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     let tokens: usize = ids.iter().map(Vec::len).sum();
     let threads = rayon::current_num_threads();
-    let card = device::describe(&dev);
+    let card = device::describe(dev);
     // The judge prefills the prefix all items share once, then each item's own tokens:
     // the bound counts the tokens that actually run (two FLOP per weight each).
     let shared = shared_prefix(&ids);
     let run_tokens = shared + tokens - shared * ids.len();
-    let mm_rate = matmul_gflops(&dev, precision)?;
+    let mm_rate = matmul_gflops(dev, precision)?;
     let flops_per_item =
         2.0 * matmul_weights(&llm.decoder.cfg) as f64 * run_tokens as f64 / items.len() as f64;
     let bound_items_per_s = mm_rate * 1e9 / flops_per_item;
@@ -442,6 +438,7 @@ pub fn judge(args: &JudgeBenchArgs) -> Result<()> {
         llm.info.model, llm.info.weights, threads, items.len(), tokens as f64 / items.len() as f64, precision.name(), mm_rate
     );
     let mut rows = Vec::new();
+    let mut out = Vec::new();
     for &b in &args.batch_sizes {
         let t = median(args.runs, || {
             let t0 = Instant::now();
@@ -457,21 +454,21 @@ pub fn judge(args: &JudgeBenchArgs) -> Result<()> {
         .or(rows.first())
         .map(|r| r["items_per_s"].as_f64().unwrap_or(1.0))
         .unwrap_or(1.0);
-    println!(
+    out.push(format!(
         "{:>5} {:>10} {:>16} {:>10} {:>7}",
         "batch", "items/s", "prompt tok/s", "vs batch 1", "share"
-    );
+    ));
     for r in rows.iter_mut() {
         let ips = r["items_per_s"].as_f64().unwrap_or(0.0);
         r["speedup_vs_batch_1"] = serde_json::json!(ips / base);
-        println!(
+        out.push(format!(
             "{:>5} {:>10.2} {:>16.1} {:>9.2}× {:>6.0}%",
             r["batch"],
             ips,
             r["prompt_tokens_per_s"].as_f64().unwrap_or(0.0),
             ips / base,
             100.0 * ips / bound_items_per_s
-        );
+        ));
     }
     let reference = match &args.llama_cpp {
         None => None,
@@ -499,19 +496,16 @@ pub fn judge(args: &JudgeBenchArgs) -> Result<()> {
                 .iter()
                 .filter_map(|r| r["items_per_s"].as_f64())
                 .fold(0.0, f64::max);
-            println!(
+            out.push(format!(
                 "llama.cpp {} on the same token ids, {} threads, measured now: {:.2} items/s one by one, {:.2} with the {}-token shared prefix reused; flywheel best / llama.cpp best = {:.2}×",
                 v["llama_cpp_version"], threads, v["items_per_s"].as_f64().unwrap_or(0.0), v["items_per_s_prefix_reuse"].as_f64().unwrap_or(0.0), v["shared_prefix_tokens"], ours / best.max(1e-9)
-            );
+            ));
             Some(v)
         }
     };
-    println!("bound: {} matmul rate ÷ (2 FLOP × {:.0} M weights × {:.0} tokens run per item, the shared prefix counted once)", precision.name(), matmul_weights(&llm.decoder.cfg) as f64 / 1e6, run_tokens as f64 / items.len() as f64);
-    println!(
-        "{}",
-        serde_json::json!({"bench": "judge", "model": llm.info.model, "weights": llm.info.weights, "precision": precision.name(), "device": device::name(&dev), "card": card, "threads": threads, "items": items.len(), "prompt_tokens": tokens, "shared_prefix_tokens": shared, "matmul_gflop_s": mm_rate, "bound_items_per_s": bound_items_per_s, "rows": rows, "llama_cpp": reference})
-    );
-    Ok(())
+    out.push(format!("bound: {} matmul rate ÷ (2 FLOP × {:.0} M weights × {:.0} tokens run per item, the shared prefix counted once)", precision.name(), matmul_weights(&llm.decoder.cfg) as f64 / 1e6, run_tokens as f64 / items.len() as f64));
+    let json = serde_json::json!({"bench": "judge", "model": llm.info.model, "weights": llm.info.weights, "precision": precision.name(), "device": device::name(dev), "card": card, "threads": threads, "items": items.len(), "prompt_tokens": tokens, "shared_prefix_tokens": shared, "matmul_gflop_s": mm_rate, "bound_items_per_s": bound_items_per_s, "rows": rows, "llama_cpp": reference});
+    Ok(BenchReport { lines: out, json })
 }
 
 /// Length of the prefix every id list shares, leaving each at least one token of its own

@@ -38,6 +38,30 @@ pub struct BlendSummary {
     pub dataset: PathBuf,
 }
 
+/// What `flywheel blend` prints.
+impl std::fmt::Display for BlendSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "blend: {} (+ dataset.parquet, README.md)",
+            self.run_line()
+        )
+    }
+}
+
+impl BlendSummary {
+    /// The line `flywheel run` prints after `[5/6] blend:`.
+    pub fn run_line(&self) -> String {
+        format!(
+            "{} synthetic + {} real = {} records → {}",
+            self.synthetic,
+            self.real,
+            self.total,
+            self.dataset.display()
+        )
+    }
+}
+
 /// How many of each to take: (real, synthetic, missing real, missing synthetic).
 pub fn counts(b: &BlendSection, real: usize, syn: usize) -> (usize, usize, usize, usize) {
     match (b.real_share, b.max_synthetic) {

@@ -9,12 +9,12 @@
 
 use super::decontam::{EvalIndex, EvalItem};
 use super::{Item, MinHashOptions, Reason, SemanticOptions, Shingle};
-use crate::engine::device;
 use crate::error::{Error, Result};
 use crate::models::FetchPolicy;
 use crate::spec::{DedupSection, FilterSection, Spec};
 use crate::store::manifest::{ModelEntry, StageStatus};
 use crate::store::{Manifest, RunDir};
+use candle_core::Device;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -35,7 +35,8 @@ pub struct DedupOptions {
     pub ngram: usize,
     pub against_semantic: Option<f32>,
     pub filter: FilterSection,
-    pub device: String,
+    /// Where the embedder runs.
+    pub device: Device,
     pub fetch: FetchPolicy,
     pub progress: bool,
 }
@@ -63,7 +64,7 @@ impl DedupOptions {
             ngram: d.ngram,
             against_semantic: d.against_semantic.map(|x| x as f32),
             filter: f.clone(),
-            device: "auto".into(),
+            device: Device::Cpu,
             fetch: FetchPolicy::from_env(),
             progress: false,
         }
@@ -90,6 +91,70 @@ pub struct DedupSummary {
     pub truncated: usize,
     pub wall_seconds: f64,
     pub embedder: Option<ModelEntry>,
+}
+
+impl DedupSummary {
+    /// Rejections by method (`exact 3, minhash 2`), or `None` when nothing was rejected.
+    fn by_method(&self) -> Option<String> {
+        let by: Vec<String> = self
+            .by_method
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        (!by.is_empty()).then(|| by.join(", "))
+    }
+
+    /// The line `flywheel run` prints after `[3/6] dedup:`.
+    pub fn run_line(&self) -> String {
+        format!(
+            "{} → {} kept ({}) in {:.1}s",
+            self.records,
+            self.kept,
+            self.by_method().unwrap_or_else(|| "none rejected".into()),
+            self.wall_seconds
+        )
+    }
+}
+
+/// What `flywheel dedup` prints: the counts by method, the embedding and decontamination
+/// work, and where kept and rejected records went.
+impl std::fmt::Display for DedupSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "dedup: {} records → {} kept, {} rejected ({}) in {:.1}s",
+            self.records,
+            self.kept,
+            self.records - self.kept,
+            self.by_method().unwrap_or_else(|| "none".into()),
+            self.wall_seconds
+        )?;
+        if self.embedded > 0 {
+            writeln!(
+                f,
+                "embedded {} texts in {:.1}s ({:.0}/s), {} truncated to the model's window",
+                self.embedded,
+                self.embed_seconds,
+                self.embedded as f64 / self.embed_seconds.max(1e-9),
+                self.truncated
+            )?;
+        }
+        if self.eval_items > 0 {
+            writeln!(
+                f,
+                "decontaminated against {} eval items ({} shorter than {} words not indexed)",
+                self.eval_items,
+                self.eval_skipped_short,
+                super::decontam::MIN_WORDS
+            )?;
+        }
+        write!(
+            f,
+            "kept → {}\nrejected → {}",
+            self.kept_path.display(),
+            self.rejected_path.display()
+        )
+    }
 }
 
 /// `flywheel dedup SPEC`: `<run>/verified.jsonl` (or `input`) → `<run>/kept.jsonl` and
@@ -366,8 +431,7 @@ pub fn run(
     let mut embed_info: Vec<Option<(usize, usize)>> = vec![None; items.len()];
     let mut embedder_id = String::new();
     if opts.needs_embedder() {
-        let dev = device::parse(&opts.device)?;
-        let emb = crate::runtime::embedder(&opts.embedder, opts.fetch, &dev)?;
+        let emb = crate::runtime::embedder(&opts.embedder, opts.fetch, &opts.device)?;
         embedder_id = emb.id.clone();
         summary.embedder = Some(ModelEntry {
             role: "embedder".into(),
@@ -420,7 +484,7 @@ pub fn run(
             }
         }
         if let Some(s) = &opts.semantic {
-            super::semantic_on(&items, &vectors, s, &dev, &mut out)?;
+            super::semantic_on(&items, &vectors, s, &opts.device, &mut out)?;
         }
     }
 

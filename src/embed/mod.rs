@@ -242,7 +242,7 @@ pub fn embed_file(
     output: &Path,
     field: &str,
     model: &str,
-    device: &str,
+    device: &Device,
     fetch: FetchPolicy,
     progress: bool,
 ) -> Result<EmbedFileSummary> {
@@ -276,8 +276,7 @@ pub fn embed_file(
             None => s.skipped.push((line, format!("no {field:?} text"))),
         }
     }
-    let dev = crate::engine::device::parse(device)?;
-    let emb = Embedder::load(model, fetch, &dev)?;
+    let emb = Embedder::load(model, fetch, device)?;
     let t0 = std::time::Instant::now();
     let pb = crate::progress::bar(texts.len(), progress, "embed");
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();

@@ -126,3 +126,49 @@ pub fn cuda_count() -> usize {
         0
     }
 }
+
+/// Where and how models run: `--device` and `--dtype`, parsed once at the command line
+/// and passed to every stage, so all of them use the same device (one CUDA context, whose
+/// loaded models the [`crate::runtime`] cache can share) and the same precision.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub device: Device,
+    pub precision: super::Precision,
+}
+
+impl Runtime {
+    /// Parses `--device` and `--dtype`; `auto` precision resolves for the device.
+    pub fn parse(device: &str, dtype: &str) -> Result<Runtime> {
+        let device = parse(device)?;
+        let precision = super::Precision::resolve(dtype, &device)?;
+        Ok(Runtime { device, precision })
+    }
+
+    /// The CPU with its default precision (Q8_0): what `auto` gives on a machine without
+    /// a GPU, and the library's default.
+    pub fn cpu() -> Runtime {
+        Runtime {
+            device: Device::Cpu,
+            precision: super::Precision::Q8_0,
+        }
+    }
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::cpu()
+    }
+}
+
+/// `device=cpu dtype=q8_0`: the form stage fingerprints record, so a run directory made
+/// on another device or precision is not taken as up to date.
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "device={} dtype={}",
+            name(&self.device),
+            self.precision.name()
+        )
+    }
+}

@@ -17,6 +17,7 @@ use crate::models::tokenizer::Tokenizer;
 use crate::models::ResolvedModel;
 use crate::spec::Sampling;
 use candle_core::Device;
+pub use device::Runtime;
 use model::{Decoder, Segment, SeqCache};
 pub use precision::Precision;
 use sampler::Sampler;

@@ -3,7 +3,7 @@
 
 use super::{plan_iter, plan_len, PlanIndex, WorkItem};
 use crate::engine::sampler::record_seed;
-use crate::engine::{self, Finish, GenParams, Precision, Request};
+use crate::engine::{self, Finish, GenParams, Precision, Request, Runtime};
 use crate::error::{Error, Result};
 use crate::models::chat::{ChatTemplate, Message};
 use crate::models::{resolve, FetchPolicy};
@@ -22,10 +22,8 @@ pub const ENGINE_REVISION: u32 = 2;
 /// Command-line overrides for a generate run.
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
-    /// `auto`, `cpu` or `cuda:N`.
-    pub device: String,
-    /// Matmul precision (`auto`, `q8_0`, `bf16`, `f16`, `f32`; see [`Precision`]).
-    pub dtype: String,
+    /// Device and matmul precision.
+    pub runtime: Runtime,
     pub batch_size: Option<usize>,
     /// Only the first N planned items.
     pub limit: Option<usize>,
@@ -40,8 +38,7 @@ pub struct GenerateOptions {
 impl Default for GenerateOptions {
     fn default() -> Self {
         GenerateOptions {
-            device: "auto".into(),
-            dtype: "auto".into(),
+            runtime: Runtime::default(),
             batch_size: None,
             limit: None,
             out: None,
@@ -67,12 +64,49 @@ pub struct GenerateSummary {
     pub wall_seconds: f64,
 }
 
+/// What `flywheel generate` prints: the counts, throughput and file, then warnings.
+impl std::fmt::Display for GenerateSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "generate: {} planned, {} already done, {} written, {} tokens in {:.1}s ({:.1} tok/s) → {}",
+            self.planned,
+            self.already_done,
+            self.written,
+            self.generated_tokens,
+            self.wall_seconds,
+            self.generated_tokens as f64 / self.wall_seconds.max(1e-9),
+            crate::store::RunDir::new(&self.run_dir).generated().display()
+        )?;
+        if self.skipped_prompt_too_long > 0 {
+            write!(
+                f,
+                "\nwarning: {} prompts did not fit the model's context and were skipped",
+                self.skipped_prompt_too_long
+            )?;
+        }
+        if self.not_in_plan > 0 {
+            write!(f, "\nnote: {} records no longer in the plan were moved aside (see the note above); they will not reach the dataset", self.not_in_plan)?;
+        }
+        Ok(())
+    }
+}
+
+impl GenerateSummary {
+    /// The line `flywheel run` prints after `[1/6] generate:`.
+    pub fn run_line(&self) -> String {
+        format!(
+            "{} planned, {} already done, {} written ({} tokens) in {:.1}s",
+            self.planned, self.already_done, self.written, self.generated_tokens, self.wall_seconds
+        )
+    }
+}
+
 /// Runs the generate stage for a spec.
 pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     let started = Instant::now();
     let run_dir = opts.out.clone().unwrap_or_else(|| spec.run_dir());
-    let device = engine::device::parse(&opts.device)?;
-    let precision = Precision::resolve(&opts.dtype, &device)?;
+    let (device, precision) = (&opts.runtime.device, opts.runtime.precision);
     let _lock = create_run_dir(&run_dir)?;
     let teacher = spec.teacher.as_ref().ok_or_else(|| {
         Error::Spec(format!(
@@ -102,7 +136,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
         "sampling": teacher.sampling,
         "max_new_tokens": teacher.max_new_tokens,
         "seed": spec.run.seed,
-        "device": engine::device::name(&device),
+        "device": engine::device::name(device),
         "engine_revision": ENGINE_REVISION,
     });
     // Records made before `--dtype` existed were all Q8_0 and have no key: only another
@@ -181,7 +215,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     let llm = if pending == 0 {
         None
     } else {
-        Some(crate::runtime::llm(&model, &device, precision, template)?)
+        Some(crate::runtime::llm(&model, device, precision, template)?)
     };
     let entry = ModelEntry {
         role: "teacher".into(),
@@ -252,7 +286,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     let pb = crate::progress::bar(pending, opts.progress, "generate");
     let gen_started = Instant::now();
     let spec_sha = spec.sha256();
-    let device_name = engine::device::name(&device);
+    let device_name = engine::device::name(device);
     let mut tokens_out = 0usize;
     let result = llm.generate(requests, &params, |out| {
         if out.finish == Finish::PromptTooLong {

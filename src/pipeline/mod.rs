@@ -27,9 +27,8 @@ pub use stages::all as stages;
 /// How to run the pipeline.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    pub device: String,
-    /// Matmul precision of the models (see [`crate::engine::Precision`]).
-    pub dtype: String,
+    /// Device and matmul precision of the models.
+    pub runtime: crate::engine::Runtime,
     pub fetch: FetchPolicy,
     pub progress: bool,
     /// Move records made with other settings aside instead of refusing (as `generate --force`).

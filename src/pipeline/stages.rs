@@ -27,13 +27,7 @@ pub fn all() -> Vec<Box<dyn Stage>> {
 /// How the models run: part of every model stage's settings, since another device or
 /// precision gives other numbers (scores, embeddings) and other text.
 fn runtime_key(cx: &Ctx<'_>) -> Result<String> {
-    let dev = crate::engine::device::parse(&cx.opts.device)?;
-    let precision = crate::engine::Precision::resolve(&cx.opts.dtype, &dev)?;
-    Ok(format!(
-        "device={} dtype={}",
-        crate::engine::device::name(&dev),
-        precision.name()
-    ))
+    Ok(cx.opts.runtime.to_string())
 }
 
 fn resolved(cx: &Ctx<'_>, files: &[PathBuf]) -> Vec<PathBuf> {
@@ -69,8 +63,7 @@ impl Stage for Generate {
         let s = crate::generate::stage::run(
             cx.spec,
             &GenerateOptions {
-                device: o.device.clone(),
-                dtype: o.dtype.clone(),
+                runtime: o.runtime.clone(),
                 batch_size: None,
                 limit: None,
                 out: None,
@@ -79,10 +72,7 @@ impl Stage for Generate {
                 fetch: o.fetch,
             },
         )?;
-        Ok(StageReport::done(format!(
-            "{} planned, {} already done, {} written ({} tokens) in {:.1}s",
-            s.planned, s.already_done, s.written, s.generated_tokens, s.wall_seconds
-        )))
+        Ok(StageReport::done(s.run_line()))
     }
 }
 
@@ -138,26 +128,14 @@ impl Stage for Verify {
             None,
             None,
             &VerifyOptions {
-                device: o.device.clone(),
-                dtype: o.dtype.clone(),
+                runtime: o.runtime.clone(),
                 batch_size: None,
                 limit: None,
                 progress: o.progress,
                 fetch: o.fetch,
             },
         )?;
-        let mut line = format!(
-            "{} records, {} already done, {} scored in {:.1}s",
-            s.records, s.already_done, s.written, s.wall_seconds
-        );
-        if !s.bad_lines.is_empty() || !s.not_judged.is_empty() {
-            line.push_str(&format!(
-                " ({} bad input lines, {} not judged: kept with scores.errors)",
-                s.bad_lines.len(),
-                s.not_judged.len()
-            ));
-        }
-        Ok(StageReport::done(line))
+        Ok(StageReport::done(s.run_line()))
     }
 }
 
@@ -190,26 +168,11 @@ impl Stage for Dedup {
             &spec.dedup,
             spec.path.parent().unwrap_or(Path::new(".")),
         );
-        o.device = cx.opts.device.clone();
+        o.device = cx.opts.runtime.device.clone();
         o.fetch = cx.opts.fetch;
         o.progress = cx.opts.progress;
         let s = crate::dedup::stage::run_spec(spec, None, &o)?;
-        let by: Vec<String> = s
-            .by_method
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        Ok(StageReport::done(format!(
-            "{} → {} kept ({}) in {:.1}s",
-            s.records,
-            s.kept,
-            if by.is_empty() {
-                "none rejected".into()
-            } else {
-                by.join(", ")
-            },
-            s.wall_seconds
-        )))
+        Ok(StageReport::done(s.run_line()))
     }
 }
 
@@ -249,24 +212,13 @@ impl Stage for Audit {
             cx.spec,
             None,
             &AuditOptions {
-                device: o.device.clone(),
-                dtype: o.dtype.clone(),
+                runtime: o.runtime.clone(),
                 fetch: o.fetch,
                 progress: o.progress,
                 canaries: o.canaries,
             },
         )?;
-        let mut line = format!(
-            "{} records → {} passed ({} dropped, {} redacted, {} flagged) in {:.1}s",
-            s.records, s.passed, s.dropped, s.redacted, s.flagged, s.wall_seconds
-        );
-        if s.bad_input > 0 {
-            line.push_str(&format!(
-                "; {} bad input lines left out (see privacy.json)",
-                s.bad_input
-            ));
-        }
-        Ok(StageReport::done(line))
+        Ok(StageReport::done(s.run_line()))
     }
 }
 
@@ -290,13 +242,7 @@ impl Stage for Blend {
     fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
         let s = crate::blend::run_spec(cx.spec, None)?;
         Ok(StageReport {
-            line: format!(
-                "{} synthetic + {} real = {} records → {}",
-                s.synthetic,
-                s.real,
-                s.total,
-                s.dataset.display()
-            ),
+            line: s.run_line(),
             shortfall: crate::blend::shortfall(&s, cx.spec),
         })
     }
@@ -331,15 +277,11 @@ impl Stage for Report {
             cx.dir.path(),
             &ReportOptions {
                 embedder: None,
-                device: cx.opts.device.clone(),
+                device: cx.opts.runtime.device.clone(),
                 fetch: cx.opts.fetch,
                 progress: cx.opts.progress,
             },
         )?;
-        let mut line = format!("{}", s.html.display());
-        for w in &s.warnings {
-            line.push_str(&format!("\n  warning: {w}"));
-        }
-        Ok(StageReport::done(line))
+        Ok(StageReport::done(s.run_line()))
     }
 }

@@ -65,8 +65,7 @@ fn with_ctx(f: impl FnOnce(&dyn Fn() -> Result<Vec<StageOutcome>>, &Copy, &Path)
     .unwrap();
     let dir = RunDir::new(tmp.path());
     let opts = RunOptions {
-        device: "cpu".into(),
-        dtype: "auto".into(),
+        runtime: crate::engine::Runtime::cpu(),
         fetch: FetchPolicy::Offline,
         progress: false,
         force: false,

@@ -11,7 +11,7 @@ pub mod copy;
 pub mod dcr;
 pub mod pii;
 
-use crate::engine::{self, GenParams, Request};
+use crate::engine::{GenParams, Request, Runtime};
 use crate::error::{Error, Result};
 use crate::models::{resolve, FetchPolicy};
 use crate::record::View;
@@ -27,9 +27,8 @@ use std::time::Instant;
 /// How an audit runs (not what it checks: that is the spec's `[privacy]`).
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
-    pub device: String,
-    /// Matmul precision of the teacher in the canary test.
-    pub dtype: String,
+    /// Where the embedder runs, and the teacher of the canary test in what precision.
+    pub runtime: Runtime,
     pub fetch: FetchPolicy,
     pub progress: bool,
     /// Run the canary test with this many canaries (0: skip it).
@@ -61,6 +60,58 @@ pub struct AuditSummary {
     pub privacy_path: PathBuf,
     #[serde(skip)]
     pub embedder: Option<ModelEntry>,
+}
+
+/// What `flywheel audit` prints: what passed and why the rest did not, then the distance
+/// to closest record and the canary test when they ran.
+impl std::fmt::Display for AuditSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pii: Vec<String> = self
+            .pii_by_kind
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        write!(
+            f,
+            "audit: {} records → {} passed, {} dropped, {} redacted, {} flagged, {} bad input lines left out; PII: {}; copies of real text: {}; too close to a real record: {} → {}",
+            self.records, self.passed, self.dropped, self.redacted, self.flagged, self.bad_input,
+            if pii.is_empty() { "none".into() } else { pii.join(", ") },
+            self.copies, self.dcr_flagged, self.privacy_path.display()
+        )?;
+        if let Some(d) = &self.dcr {
+            write!(
+                f,
+                "\ndistance to closest record: {:.1}% of synthetic records are closer to real data than the median real record ({:.1}% closer than 95% of them)",
+                100.0 * d.share_closer_than_real_median,
+                100.0 * d.share_closer_than_real_p95
+            )?;
+        }
+        if let Some(c) = &self.canary {
+            write!(
+                f,
+                "\ncanaries: {} planted, {} resurfaced in full, {} in part; {} of {} control canaries found (false alarms)",
+                c.planted, c.resurfaced_full, c.resurfaced_partial, c.control_found, c.planted
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl AuditSummary {
+    /// The line `flywheel run` prints after `[4/6] audit:`.
+    pub fn run_line(&self) -> String {
+        let mut line = format!(
+            "{} records → {} passed ({} dropped, {} redacted, {} flagged) in {:.1}s",
+            self.records, self.passed, self.dropped, self.redacted, self.flagged, self.wall_seconds
+        );
+        if self.bad_input > 0 {
+            line.push_str(&format!(
+                "; {} bad input lines left out (see privacy.json)",
+                self.bad_input
+            ));
+        }
+        line
+    }
 }
 
 /// The canary test's outcome.
@@ -333,8 +384,7 @@ pub fn audit_files(
     let mut dcr_closest = Vec::new();
     let embed_on = cfg.embedder != "none" && !real.is_empty() && !records.is_empty();
     if embed_on {
-        let dev = engine::device::parse(&opts.device)?;
-        let emb = crate::runtime::embedder(&cfg.embedder, opts.fetch, &dev)?;
+        let emb = crate::runtime::embedder(&cfg.embedder, opts.fetch, &opts.runtime.device)?;
         summary.embedder = Some(ModelEntry {
             role: "embedder".into(),
             id: emb.id.clone(),
@@ -495,14 +545,13 @@ pub fn canary_test(spec: &Spec, opts: &AuditOptions, dir: &Path) -> Result<Canar
     let n = opts.canaries;
     let all = canary::make(2 * n, spec.run.seed);
     let (planted, control) = all.split_at(n);
-    let device = engine::device::parse(&opts.device)?;
-    let precision = engine::Precision::resolve(&opts.dtype, &device)?;
+    let (device, precision) = (&opts.runtime.device, opts.runtime.precision);
     let model = resolve(&teacher.model, opts.fetch)?;
     let template = teacher
         .chat_template
         .as_deref()
         .and_then(crate::models::chat::ChatTemplate::from_name);
-    let llm = crate::runtime::llm(&model, &device, precision, template)?;
+    let llm = crate::runtime::llm(&model, device, precision, template)?;
     let mut requests = Vec::new();
     let mut planted_copy = Vec::new();
     for (k, c) in planted.iter().enumerate() {
@@ -579,8 +628,7 @@ mod tests {
 
     fn opts() -> AuditOptions {
         AuditOptions {
-            device: "cpu".into(),
-            dtype: "auto".into(),
+            runtime: Runtime::cpu(),
             fetch: FetchPolicy::Offline,
             progress: false,
             canaries: 0,
@@ -750,8 +798,7 @@ mod tests {
             ..Default::default()
         };
         let opts = AuditOptions {
-            device: "cpu".into(),
-            dtype: "auto".into(),
+            runtime: Runtime::cpu(),
             fetch: FetchPolicy::Offline,
             progress: false,
             canaries: 0,

@@ -6,12 +6,12 @@
 pub mod diversity;
 pub mod html;
 
-use crate::engine;
 use crate::error::{Error, Result};
 use crate::models::FetchPolicy;
 use crate::record::read::read_if_exists;
 use crate::record::View;
 use crate::store::{write_atomic, Manifest, RunDir};
+use candle_core::Device;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,8 @@ pub struct ReportOptions {
     /// Embedder for similarity and dispersion; `None`: the run's own (from the manifest) or
     /// the default; `Some("none")`: skip the embedding-based sections.
     pub embedder: Option<String>,
-    pub device: String,
+    /// Where the embedder runs.
+    pub device: Device,
     pub fetch: FetchPolicy,
     /// Progress bars while embedding.
     pub progress: bool,
@@ -34,6 +35,32 @@ pub struct ReportSummary {
     pub json: PathBuf,
     pub html: PathBuf,
     pub warnings: Vec<String>,
+}
+
+/// What `flywheel report` prints: the report's warnings, then where it went.
+impl std::fmt::Display for ReportSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
+        }
+        write!(
+            f,
+            "report: {} and {}",
+            self.html.display(),
+            self.json.display()
+        )
+    }
+}
+
+impl ReportSummary {
+    /// The line `flywheel run` prints after `[6/6] report:`, warnings indented below it.
+    pub fn run_line(&self) -> String {
+        let mut line = format!("{}", self.html.display());
+        for w in &self.warnings {
+            line.push_str(&format!("\n  warning: {w}"));
+        }
+        line
+    }
 }
 
 /// Fixed-width histogram over [lo, hi] with `bins` bins (values outside are clamped).
@@ -415,8 +442,7 @@ fn embedding_diversity(
     };
     let mut similarity = Value::Null;
     if let Some(eid) = embedder.filter(|_| syn_text.len() >= 2) {
-        let dev = engine::device::parse(&opts.device)?;
-        let emb = crate::runtime::embedder(&eid, opts.fetch, &dev)?;
+        let emb = crate::runtime::embedder(&eid, opts.fetch, &opts.device)?;
         let d = emb.dim();
         let sd = diversity::dispersion(
             &emb.embed_flat(syn_text, opts.progress, "report: embed synthetic")?,

@@ -28,6 +28,12 @@ pub struct FilterSection {
     pub require: Option<Vec<String>>,
 }
 
+/// Whether `x` can be a similarity threshold (Jaccard or cosine): in (0, 1]. The spec's
+/// `[dedup]` and the flags of `flywheel dedup` accept the same values.
+pub fn is_threshold(x: f64) -> bool {
+    x > 0.0 && x <= 1.0
+}
+
 /// A method switch that is either off (`false`) or a similarity threshold.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
@@ -161,7 +167,7 @@ pub(super) fn validate(
     let bad = |field: &str, msg: &str| Err(loc.err(span.clone(), &format!("dedup.{field}"), msg));
     for (name, t) in [("minhash", d.minhash), ("semantic", d.semantic)] {
         if let Threshold::At(x) = t {
-            if !(x > 0.0 && x <= 1.0) {
+            if !is_threshold(x) {
                 return bad(
                     name,
                     "a threshold must be in (0, 1], or false to turn it off",
@@ -178,7 +184,7 @@ pub(super) fn validate(
     if d.ngram == 0 {
         return bad("ngram", "must be ≥ 1 (13 is the usual)");
     }
-    if let Some(x) = d.against_semantic.filter(|x| !(*x > 0.0 && *x <= 1.0)) {
+    if let Some(x) = d.against_semantic.filter(|x| !is_threshold(*x)) {
         return bad(
             "against_semantic",
             &format!("{x} is not a threshold in (0, 1]"),

@@ -21,7 +21,7 @@ mod teacher;
 mod verifier;
 
 pub use blend::BlendSection;
-pub use dedup::{DedupSection, FilterSection, Shingle, Threshold, DEFAULT_EMBEDDER};
+pub use dedup::{is_threshold, DedupSection, FilterSection, Shingle, Threshold, DEFAULT_EMBEDDER};
 pub use judge::{load_rubric, Combine, JudgeSpec, Rubric, ScaleKind, VerifySection};
 pub(crate) use locate::Locator;
 pub use privacy::{Policy, PrivacySection};

@@ -5,7 +5,7 @@
 
 use super::judge::{combine, Combine, Judge, JudgeItem, JudgeScore};
 use super::verifiers::{self, answers_equal, extract_answer, Input, Verdict, Verifier};
-use crate::engine::{device, Llm};
+use crate::engine::{device, Llm, Runtime};
 use crate::error::{Error, Result};
 use crate::models::{resolve, FetchPolicy};
 use crate::record::lines::{self, BadLine};
@@ -21,9 +21,8 @@ use std::time::Instant;
 /// Command-line settings for a verify run.
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
-    pub device: String,
-    /// Matmul precision of the judges (see [`crate::engine::Precision`]).
-    pub dtype: String,
+    /// Device and matmul precision of the judges.
+    pub runtime: Runtime,
     /// Overrides every judge's batch size.
     pub batch_size: Option<usize>,
     pub limit: Option<usize>,
@@ -34,8 +33,7 @@ pub struct VerifyOptions {
 impl Default for VerifyOptions {
     fn default() -> Self {
         VerifyOptions {
-            device: "auto".into(),
-            dtype: "auto".into(),
+            runtime: Runtime::default(),
             batch_size: None,
             limit: None,
             progress: false,
@@ -67,6 +65,58 @@ pub struct VerifySummary {
     pub judge_agreement: Vec<(String, String, f64)>,
     /// The judge models used, as resolved (for the manifest).
     pub models: Vec<ModelEntry>,
+}
+
+/// What `flywheel verify` and `flywheel judge` print: the counts, rate and file, then how
+/// much each pair of judges agrees.
+impl std::fmt::Display for VerifySummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rate = if self.judge_seconds > 0.0 {
+            format!(
+                ", judged {:.2} items/s",
+                self.judge_items as f64 / self.judge_seconds
+            )
+        } else {
+            String::new()
+        };
+        write!(
+            f,
+            "verify: {} records, {} already done, {} written ({} unreadable, {} bad input lines, {} not judged; kept with scores.errors) in {:.1}s{rate} → {}",
+            self.records,
+            self.already_done,
+            self.written,
+            self.unreadable,
+            self.bad_lines.len(),
+            self.not_judged.len(),
+            self.wall_seconds,
+            self.output.display()
+        )?;
+        for (a, b, r) in &self.judge_agreement {
+            write!(
+                f,
+                "\njudge agreement {a} ~ {b}: Pearson r = {r:.3} over the records scored now"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl VerifySummary {
+    /// The line `flywheel run` prints after `[2/6] verify:`.
+    pub fn run_line(&self) -> String {
+        let mut line = format!(
+            "{} records, {} already done, {} scored in {:.1}s",
+            self.records, self.already_done, self.written, self.wall_seconds
+        );
+        if !self.bad_lines.is_empty() || !self.not_judged.is_empty() {
+            line.push_str(&format!(
+                " ({} bad input lines, {} not judged: kept with scores.errors)",
+                self.bad_lines.len(),
+                self.not_judged.len()
+            ));
+        }
+        line
+    }
 }
 
 /// What to score with: the judges, the verifiers, and how judges combine.
@@ -282,8 +332,7 @@ pub fn run(
     }
 
     // Load each judge model once, then the judges.
-    let dev = device::parse(&opts.device)?;
-    let precision = crate::engine::Precision::resolve(&opts.dtype, &dev)?;
+    let (dev, precision) = (&opts.runtime.device, opts.runtime.precision);
     let mut llms: HashMap<&str, (std::rc::Rc<Llm>, String)> = HashMap::new();
     for j in judges {
         if !llms.contains_key(j.model.as_str()) {
@@ -291,7 +340,7 @@ pub fn run(
             let file = m.main_file().path.display().to_string();
             llms.insert(
                 j.model.as_str(),
-                (crate::runtime::llm(&m, &dev, precision, None)?, file),
+                (crate::runtime::llm(&m, dev, precision, None)?, file),
             );
         }
         let (llm, file) = &llms[j.model.as_str()];
@@ -473,9 +522,8 @@ fn scoring_key(
     let mut js = Vec::new();
     let mut runtime = Value::Null;
     if !judges.is_empty() {
-        let dev = device::parse(&opts.device)?;
-        let precision = crate::engine::Precision::resolve(&opts.dtype, &dev)?;
-        runtime = json!({"device": device::name(&dev), "dtype": precision.name()});
+        let rt = &opts.runtime;
+        runtime = json!({"device": device::name(&rt.device), "dtype": rt.precision.name()});
     }
     for j in judges {
         let m = resolve(&j.model, opts.fetch)?;

