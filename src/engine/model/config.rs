@@ -13,6 +13,9 @@ pub enum Arch {
     Gemma3,
     /// Qwen2 and Qwen2.5: llama's block with biases on q, k and v, and half-split rope.
     Qwen2,
+    /// Qwen3 (dense): Qwen2's block without the q/k/v biases, with an RMSNorm over each
+    /// head of q and k before rope.
+    Qwen3,
 }
 
 /// The feed-forward gate's activation.
@@ -24,13 +27,14 @@ pub enum Activation {
 
 impl Arch {
     /// GGUF `general.architecture` names this decoder runs.
-    pub const SUPPORTED: &'static [&'static str] = &["llama", "gemma3", "qwen2"];
+    pub const SUPPORTED: &'static [&'static str] = &["llama", "gemma3", "qwen2", "qwen3"];
 
     fn from_gguf_name(name: &str) -> Option<Arch> {
         match name {
             "llama" => Some(Arch::Llama),
             "gemma3" => Some(Arch::Gemma3),
             "qwen2" => Some(Arch::Qwen2),
+            "qwen3" => Some(Arch::Qwen3),
             _ => None,
         }
     }
@@ -48,7 +52,7 @@ impl Arch {
 
     pub fn activation(self) -> Activation {
         match self {
-            Arch::Llama | Arch::Qwen2 => Activation::Silu,
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => Activation::Silu,
             Arch::Gemma3 => Activation::Gelu,
         }
     }
@@ -58,7 +62,13 @@ impl Arch {
         self == Arch::Qwen2
     }
 
-    /// Gemma 3 has q/k norms and norms after attention and the feed-forward.
+    /// Gemma 3 and Qwen3 normalize each head of q and k (`blk.N.attn_{q,k}_norm`) before
+    /// rope. Qwen3's are required; Gemma's files have always been read as they come.
+    pub fn has_qk_norm(self) -> bool {
+        matches!(self, Arch::Gemma3 | Arch::Qwen3)
+    }
+
+    /// Gemma 3 also has norms after attention and the feed-forward.
     pub fn has_extra_norms(self) -> bool {
         self == Arch::Gemma3
     }

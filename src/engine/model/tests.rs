@@ -199,15 +199,25 @@ fn argmax(v: &[f32]) -> usize {
 /// through the KV cache, token for token; f32 to float error, Q8_0 to its quantization's.
 #[test]
 fn qwen2_tiny_model_matches_the_reference_forward() {
+    matches_the_reference_forward("qwen2", Arch::Qwen2);
+}
+
+/// Qwen3 from GGUF: no q/k/v bias, a per-head RMSNorm of q and k before rope.
+#[test]
+fn qwen3_tiny_model_matches_the_reference_forward() {
+    matches_the_reference_forward("qwen3", Arch::Qwen3);
+}
+
+fn matches_the_reference_forward(name: &'static str, arch: Arch) {
     let dir = tempfile::tempdir().unwrap();
     for tied in [false, true] {
-        let m = tiny::TinyModel::new("qwen2", tied, 7);
-        let path = dir.path().join(format!("qwen2-tied-{tied}.gguf"));
+        let m = tiny::TinyModel::new(name, tied, 7);
+        let path = dir.path().join(format!("{name}-tied-{tied}.gguf"));
         m.write(&path);
         let g = GgufFile::open(&path).unwrap();
         for (p, tol) in [(Precision::F32, 1e-4f64), (Precision::Q8_0, 1e-1)] {
             let d = Decoder::load(&g, &Device::Cpu, p).unwrap();
-            assert_eq!((d.cfg.arch, d.cfg.vocab), (Arch::Qwen2, tiny::VOCAB));
+            assert_eq!((d.cfg.arch, d.cfg.vocab), (arch, tiny::VOCAB));
             let mut context = vec![3u32, 17, 42, 8, 99, 0, 55];
             let mut cache = d.new_cache(context.len() + 4).unwrap();
             let mut feed = context.clone();
@@ -228,7 +238,7 @@ fn qwen2_tiny_model_matches_the_reference_forward() {
                     .zip(&want)
                     .map(|(a, b)| (*a as f64 - b).abs())
                     .fold(0f64, f64::max);
-                eprintln!("qwen2 tied={tied} {p:?} step {step}: max |ours - f64| = {worst:e} (logits up to {scale:.2})");
+                eprintln!("{name} tied={tied} {p:?} step {step}: max |ours - f64| = {worst:e} (logits up to {scale:.2})");
                 assert!(
                     worst < tol * scale,
                     "tied={tied} {p:?} step {step}: {worst} ≥ {tol} × {scale}"
@@ -258,4 +268,21 @@ fn qwen2_without_its_bias_names_the_missing_tensor() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("blk.1.attn_k.bias"), "{err}");
+}
+
+/// A Qwen3 file without its q/k norm is an error naming the tensor: read without it, the
+/// model would run and write other text.
+#[test]
+fn qwen3_without_its_qk_norm_names_the_missing_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qwen3.gguf");
+    tiny::TinyModel::new("qwen3", false, 3)
+        .without("blk.0.attn_q_norm.weight")
+        .write(&path);
+    let g = GgufFile::open(&path).unwrap();
+    let err = match Decoder::load(&g, &Device::Cpu, Precision::F32) {
+        Ok(_) => panic!("loaded without blk.0.attn_q_norm.weight"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("blk.0.attn_q_norm"), "{err}");
 }

@@ -30,7 +30,7 @@ pub(super) struct TinyModel {
 }
 
 impl TinyModel {
-    /// Seeded random weights for `arch` (`"qwen2"`); `tied` leaves out `output.weight`, so
+    /// Seeded random weights for `arch` (`"qwen2"` or `"qwen3"`); `tied` leaves out `output.weight`, so
     /// the LM head is the embedding table.
     pub(super) fn new(arch: &'static str, tied: bool, seed: u64) -> TinyModel {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -58,6 +58,10 @@ impl TinyModel {
                 add(n("attn_q.bias"), vec![q], 0.0, 1.0);
                 add(n("attn_k.bias"), vec![kv], 0.0, 1.0);
                 add(n("attn_v.bias"), vec![kv], 0.0, 1.0);
+            }
+            if arch == "qwen3" {
+                add(n("attn_q_norm.weight"), vec![HEAD_DIM], 1.0, 0.8);
+                add(n("attn_k_norm.weight"), vec![HEAD_DIM], 1.0, 0.8);
             }
             add(n("attn_output.weight"), vec![HIDDEN, q], 0.0, 0.4);
             add(n("ffn_norm.weight"), vec![HIDDEN], 1.0, 0.4);
@@ -127,6 +131,16 @@ impl TinyModel {
         y
     }
 
+    /// Qwen3's q/k norm: an RMSNorm over each head on its own, when the file has one.
+    fn head_norm(&self, name: &str, x: Vec<f64>) -> Vec<f64> {
+        if !self.tensors.contains_key(name) {
+            return x;
+        }
+        x.chunks_exact(HEAD_DIM)
+            .flat_map(|h| self.rms_norm(name, h))
+            .collect()
+    }
+
     fn rms_norm(&self, name: &str, x: &[f64]) -> Vec<f64> {
         let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
         let inv = 1.0 / (ms + EPS).sqrt();
@@ -136,9 +150,10 @@ impl TinyModel {
             .collect()
     }
 
-    /// The logits at every position of `tokens`, as Hugging Face's `Qwen2ForCausalLM`
-    /// computes them: pre-norm blocks, q/k/v with bias, rotate-half rope, causal GQA
-    /// attention, SwiGLU, a final norm, and the LM head (the embedding table when tied).
+    /// The logits at every position of `tokens`, as Hugging Face's `Qwen2ForCausalLM` /
+    /// `Qwen3ForCausalLM` compute them: pre-norm blocks, q/k/v with bias (Qwen2) or a
+    /// per-head RMSNorm of q and k (Qwen3), rotate-half rope, causal GQA attention, SwiGLU,
+    /// a final norm, and the LM head (the embedding table when tied).
     pub(super) fn reference_logits(&self, tokens: &[u32]) -> Vec<Vec<f64>> {
         let emb = self.w("token_embd.weight");
         let mut x: Vec<Vec<f64>> = tokens
@@ -155,8 +170,10 @@ impl TinyModel {
             let (mut qs, mut ks, mut vs) = (Vec::new(), Vec::new(), Vec::new());
             for (pos, xt) in x.iter().enumerate() {
                 let h = self.rms_norm(&n("attn_norm.weight"), xt);
-                qs.push(rope(self.linear(&n("attn_q"), &h), pos));
-                ks.push(rope(self.linear(&n("attn_k"), &h), pos));
+                let q = self.head_norm(&n("attn_q_norm.weight"), self.linear(&n("attn_q"), &h));
+                let k = self.head_norm(&n("attn_k_norm.weight"), self.linear(&n("attn_k"), &h));
+                qs.push(rope(q, pos));
+                ks.push(rope(k, pos));
                 vs.push(self.linear(&n("attn_v"), &h));
             }
             for (pos, xt) in x.iter_mut().enumerate() {

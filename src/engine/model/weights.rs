@@ -1,7 +1,7 @@
 //! The decoder's weights: read from GGUF, dequantized, and stored as the precision says
 //! (Q8_0 or dense bf16/f16/f32). q/k/v and gate/up are fused into one matmul each.
 
-use super::config::Config;
+use super::config::{Arch, Config};
 use super::Precision;
 use crate::error::{Error, Result};
 use crate::models::gguf::GgufFile;
@@ -183,6 +183,18 @@ impl Reader<'_> {
         } else {
             None
         };
+        let (q_norm, k_norm) = match cfg.arch {
+            // Required: a Qwen3 without them would still run, and write other text.
+            Arch::Qwen3 => (
+                Some(self.vector(&n("attn_q_norm"))?),
+                Some(self.vector(&n("attn_k_norm"))?),
+            ),
+            a if a.has_qk_norm() => (
+                self.optional_vector(&n("attn_q_norm"))?,
+                self.optional_vector(&n("attn_k_norm"))?,
+            ),
+            _ => (None, None),
+        };
         let extra = cfg.arch.has_extra_norms();
         let mut norm = |s: &str| -> Result<Option<Tensor>> {
             if extra {
@@ -191,7 +203,6 @@ impl Reader<'_> {
                 Ok(None)
             }
         };
-        let (q_norm, k_norm) = (norm("attn_q_norm")?, norm("attn_k_norm")?);
         let post_attn_norm = norm("post_attention_norm")?;
         let post_ffn_norm = norm("post_ffw_norm")?;
         Ok(Layer {
