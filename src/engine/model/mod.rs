@@ -59,7 +59,7 @@ impl Decoder {
         let mut cfg = Config::from_gguf(g)?;
         let weights = Weights::load(g, &cfg, device, precision)?;
         cfg.vocab = weights.vocab;
-        let rope = RopeTables::new(&cfg, device)?;
+        let rope = RopeTables::new(&cfg, weights.rope_freqs.as_deref(), device)?;
         let cache_dtype = precision.cache_dtype(device);
         let attention = attention::pick(
             device,

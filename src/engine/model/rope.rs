@@ -21,11 +21,20 @@ pub(super) struct StepRope {
 }
 
 impl RopeTables {
-    pub(super) fn new(cfg: &Config, device: &Device) -> Result<RopeTables> {
-        let table = |theta| table(cfg.head_dim, theta, cfg.context, device);
+    /// `freq_divisors` (Llama 3.1+'s scaled rope, from `rope_freqs.weight`) divide the
+    /// global layers' frequencies one by one.
+    pub(super) fn new(
+        cfg: &Config,
+        freq_divisors: Option<&[f32]>,
+        device: &Device,
+    ) -> Result<RopeTables> {
+        let table = |theta, div| table(cfg.head_dim, theta, div, cfg.context, device);
         Ok(RopeTables {
-            global: table(cfg.rope_theta)?,
-            local: cfg.rope_local_theta.map(table).transpose()?,
+            global: table(cfg.rope_theta, freq_divisors)?,
+            local: cfg
+                .rope_local_theta
+                .map(|theta| table(theta, None))
+                .transpose()?,
         })
     }
 
@@ -62,9 +71,18 @@ impl StepRope {
     }
 }
 
-fn table(head_dim: usize, theta: f32, max_pos: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+fn table(
+    head_dim: usize,
+    theta: f32,
+    divisors: Option<&[f32]>,
+    max_pos: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
     let inv: Vec<f32> = (0..head_dim / 2)
-        .map(|i| 1.0 / theta.powf(2.0 * i as f32 / head_dim as f32))
+        .map(|i| {
+            let f = 1.0 / theta.powf(2.0 * i as f32 / head_dim as f32);
+            divisors.map_or(f, |d| f / d[i])
+        })
         .collect();
     let inv = Tensor::from_vec(inv, (1, head_dim / 2), &Device::Cpu)?;
     let pos = Tensor::arange(0u32, max_pos as u32, &Device::Cpu)?

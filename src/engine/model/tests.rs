@@ -199,19 +199,30 @@ fn argmax(v: &[f32]) -> usize {
 /// through the KV cache, token for token; f32 to float error, Q8_0 to its quantization's.
 #[test]
 fn qwen2_tiny_model_matches_the_reference_forward() {
-    matches_the_reference_forward("qwen2", Arch::Qwen2);
+    matches_the_reference_forward("qwen2", Arch::Qwen2, false);
 }
 
 /// Qwen3 from GGUF: no q/k/v bias, a per-head RMSNorm of q and k before rope.
 #[test]
 fn qwen3_tiny_model_matches_the_reference_forward() {
-    matches_the_reference_forward("qwen3", Arch::Qwen3);
+    matches_the_reference_forward("qwen3", Arch::Qwen3, false);
 }
 
-fn matches_the_reference_forward(name: &'static str, arch: Arch) {
+/// Llama 3.1+'s scaled rope as llama.cpp stores it (`rope_freqs.weight`: one divisor per
+/// frequency), on the same tiny decoder: the frequencies must be divided, or positions
+/// past the first drift.
+#[test]
+fn rope_freq_divisors_match_the_reference_forward() {
+    matches_the_reference_forward("qwen3", Arch::Qwen3, true);
+}
+
+fn matches_the_reference_forward(name: &'static str, arch: Arch, rope_freqs: bool) {
     let dir = tempfile::tempdir().unwrap();
     for tied in [false, true] {
-        let m = tiny::TinyModel::new(name, tied, 7);
+        let mut m = tiny::TinyModel::new(name, tied, 7);
+        if rope_freqs {
+            m = m.with_rope_freqs();
+        }
         let path = dir.path().join(format!("{name}-tied-{tied}.gguf"));
         m.write(&path);
         let g = GgufFile::open(&path).unwrap();

@@ -72,6 +72,17 @@ impl TinyModel {
         TinyModel { arch, tensors }
     }
 
+    /// Adds Llama 3.1-style rope frequency divisors (`rope_freqs.weight`): low frequencies
+    /// slowed down by up to 8×, as `rope_scaling = llama3` does.
+    pub(super) fn with_rope_freqs(mut self) -> TinyModel {
+        let d: Vec<f32> = (0..HEAD_DIM / 2)
+            .map(|i| 1.0 + 7.0 * i as f32 / (HEAD_DIM / 2 - 1).max(1) as f32)
+            .collect();
+        self.tensors
+            .insert("rope_freqs.weight".into(), (vec![HEAD_DIM / 2], d));
+        self
+    }
+
     /// Drops one tensor (to test what a broken file does).
     pub(super) fn without(mut self, name: &str) -> TinyModel {
         self.tensors.remove(name);
@@ -172,8 +183,12 @@ impl TinyModel {
                 let h = self.rms_norm(&n("attn_norm.weight"), xt);
                 let q = self.head_norm(&n("attn_q_norm.weight"), self.linear(&n("attn_q"), &h));
                 let k = self.head_norm(&n("attn_k_norm.weight"), self.linear(&n("attn_k"), &h));
-                qs.push(rope(q, pos));
-                ks.push(rope(k, pos));
+                let div = self
+                    .tensors
+                    .get("rope_freqs.weight")
+                    .map(|t| t.1.as_slice());
+                qs.push(rope(q, pos, div));
+                ks.push(rope(k, pos, div));
                 vs.push(self.linear(&n("attn_v"), &h));
             }
             for (pos, xt) in x.iter_mut().enumerate() {
@@ -207,12 +222,14 @@ fn add(x: &mut [f64], y: &[f64]) {
     x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
 }
 
-/// Rotate-half rope (GPT-NeoX layout) on every head of `v`, at position `pos`.
-fn rope(mut v: Vec<f64>, pos: usize) -> Vec<f64> {
+/// Rotate-half rope (GPT-NeoX layout) on every head of `v`, at position `pos`; each
+/// frequency divided by its entry of `div` when there is one (Llama 3.1+ scaling).
+fn rope(mut v: Vec<f64>, pos: usize, div: Option<&[f32]>) -> Vec<f64> {
     let half = HEAD_DIM / 2;
     for head in v.chunks_exact_mut(HEAD_DIM) {
         for i in 0..half {
-            let angle = pos as f64 / THETA.powf(2.0 * i as f64 / HEAD_DIM as f64);
+            let d = div.map_or(1.0, |d| d[i] as f64);
+            let angle = pos as f64 / THETA.powf(2.0 * i as f64 / HEAD_DIM as f64) / d;
             let (c, s) = (angle.cos(), angle.sin());
             let (a, b) = (head[i], head[i + half]);
             head[i] = a * c - b * s;

@@ -106,6 +106,9 @@ pub(super) struct Weights {
     pub vocab: usize,
     /// The file's tensor types, e.g. {"F32", "Q4_1"} (for provenance).
     pub formats: BTreeSet<String>,
+    /// Per-frequency rope divisors (`rope_freqs.weight`, `head_dim / 2` of them): how
+    /// llama.cpp stores Llama 3.1+'s `rope_scaling = llama3` in a GGUF.
+    pub rope_freqs: Option<Vec<f32>>,
 }
 
 /// Reads GGUF tensors, dequantizes them on the CPU and places them on the device.
@@ -260,6 +263,21 @@ impl Weights {
             (Embedding::Quant(_), false) => r.fuse(&[embd])?,
         };
         let norm = r.vector("output_norm.weight")?;
+        let rope_freqs = match r.optional_vector("rope_freqs.weight")? {
+            Some(t) => {
+                let f: Vec<f32> = t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.to_vec1()?;
+                if f.len() != cfg.head_dim / 2 || f.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+                    return Err(Error::Model(format!(
+                        "{}: rope_freqs.weight has {} entries (expected head_dim / 2 = {}, each positive)",
+                        g.path.display(),
+                        f.len(),
+                        cfg.head_dim / 2
+                    )));
+                }
+                Some(f)
+            }
+            None => None,
+        };
         let layers = (0..cfg.n_layers)
             .map(|i| r.layer(cfg, i))
             .collect::<Result<Vec<_>>>()?;
@@ -270,6 +288,7 @@ impl Weights {
             lm_head,
             vocab,
             formats: r.formats,
+            rope_freqs,
         })
     }
 }
