@@ -145,6 +145,9 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     if precision != Precision::Q8_0 {
         fingerprint["weights"] = serde_json::json!(precision.name());
     }
+    if let Some(c) = engine::model::changed_outputs(&model.main_file().path) {
+        fingerprint["engine_changed"] = serde_json::json!(c);
+    }
     let gen_path = crate::store::RunDir::new(&run_dir).generated();
     let mut manifest = Manifest::load(&run_dir)?.unwrap_or_default();
     // Only records on disk can be mixed; an old fingerprint with no records is harmless.

@@ -527,12 +527,16 @@ fn scoring_key(
     }
     for j in judges {
         let m = resolve(&j.model, opts.fetch)?;
-        js.push(json!({
+        let mut entry = json!({
             "name": j.name,
             "model_sha256": m.main_file().sha256,
             "rubric": format!("{:?}", j.rubric),
             "max_tokens": j.max_tokens,
-        }));
+        });
+        if let Some(c) = crate::engine::model::changed_outputs(&m.main_file().path) {
+            entry["engine_changed"] = json!(c);
+        }
+        js.push(entry);
     }
     // A verifier's files are part of it: edit the schema and the verdicts are stale.
     let files: Vec<String> = verifier_files(verifier_specs)

@@ -29,6 +29,18 @@ pub use attention::AttentionImpl;
 #[cfg(all(test, feature = "cuda"))]
 pub(crate) use attention::reference_attention;
 pub use cache::{Segment, SeqCache};
+
+/// What this engine computes differently for `path` than flywheel did when records were
+/// first fingerprinted: `Some` when outputs of this file changed since (so its old records
+/// and scores are not resumed as if from this engine), `None` for every file whose outputs
+/// never did. Llama 3.1+ files (`rope_freqs.weight`) ran with unscaled rope before.
+pub fn changed_outputs(path: &std::path::Path) -> Option<&'static str> {
+    let g = crate::models::gguf::GgufFile::open(path).ok()?;
+    g.content
+        .tensor_infos
+        .contains_key("rope_freqs.weight")
+        .then_some("rope_freqs")
+}
 pub use config::{Activation, Arch, Config};
 #[cfg(feature = "cuda")]
 pub(crate) use {attention::candle_attention, cache::step_rows};

@@ -297,3 +297,17 @@ fn qwen3_without_its_qk_norm_names_the_missing_tensor() {
     };
     assert!(err.contains("blk.0.attn_q_norm"), "{err}");
 }
+
+/// Records made from a Llama 3.1+ file before its scaled rope was read are not resumed as
+/// if from this engine; every other file keeps its fingerprint (so its runs stay fresh).
+#[test]
+fn only_files_whose_outputs_changed_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, scaled) = (dir.path().join("a.gguf"), dir.path().join("b.gguf"));
+    tiny::TinyModel::new("qwen3", false, 1).write(&plain);
+    tiny::TinyModel::new("qwen3", false, 1)
+        .with_rope_freqs()
+        .write(&scaled);
+    assert_eq!(super::changed_outputs(&plain), None);
+    assert_eq!(super::changed_outputs(&scaled), Some("rope_freqs"));
+}
