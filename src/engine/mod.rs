@@ -12,7 +12,6 @@ pub mod sampler;
 
 use crate::error::{Error, Result};
 use crate::models::chat::{ChatTemplate, Message, Prompt};
-use crate::models::gguf::GgufFile;
 use crate::models::tokenizer::Tokenizer;
 use crate::models::ResolvedModel;
 use crate::spec::Sampling;
@@ -70,9 +69,18 @@ impl Llm {
         template: Option<ChatTemplate>,
     ) -> Result<Llm> {
         let file = m.main_file();
-        let g = GgufFile::open(&file.path)?;
-        let tokenizer = Tokenizer::from_gguf(&g)?;
-        let decoder = Decoder::load(&g, device, precision)?;
+        let ckpt = crate::models::Checkpoint::open(&file.path)?;
+        let g = match &ckpt {
+            crate::models::Checkpoint::Gguf(g) => g,
+            crate::models::Checkpoint::Hf(f) => {
+                return Err(Error::Model(format!(
+                    "{}: Hugging Face folders are not wired into the engine yet",
+                    f.dir.display()
+                )))
+            }
+        };
+        let tokenizer = Tokenizer::from_gguf(g)?;
+        let decoder = Decoder::load(&ckpt, device, precision)?;
         let arch = g.arch()?;
         let declared = m
             .manifest

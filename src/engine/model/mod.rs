@@ -1,4 +1,4 @@
-//! The decoder (llama, gemma3 and qwen2 families) with a forward pass over *ragged segments*:
+//! The decoder (llama, gemma3, qwen2, qwen3, mistral and phi3 families) with a forward pass over *ragged segments*:
 //! each segment is one sequence's new tokens (a whole prompt at prefill, one token at
 //! decode) with its own positions and its own KV cache. All segments share the linear
 //! layers (one matmul over every row of the step), attention runs per segment.
@@ -16,6 +16,8 @@
 pub mod attention;
 mod cache;
 pub mod config;
+#[cfg(test)]
+mod reference_tests;
 mod rope;
 #[cfg(test)]
 mod tests;
@@ -46,11 +48,11 @@ pub use config::{Activation, Arch, Config};
 pub(crate) use {attention::candle_attention, cache::step_rows};
 
 use crate::error::{Error, Result};
-use crate::models::gguf::GgufFile;
+use crate::models::Checkpoint;
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 use rope::{RopeTables, StepRope};
-use weights::{Layer, Weights};
+use weights::{GgufTensors, Layer, SafeTensors, Weights};
 
 /// A loaded decoder.
 pub struct Decoder {
@@ -66,12 +68,33 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Loads a GGUF decoder onto a device, its matmul weights stored as `precision` says.
-    pub fn load(g: &GgufFile, device: &Device, precision: Precision) -> Result<Decoder> {
-        let mut cfg = Config::from_gguf(g)?;
-        let weights = Weights::load(g, &cfg, device, precision)?;
+    /// Loads a decoder from a GGUF file or a Hugging Face folder onto a device, its matmul
+    /// weights stored as `precision` says.
+    pub fn load(ckpt: &Checkpoint, device: &Device, precision: Precision) -> Result<Decoder> {
+        let (mut cfg, weights) = match ckpt {
+            Checkpoint::Gguf(g) => {
+                let cfg = Config::from_gguf(g)?;
+                let w = Weights::load(&mut GgufTensors::new(g)?, &cfg, device, precision);
+                (cfg, w)
+            }
+            Checkpoint::Hf(f) => {
+                let cfg = Config::from_hf(f)?;
+                let w = Weights::load(&mut SafeTensors::open(f)?, &cfg, device, precision);
+                (cfg, w)
+            }
+        };
+        let weights = weights.map_err(|e| match e {
+            Error::Model(m) if !m.contains(&ckpt.path().display().to_string()) => {
+                Error::Model(format!("{}: {m}", ckpt.path().display()))
+            }
+            e => e,
+        })?;
         cfg.vocab = weights.vocab;
-        let rope = RopeTables::new(&cfg, weights.rope_freqs.as_deref(), device)?;
+        let divisors = weights
+            .rope_freqs
+            .as_deref()
+            .or(cfg.rope_divisors.as_deref());
+        let rope = RopeTables::new(&cfg, divisors, device)?;
         let cache_dtype = precision.cache_dtype(device);
         let attention = attention::pick(
             device,

@@ -50,7 +50,7 @@ impl RopeTables {
         Ok(StepRope {
             global: gather(&self.global)?,
             local: self.local.as_ref().map(gather).transpose()?,
-            interleaved: cfg.arch.rope_interleaved(),
+            interleaved: cfg.rope_interleaved,
         })
     }
 }

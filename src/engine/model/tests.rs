@@ -3,6 +3,7 @@
 
 use super::attention::{candle_attention, causal_mask, cpu_attention};
 use super::*;
+use crate::models::gguf::GgufFile;
 use candle_core::DType;
 
 /// One segment per cache, each feeding its tokens.
@@ -37,7 +38,7 @@ fn zero_heads_in_gguf_is_an_error_not_a_panic() {
         let mut f = std::fs::File::create(&path).unwrap();
         write(&mut f, &meta, &[]).unwrap();
         drop(f);
-        let g = GgufFile::open(&path).unwrap();
+        let g = Checkpoint::Gguf(GgufFile::open(&path).unwrap());
         let err = match Decoder::load(&g, &Device::Cpu, Precision::F32) {
             Ok(_) => panic!("{heads} heads, {kv:?} KV heads loaded"),
             Err(e) => e.to_string(),
@@ -225,7 +226,7 @@ fn matches_the_reference_forward(name: &'static str, arch: Arch, rope_freqs: boo
         }
         let path = dir.path().join(format!("{name}-tied-{tied}.gguf"));
         m.write(&path);
-        let g = GgufFile::open(&path).unwrap();
+        let g = Checkpoint::Gguf(GgufFile::open(&path).unwrap());
         for (p, tol) in [(Precision::F32, 1e-4f64), (Precision::Q8_0, 1e-1)] {
             let d = Decoder::load(&g, &Device::Cpu, p).unwrap();
             assert_eq!((d.cfg.arch, d.cfg.vocab), (arch, tiny::VOCAB));
@@ -273,7 +274,7 @@ fn qwen2_without_its_bias_names_the_missing_tensor() {
     tiny::TinyModel::new("qwen2", false, 3)
         .without("blk.1.attn_k.bias")
         .write(&path);
-    let g = GgufFile::open(&path).unwrap();
+    let g = Checkpoint::Gguf(GgufFile::open(&path).unwrap());
     let err = match Decoder::load(&g, &Device::Cpu, Precision::F32) {
         Ok(_) => panic!("loaded without blk.1.attn_k.bias"),
         Err(e) => e.to_string(),
@@ -290,7 +291,7 @@ fn qwen3_without_its_qk_norm_names_the_missing_tensor() {
     tiny::TinyModel::new("qwen3", false, 3)
         .without("blk.0.attn_q_norm.weight")
         .write(&path);
-    let g = GgufFile::open(&path).unwrap();
+    let g = Checkpoint::Gguf(GgufFile::open(&path).unwrap());
     let err = match Decoder::load(&g, &Device::Cpu, Precision::F32) {
         Ok(_) => panic!("loaded without blk.0.attn_q_norm.weight"),
         Err(e) => e.to_string(),

@@ -1,10 +1,12 @@
-//! The decoder's weights: read from GGUF, dequantized, and stored as the precision says
-//! (Q8_0 or dense bf16/f16/f32). q/k/v and gate/up are fused into one matmul each.
+//! The decoder's weights: read from GGUF or safetensors, dequantized, and stored as the
+//! precision says (Q8_0 or dense bf16/f16/f32). q/k/v and gate/up are fused into one
+//! matmul each, whether the file stores them fused or apart.
 
 use super::config::{Arch, Config};
 use super::Precision;
 use crate::error::{Error, Result};
 use crate::models::gguf::GgufFile;
+use crate::models::hf::HfFolder;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use std::collections::BTreeSet;
@@ -111,22 +113,37 @@ pub(super) struct Weights {
     pub rope_freqs: Option<Vec<f32>>,
 }
 
-/// Reads GGUF tensors, dequantizes them on the CPU and places them on the device.
-struct Reader<'a> {
-    g: &'a GgufFile,
-    file: std::io::BufReader<std::fs::File>,
-    device: &'a Device,
-    precision: Precision,
-    formats: BTreeSet<String>,
+/// Where tensors come from, asked for by their GGUF names (`blk.0.attn_q.weight`): a
+/// GGUF file, or a safetensors checkpoint whose Hugging Face names are mapped onto them.
+pub(super) trait TensorSource {
+    fn has(&self, name: &str) -> bool;
+    /// The tensor as f32 on the CPU, and its stored type (for provenance).
+    fn load(&mut self, name: &str) -> Result<(Tensor, String)>;
 }
 
-impl Reader<'_> {
+/// A GGUF file's tensors, dequantized.
+pub(super) struct GgufTensors<'a> {
+    g: &'a GgufFile,
+    file: std::io::BufReader<std::fs::File>,
+}
+
+impl<'a> GgufTensors<'a> {
+    pub(super) fn new(g: &'a GgufFile) -> Result<Self> {
+        Ok(GgufTensors {
+            g,
+            file: g.reader()?,
+        })
+    }
+}
+
+impl TensorSource for GgufTensors<'_> {
     fn has(&self, name: &str) -> bool {
         self.g.content.tensor_infos.contains_key(name)
     }
 
-    fn read(&mut self, name: &str) -> Result<QTensor> {
-        self.g
+    fn load(&mut self, name: &str) -> Result<(Tensor, String)> {
+        let q = self
+            .g
             .content
             .tensor(&mut self.file, name, &Device::Cpu)
             .map_err(|e| {
@@ -134,22 +151,140 @@ impl Reader<'_> {
                     "{}: cannot read tensor {name}: {e}",
                     self.g.path.display()
                 ))
-            })
+            })?;
+        Ok((q.dequantize(&Device::Cpu)?, format!("{:?}", q.dtype())))
+    }
+}
+
+/// A Hugging Face checkpoint's safetensors shards, memory-mapped.
+pub(super) struct SafeTensors {
+    st: candle_core::safetensors::MmapedSafetensors,
+    dir: std::path::PathBuf,
+    /// `tie_word_embeddings`: the LM head is the embedding table even when a file also
+    /// stores `lm_head.weight` (as transformers does).
+    tied: bool,
+}
+
+impl SafeTensors {
+    pub(super) fn open(f: &HfFolder) -> Result<Self> {
+        // SAFETY: the shards are mapped read-only and read once at load, while the model
+        // is built; flywheel never writes them. Another process truncating a shard during
+        // those seconds is the one risk of any mmap reader (transformers' included).
+        let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&f.shards) }.map_err(
+            |e| {
+                Error::Model(format!(
+                    "{}: cannot read the safetensors shards: {e}",
+                    f.dir.display()
+                ))
+            },
+        )?;
+        let tied = f
+            .get("tie_word_embeddings")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        Ok(SafeTensors {
+            st,
+            dir: f.dir.clone(),
+            tied,
+        })
+    }
+
+    /// The Hugging Face names a GGUF tensor name may be stored under, in order.
+    fn hf_names(&self, gguf: &str) -> Vec<String> {
+        let top = match gguf {
+            "token_embd.weight" => Some("model.embed_tokens.weight"),
+            "output_norm.weight" => Some("model.norm.weight"),
+            "output.weight" if self.tied => return vec![],
+            "output.weight" => Some("lm_head.weight"),
+            _ => None,
+        };
+        if let Some(t) = top {
+            return vec![t.to_string()];
+        }
+        let Some((i, rest)) = gguf.strip_prefix("blk.").and_then(|r| r.split_once('.')) else {
+            return vec![];
+        };
+        let (stem, kind) = rest.rsplit_once('.').unwrap_or((rest, "weight"));
+        let hf: &[&str] = match stem {
+            "attn_norm" => &["input_layernorm"],
+            "attn_q" => &["self_attn.q_proj"],
+            "attn_k" => &["self_attn.k_proj"],
+            "attn_v" => &["self_attn.v_proj"],
+            "attn_qkv" => &["self_attn.qkv_proj"],
+            "attn_output" => &["self_attn.o_proj"],
+            "attn_q_norm" => &["self_attn.q_norm"],
+            "attn_k_norm" => &["self_attn.k_norm"],
+            "ffn_norm" => &["post_attention_layernorm"],
+            "ffn_gate" => &["mlp.gate_proj"],
+            // Phi-3 stores gate and up fused, as GGUF's `ffn_up` with both halves.
+            "ffn_up" => &["mlp.up_proj", "mlp.gate_up_proj"],
+            "ffn_down" => &["mlp.down_proj"],
+            _ => &[],
+        };
+        hf.iter()
+            .map(|h| format!("model.layers.{i}.{h}.{kind}"))
+            .collect()
+    }
+
+    fn find(&self, gguf: &str) -> Option<String> {
+        self.hf_names(gguf)
+            .into_iter()
+            .find(|n| self.st.get(n).is_ok())
+    }
+}
+
+impl TensorSource for SafeTensors {
+    fn has(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+
+    fn load(&mut self, name: &str) -> Result<(Tensor, String)> {
+        let Some(hf) = self.find(name) else {
+            let tried = self.hf_names(name);
+            return Err(Error::Model(format!(
+                "{}: no tensor {} in the safetensors shards",
+                self.dir.display(),
+                if tried.is_empty() {
+                    name.to_string()
+                } else {
+                    tried.join(" or ")
+                }
+            )));
+        };
+        let t = self.st.load(&hf, &Device::Cpu).map_err(|e| {
+            Error::Model(format!(
+                "{}: cannot read tensor {hf}: {e}",
+                self.dir.display()
+            ))
+        })?;
+        let format = format!("{:?}", t.dtype()).to_uppercase();
+        Ok((t.to_dtype(DType::F32)?, format))
+    }
+}
+
+/// Reads tensors from a source and places them on the device as the precision says.
+struct Reader<'a> {
+    src: &'a mut dyn TensorSource,
+    device: &'a Device,
+    precision: Precision,
+    formats: BTreeSet<String>,
+}
+
+impl Reader<'_> {
+    fn has(&self, name: &str) -> bool {
+        self.src.has(name)
     }
 
     /// A matmul weight in f32 on the CPU, its stored type noted for provenance.
     fn matrix(&mut self, name: &str) -> Result<Tensor> {
-        let q = self.read(name)?;
-        self.formats.insert(format!("{:?}", q.dtype()));
-        Ok(q.dequantize(&Device::Cpu)?)
+        let (t, format) = self.src.load(name)?;
+        self.formats.insert(format);
+        Ok(t)
     }
 
     /// A norm vector on the device, in f32.
     fn vector(&mut self, name: &str) -> Result<Tensor> {
-        Ok(self
-            .read(name)?
-            .dequantize(&Device::Cpu)?
-            .to_device(self.device)?)
+        Ok(self.src.load(name)?.0.to_device(self.device)?)
     }
 
     fn optional_vector(&mut self, name: &str) -> Result<Option<Tensor>> {
@@ -166,17 +301,45 @@ impl Reader<'_> {
         Linear::new(&Tensor::cat(parts, 0)?, self.precision, self.device)
     }
 
+    /// q, k and v stacked by rows: stored fused (`attn_qkv`, Phi-3) or apart.
+    fn qkv(&mut self, cfg: &Config, i: usize) -> Result<Tensor> {
+        let n = |s: &str| format!("blk.{i}.{s}.weight");
+        let w = if self.has(&n("attn_qkv")) {
+            self.matrix(&n("attn_qkv"))?
+        } else {
+            let q = self.matrix(&n("attn_q"))?;
+            let k = self.matrix(&n("attn_k"))?;
+            let v = self.matrix(&n("attn_v"))?;
+            Tensor::cat(&[q, k, v], 0)?
+        };
+        let rows = (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim;
+        expect_shape(&w, (rows, cfg.hidden), &format!("blk.{i} q/k/v"))?;
+        Ok(w)
+    }
+
+    /// Gate and up stacked by rows: stored apart, or fused as `ffn_up` (Phi-3).
+    fn gate_up(&mut self, cfg: &Config, i: usize) -> Result<Tensor> {
+        let n = |s: &str| format!("blk.{i}.{s}.weight");
+        let w = if self.has(&n("ffn_gate")) {
+            let gate = self.matrix(&n("ffn_gate"))?;
+            let up = self.matrix(&n("ffn_up"))?;
+            Tensor::cat(&[gate, up], 0)?
+        } else {
+            self.matrix(&n("ffn_up"))?
+        };
+        expect_shape(&w, (2 * cfg.ffn, cfg.hidden), &format!("blk.{i} gate/up"))?;
+        Ok(w)
+    }
+
     fn layer(&mut self, cfg: &Config, i: usize) -> Result<Layer> {
         let n = |s: &str| format!("blk.{i}.{s}.weight");
-        let q = self.matrix(&n("attn_q"))?;
-        let k = self.matrix(&n("attn_k"))?;
-        let v = self.matrix(&n("attn_v"))?;
+        let qkv = self.qkv(cfg, i)?;
         let wo = self.matrix(&n("attn_output"))?;
-        let gate = self.matrix(&n("ffn_gate"))?;
-        let up = self.matrix(&n("ffn_up"))?;
+        let gate_up = self.gate_up(cfg, i)?;
         let down = self.matrix(&n("ffn_down"))?;
-        let bqkv = if cfg.arch.has_qkv_bias() {
-            let b = |s: &str| format!("blk.{i}.attn_{s}.bias");
+        // Qwen2's biases are required; others' are read when the file has them.
+        let b = |s: &str| format!("blk.{i}.attn_{s}.bias");
+        let bqkv = if cfg.arch.has_qkv_bias() || self.has(&b("q")) {
             let parts = [
                 self.vector(&b("q"))?,
                 self.vector(&b("k"))?,
@@ -210,11 +373,11 @@ impl Reader<'_> {
         let post_ffn_norm = norm("post_ffw_norm")?;
         Ok(Layer {
             attn_norm: self.vector(&n("attn_norm"))?,
-            wqkv: self.fuse(&[q, k, v])?,
+            wqkv: self.fuse(&[qkv])?,
             bqkv,
             wo: self.fuse(&[wo])?,
             ffn_norm: self.vector(&n("ffn_norm"))?,
-            w_gate_up: self.fuse(&[gate, up])?,
+            w_gate_up: self.fuse(&[gate_up])?,
             w_down: self.fuse(&[down])?,
             q_norm,
             k_norm,
@@ -225,19 +388,30 @@ impl Reader<'_> {
     }
 }
 
+/// A clear error for a tensor whose shape the config contradicts (a wrong config.json,
+/// or a fused tensor of another layout), before candle fails somewhere deeper.
+fn expect_shape(t: &Tensor, want: (usize, usize), what: &str) -> Result<()> {
+    let got = t.dims2()?;
+    if got != want {
+        return Err(Error::Model(format!(
+            "{what}: the weights are {got:?} but the config implies {want:?}"
+        )));
+    }
+    Ok(())
+}
+
 impl Weights {
     /// Loads every tensor the decoder needs. Every matmul weight is dequantized and stored
     /// as `precision` says: even a Q4 file runs as Q8_0 (Q4_1 and Q5_0 would fall to
     /// candle's scalar CPU path) or as a dense bf16/f16/f32 matrix.
     pub(super) fn load(
-        g: &GgufFile,
+        src: &mut dyn TensorSource,
         cfg: &Config,
         device: &Device,
         precision: Precision,
     ) -> Result<Weights> {
         let mut r = Reader {
-            g,
-            file: g.reader()?,
+            src,
             device,
             precision,
             formats: BTreeSet::new(),
@@ -268,8 +442,7 @@ impl Weights {
                 let f: Vec<f32> = t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.to_vec1()?;
                 if f.len() != cfg.head_dim / 2 || f.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
                     return Err(Error::Model(format!(
-                        "{}: rope_freqs.weight has {} entries (expected head_dim / 2 = {}, each positive)",
-                        g.path.display(),
+                        "rope_freqs.weight has {} entries (expected head_dim / 2 = {}, each positive)",
                         f.len(),
                         cfg.head_dim / 2
                     )));
