@@ -240,7 +240,7 @@ impl Config {
             )));
         }
         let head_dim = f.usize("head_dim").unwrap_or(hidden / n_heads);
-        if head_dim == 0 || head_dim % 2 != 0 {
+        if head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(bad(format!(
                 "head size {head_dim} must be even and positive"
             )));
