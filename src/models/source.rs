@@ -54,9 +54,19 @@ pub struct ResolvedFile {
 }
 
 impl ResolvedModel {
-    /// The first file, the weights file for single-file GGUF models.
+    /// The first file: the weights file of a GGUF model, or a Hugging Face folder itself
+    /// (its sha256 then covers every file in it).
     pub fn main_file(&self) -> &ResolvedFile {
         &self.files[0]
+    }
+
+    /// A Hugging Face folder's files, each with its sha256 (empty for a GGUF model).
+    pub fn folder_files(&self) -> &[ResolvedFile] {
+        if self.main_file().path.is_dir() {
+            &self.files[1..]
+        } else {
+            &[]
+        }
     }
 }
 
@@ -79,13 +89,21 @@ pub fn cache_dir(id: &str) -> PathBuf {
     flywheel_home().join("models").join(id)
 }
 
-/// Resolves a registry id or a local file path to verified files.
+/// Resolves a registry id, a local GGUF file, a local Hugging Face model folder, or a
+/// Hugging Face repo id found in the hub cache (`Qwen/Qwen2.5-1.5B-Instruct`; never
+/// downloaded) to verified files.
 pub fn resolve(id_or_path: &str, policy: FetchPolicy) -> Result<ResolvedModel> {
     let Some(manifest) = registry::find(id_or_path) else {
         let path = PathBuf::from(id_or_path);
+        if path.is_dir() {
+            return resolve_folder(&path, None, "local");
+        }
         if !path.is_file() {
+            if let Some(repo) = hf_repo_id(id_or_path) {
+                return resolve_hf_repo(repo);
+            }
             return Err(Error::Model(format!(
-                "model {id_or_path:?} is neither a known id ({}) nor an existing file",
+                "model {id_or_path:?} is neither a known id ({}), an existing GGUF file or Hugging Face model folder, nor a repo id (`org/name`)",
                 registry::ids().join(", ")
             )));
         }
@@ -121,6 +139,75 @@ pub fn resolve(id_or_path: &str, policy: FetchPolicy) -> Result<ResolvedModel> {
     Ok(ResolvedModel {
         id: manifest.id.clone(),
         manifest: Some(manifest),
+        files,
+    })
+}
+
+/// `org/name` as the hub spells repo ids (not a path that happens to be missing).
+fn hf_repo_id(s: &str) -> Option<&str> {
+    let (org, name) = s.split_once('/')?;
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    (ok(org) && ok(name)).then_some(s)
+}
+
+/// A repo id's newest snapshot in the Hugging Face hub cache (`$HF_HOME/hub`, honouring
+/// `HF_HUB_CACHE`), read offline: flywheel never downloads from the hub.
+fn resolve_hf_repo(repo: &str) -> Result<ResolvedModel> {
+    let cache = hf_hub::Cache::from_env();
+    let found = cache.model(repo.to_string()).get("config.json");
+    let Some(dir) = found.as_deref().and_then(Path::parent) else {
+        return Err(Error::Model(format!(
+            "model {repo:?} is not in the Hugging Face cache ({}; looked for models--{}/snapshots/<revision>/config.json). flywheel never downloads from the hub: on a connected machine run `huggingface-cli download {repo}` and copy the cache over, or point the spec at a model folder by path",
+            cache.path().display(),
+            repo.replace('/', "--")
+        )));
+    };
+    resolve_folder(dir, Some(repo), "hf-cache")
+}
+
+/// A Hugging Face model folder: its first entry stands for the whole folder (its path,
+/// and a sha256 over every file's, so fingerprints change when any file does), followed
+/// by every file that makes the model, each with its own sha256 for provenance.
+fn resolve_folder(dir: &Path, id: Option<&str>, origin: &'static str) -> Result<ResolvedModel> {
+    let folder = super::hf::HfFolder::open(dir)?;
+    let mut files = Vec::new();
+    let mut listing = String::new();
+    for path in folder.files() {
+        let sha256 = sha256_file(&path)?;
+        let name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        listing.push_str(&format!("{sha256}  {name}\n"));
+        files.push(ResolvedFile {
+            name,
+            path,
+            sha256,
+            origin,
+        });
+    }
+    let dir_name = dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    files.insert(
+        0,
+        ResolvedFile {
+            name: dir_name.clone(),
+            path: dir.to_path_buf(),
+            sha256: super::checksum::sha256_bytes(listing.as_bytes()),
+            origin,
+        },
+    );
+    Ok(ResolvedModel {
+        id: id.map_or(dir_name, str::to_string),
+        manifest: None,
         files,
     })
 }
@@ -370,6 +457,25 @@ pub fn verify_cache() -> Vec<(String, String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repo_ids_are_told_from_paths() {
+        assert_eq!(
+            hf_repo_id("Qwen/Qwen2.5-1.5B-Instruct"),
+            Some("Qwen/Qwen2.5-1.5B-Instruct")
+        );
+        for not in [
+            "model.gguf",
+            "./x/y",
+            "/abs/path",
+            "a/b/c",
+            "../x",
+            "a/",
+            "a b/c",
+        ] {
+            assert_eq!(hf_repo_id(not), None, "{not}");
+        }
+    }
 
     #[test]
     fn pip_download_takes_wheels_only_and_no_dependencies() {

@@ -312,3 +312,55 @@ fn only_files_whose_outputs_changed_say_so() {
     assert_eq!(super::changed_outputs(&plain), None);
     assert_eq!(super::changed_outputs(&scaled), Some("rope_freqs"));
 }
+
+/// Every GGUF tensor type candle reads (the legacy 32-blocks, the K-quants, F16, BF16,
+/// F32) comes out of our reader as the values it stores, its type noted for provenance.
+/// The decoder is type-agnostic past this point: every matrix is dequantized here and
+/// stored as the run's precision asks.
+#[test]
+fn every_gguf_tensor_type_is_read() {
+    use super::weights::{GgufTensors, TensorSource};
+    use candle_core::quantized::gguf_file::write;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let v: Vec<f32> = (0..8 * 256)
+        .map(|_| rng.random::<f32>() * 2.0 - 1.0)
+        .collect();
+    let t = Tensor::from_vec(v.clone(), (8, 256), &Device::Cpu).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Largest |stored − original| each type may show on values in [-1, 1].
+    let types = [
+        (GgmlDType::F32, 0.0),
+        (GgmlDType::F16, 1e-3),
+        (GgmlDType::BF16, 4e-3),
+        (GgmlDType::Q8_0, 1e-2),
+        (GgmlDType::Q5_0, 8e-2),
+        (GgmlDType::Q5_1, 8e-2),
+        (GgmlDType::Q4_0, 0.15),
+        (GgmlDType::Q4_1, 0.15),
+        (GgmlDType::Q6K, 4e-2),
+        (GgmlDType::Q5K, 8e-2),
+        (GgmlDType::Q4K, 0.15),
+        (GgmlDType::Q3K, 0.3),
+        (GgmlDType::Q2K, 0.6),
+    ];
+    for (dt, tol) in types {
+        let path = dir.path().join(format!("{dt:?}.gguf"));
+        let q = QTensor::quantize(&t, dt).unwrap();
+        let mut f = std::fs::File::create(&path).unwrap();
+        write(&mut f, &[], &[("w", &q)]).unwrap();
+        drop(f);
+        let g = GgufFile::open(&path).unwrap();
+        let (got, format) = GgufTensors::new(&g).unwrap().load("w").unwrap();
+        assert_eq!(format, format!("{dt:?}"));
+        let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+        let worst = got
+            .iter()
+            .zip(&v)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        eprintln!("{dt:?}: max |read - original| = {worst:.2e} (limit {tol:.0e})");
+        assert!(worst <= tol, "{dt:?}: {worst} > {tol}");
+    }
+}
