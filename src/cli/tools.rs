@@ -125,6 +125,18 @@ pub enum ModelsCmd {
     },
     /// Check the sha256 of every cached model file.
     Verify,
+    /// Say whether a model will load, and why not: a GGUF file, a Hugging Face folder, a
+    /// repo id in the Hugging Face cache, or a built-in id. Exit code 1 when it will not.
+    ///
+    /// Checks the architecture and its config, the tokenizer and the chat template
+    /// without reading the weights; --load also reads every tensor and runs one step.
+    Inspect {
+        /// Path to a .gguf file or model folder, `org/name` in the hub cache, or a built-in id.
+        model: String,
+        /// Also read every tensor (on the CPU, as Q8_0) and run one forward step.
+        #[arg(long)]
+        load: bool,
+    },
 }
 
 pub fn models(cmd: ModelsCmd) -> Result<()> {
@@ -132,6 +144,7 @@ pub fn models(cmd: ModelsCmd) -> Result<()> {
         ModelsCmd::List => models_list(),
         ModelsCmd::Fetch { id } => models_fetch(&id)?,
         ModelsCmd::Verify => models_verify()?,
+        ModelsCmd::Inspect { model, load } => models_inspect(&model, load)?,
     }
     Ok(())
 }
@@ -159,6 +172,24 @@ fn models_list() {
         "cache: {}",
         models::source::flywheel_home().join("models").display()
     );
+    println!();
+    println!("Any other model of these architectures loads from a .gguf file, a Hugging Face folder");
+    println!("(config.json + safetensors + tokenizer.json) or a repo id in the Hugging Face cache:");
+    println!("{:<8} {:<30} {}", "arch", "GGUF / config.json name", "notes");
+    for (arch, names, notes) in flywheel::engine::model::config::ARCHITECTURES {
+        println!("{arch:<8} {names:<30} {notes}");
+    }
+    println!("Check one with `flywheel models inspect PATH_OR_ID [--load]`.");
+}
+
+fn models_inspect(model: &str, load: bool) -> Result<()> {
+    let m = models::resolve(model, FetchPolicy::from_env())?;
+    let r = flywheel::engine::inspect::inspect(&m, load);
+    println!("{r}");
+    if !r.loads() {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn models_fetch(id: &str) -> Result<()> {
