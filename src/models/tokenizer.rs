@@ -183,7 +183,14 @@ impl Tokenizer {
                 )))
             }
         };
-        Ok(Tokenizer::new(kind, tokens, control, control_ids, bos_id, eos_id))
+        Ok(Tokenizer::new(
+            kind,
+            tokens,
+            control,
+            control_ids,
+            bos_id,
+            eos_id,
+        ))
     }
 
     fn new(
@@ -260,7 +267,14 @@ impl Tokenizer {
             special: Box::new(tk),
             plain: Box::new(plain),
         };
-        Ok(Tokenizer::new(kind, tokens, control, control_ids, bos_id, eos_id))
+        Ok(Tokenizer::new(
+            kind,
+            tokens,
+            control,
+            control_ids,
+            bos_id,
+            eos_id,
+        ))
     }
 
     /// Token ids that end generation: the EOS, and every control token whose text is

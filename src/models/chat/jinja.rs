@@ -7,9 +7,10 @@
 //! content, which must stay text. [`JinjaTemplate::render`] tells them apart by
 //! rendering twice: with the real contents, and with each content replaced by a
 //! placeholder no message holds. Walking the placeholder render gives the template text;
-//! each placeholder is matched to its content as written or trimmed (what templates do
-//! to content), and a template that transforms content any other way is an error rather
-//! than content tokenized as template text.
+//! each placeholder is matched to its content as written or trimmed (of whitespace or
+//! newlines: what templates do to content), and a template that transforms content any
+//! other way is an error rather than content tokenized as template text. Only message
+//! content is guarded so: roles and tool definitions are rendered as template text.
 
 use super::{Message, Part, Prompt};
 use crate::error::{Error, Result};
@@ -302,8 +303,17 @@ fn align(
         }
         Seg::Msg(i) => {
             let c = contents[*i];
-            let mut tried: Vec<&str> = Vec::with_capacity(4);
-            for cand in [c, c.trim(), c.trim_start(), c.trim_end()] {
+            // As written, `trim`/`strip()`, and `lstrip('\n')`-like cuts (Qwen3).
+            let mut tried: Vec<&str> = Vec::with_capacity(7);
+            for cand in [
+                c,
+                c.trim(),
+                c.trim_start(),
+                c.trim_end(),
+                c.trim_matches('\n'),
+                c.trim_start_matches('\n'),
+                c.trim_end_matches('\n'),
+            ] {
                 if tried.contains(&cand) || !here.starts_with(cand) {
                     continue;
                 }
@@ -538,7 +548,10 @@ mod tests {
         let j = t("{{ x | tojson }}|{{ x | tojson(indent=2) }}|{{ s | tojson }}");
         let mut o = gen();
         o.extra = vec![
-            ("x".into(), serde_json::json!({"a": [1, 2.5, null], "b": {}})),
+            (
+                "x".into(),
+                serde_json::json!({"a": [1, 2.5, null], "b": {}}),
+            ),
             ("s".into(), serde_json::json!("é<'&>\"\n\u{1}")),
         ];
         assert_eq!(

@@ -300,7 +300,10 @@ mod tests {
             Message::new("user", "Hi"),
         ];
         assert_eq!(
-            ChatTemplate::Gemma.render(&msgs, false).unwrap().to_string(),
+            ChatTemplate::Gemma
+                .render(&msgs, false)
+                .unwrap()
+                .to_string(),
             "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
         );
     }
