@@ -70,7 +70,7 @@ TEMPLATES = {
                          specials=["<s>", "</s>", "[INST]", "[/INST]", "[AVAILABLE_TOOLS]",
                                    "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]",
                                    "[TOOL_CALLS]"],
-                         tools=True),
+                         tools=True, metaspace=True),
     "phi3": dict(bos="<s>", eos="<|endoftext|>",
                  specials=["<s>", "<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>",
                            "<|end|>"],
@@ -134,6 +134,20 @@ def cases(name, t):
 
 
 def make_tokenizer(t):
+    if t.get("metaspace"):
+        # SentencePiece-style, as Mistral's tokenizer.json: Metaspace with a space prefix
+        # only at the start of the input, byte fallback.
+        pieces = ["<unk>"] + [f"<0x{b:02X}>" for b in range(256)] + ["\u2581"]
+        pieces += [chr(c) for c in range(0x21, 0x7F)]
+        vocab = {p: i for i, p in enumerate(pieces)}
+        tk = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>", byte_fallback=True))
+        tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first",
+                                                    split=False)
+        tk.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(),
+                                        decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+        tk.add_special_tokens([AddedToken(s, special=True, normalized=False)
+                               for s in t["specials"]])
+        return tk
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {c: i for i, c in enumerate(alphabet)}
     tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))

@@ -281,3 +281,30 @@ fn a_bad_tokenizer_json_names_the_file() {
         "{e}"
     );
 }
+
+/// Text right after a control token is tokenized as in the whole string: a Metaspace
+/// pre-tokenizer with `prepend_scheme: first` (Mistral's `tokenizer.json`) adds its space
+/// only at the very start of the input, not after each control token.
+#[test]
+fn text_after_a_control_token_gets_no_space_prefix() {
+    let tk = tokenizer("mistral-v0.3");
+    for (tpl, text) in [
+        ("[INST]", "Hello"),
+        ("<s>[INST]", " Hi there"),
+        ("[/INST]", "ok\n"),
+    ] {
+        let mut p = flywheel::models::chat::Prompt::default();
+        p.template(tpl);
+        p.text(text);
+        p.template("[/INST]");
+        let whole = tk.encode_special(&format!("{tpl}{text}[/INST]")).unwrap();
+        assert_eq!(tk.encode_prompt(&p).unwrap(), whole, "{tpl}{text}");
+    }
+    let mut p = flywheel::models::chat::Prompt::default();
+    p.text("Hello");
+    p.template("</s>");
+    assert_eq!(
+        tk.encode_prompt(&p).unwrap(),
+        tk.encode_special("Hello</s>").unwrap()
+    );
+}

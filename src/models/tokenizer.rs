@@ -50,6 +50,11 @@ enum Kind {
     Hf {
         special: Box<tokenizers::Tokenizer>,
         plain: Box<tokenizers::Tokenizer>,
+        /// A separator added to `plain` (a `tokenizer.json`'s only) that text after a
+        /// control token is encoded behind, then dropped: so that it is not at offset 0,
+        /// where a `Metaspace` pre-tokenizer with `prepend_scheme: first` would add a
+        /// space that encoding the whole string does not.
+        sep: Option<(String, u32)>,
     },
     Spm(Box<Spm>),
 }
@@ -148,6 +153,7 @@ impl Tokenizer {
                 Kind::Hf {
                     special: Box::new(tk),
                     plain: Box::new(plain),
+                    sep: None,
                 }
             }
             "llama" => {
@@ -263,9 +269,15 @@ impl Tokenizer {
         }
         let mut plain = tk.clone();
         plain.set_encode_special_tokens(true);
+        const SEP: &str = "\u{F8FF0}\u{F8FF1}";
+        plain
+            .add_tokens(vec![AddedToken::from(SEP, false).normalized(false)])
+            .map_err(|e| err(format!("adding a separator token: {e}")))?;
+        let sep = plain.token_to_id(SEP).map(|id| (SEP.to_string(), id));
         let kind = Kind::Hf {
             special: Box::new(tk),
             plain: Box::new(plain),
+            sep,
         };
         Ok(Tokenizer::new(
             kind,
@@ -359,7 +371,24 @@ impl Tokenizer {
 
     fn encode_with(&self, text: &str, at_start: bool, specials: Specials) -> Result<Vec<u32>> {
         match &self.kind {
-            Kind::Hf { special, plain } => {
+            Kind::Hf {
+                plain,
+                sep: Some((sep, sep_id)),
+                ..
+            } if !at_start && specials == Specials::AsText && !text.contains(sep.as_str()) => {
+                let ids = plain
+                    .encode(format!("{sep}{text}"), false)
+                    .map_err(|e| Error::Model(format!("tokenizing failed: {e}")))?
+                    .get_ids()
+                    .to_vec();
+                match ids.split_first() {
+                    Some((first, rest)) if first == sep_id => Ok(rest.to_vec()),
+                    _ => Err(Error::Internal(
+                        "tokenizer separator was not kept apart".into(),
+                    )),
+                }
+            }
+            Kind::Hf { special, plain, .. } => {
                 let tk = match specials {
                     Specials::Parse => special,
                     Specials::AsText => plain,
