@@ -29,6 +29,10 @@ pub enum Error {
     /// A model could not be found, fetched, verified or loaded.
     #[error("{0}")]
     Model(String),
+    /// A chat template could not be read, compiled or rendered (a template's own
+    /// `raise_exception` message included).
+    #[error("{0}")]
+    Template(String),
     /// The device ran out of memory. Typed where it is detected (candle's error as it
     /// enters ours, or the test fault injection), so a batch can shrink and retry.
     #[error("{0}")]

@@ -25,12 +25,19 @@ fn count_markers(ids: &[u32], markers: &[u32]) -> usize {
     ids.iter().filter(|i| markers.contains(i)).count()
 }
 
-/// Markers the rendered prompt itself holds (those the vocabulary has).
+/// Markers the rendered prompt's template text holds (those the vocabulary has).
 fn template_markers(p: &flywheel::models::chat::Prompt, tk: &Tokenizer) -> usize {
     p.parts
         .iter()
-        .filter(|x| matches!(x, Part::Marker(m) if tk.token_id(m).is_some()))
-        .count()
+        .map(|x| match x {
+            Part::Template(t) => flywheel::models::chat::MARKERS
+                .iter()
+                .filter(|m| tk.token_id(m).is_some())
+                .map(|m| t.matches(m).count())
+                .sum(),
+            Part::Text(_) => 0,
+        })
+        .sum()
 }
 
 fn tokenizer(id: &str) -> Tokenizer {
@@ -59,7 +66,7 @@ fn forged_turns_in_messages_stay_text() {
             Message::new("assistant", FORGED),
             Message::new("user", "Again?"),
         ];
-        let prompt = template.render(&msgs, true);
+        let prompt = template.render(&msgs, true).unwrap();
         let ids = tk.encode_prompt(&prompt).unwrap();
         let want = template_markers(&prompt, &tk);
         assert!(want >= 5, "{id}: {prompt:?}");
@@ -77,7 +84,7 @@ fn forged_turns_in_messages_stay_text() {
             Message::new("assistant", " Paris. \n"),
             Message::new("user", "And of Spain?"),
         ];
-        let p = template.render(&benign, true);
+        let p = template.render(&benign, true).unwrap();
         assert_eq!(
             tk.encode_prompt(&p).unwrap(),
             tk.encode_special(&p.to_string()).unwrap(),
@@ -115,7 +122,7 @@ proptest! {
         let content = parts.concat();
         for (tk, template) in tks {
             let msgs = [Message::new("user", content.clone()), Message::new("assistant", content.clone())];
-            let prompt = template.render(&msgs, true);
+            let prompt = template.render(&msgs, true).unwrap();
             let ids = tk.encode_prompt(&prompt).unwrap();
             // Every special (control) id, not only the markers: `<|endoftext|>`, `<eos>`.
             let control: Vec<u32> = ids
@@ -196,7 +203,7 @@ fn judge_prompt_keeps_a_forged_response_as_text() {
         },
     ];
     for it in &items {
-        let ids = llm.prompt_ids_raw(&judge.prompt_text(it)).unwrap();
+        let ids = llm.prompt_ids_raw(&judge.prompt_text(it).unwrap()).unwrap();
         // System turn, user turn, assistant opened: nothing from the response.
         assert_eq!(count_markers(&ids, &markers), 5, "{:?}", it.response);
     }

@@ -420,7 +420,7 @@ pub fn judge(args: &JudgeBench) -> Result<BenchReport> {
     let items = judge_items(args.items);
     let ids: Vec<Vec<u32>> = items
         .iter()
-        .map(|it| llm.prompt_ids_raw(&judge.prompt_text(it)))
+        .map(|it| llm.prompt_ids_raw(&judge.prompt_text(it)?))
         .collect::<Result<_>>()?;
     let tokens: usize = ids.iter().map(Vec::len).sum();
     let threads = rayon::current_num_threads();

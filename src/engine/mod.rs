@@ -82,23 +82,17 @@ impl Llm {
         let tokenizer = Tokenizer::from_gguf(g)?;
         let decoder = Decoder::load(&ckpt, device, precision)?;
         let arch = g.arch()?;
-        let declared = m
-            .manifest
-            .and_then(|mf| mf.chat_template.as_deref())
-            .and_then(ChatTemplate::from_name)
-            .unwrap_or_else(|| ChatTemplate::detect(g.str("tokenizer.chat_template"), &arch));
-        let template = template.unwrap_or(declared);
-        let mut stop_ids: Vec<u32> = tokenizer.eos_id.into_iter().collect();
-        if let Some(eot) = template.end_of_turn().and_then(|t| tokenizer.token_id(t)) {
-            if !stop_ids.contains(&eot) {
-                stop_ids.push(eot);
-            }
-        }
+        let declared = m.manifest.and_then(|mf| mf.chat_template.as_deref());
+        let template =
+            crate::models::chat::source::for_gguf(&g, &tokenizer, template, declared, &arch);
+        let mut stop_ids = stop_ids(&tokenizer, &template, &gguf_stop_ids(&g));
+        stop_ids.dedup();
         let quant = m.manifest.map(|mf| mf.quant.clone()).unwrap_or_else(|| {
             g.get("general.file_type")
                 .and_then(crate::models::gguf::value_u64)
                 .map_or("unknown".into(), |t| format!("file_type {t}"))
         });
+        // Only for the built-in ChatML: SmolLM2's own Jinja template writes it itself.
         let smollm_default_system = g
             .str("tokenizer.chat_template")
             .is_some_and(|t| t.contains("named SmolLM"));
@@ -109,7 +103,7 @@ impl Llm {
                 quant,
                 weights: decoder.weight_format.clone(),
                 arch,
-                chat_template: template.name().into(),
+                chat_template: template.provenance(),
             },
             decoder,
             tokenizer,
@@ -143,13 +137,30 @@ impl Llm {
         Some((free / 2 / per_seq.max(1)).max(1))
     }
 
+    /// Adds generation stops the model declares outside its tokenizer (a Hugging Face
+    /// folder's `generation_config.json`/`config.json` `eos_token_id`, int or list).
+    pub fn extra_stop_ids(&mut self, ids: &[u32]) {
+        for &id in ids {
+            if !self.stop_ids.contains(&id) {
+                self.stop_ids.push(id);
+            }
+        }
+    }
+
+    /// The rendered prompt for a conversation, with the assistant turn opened.
+    pub fn render(&self, messages: &[Message]) -> Result<Prompt> {
+        self.template.render(messages, self.smollm_default_system)
+    }
+
     /// The prompt token ids for a conversation, with the assistant turn opened. Only the
-    /// template's markers become control tokens; message text (seed values included)
-    /// that spells one is tokenized as text.
+    /// template's own text makes control tokens; message text (seed values included)
+    /// that spells one is tokenized as text. A Jinja template writes its own BOS
+    /// (`{{ bos_token }}`), so none is added for it, as HF's `apply_chat_template` adds
+    /// none.
     pub fn prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
-        let prompt = self.template.render(messages, self.smollm_default_system);
+        let prompt = self.render(messages)?;
         let mut ids = self.tokenizer.encode_prompt(&prompt)?;
-        if self.template == ChatTemplate::Raw {
+        if matches!(self.template, ChatTemplate::Raw) {
             if let Some(b) = self.tokenizer.bos_id {
                 ids.insert(0, b);
             }
@@ -332,6 +343,40 @@ impl Llm {
         }
         Ok(stats)
     }
+}
+
+/// Token ids that end generation: the tokenizer's end-of-generation tokens (EOS and
+/// control tokens such as `<|eot_id|>`, `<|im_end|>`), the model's `declared` ones
+/// (GGUF `eot_token_id`/`eos_token_id`, or a Hugging Face `eos_token_id` list), and a
+/// built-in template's end of turn.
+pub fn stop_ids(tokenizer: &Tokenizer, template: &ChatTemplate, declared: &[u32]) -> Vec<u32> {
+    let mut ids = tokenizer.end_of_generation_ids();
+    let eot = template.end_of_turn().and_then(|t| tokenizer.token_id(t));
+    for id in declared.iter().copied().chain(eot) {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// A GGUF's declared end tokens: `tokenizer.ggml.eot_token_id` and `eos_token_id`
+/// (either may be an array: all are taken).
+fn gguf_stop_ids(g: &GgufFile) -> Vec<u32> {
+    use candle_core::quantized::gguf_file::Value;
+    let mut ids = Vec::new();
+    for k in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eos_token_id"] {
+        match g.get(k) {
+            Some(Value::Array(a)) => ids.extend(
+                a.iter()
+                    .filter_map(crate::models::gguf::value_u64)
+                    .map(|x| x as u32),
+            ),
+            Some(v) => ids.extend(crate::models::gguf::value_u64(v).map(|x| x as u32)),
+            None => {}
+        }
+    }
+    ids
 }
 
 /// One prompt to complete.

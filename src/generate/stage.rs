@@ -128,7 +128,8 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     let template = teacher
         .chat_template
         .as_deref()
-        .and_then(ChatTemplate::from_name);
+        .map(ChatTemplate::from_override)
+        .transpose()?;
 
     let fingerprint = serde_json::json!({
         "model_sha256": model.main_file().sha256,

@@ -1,4 +1,5 @@
-//! Tokenizers built from GGUF metadata, so a model is one file.
+//! Tokenizers built from GGUF metadata, so a model is one file, or from a Hugging Face
+//! folder's `tokenizer.json` ([`Tokenizer::from_hf_json`]).
 //!
 //! - `gpt2` (byte-level BPE, SmolLM2, Llama 3, Qwen): a `tokenizers::Tokenizer` from the
 //!   vocab and merges, with the pre-tokenizer chosen from `tokenizer.ggml.pre`. candle's
@@ -10,13 +11,14 @@
 //!
 //! Control tokens (`<|im_start|>`, `<end_of_turn>`) written as text are ordinary text to
 //! [`Tokenizer::encode`]: data (seed values, responses judged) must never forge a turn.
-//! Only a chat template's own markers become control tokens, through
+//! Only a chat template's own text makes control tokens, through
 //! [`Tokenizer::encode_prompt`].
 
-use super::chat::{Part, Prompt, MARKERS};
+use super::chat::{Part, Prompt, END_OF_GENERATION, MARKERS};
 use super::gguf::{value_u64, GgufFile};
 use crate::error::{Error, Result};
 use std::collections::{BinaryHeap, HashMap};
+use std::path::Path;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
@@ -36,6 +38,8 @@ pub struct Tokenizer {
     control: Vec<bool>,
     /// Control tokens by text, for the chat template's markers.
     control_ids: HashMap<String, u32>,
+    /// The same by first character, longest first: what template text is scanned for.
+    control_by_first: HashMap<char, Vec<(String, u32)>>,
     pub bos_id: Option<u32>,
     pub eos_id: Option<u32>,
 }
@@ -46,6 +50,11 @@ enum Kind {
     Hf {
         special: Box<tokenizers::Tokenizer>,
         plain: Box<tokenizers::Tokenizer>,
+        /// A separator added to `plain` (a `tokenizer.json`'s only) that text after a
+        /// control token is encoded behind, then dropped: so that it is not at offset 0,
+        /// where a `Metaspace` pre-tokenizer with `prepend_scheme: first` would add a
+        /// space that encoding the whole string does not.
+        sep: Option<(String, u32)>,
     },
     Spm(Box<Spm>),
 }
@@ -144,6 +153,7 @@ impl Tokenizer {
                 Kind::Hf {
                     special: Box::new(tk),
                     plain: Box::new(plain),
+                    sep: None,
                 }
             }
             "llama" => {
@@ -179,14 +189,123 @@ impl Tokenizer {
                 )))
             }
         };
-        Ok(Tokenizer {
+        Ok(Tokenizer::new(
             kind,
             tokens,
             control,
             control_ids,
             bos_id,
             eos_id,
-        })
+        ))
+    }
+
+    fn new(
+        kind: Kind,
+        tokens: Vec<String>,
+        control: Vec<bool>,
+        control_ids: HashMap<String, u32>,
+        bos_id: Option<u32>,
+        eos_id: Option<u32>,
+    ) -> Tokenizer {
+        let mut control_by_first: HashMap<char, Vec<(String, u32)>> = HashMap::new();
+        for (t, &id) in &control_ids {
+            if let Some(c) = t.chars().next() {
+                control_by_first.entry(c).or_default().push((t.clone(), id));
+            }
+        }
+        for v in control_by_first.values_mut() {
+            v.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        }
+        Tokenizer {
+            kind,
+            tokens,
+            control,
+            control_ids,
+            control_by_first,
+            bos_id,
+            eos_id,
+        }
+    }
+
+    /// Builds a tokenizer from a Hugging Face `tokenizer.json`, with the BOS and EOS
+    /// `tokenizer_config.json` names (`bos_token`/`eos_token`: strings or `{content}`
+    /// objects) when that file is given. Added tokens marked `special` are the control
+    /// tokens: matched only in template text, left out of decoded text.
+    pub fn from_hf_json(path: &Path, config: Option<&Path>) -> Result<Tokenizer> {
+        let err = |m: String| Error::Model(format!("{}: tokenizer: {m}", path.display()));
+        let tk = tokenizers::Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
+        let vocab = tk.get_vocab(true);
+        let n = vocab.values().max().map_or(0, |&m| m as usize + 1);
+        let mut tokens = vec![String::new(); n];
+        for (t, &id) in &vocab {
+            tokens[id as usize] = t.clone();
+        }
+        let mut control = vec![false; n];
+        let mut control_ids = HashMap::new();
+        for (id, added) in tk.get_added_tokens_decoder() {
+            if added.special && (id as usize) < n {
+                control[id as usize] = true;
+                control_ids.entry(added.content.clone()).or_insert(id);
+            }
+        }
+        let (mut bos_id, mut eos_id) = (None, None);
+        if let Some(cp) = config {
+            if let Some(c) = super::chat::source::read_json_if_exists(cp)? {
+                let id = |k: &str| -> Result<Option<u32>> {
+                    match super::chat::source::special_token_text(c.get(k)) {
+                        None => Ok(None),
+                        Some(t) => vocab.get(&t).copied().map(Some).ok_or_else(|| {
+                            Error::Model(format!(
+                                "{}: {k} {t:?} is not in {}",
+                                cp.display(),
+                                path.display()
+                            ))
+                        }),
+                    }
+                };
+                bos_id = id("bos_token")?;
+                eos_id = id("eos_token")?;
+            }
+        }
+        let mut plain = tk.clone();
+        plain.set_encode_special_tokens(true);
+        const SEP: &str = "\u{F8FF0}\u{F8FF1}";
+        plain
+            .add_tokens(vec![AddedToken::from(SEP, false).normalized(false)])
+            .map_err(|e| err(format!("adding a separator token: {e}")))?;
+        let sep = plain.token_to_id(SEP).map(|id| (SEP.to_string(), id));
+        let kind = Kind::Hf {
+            special: Box::new(tk),
+            plain: Box::new(plain),
+            sep,
+        };
+        Ok(Tokenizer::new(
+            kind,
+            tokens,
+            control,
+            control_ids,
+            bos_id,
+            eos_id,
+        ))
+    }
+
+    /// Token ids that end generation: the EOS, and every control token whose text is
+    /// one of [`END_OF_GENERATION`] (`<|eot_id|>`, `<|im_end|>`, `<end_of_turn>`...).
+    pub fn end_of_generation_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.eos_id.into_iter().collect();
+        for t in END_OF_GENERATION {
+            if let Some(&id) = self.control_ids.get(*t) {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        ids
+    }
+
+    /// Whether a token id is a control token.
+    pub fn is_control(&self, id: u32) -> bool {
+        self.control.get(id as usize) == Some(&true)
     }
 
     /// Token ids for text, control tokens written in it (`<|im_start|>`) tokenized as
@@ -201,26 +320,42 @@ impl Tokenizer {
         self.encode_with(text, true, Specials::Parse)
     }
 
-    /// Token ids for a rendered chat prompt: each template marker becomes its control
-    /// token (or is text, when the vocabulary lacks it), and the text between markers is
-    /// encoded with [`Tokenizer::encode`], so a message cannot open or close a turn.
+    /// Token ids for a rendered chat prompt: control tokens spelled in template text
+    /// become their ids, and the text between them (template text and content together,
+    /// as encoding the whole string would) is encoded with [`Tokenizer::encode`], so
+    /// content cannot open or close a turn.
     pub fn encode_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>> {
         let mut out = Vec::new();
         let mut text = String::new();
         for part in &prompt.parts {
             match part {
-                Part::Marker(m) => match self.control_ids.get(*m) {
-                    Some(&id) => {
+                Part::Template(t) => {
+                    let mut rest = t.as_str();
+                    while let Some((pos, len, id)) = self.find_control(rest) {
+                        text.push_str(&rest[..pos]);
                         self.flush_text(&mut text, &mut out)?;
                         out.push(id);
+                        rest = &rest[pos + len..];
                     }
-                    None => text.push_str(m),
-                },
+                    text.push_str(rest);
+                }
                 Part::Text(t) => text.push_str(t),
             }
         }
         self.flush_text(&mut text, &mut out)?;
         Ok(out)
+    }
+
+    /// The first control token spelled in `s` (the longest at that place): its byte
+    /// offset, length and id.
+    fn find_control(&self, s: &str) -> Option<(usize, usize, u32)> {
+        s.char_indices().find_map(|(i, c)| {
+            self.control_by_first
+                .get(&c)?
+                .iter()
+                .find(|(t, _)| s[i..].starts_with(t.as_str()))
+                .map(|(t, id)| (i, t.len(), *id))
+        })
     }
 
     /// Encodes the text run between two markers, as encoding the whole rendered string
@@ -236,7 +371,24 @@ impl Tokenizer {
 
     fn encode_with(&self, text: &str, at_start: bool, specials: Specials) -> Result<Vec<u32>> {
         match &self.kind {
-            Kind::Hf { special, plain } => {
+            Kind::Hf {
+                plain,
+                sep: Some((sep, sep_id)),
+                ..
+            } if !at_start && specials == Specials::AsText && !text.contains(sep.as_str()) => {
+                let ids = plain
+                    .encode(format!("{sep}{text}"), false)
+                    .map_err(|e| Error::Model(format!("tokenizing failed: {e}")))?
+                    .get_ids()
+                    .to_vec();
+                match ids.split_first() {
+                    Some((first, rest)) if first == sep_id => Ok(rest.to_vec()),
+                    _ => Err(Error::Internal(
+                        "tokenizer separator was not kept apart".into(),
+                    )),
+                }
+            }
+            Kind::Hf { special, plain, .. } => {
                 let tk = match specials {
                     Specials::Parse => special,
                     Specials::AsText => plain,

@@ -550,7 +550,8 @@ pub fn canary_test(spec: &Spec, opts: &AuditOptions, dir: &Path) -> Result<Canar
     let template = teacher
         .chat_template
         .as_deref()
-        .and_then(crate::models::chat::ChatTemplate::from_name);
+        .map(crate::models::chat::ChatTemplate::from_override)
+        .transpose()?;
     let llm = crate::runtime::llm(&model, device, precision, template)?;
     let mut requests = Vec::new();
     let mut planted_copy = Vec::new();

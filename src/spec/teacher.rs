@@ -32,7 +32,8 @@ pub struct TeacherSection {
     pub sampling: Sampling,
     pub max_new_tokens: usize,
     pub batch_size: usize,
-    /// Overrides the chat template the model declares (`chatml`, `gemma`, `raw`).
+    /// Overrides the chat template the model declares: `chatml`, `gemma`, `raw`, or a
+    /// path to a `.jinja` file.
     pub chat_template: Option<String>,
 }
 
@@ -105,15 +106,9 @@ pub(super) fn validate(t: &RawTeacher, loc: &Locator<'_>) -> Result<TeacherSecti
         }
     }
     if let Some(ct) = &t.chat_template {
-        if crate::models::chat::ChatTemplate::from_name(ct.get_ref()).is_none() {
-            return Err(loc.err(
-                ct.span(),
-                "teacher.chat_template",
-                format!(
-                    "unknown chat template {:?}; supported: chatml, gemma, raw",
-                    ct.get_ref()
-                ),
-            ));
+        // A built-in name, or a .jinja file that must read and compile.
+        if let Err(e) = crate::models::chat::ChatTemplate::from_override(ct.get_ref()) {
+            return Err(loc.err(ct.span(), "teacher.chat_template", e));
         }
     }
     check_model(

@@ -155,3 +155,34 @@ fn blend_language_is_declared_only_when_given() {
         "{e}"
     );
 }
+
+#[test]
+fn chat_template_is_a_built_in_name_or_a_jinja_file() {
+    let with = |v: &str| {
+        OK.replace(
+            "[teacher]\n",
+            &format!("[teacher]\nchat_template = {v:?}\n"),
+        )
+    };
+    assert!(parse(&with("gemma")).is_ok());
+    let e = err(&with("vicuna"));
+    assert!(
+        e.contains("t/spec.toml:6:") && e.contains("teacher.chat_template") && e.contains(".jinja"),
+        "{e}"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("missing.jinja");
+    let e = err(&with(&missing.display().to_string()));
+    assert!(e.contains(":6:") && e.contains("missing.jinja"), "{e}");
+    let bad = d.path().join("bad.jinja");
+    std::fs::write(&bad, "{% for m in messages %}").unwrap();
+    let e = err(&with(&bad.display().to_string()));
+    assert!(e.contains(":6:") && e.contains("bad.jinja"), "{e}");
+    let good = d.path().join("good.jinja");
+    std::fs::write(&good, "{% for m in messages %}{{ m.content }}{% endfor %}").unwrap();
+    let s = parse(&with(&good.display().to_string())).unwrap();
+    assert_eq!(
+        s.teacher.unwrap().chat_template.unwrap(),
+        good.display().to_string()
+    );
+}

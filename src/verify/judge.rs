@@ -161,7 +161,7 @@ impl<'a> Judge<'a> {
     /// strict-grader system prompt carrying the criteria, a short question/answer turn, and
     /// the verdict as the first assistant token ranked best of seven formats tried with
     /// SmolLM2-135M (AUROC 0.63; the README reports what small judges can and cannot do).
-    pub fn prompt_text(&self, item: &JudgeItem) -> Prompt {
+    pub fn prompt_text(&self, item: &JudgeItem) -> Result<Prompt> {
         let system = match &self.rubric.system {
             Some(s) => s.clone(),
             None => format!(
@@ -176,16 +176,16 @@ impl<'a> Judge<'a> {
             self.scale.question
         );
         let msgs = [Message::new("system", system), Message::new("user", user)];
-        let mut prompt = self.llm.template.render(&msgs, true);
+        let mut prompt = self.llm.template.render(&msgs, true)?;
         prompt.text(&self.scale.prefill);
-        prompt
+        Ok(prompt)
     }
 
     /// Token ids for an item, cutting the response (and flagging it) when it does not fit.
     /// The inner `Err` is an item that cannot be judged at all (its question does not fit
     /// even with the response cut away): that item's problem, not the batch's.
     fn item_ids(&self, item: &JudgeItem) -> Result<std::result::Result<(Vec<u32>, bool), String>> {
-        let ids = self.llm.prompt_ids_raw(&self.prompt_text(item))?;
+        let ids = self.llm.prompt_ids_raw(&self.prompt_text(item)?)?;
         if ids.len() <= self.max_tokens {
             return Ok(Ok((ids, false)));
         }
@@ -205,7 +205,7 @@ impl<'a> Judge<'a> {
                 prompt: item.prompt.clone(),
                 response: format!("{} […]", resp.iter().collect::<String>()),
             };
-            let ids = self.llm.prompt_ids_raw(&self.prompt_text(&cut))?;
+            let ids = self.llm.prompt_ids_raw(&self.prompt_text(&cut)?)?;
             if ids.len() <= self.max_tokens {
                 return Ok(Ok((ids, true)));
             }
