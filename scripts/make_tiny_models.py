@@ -63,6 +63,7 @@ FAMILIES = {
         specials=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         bos=None,
         eos="<|im_end|>",
+        template="qwen2.5",
         cfg=dict(tie_word_embeddings=True, rope_theta=1000000.0),
     ),
     "qwen3": dict(
@@ -71,6 +72,7 @@ FAMILIES = {
         specials=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         bos=None,
         eos="<|im_end|>",
+        template="qwen3",
         # head_dim differs from hidden / heads, as in the real Qwen3 models.
         cfg=dict(head_dim=32, tie_word_embeddings=False, rope_theta=1000000.0),
     ),
@@ -84,7 +86,9 @@ FAMILIES = {
             "<|end_header_id|>",
             "<|eot_id|>",
             "<|eom_id|>",
+            "<|python_tag|>",
         ],
+        template="llama3.1",
         bos="<|begin_of_text|>",
         eos="<|eot_id|>",
         # A short original context so that every branch of the llama3 blend is hit
@@ -104,7 +108,9 @@ FAMILIES = {
     "mistral": dict(
         cls="MistralConfig",
         gguf="llama",
-        specials=["<unk>", "<s>", "</s>", "[INST]", "[/INST]"],
+        specials=["<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[AVAILABLE_TOOLS]",
+                  "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]", "[TOOL_CALLS]"],
+        template="mistral-v0.3",
         bos="<s>",
         eos="</s>",
         # A window much shorter than the prompt, so ignoring it changes the logits.
@@ -116,7 +122,11 @@ FAMILIES = {
         gguf="phi3",
         specials=["<unk>", "<s>", "</s>", "<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
         bos="<s>",
-        eos="<|end|>",
+        # As Phi-3's own files: EOS <|endoftext|>, and generation_config.json's
+        # eos_token_id list adds <|end|> (the end of a turn).
+        eos="<|endoftext|>",
+        gen_eos=["<|endoftext|>", "<|end|>"],
+        template="phi3",
         cfg=dict(tie_word_embeddings=False, sliding_window=6, original_max_position_embeddings=256),
     ),
 }
@@ -316,11 +326,14 @@ def make(name, fam, seed):
     )
     randomize(model, seed)
     model.eval()
-    model.generation_config.eos_token_id = cfg["eos_token_id"]
+    model.generation_config.eos_token_id = (
+        [ids[t] for t in fam["gen_eos"]] if fam.get("gen_eos") else cfg["eos_token_id"]
+    )
     model.save_pretrained(
         out / "hf", safe_serialization=True, max_shard_size="200KB" if fam.get("shard") else "50GB"
     )
-    template_file = CHAT / f"{name}.jinja"
+    # The family's chat template, as tests/fixtures/chat/ has it (see make_chat_fixtures.py).
+    template_file = CHAT / f"{fam['template']}.jinja"
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=fam["bos"],
@@ -349,6 +362,16 @@ def make(name, fam, seed):
             nxt = int(model(torch.tensor([seq])).logits[0, -1].argmax())
             greedy.append(nxt)
             seq.append(nxt)
+    # The whole prompt path: transformers' own template render and tokenization of a
+    # conversation (HF parses special tokens in content, so this one writes none).
+    fast = PreTrainedTokenizerFast.from_pretrained(out / "hf")
+    chat = [
+        {"role": "system", "content": "You write short poems."},
+        {"role": "user", "content": "Count 1 2 3, then a poem about rivers."},
+    ]
+    chat_ids = fast.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
+    if isinstance(chat_ids, dict) or hasattr(chat_ids, "input_ids"):
+        chat_ids = chat_ids["input_ids"]
     ref = dict(
         arch=name,
         model_type=hf_cfg.model_type,
@@ -360,6 +383,10 @@ def make(name, fam, seed):
         prompt_ids=prompt_ids,
         logits=[[float(f"{x:.6g}") for x in row] for row in logits.tolist()],
         greedy=greedy,
+        chat_messages=chat,
+        chat_prompt=fast.apply_chat_template(chat, add_generation_prompt=True, tokenize=False),
+        chat_ids=list(chat_ids),
+        eos_token_ids=model.generation_config.eos_token_id,
     )
     (out / "reference.json").write_text(json.dumps(ref, indent=None) + "\n")
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())

@@ -115,9 +115,11 @@ pub fn generate(args: &GenerateBench) -> Result<BenchReport> {
     let mut rows = Vec::new();
     let mut out = Vec::new();
 
-    // Prefill: one prompt of `prompt_tokens` tokens in one forward.
+    // Prefill: one prompt of `prompt_tokens` tokens in one forward (ids within any
+    // vocabulary: a tiny test model's too).
+    let vocab = d.cfg.vocab as u32;
     let prompt: Vec<u32> = (0..args.prompt_tokens)
-        .map(|i| 100 + (i as u32 * 7919) % 20000)
+        .map(|i| (100 + (i as u32 * 7919) % 20000) % vocab)
         .collect();
     let t = median(args.runs, || {
         let mut cache = d.new_cache(prompt.len() + 1)?;
@@ -226,7 +228,7 @@ pub fn decode_seconds(d: &Decoder, b: usize, tokens: usize) -> Result<f64> {
         let prompts: Vec<Vec<u32>> = (0..b)
             .map(|i| {
                 (0..(8 + i % 5))
-                    .map(|j| 200 + ((i * 31 + j * 17) % 5000) as u32)
+                    .map(|j| (200 + ((i * 31 + j * 17) % 5000) as u32) % d.cfg.vocab as u32)
                     .collect()
             })
             .collect();

@@ -173,9 +173,16 @@ fn models_list() {
         models::source::flywheel_home().join("models").display()
     );
     println!();
-    println!("Any other model of these architectures loads from a .gguf file, a Hugging Face folder");
-    println!("(config.json + safetensors + tokenizer.json) or a repo id in the Hugging Face cache:");
-    println!("{:<8} {:<30} {}", "arch", "GGUF / config.json name", "notes");
+    println!(
+        "Any other model of these architectures loads from a .gguf file, a Hugging Face folder"
+    );
+    println!(
+        "(config.json + safetensors + tokenizer.json) or a repo id in the Hugging Face cache:"
+    );
+    println!(
+        "{:<8} {:<30} {}",
+        "arch", "GGUF / config.json name", "notes"
+    );
     for (arch, names, notes) in flywheel::engine::model::config::ARCHITECTURES {
         println!("{arch:<8} {names:<30} {notes}");
     }

@@ -85,9 +85,16 @@ pub fn inspect(m: &ResolvedModel, load: bool) -> Inspection {
         format!("{} is supported", c.arch.name())
     });
     let tok = super::open_tokenizer(&ckpt);
-    r.check("tokenizer", tok, |t| format!("{} tokens", t.vocab_size()));
-    let tmpl = super::chat_template_of(&ckpt, m);
-    r.check("chat template", tmpl, |t| t.describe());
+    if let Some(tok) = r.check("tokenizer", tok, |t| format!("{} tokens", t.vocab_size())) {
+        let tmpl = super::chat_template_of(&ckpt, m, None, &tok);
+        if let Some(t) = r.check("chat template", tmpl, |t| t.provenance()) {
+            // A template that raises on a plain conversation would fail every prompt.
+            let msgs = [crate::models::chat::Message::new("user", "Hello")];
+            r.check("chat render", t.render(&msgs, false), |p| {
+                format!("{} characters for one user turn", p.to_string().len())
+            });
+        }
+    }
     if load && r.problem.is_none() {
         let t0 = std::time::Instant::now();
         let d = Decoder::load(&ckpt, &Device::Cpu, Precision::Q8_0).and_then(|d| {
@@ -125,12 +132,10 @@ fn tensor_types(ckpt: &Checkpoint) -> BTreeMap<String, usize> {
         }
         Checkpoint::Hf(f) => {
             // SAFETY: read-only map of files flywheel does not write, used for headers.
-            if let Ok(st) =
-                unsafe { candle_core::safetensors::MmapedSafetensors::multi(&f.shards) }
+            if let Ok(st) = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&f.shards) }
             {
                 for (_, view) in st.tensors() {
-                    *out
-                        .entry(format!("{:?}", view.dtype()).to_uppercase())
+                    *out.entry(format!("{:?}", view.dtype()).to_uppercase())
                         .or_insert(0) += 1;
                 }
             }

@@ -6,6 +6,7 @@
 #[cfg(feature = "cuda")]
 pub mod cuda_attention;
 pub mod device;
+pub mod inspect;
 pub mod model;
 pub mod precision;
 pub mod sampler;
@@ -13,7 +14,7 @@ pub mod sampler;
 use crate::error::{Error, Result};
 use crate::models::chat::{ChatTemplate, Message, Prompt};
 use crate::models::tokenizer::Tokenizer;
-use crate::models::ResolvedModel;
+use crate::models::{Checkpoint, ResolvedModel};
 use crate::spec::Sampling;
 use candle_core::Device;
 pub use device::Runtime;
@@ -36,6 +37,10 @@ pub struct ModelInfo {
     pub weights: String,
     pub arch: String,
     pub chat_template: String,
+    /// A Hugging Face folder's files by name, each with its sha256 (`file_sha256` is then
+    /// the digest over all of them). Empty for a GGUF file.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 /// A loaded language model ready to generate.
@@ -60,8 +65,8 @@ pub fn is_oom(e: &Error) -> bool {
 }
 
 impl Llm {
-    /// Loads a resolved GGUF model onto a device, its matmuls in `precision`.
-    /// `template` overrides the declared chat template.
+    /// Loads a resolved model (a GGUF file or a Hugging Face folder) onto a device, its
+    /// matmuls in `precision`. `template` overrides the model's own chat template.
     pub fn load(
         m: &ResolvedModel,
         device: &Device,
@@ -69,33 +74,31 @@ impl Llm {
         template: Option<ChatTemplate>,
     ) -> Result<Llm> {
         let file = m.main_file();
-        let ckpt = crate::models::Checkpoint::open(&file.path)?;
-        let g = match &ckpt {
-            crate::models::Checkpoint::Gguf(g) => g,
-            crate::models::Checkpoint::Hf(f) => {
-                return Err(Error::Model(format!(
-                    "{}: Hugging Face folders are not wired into the engine yet",
-                    f.dir.display()
-                )))
-            }
-        };
-        let tokenizer = Tokenizer::from_gguf(g)?;
+        let ckpt = Checkpoint::open(&file.path)?;
+        let tokenizer = open_tokenizer(&ckpt)?;
+        let template = chat_template_of(&ckpt, m, template, &tokenizer)?;
         let decoder = Decoder::load(&ckpt, device, precision)?;
-        let arch = g.arch()?;
-        let declared = m.manifest.and_then(|mf| mf.chat_template.as_deref());
-        let template =
-            crate::models::chat::source::for_gguf(&g, &tokenizer, template, declared, &arch);
-        let mut stop_ids = stop_ids(&tokenizer, &template, &gguf_stop_ids(&g));
+        let arch = ckpt.arch_name()?;
+        let (declared_stops, quant, smollm_default_system) = match &ckpt {
+            Checkpoint::Gguf(g) => (
+                gguf_stop_ids(g),
+                m.manifest.map(|mf| mf.quant.clone()).unwrap_or_else(|| {
+                    g.get("general.file_type")
+                        .and_then(crate::models::gguf::value_u64)
+                        .map_or("unknown".into(), |t| format!("file_type {t}"))
+                }),
+                // Only for the built-in ChatML: SmolLM2's own Jinja template writes it.
+                g.str("tokenizer.chat_template")
+                    .is_some_and(|t| t.contains("named SmolLM")),
+            ),
+            Checkpoint::Hf(f) => (
+                f.eos_token_ids()?,
+                format!("safetensors {}", decoder.stored_formats),
+                false,
+            ),
+        };
+        let mut stop_ids = stop_ids(&tokenizer, &template, &declared_stops);
         stop_ids.dedup();
-        let quant = m.manifest.map(|mf| mf.quant.clone()).unwrap_or_else(|| {
-            g.get("general.file_type")
-                .and_then(crate::models::gguf::value_u64)
-                .map_or("unknown".into(), |t| format!("file_type {t}"))
-        });
-        // Only for the built-in ChatML: SmolLM2's own Jinja template writes it itself.
-        let smollm_default_system = g
-            .str("tokenizer.chat_template")
-            .is_some_and(|t| t.contains("named SmolLM"));
         Ok(Llm {
             info: ModelInfo {
                 model: m.id.clone(),
@@ -104,6 +107,11 @@ impl Llm {
                 weights: decoder.weight_format.clone(),
                 arch,
                 chat_template: template.provenance(),
+                files: m
+                    .folder_files()
+                    .iter()
+                    .map(|f| (f.name.clone(), f.sha256.clone()))
+                    .collect(),
             },
             decoder,
             tokenizer,
@@ -345,6 +353,50 @@ impl Llm {
     }
 }
 
+/// The tokenizer a checkpoint carries: a GGUF's metadata, or a folder's `tokenizer.json`
+/// (with `tokenizer_config.json`'s BOS/EOS when present).
+pub fn open_tokenizer(ckpt: &Checkpoint) -> Result<Tokenizer> {
+    match ckpt {
+        Checkpoint::Gguf(g) => Tokenizer::from_gguf(g),
+        Checkpoint::Hf(f) => {
+            let json = f.dir.join("tokenizer.json");
+            if !json.is_file() {
+                return Err(Error::Model(format!(
+                    "{}: no tokenizer.json; flywheel reads fast tokenizers only (save the tokenizer with transformers' fast tokenizer, e.g. AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(dir))",
+                    f.dir.display()
+                )));
+            }
+            let config = f.dir.join("tokenizer_config.json");
+            Tokenizer::from_hf_json(&json, config.is_file().then_some(config.as_path()))
+        }
+    }
+}
+
+/// The chat template a model is prompted with: `over` (the spec's) when given, else the
+/// model's own Jinja template, else a built-in one (see `models::chat::source`).
+pub fn chat_template_of(
+    ckpt: &Checkpoint,
+    m: &ResolvedModel,
+    over: Option<ChatTemplate>,
+    tokenizer: &Tokenizer,
+) -> Result<ChatTemplate> {
+    use crate::models::chat::source;
+    match ckpt {
+        Checkpoint::Gguf(g) => {
+            let declared = m.manifest.and_then(|mf| mf.chat_template.as_deref());
+            Ok(source::for_gguf(g, tokenizer, over, declared, &g.arch()?))
+        }
+        Checkpoint::Hf(f) => {
+            let (bos, eos) = source::token_texts(tokenizer);
+            if let Some(t) = over {
+                return Ok(source::with_tokens(t, bos, eos));
+            }
+            Ok(source::from_hf_folder(&f.dir)?
+                .unwrap_or_else(|| ChatTemplate::detect(None, f.model_type().unwrap_or(""))))
+        }
+    }
+}
+
 /// Token ids that end generation: the tokenizer's end-of-generation tokens (EOS and
 /// control tokens such as `<|eot_id|>`, `<|im_end|>`), the model's `declared` ones
 /// (GGUF `eot_token_id`/`eos_token_id`, or a Hugging Face `eos_token_id` list), and a
@@ -362,7 +414,7 @@ pub fn stop_ids(tokenizer: &Tokenizer, template: &ChatTemplate, declared: &[u32]
 
 /// A GGUF's declared end tokens: `tokenizer.ggml.eot_token_id` and `eos_token_id`
 /// (either may be an array: all are taken).
-fn gguf_stop_ids(g: &GgufFile) -> Vec<u32> {
+fn gguf_stop_ids(g: &crate::models::gguf::GgufFile) -> Vec<u32> {
     use candle_core::quantized::gguf_file::Value;
     let mut ids = Vec::new();
     for k in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eos_token_id"] {

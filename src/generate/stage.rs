@@ -131,9 +131,11 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
         .map(ChatTemplate::from_override)
         .transpose()?;
 
+    // A built-in override keeps its name; a `.jinja` file is keyed by its content, so
+    // editing the file regenerates instead of resuming records made with the old text.
     let fingerprint = serde_json::json!({
         "model_sha256": model.main_file().sha256,
-        "chat_template": teacher.chat_template,
+        "chat_template": template.as_ref().map(ChatTemplate::provenance),
         "sampling": teacher.sampling,
         "max_new_tokens": teacher.max_new_tokens,
         "seed": spec.run.seed,

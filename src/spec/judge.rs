@@ -166,7 +166,7 @@ pub(super) fn validate(raw: &[RawJudge], loc: &Locator<'_>) -> Result<Vec<JudgeS
         }
         judges.push(JudgeSpec {
             name,
-            model: j.model.get_ref().clone(),
+            model: super::model_ref(j.model.get_ref(), loc),
             rubric,
             batch_size: j.batch_size,
             max_tokens: j.max_tokens,

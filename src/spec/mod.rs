@@ -181,7 +181,8 @@ impl Spec {
 /// catching before a model loads. `hint` ends the message (the teacher also takes paths).
 fn check_model(model: &Spanned<String>, field: &str, hint: &str, loc: &Locator<'_>) -> Result<()> {
     let m = model.get_ref();
-    if crate::models::registry::find(m).is_none() && !looks_like_path(m) {
+    let exists = Path::new(m).exists() || loc.base_dir().join(m).exists();
+    if crate::models::registry::find(m).is_none() && !looks_like_path(m) && !exists {
         return Err(loc.err(
             model.span(),
             field,
@@ -196,6 +197,22 @@ fn check_model(model: &Spanned<String>, field: &str, hint: &str, loc: &Locator<'
 
 fn looks_like_path(s: &str) -> bool {
     s.contains('/') || s.contains('\\') || s.ends_with(".gguf")
+}
+
+/// A model as the spec names it, made usable from any working directory: a built-in id
+/// stays; a relative path that exists beside the spec (a `.gguf` file or a model folder)
+/// becomes that path, as every other file a spec names is read; anything else is kept
+/// (a path relative to the working directory, or a Hugging Face repo id).
+fn model_ref(m: &str, loc: &Locator<'_>) -> String {
+    if crate::models::registry::find(m).is_some() || Path::new(m).is_absolute() {
+        return m.to_string();
+    }
+    let beside = loc.base_dir().join(m);
+    if beside.exists() {
+        beside.display().to_string()
+    } else {
+        m.to_string()
+    }
 }
 
 #[cfg(test)]

@@ -105,24 +105,36 @@ pub(super) fn validate(t: &RawTeacher, loc: &Locator<'_>) -> Result<TeacherSecti
             ));
         }
     }
-    if let Some(ct) = &t.chat_template {
-        // A built-in name, or a .jinja file that must read and compile.
-        if let Err(e) = crate::models::chat::ChatTemplate::from_override(ct.get_ref()) {
-            return Err(loc.err(ct.span(), "teacher.chat_template", e));
+    // A built-in name, or a .jinja file (beside the spec, like every file a spec names)
+    // that must read and compile.
+    let chat_template = match &t.chat_template {
+        Some(ct) => {
+            let name = ct.get_ref();
+            let is_path = name.ends_with(".jinja") || name.contains('/') || name.contains('\\');
+            let value = if !is_path {
+                name.clone()
+            } else {
+                loc.base_dir().join(name).display().to_string()
+            };
+            if let Err(e) = crate::models::chat::ChatTemplate::from_override(&value) {
+                return Err(loc.err(ct.span(), "teacher.chat_template", e));
+            }
+            Some(value)
         }
-    }
+        None => None,
+    };
     check_model(
         &t.model,
         "teacher.model",
-        " (or give a path to a .gguf file)",
+        " (or give a path to a .gguf file or a Hugging Face model folder, or a repo id in the Hugging Face cache)",
         loc,
     )?;
     Ok(TeacherSection {
-        model: t.model.get_ref().clone(),
+        model: super::model_ref(t.model.get_ref(), loc),
         sampling: t.sampling.clone(),
         max_new_tokens: *t.max_new_tokens.get_ref(),
         batch_size: *t.batch_size.get_ref(),
-        chat_template: t.chat_template.as_ref().map(|c| c.get_ref().clone()),
+        chat_template,
     })
 }
 

@@ -31,12 +31,32 @@ pub enum Arch {
 /// What `flywheel models list` shows: each family, its names in GGUF and config.json,
 /// and what sets it apart.
 pub const ARCHITECTURES: &[(&str, &str, &str)] = &[
-    ("llama", "llama / llama", "Llama 2/3.x, SmolLM2; llama3 and linear rope scaling"),
-    ("mistral", "llama / mistral", "sliding window on every layer when set"),
-    ("qwen2", "qwen2 / qwen2", "Qwen2, Qwen2.5: q/k/v biases, tied or untied"),
+    (
+        "llama",
+        "llama / llama",
+        "Llama 2/3.x, SmolLM2; llama3 and linear rope scaling",
+    ),
+    (
+        "mistral",
+        "llama / mistral",
+        "sliding window on every layer when set",
+    ),
+    (
+        "qwen2",
+        "qwen2 / qwen2",
+        "Qwen2, Qwen2.5: q/k/v biases, tied or untied",
+    ),
     ("qwen3", "qwen3 / qwen3", "dense Qwen3: per-head q/k norm"),
-    ("phi3", "phi3 / phi3", "Phi-3(.5) mini: fused qkv and gate_up (not LongRoPE 128k)"),
-    ("gemma3", "gemma3 / -", "Gemma 3 (GGUF only): 5 local : 1 global layers"),
+    (
+        "phi3",
+        "phi3 / phi3",
+        "Phi-3(.5) mini: fused qkv and gate_up (not LongRoPE 128k)",
+    ),
+    (
+        "gemma3",
+        "gemma3 / -",
+        "Gemma 3 (GGUF only): 5 local : 1 global layers",
+    ),
 ];
 
 /// The feed-forward gate's activation.

@@ -64,6 +64,8 @@ pub struct Decoder {
     cache_dtype: DType,
     /// How the weights are held in memory (for provenance), e.g. "Q8_0 (from Q4_1)".
     pub weight_format: String,
+    /// The file's tensor types, e.g. "BF16" or "F32+Q4_1".
+    pub stored_formats: String,
     pub attention: AttentionImpl,
 }
 
@@ -102,7 +104,8 @@ impl Decoder {
             (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim),
         );
         let from: Vec<&str> = weights.formats.iter().map(String::as_str).collect();
-        let weight_format = format!("{} (from {})", precision_label(precision), from.join("+"));
+        let stored_formats = from.join("+");
+        let weight_format = format!("{} (from {stored_formats})", precision_label(precision));
         Ok(Decoder {
             cfg,
             weights,
@@ -111,6 +114,7 @@ impl Decoder {
             precision,
             cache_dtype,
             weight_format,
+            stored_formats,
             attention,
         })
     }
