@@ -179,10 +179,7 @@ fn models_list() {
     println!(
         "(config.json + safetensors + tokenizer.json) or a repo id in the Hugging Face cache:"
     );
-    println!(
-        "{:<8} {:<30} {}",
-        "arch", "GGUF / config.json name", "notes"
-    );
+    println!("{:<8} {:<30} notes", "arch", "GGUF / config.json name");
     for (arch, names, notes) in flywheel::engine::model::config::ARCHITECTURES {
         println!("{arch:<8} {names:<30} {notes}");
     }
