@@ -133,7 +133,8 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
 
     let fingerprint = serde_json::json!({
         "model_sha256": model.main_file().sha256,
-        "chat_template": teacher.chat_template,
+        // The name, or for a .jinja file its content's hash (an edited file is a new run).
+        "chat_template": template.as_ref().map(ChatTemplate::provenance),
         "sampling": teacher.sampling,
         "max_new_tokens": teacher.max_new_tokens,
         "seed": spec.run.seed,
