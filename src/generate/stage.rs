@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// Bumped when the engine's numerics change in a way that changes generated text.
-pub const ENGINE_REVISION: u32 = 2;
+/// 3: generation also stops at every end-of-generation control token the vocabulary has
+/// (SmolLM2's `<|endoftext|>` among them), so older records may run past one.
+pub const ENGINE_REVISION: u32 = 3;
 
 /// Command-line overrides for a generate run.
 #[derive(Debug, Clone)]
