@@ -368,3 +368,46 @@ template = "A poem about {{topic}}."
     assert!(stderr(&o).contains("chat_template"), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), first);
 }
+
+/// A GGUF whose tokenizer metadata is incomplete (no token list, or no merges for a BPE)
+/// is refused with the key it lacks, never a panic.
+#[test]
+fn gguf_with_incomplete_tokenizer_metadata_is_refused_clearly() {
+    use candle_core::quantized::gguf_file::{write, Content};
+    let src = fixture("qwen2").join("model.gguf");
+    let mut f = std::fs::File::open(&src).unwrap();
+    let content = Content::read(&mut f).unwrap();
+    let tensors: Vec<(String, candle_core::quantized::QTensor)> = content
+        .tensor_infos
+        .keys()
+        .map(|n| {
+            let t = content
+                .tensor(&mut f, n, &candle_core::Device::Cpu)
+                .unwrap();
+            (n.clone(), t)
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    for drop_key in [
+        "tokenizer.ggml.tokens",
+        "tokenizer.ggml.merges",
+        "tokenizer.ggml.model",
+    ] {
+        let meta: Vec<(&str, &candle_core::quantized::gguf_file::Value)> = content
+            .metadata
+            .iter()
+            .filter(|(k, _)| k.as_str() != drop_key)
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        let tens: Vec<(&str, &candle_core::quantized::QTensor)> =
+            tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let path = dir.path().join(format!("no-{drop_key}.gguf"));
+        write(&mut std::fs::File::create(&path).unwrap(), &meta, &tens).unwrap();
+        let (ok, text) = inspect(&path);
+        assert!(!ok, "{drop_key}: {text}");
+        assert!(
+            text.contains("tokenizer") && text.contains(drop_key),
+            "{drop_key}: {text}"
+        );
+    }
+}

@@ -152,3 +152,53 @@ fn mistral_sliding_window_matches_transformers() {
 fn phi3_matches_transformers() {
     check_family("phi3", Arch::Phi3);
 }
+
+/// Ragged batches: three prompts of different lengths prefilled in one step, then decoded
+/// together, give each sequence the logits it gets alone (bit for bit in Q8_0, the
+/// engine's batch-invariant default; to float rounding in f32) — sliding windows and
+/// fused weights included.
+#[test]
+fn ragged_batches_match_single_sequences() {
+    for name in ["mistral", "phi3", "qwen3", "llama3"] {
+        let r = reference(name);
+        let p = &r.prompt_ids;
+        let prompts = [&p[..], &p[5..30], &p[10..13]];
+        for (precision, tol) in [(Precision::Q8_0, 0.0), (Precision::F32, 1e-5)] {
+            let ckpt = Checkpoint::open(&fixture(name).join("hf")).unwrap();
+            let d = Decoder::load(&ckpt, &Device::Cpu, precision).unwrap();
+            let alone: Vec<(Vec<f32>, Vec<f32>)> = prompts
+                .iter()
+                .map(|pr| {
+                    let mut c = d.new_cache(pr.len() + 1).unwrap();
+                    let first = logits_of(&d, &mut c, pr);
+                    let next = logits_of(&d, &mut c, &[argmax(&first) as u32]);
+                    (first, next)
+                })
+                .collect();
+            let mut caches: Vec<SeqCache> = prompts
+                .iter()
+                .map(|pr| d.new_cache(pr.len() + 1).unwrap())
+                .collect();
+            let step = |caches: &mut [SeqCache], toks: &[Vec<u32>]| -> Vec<Vec<f32>> {
+                let mut segs: Vec<Segment<'_>> = caches
+                    .iter_mut()
+                    .zip(toks)
+                    .map(|(cache, t)| Segment { cache, tokens: t })
+                    .collect();
+                d.forward(&mut segs).unwrap().to_vec2::<f32>().unwrap()
+            };
+            let firsts = step(&mut caches, &prompts.map(|x| x.to_vec()));
+            let nexts: Vec<Vec<u32>> = firsts.iter().map(|l| vec![argmax(l) as u32]).collect();
+            let seconds = step(&mut caches, &nexts);
+            for i in 0..prompts.len() {
+                for (got, want) in [(&firsts[i], &alone[i].0), (&seconds[i], &alone[i].1)] {
+                    let e = rel_err(got, want);
+                    assert!(
+                        e <= tol,
+                        "{name} {precision:?} sequence {i}: {e:e} > {tol:e}"
+                    );
+                }
+            }
+        }
+    }
+}
