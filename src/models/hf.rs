@@ -39,6 +39,25 @@ impl HfFolder {
 
     /// Reads `config.json` and finds the weight files, naming any that is missing.
     pub fn open(dir: &Path) -> Result<HfFolder> {
+        if !dir.join("config.json").is_file() {
+            let gguf = std::fs::read_dir(dir)
+                .ok()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| p.extension().is_some_and(|x| x == "gguf"));
+            return Err(Error::Model(match gguf {
+                Some(g) => format!(
+                    "{} is a folder without config.json; to use the GGUF file in it, give its path ({})",
+                    dir.display(),
+                    g.display()
+                ),
+                None => format!(
+                    "{} is a folder without config.json, so not a Hugging Face model folder (config.json, *.safetensors, tokenizer.json)",
+                    dir.display()
+                ),
+            }));
+        }
         let config = read_json(&dir.join("config.json"))?;
         if !config.is_object() {
             return Err(Error::Model(format!(
@@ -222,6 +241,16 @@ mod tests {
             e.contains("model-00002-of-00002.safetensors is missing"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_folder_without_config_says_what_it_lacks() {
+        let d = tempfile::tempdir().unwrap();
+        let e = HfFolder::open(d.path()).unwrap_err().to_string();
+        assert!(e.contains("without config.json"), "{e}");
+        write(d.path(), "m.gguf", "");
+        let e = HfFolder::open(d.path()).unwrap_err().to_string();
+        assert!(e.contains("m.gguf"), "{e}");
     }
 
     #[test]
