@@ -318,7 +318,8 @@ impl Cx<'_> {
                 ));
             }
         }
-        let kinds: Vec<(&str, Range<usize>)> = [
+        // In file order, so "both" points at the second kind key a reader meets.
+        let mut kinds: Vec<(&str, Range<usize>)> = [
             ("template", rs.template.as_ref().map(|v| v.span())),
             ("sampler", rs.sampler.as_ref().map(|v| v.span())),
             ("expression", rs.expression.as_ref().map(|v| v.span())),
@@ -327,6 +328,7 @@ impl Cx<'_> {
         .into_iter()
         .filter_map(|(k, s)| s.map(|s| (k, s)))
         .collect();
+        kinds.sort_by_key(|(_, s)| s.start);
         match kinds.as_slice() {
             [] => {
                 return Err(self.err(
@@ -348,8 +350,8 @@ impl Cx<'_> {
                 ))
             }
         }
-        let (kind_key, _) = &kinds[0];
-        if *kind_key != "template" {
+        let kind_key = kinds[0].0;
+        if kind_key != "template" {
             for (key, span) in [
                 ("system", rs.system.as_ref().map(|v| v.span())),
                 ("model", rs.model.as_ref().map(|v| v.span())),
@@ -782,3 +784,6 @@ fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
         v.join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests;
