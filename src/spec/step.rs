@@ -87,6 +87,14 @@ struct RawSamplingOverride {
     repetition_penalty: Option<Spanned<f32>>,
 }
 
+/// The one kind key a step has, borrowed from it.
+enum RawKind<'a> {
+    Llm(&'a Spanned<String>),
+    Sampler(&'a Spanned<RawSampler>),
+    Expression(&'a Spanned<String>),
+    Json(&'a Spanned<RawJson>),
+}
+
 /// `[task.messages]` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -319,38 +327,36 @@ impl Cx<'_> {
             }
         }
         // In file order, so "both" points at the second kind key a reader meets.
-        let mut kinds: Vec<(&str, Range<usize>)> = [
-            ("template", rs.template.as_ref().map(|v| v.span())),
-            ("sampler", rs.sampler.as_ref().map(|v| v.span())),
-            ("expression", rs.expression.as_ref().map(|v| v.span())),
-            ("json", rs.json.as_ref().map(|v| v.span())),
-        ]
-        .into_iter()
-        .filter_map(|(k, s)| s.map(|s| (k, s)))
-        .collect();
-        kinds.sort_by_key(|(_, s)| s.start);
-        match kinds.as_slice() {
-            [] => {
-                return Err(self.err(
-                    rs.name.span(),
-                    j,
-                    "",
-                    format!("step `{name}` has no kind; give exactly one of {KINDS}"),
-                ))
-            }
-            [_] => {}
-            [(a, _), (b, span), ..] => {
-                return Err(self.err(
-                    span.clone(),
-                    j,
-                    b,
-                    format!(
-                        "step `{name}` has both `{a}` and `{b}`; a step is exactly one of {KINDS}"
-                    ),
-                ))
-            }
+        let mut kinds: Vec<(&str, Range<usize>, RawKind<'_>)> = Vec::new();
+        if let Some(v) = &rs.template {
+            kinds.push(("template", v.span(), RawKind::Llm(v)));
         }
-        let kind_key = kinds[0].0;
+        if let Some(v) = &rs.sampler {
+            kinds.push(("sampler", v.span(), RawKind::Sampler(v)));
+        }
+        if let Some(v) = &rs.expression {
+            kinds.push(("expression", v.span(), RawKind::Expression(v)));
+        }
+        if let Some(v) = &rs.json {
+            kinds.push(("json", v.span(), RawKind::Json(v)));
+        }
+        kinds.sort_by_key(|(_, s, _)| s.start);
+        if let [(a, _, _), (b, span, _), ..] = kinds.as_slice() {
+            return Err(self.err(
+                span.clone(),
+                j,
+                b,
+                format!("step `{name}` has both `{a}` and `{b}`; a step is exactly one of {KINDS}"),
+            ));
+        }
+        let Some((kind_key, _, raw_kind)) = kinds.into_iter().next() else {
+            return Err(self.err(
+                rs.name.span(),
+                j,
+                "",
+                format!("step `{name}` has no kind; give exactly one of {KINDS}"),
+            ));
+        };
         if kind_key != "template" {
             for (key, span) in [
                 ("system", rs.system.as_ref().map(|v| v.span())),
@@ -373,21 +379,20 @@ impl Cx<'_> {
             }
         }
         let mut vars = Vec::new();
-        let kind = if let Some(t) = &rs.template {
-            self.text(j, "template", t, &mut vars)?;
-            if let Some(s) = &rs.system {
-                self.text(j, "system", s, &mut vars)?;
+        let kind = match raw_kind {
+            RawKind::Llm(t) => {
+                self.text(j, "template", t, &mut vars)?;
+                if let Some(s) = &rs.system {
+                    self.text(j, "system", s, &mut vars)?;
+                }
+                self.llm(j, rs, t, has_teacher)?
             }
-            self.llm(j, rs, t, has_teacher)?
-        } else if let Some(s) = &rs.sampler {
-            StepKind::Sampler(self.sampler(j, s, &mut vars)?)
-        } else if let Some(e) = &rs.expression {
-            self.text(j, "expression", e, &mut vars)?;
-            StepKind::Expression(e.get_ref().clone())
-        } else if let Some(js) = &rs.json {
-            self.json(j, js, &mut vars)?
-        } else {
-            unreachable!("exactly one kind key was found above")
+            RawKind::Sampler(s) => StepKind::Sampler(self.sampler(j, s, &mut vars)?),
+            RawKind::Expression(e) => {
+                self.text(j, "expression", e, &mut vars)?;
+                StepKind::Expression(e.get_ref().clone())
+            }
+            RawKind::Json(js) => self.json(j, js, &mut vars)?,
         };
         Ok(Step { name, kind, vars })
     }
@@ -549,8 +554,8 @@ impl Cx<'_> {
         .into_iter()
         .filter_map(|(k, on)| on.then_some(k))
         .collect();
-        if given.len() != 1 {
-            return Err(self.err(
+        let one_of = || {
+            self.err(
                 s.span(),
                 j,
                 "sampler",
@@ -558,7 +563,10 @@ impl Cx<'_> {
                     "a sampler is exactly one of `choice = [...]`, `int = [a, b]`, `float = [a, b]` or `pick = \"seed\"`; got {}",
                     if given.is_empty() { "none".to_string() } else { given.join(" and ") }
                 ),
-            ));
+            )
+        };
+        if given.len() != 1 {
+            return Err(one_of());
         }
         if let (Some(w), None) = (&r.weights, &r.choice) {
             return Err(self.err(w.span(), j, "sampler.weights", "`weights` go with `choice`"));
@@ -639,7 +647,7 @@ impl Cx<'_> {
             };
         }
         let Some(p) = &r.pick else {
-            unreachable!("exactly one sampler key was found above")
+            return Err(one_of());
         };
         let seed = p.get_ref();
         let Some(list) = self.seeds.get(seed) else {
