@@ -9,6 +9,10 @@ pub enum Error {
     /// A spec file problem, already formatted with `file:line:col` and the field.
     #[error("{0}")]
     Spec(String),
+    /// A valid spec asks for something this build checks but cannot run yet; refused
+    /// before any work so nothing half-made is written.
+    #[error("{0}")]
+    Unsupported(String),
     /// A file a stage reads does not exist yet: `run_first` is the command that makes it.
     /// (`or` ends the message with the other way out, e.g. " (or pass --input FILE)".)
     #[error("{} does not exist: run `{run_first}` first{or}", path.display())]

@@ -508,3 +508,63 @@ fn export_skips_bad_lines_by_name_or_fails_with_strict() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("hostile.jsonl:2:"), "{}", stderr(&o));
 }
+
+/// A task written as steps is validated, but until its executor lands (issue #15)
+/// `generate` and `run` refuse it by name and write no records: running it as a plain
+/// task would hand back data the spec did not ask for. No model loads.
+#[test]
+fn steps_tasks_are_validated_but_refused_until_they_can_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = format!(
+        r#"[run]
+name = "steps"
+out_dir = {:?}
+
+[teacher]
+model = "smollm2-135m-instruct"
+
+[seeds]
+topic = ["tides", "volcanoes"]
+
+[[task]]
+name = "qa"
+
+  [[task.step]]
+  name = "question"
+  template = "Write one question about {{{{topic}}}}."
+
+  [[task.step]]
+  name = "answer"
+  template = "{{{{question}}}}"
+"#,
+        d.join("runs").display().to_string()
+    );
+    let spec = d.join("steps.toml");
+    std::fs::write(&spec, &text).unwrap();
+    let out = d.join("out");
+    let refusal =
+        "task `qa` declares steps, which this build validates but does not run yet (issue #15)";
+    expect_failure(
+        flywheel().arg("generate").arg(&spec).arg("--out").arg(&out),
+        &[refusal],
+    );
+    assert!(!out.join("generated.jsonl").exists());
+    expect_failure(flywheel().arg("run").arg(&spec), &[refusal]);
+    assert!(!d.join("runs/steps/generated.jsonl").exists());
+    // The graph is checked first: a step using a later one fails at its line.
+    let bad = d.join("bad.toml");
+    std::fs::write(
+        &bad,
+        text.replace("about {{topic}}", "about {{topic}} for {{answer}}"),
+    )
+    .unwrap();
+    expect_failure(
+        flywheel().arg("generate").arg(&bad),
+        &[
+            "bad.toml:16:",
+            "task[0].step[0].template",
+            "which step 2 computes after it",
+        ],
+    );
+}

@@ -16,6 +16,7 @@ mod locate;
 mod privacy;
 mod run;
 mod seeds;
+mod step;
 mod task;
 mod teacher;
 mod verifier;
@@ -27,6 +28,7 @@ pub(crate) use locate::Locator;
 pub use privacy::{Policy, PrivacySection};
 pub use run::RunSection;
 pub use seeds::SeedValues;
+pub use step::{MessageMap, Sampler, SamplingOverride, Step, StepKind};
 pub use task::{collect_vars, render, Task, MAX_PLAN_RECORDS, MAX_SAMPLE, MAX_SAMPLES_PER_PROMPT};
 pub use teacher::{Sampling, TeacherSection, MAX_BATCH, MAX_NEW_TOKENS};
 pub use verifier::{compile_regex, load_schema, LengthUnit, VerifierSpec};
@@ -121,7 +123,7 @@ impl Spec {
             None => None,
         };
         let seeds = seeds::validate(&raw.seeds, &loc)?;
-        let tasks = task::validate(&raw.tasks, &seeds, &loc)?;
+        let tasks = task::validate(&raw.tasks, &seeds, teacher.is_some(), &loc)?;
         let judges = judge::validate(&raw.judges, &loc)?;
         let verifiers = verifier::validate(&raw.verifiers, &loc)?;
         let dedup = dedup::validate(raw.dedup, &loc)?;

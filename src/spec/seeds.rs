@@ -133,7 +133,7 @@ fn distinct(values: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-fn scalar_to_string(v: &toml::Value) -> Option<String> {
+pub(super) fn scalar_to_string(v: &toml::Value) -> Option<String> {
     match v {
         toml::Value::String(s) => Some(s.clone()),
         toml::Value::Integer(i) => Some(i.to_string()),

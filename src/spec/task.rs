@@ -1,5 +1,7 @@
-//! `[[task]]`: prompt templates with `{{var}}` placeholders, expanded over seed lists.
+//! `[[task]]`: prompt templates with `{{var}}` placeholders, expanded over seed lists, or
+//! named steps (`[[task.step]]`, checked in `step.rs`).
 
+use super::step::{self, MessageMap, RawMessages, RawStep, Step};
 use super::{Locator, SeedValues};
 use crate::error::Result;
 use serde::Deserialize;
@@ -18,9 +20,14 @@ pub const MAX_SAMPLES_PER_PROMPT: usize = 1_000_000;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTask {
     name: Spanned<String>,
-    template: Spanned<String>,
+    #[serde(default)]
+    template: Option<Spanned<String>>,
     #[serde(default)]
     system: Option<Spanned<String>>,
+    #[serde(rename = "step", default)]
+    steps: Vec<RawStep>,
+    #[serde(default)]
+    messages: Option<Spanned<RawMessages>>,
     #[serde(default = "default_samples")]
     samples_per_prompt: Spanned<usize>,
     #[serde(default)]
@@ -31,21 +38,34 @@ fn default_samples() -> Spanned<usize> {
     Spanned::new(0..0, 1)
 }
 
-/// `[[task]]`: one prompt template, expanded over the seed lists it names.
+/// `[[task]]`: one prompt template, or a list of steps, expanded over the seed lists it
+/// names.
 #[derive(Debug, Clone)]
 pub struct Task {
     pub name: String,
-    /// User prompt with `{{var}}` placeholders.
+    /// User prompt with `{{var}}` placeholders (empty for a task with steps).
     pub template: String,
-    /// Optional system prompt, may use placeholders too.
+    /// Optional system prompt, may use placeholders too (`None` for a task with steps).
     pub system: Option<String>,
+    /// The task's steps in the order they run; empty for a plain `template` task.
+    pub steps: Vec<Step>,
+    /// `[task.messages]`; `None` means the last LLM step's prompt and answer (steps only).
+    pub messages: Option<MessageMap>,
     /// How many responses to sample for each expanded prompt.
     pub samples_per_prompt: usize,
     /// `None`: the full cartesian product of the seed lists; `Some(n)`: n combinations
     /// drawn from it with the run seed.
     pub sample: Option<usize>,
-    /// The template variables, in order of first appearance.
+    /// The seed variables the task uses (the template's, or those any step or turn
+    /// reads), in order of first appearance: the plan expands over these.
     pub vars: Vec<String>,
+}
+
+impl Task {
+    /// Whether the task is written as `[[task.step]]` rather than one template.
+    pub fn has_steps(&self) -> bool {
+        !self.steps.is_empty()
+    }
 }
 
 /// Checks every task against the seed lists and bounds the whole plan: the plan is built
@@ -54,13 +74,14 @@ pub struct Task {
 pub(super) fn validate(
     raw: &[RawTask],
     seeds: &BTreeMap<String, SeedValues>,
+    has_teacher: bool,
     loc: &Locator<'_>,
 ) -> Result<Vec<Task>> {
     let mut tasks = Vec::new();
     let mut planned: u128 = 0;
     let mut names = HashSet::new();
     for (i, rt) in raw.iter().enumerate() {
-        let task = validate_task(i, rt, seeds, &mut names, loc)?;
+        let task = validate_task(i, rt, seeds, has_teacher, &mut names, loc)?;
         let combos: u128 = task
             .vars
             .iter()
@@ -70,9 +91,13 @@ pub(super) fn validate(
         let records = combos.saturating_mul(task.samples_per_prompt as u128);
         planned = planned.saturating_add(records);
         if planned > MAX_PLAN_RECORDS {
+            let (span, field) = match &rt.template {
+                Some(t) => (t.span(), format!("task[{i}].template")),
+                None => (rt.name.span(), format!("task[{i}]")),
+            };
             return Err(loc.err(
-                rt.template.span(),
-                &format!("task[{i}].template"),
+                span,
+                &field,
                 format!(
                     "the spec plans {planned} records up to this task ({combos} seed combinations × samples_per_prompt {}), more than the {MAX_PLAN_RECORDS} one spec may plan; add `sample = N` to draw N combinations, or shorten the seed lists",
                     task.samples_per_prompt
@@ -89,6 +114,7 @@ fn validate_task(
     i: usize,
     rt: &RawTask,
     seeds: &BTreeMap<String, SeedValues>,
+    has_teacher: bool,
     names: &mut HashSet<String>,
     loc: &Locator<'_>,
 ) -> Result<Task> {
@@ -101,28 +127,45 @@ fn validate_task(
             format!("task names must be non-empty and unique, got {tname:?}"),
         ));
     }
-    let mut vars = Vec::new();
-    collect_vars(rt.template.get_ref())
-        .map_err(|m| loc.err(rt.template.span(), &field("template"), m))?
-        .into_iter()
-        .for_each(|v| push_unique(&mut vars, v));
-    if let Some(sys) = &rt.system {
-        collect_vars(sys.get_ref())
-            .map_err(|m| loc.err(sys.span(), &field("system"), m))?
-            .into_iter()
-            .for_each(|v| push_unique(&mut vars, v));
-    }
-    if let Some(v) = vars.iter().find(|v| !seeds.contains_key(*v)) {
-        let known: Vec<_> = seeds.keys().cloned().collect();
-        return Err(loc.err(
-            rt.template.span(),
-            &field("template"),
-            format!(
-                "template variable {{{{{v}}}}} has no seed list; add `{v} = [\"...\"]` under [seeds] (defined: {})",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-            ),
-        ));
-    }
+    let (template, system, steps, messages, vars) = match &rt.template {
+        Some(t) if !rt.steps.is_empty() => {
+            return Err(loc.err(
+                t.span(),
+                &field("template"),
+                format!("task `{tname}` has both `template` and [[task.step]]; a task is one template or a list of steps, not both"),
+            ))
+        }
+        Some(t) => {
+            if let Some(m) = &rt.messages {
+                return Err(loc.err(
+                    m.span(),
+                    &field("messages"),
+                    "[task.messages] picks turns from steps, and this task has no [[task.step]]",
+                ));
+            }
+            let vars = template_vars(i, t, rt.system.as_ref(), seeds, loc)?;
+            let system = rt.system.as_ref().map(|s| s.get_ref().clone());
+            (t.get_ref().clone(), system, Vec::new(), None, vars)
+        }
+        None if rt.steps.is_empty() => {
+            return Err(loc.err(
+                rt.name.span(),
+                &field("template"),
+                format!("task `{tname}` has neither `template` nor [[task.step]]; give one"),
+            ))
+        }
+        None => {
+            if let Some(s) = &rt.system {
+                return Err(loc.err(
+                    s.span(),
+                    &field("system"),
+                    "a task with steps sets `system` on each LLM step, not on the task",
+                ));
+            }
+            let v = step::validate(i, &rt.steps, rt.messages.as_ref(), seeds, has_teacher, loc)?;
+            (String::new(), None, v.steps, v.messages, v.seed_vars)
+        }
+    };
     let spp = &rt.samples_per_prompt;
     if *spp.get_ref() == 0 {
         return Err(loc.err(
@@ -159,12 +202,48 @@ fn validate_task(
     }
     Ok(Task {
         name: tname,
-        template: rt.template.get_ref().clone(),
-        system: rt.system.as_ref().map(|s| s.get_ref().clone()),
+        template,
+        system,
+        steps,
+        messages,
         samples_per_prompt: *spp.get_ref(),
         sample: rt.sample.as_ref().map(|s| *s.get_ref()),
         vars,
     })
+}
+
+/// A plain task's placeholders, each with a seed list.
+fn template_vars(
+    i: usize,
+    template: &Spanned<String>,
+    system: Option<&Spanned<String>>,
+    seeds: &BTreeMap<String, SeedValues>,
+    loc: &Locator<'_>,
+) -> Result<Vec<String>> {
+    let field = |f: &str| format!("task[{i}].{f}");
+    let mut vars = Vec::new();
+    collect_vars(template.get_ref())
+        .map_err(|m| loc.err(template.span(), &field("template"), m))?
+        .into_iter()
+        .for_each(|v| push_unique(&mut vars, v));
+    if let Some(sys) = system {
+        collect_vars(sys.get_ref())
+            .map_err(|m| loc.err(sys.span(), &field("system"), m))?
+            .into_iter()
+            .for_each(|v| push_unique(&mut vars, v));
+    }
+    if let Some(v) = vars.iter().find(|v| !seeds.contains_key(*v)) {
+        let known: Vec<_> = seeds.keys().cloned().collect();
+        return Err(loc.err(
+            template.span(),
+            &field("template"),
+            format!(
+                "template variable {{{{{v}}}}} has no seed list; add `{v} = [\"...\"]` under [seeds] (defined: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ),
+        ));
+    }
+    Ok(vars)
 }
 
 fn push_unique(v: &mut Vec<String>, x: String) {

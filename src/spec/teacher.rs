@@ -141,37 +141,44 @@ pub(super) fn validate(t: &RawTeacher, loc: &Locator<'_>) -> Result<TeacherSecti
 /// `[teacher.sampling]` is deserialized without spans, so errors look its fields up in
 /// the text: at the offending field's line when it is in the file, else the section's.
 fn validate_sampling(t: &RawTeacher, loc: &Locator<'_>) -> Result<()> {
-    let s = &t.sampling;
-    let err = |field: &str, m: String| {
-        let span = loc
-            .value_span(&["teacher", "sampling", field])
-            .or_else(|| loc.value_span(&["teacher", "sampling"]))
-            .unwrap_or(t.model.span());
-        Err(loc.err(span, &format!("teacher.sampling.{field}"), m))
-    };
+    match sampling_problem(&t.sampling) {
+        None => Ok(()),
+        Some((field, m)) => {
+            let span = loc
+                .value_span(&["teacher", "sampling", field])
+                .or_else(|| loc.value_span(&["teacher", "sampling"]))
+                .unwrap_or(t.model.span());
+            Err(loc.err(span, &format!("teacher.sampling.{field}"), m))
+        }
+    }
+}
+
+/// The first out-of-bounds sampling field and why, shared with per-step overrides so a
+/// step accepts exactly the values `[teacher.sampling]` does.
+pub(super) fn sampling_problem(s: &Sampling) -> Option<(&'static str, String)> {
     if !(s.temperature >= 0.0 && s.temperature.is_finite()) {
-        return err(
+        return Some((
             "temperature",
             format!(
                 "temperature must be >= 0 (0 = greedy), got {}",
                 s.temperature
             ),
-        );
+        ));
     }
     if !(s.top_p > 0.0 && s.top_p <= 1.0) {
-        return err("top_p", format!("top_p must be in (0, 1], got {}", s.top_p));
+        return Some(("top_p", format!("top_p must be in (0, 1], got {}", s.top_p)));
     }
     if !(s.repetition_penalty > 0.0 && s.repetition_penalty.is_finite()) {
-        return err(
+        return Some((
             "repetition_penalty",
             format!(
                 "repetition_penalty must be > 0, got {}",
                 s.repetition_penalty
             ),
-        );
+        ));
     }
     if s.stop.iter().any(|x| x.is_empty()) {
-        return err("stop", "stop strings must not be empty".into());
+        return Some(("stop", "stop strings must not be empty".into()));
     }
-    Ok(())
+    None
 }

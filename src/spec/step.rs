@@ -1,0 +1,797 @@
+//! `[[task.step]]`: a task written as named steps (LLM calls, samplers, text expressions,
+//! JSON extractions), each able to use seed variables and earlier steps' values.
+//!
+//! The graph is checked here, before any model loads: steps run in the order written, so
+//! a step may use only seeds and steps above it, and an error says which step comes later
+//! rather than just "unknown". Kinds planned in issue #15 but not built yet are reserved,
+//! so trying one gives a clear message instead of an unknown-field error.
+
+use super::task::collect_vars;
+use super::teacher::{sampling_problem, MAX_NEW_TOKENS};
+use super::{check_model, model_ref, Locator, Sampling, SeedValues};
+use crate::error::Result;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use toml::Spanned;
+
+/// One step as written. Every key is optional here: which kind a step is depends on
+/// which kind key is present, checked in [`validate`] so errors can say so.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    name: Spanned<String>,
+    #[serde(default)]
+    template: Option<Spanned<String>>,
+    #[serde(default)]
+    sampler: Option<Spanned<RawSampler>>,
+    #[serde(default)]
+    expression: Option<Spanned<String>>,
+    #[serde(default)]
+    json: Option<Spanned<RawJson>>,
+    #[serde(default)]
+    system: Option<Spanned<String>>,
+    #[serde(default)]
+    model: Option<Spanned<String>>,
+    #[serde(default)]
+    max_new_tokens: Option<Spanned<usize>>,
+    #[serde(default)]
+    sampling: Option<Spanned<RawSamplingOverride>>,
+    #[serde(default)]
+    stop: Option<Spanned<Vec<String>>>,
+    // Reserved for issue #15's later kinds; any value is refused with a pointer.
+    #[serde(default)]
+    conversation: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    evolve: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    few_shot: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSampler {
+    #[serde(default)]
+    choice: Option<Spanned<Vec<toml::Value>>>,
+    #[serde(default)]
+    weights: Option<Spanned<Vec<f64>>>,
+    #[serde(default)]
+    int: Option<Spanned<Vec<i64>>>,
+    #[serde(default)]
+    float: Option<Spanned<Vec<f64>>>,
+    #[serde(default)]
+    pick: Option<Spanned<String>>,
+    #[serde(default)]
+    k: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJson {
+    from: Spanned<String>,
+    path: Spanned<String>,
+}
+
+/// `sampling = { ... }` on a step. Stop strings are the step's own `stop` key, so they
+/// are not accepted here too.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSamplingOverride {
+    #[serde(default)]
+    temperature: Option<Spanned<f32>>,
+    #[serde(default)]
+    top_p: Option<Spanned<f32>>,
+    #[serde(default)]
+    top_k: Option<Spanned<usize>>,
+    #[serde(default)]
+    repetition_penalty: Option<Spanned<f32>>,
+}
+
+/// The one kind key a step has, borrowed from it.
+enum RawKind<'a> {
+    Llm(&'a Spanned<String>),
+    Sampler(&'a Spanned<RawSampler>),
+    Expression(&'a Spanned<String>),
+    Json(&'a Spanned<RawJson>),
+}
+
+/// `[task.messages]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMessages {
+    #[serde(default)]
+    system: Option<Spanned<String>>,
+    user: Spanned<String>,
+    assistant: Spanned<String>,
+}
+
+/// One validated step of a task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Unique within the task; `{{name}}` in later steps is this step's value.
+    pub name: String,
+    pub kind: StepKind,
+    /// The names this step reads (seed variables and earlier steps: placeholders, the
+    /// `pick` list, `json.from`), in order of first appearance.
+    pub vars: Vec<String>,
+}
+
+/// What a step computes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    /// A model call: `template` is the user prompt.
+    Llm {
+        template: String,
+        system: Option<String>,
+        /// `None`: `[teacher].model`. Otherwise resolved as `teacher.model` is.
+        model: Option<String>,
+        /// `None`: `[teacher].max_new_tokens`.
+        max_new_tokens: Option<usize>,
+        /// Fields that replace `[teacher.sampling]`'s for this step.
+        sampling: Option<SamplingOverride>,
+        /// Stop strings of this step, in addition to `[teacher.sampling].stop`.
+        stop: Vec<String>,
+    },
+    /// A value drawn per record with the record's seed.
+    Sampler(Sampler),
+    /// A template over seeds and earlier steps; no model.
+    Expression(String),
+    /// A field of an earlier LLM or expression step's output, parsed as JSON.
+    Json {
+        from: String,
+        /// Dotted path split into segments; a segment of digits indexes an array.
+        path: Vec<String>,
+    },
+}
+
+/// A sampler step's distribution.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sampler {
+    /// One of `values`, with `weights` (same length, sum > 0) or uniformly.
+    Choice {
+        values: Vec<String>,
+        weights: Option<Vec<f64>>,
+    },
+    /// A uniform integer in `[min, max]` (both included).
+    Int { min: i64, max: i64 },
+    /// A uniform float in `[min, max)`.
+    Float { min: f64, max: f64 },
+    /// `k` distinct values of seed list `seed`, joined by ", ".
+    Pick { seed: String, k: usize },
+}
+
+/// Per-step sampling: each `Some` field replaces `[teacher.sampling]`'s.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct SamplingOverride {
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<usize>,
+    pub repetition_penalty: Option<f32>,
+}
+
+impl SamplingOverride {
+    /// `base` with this override's fields in place.
+    pub fn apply(&self, base: &Sampling) -> Sampling {
+        Sampling {
+            temperature: self.temperature.unwrap_or(base.temperature),
+            top_p: self.top_p.unwrap_or(base.top_p),
+            top_k: self.top_k.unwrap_or(base.top_k),
+            repetition_penalty: self.repetition_penalty.unwrap_or(base.repetition_penalty),
+            stop: base.stop.clone(),
+        }
+    }
+}
+
+/// `[task.messages]`: which step (or seed variable) fills each turn of the record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageMap {
+    pub system: Option<String>,
+    pub user: String,
+    pub assistant: String,
+}
+
+/// The validated steps of task `i`.
+pub(super) struct Validated {
+    pub steps: Vec<Step>,
+    pub messages: Option<MessageMap>,
+    /// Seed variables any step or turn uses, in order of first use: the plan expands
+    /// over these.
+    pub seed_vars: Vec<String>,
+}
+
+const KINDS: &str = "`template` (an LLM call), `sampler`, `expression` or `json`";
+
+/// Checks a task's steps and `[task.messages]` against its seeds, in the order written.
+pub(super) fn validate(
+    i: usize,
+    raw: &[RawStep],
+    messages: Option<&Spanned<RawMessages>>,
+    seeds: &BTreeMap<String, SeedValues>,
+    has_teacher: bool,
+    loc: &Locator<'_>,
+) -> Result<Validated> {
+    check_names(i, raw, seeds, loc)?;
+    let names: Vec<&str> = raw.iter().map(|s| s.name.get_ref().as_str()).collect();
+    let mut cx = Cx {
+        i,
+        names: &names,
+        seeds,
+        loc,
+        steps: Vec::new(),
+        seed_vars: Vec::new(),
+    };
+    for (j, rs) in raw.iter().enumerate() {
+        let step = cx.step(j, rs, has_teacher)?;
+        cx.steps.push(step);
+    }
+    let messages = match messages {
+        Some(m) => Some(cx.messages(m)?),
+        None => {
+            if !cx
+                .steps
+                .iter()
+                .any(|s| matches!(s.kind, StepKind::Llm { .. }))
+            {
+                return Err(loc.err(
+                    raw[0].name.span(),
+                    &format!("task[{i}].messages"),
+                    "this task has no LLM step (one with `template`), so add [task.messages] to say which values make the `user` and `assistant` turns",
+                ));
+            }
+            None
+        }
+    };
+    Ok(Validated {
+        steps: cx.steps,
+        messages,
+        seed_vars: cx.seed_vars,
+    })
+}
+
+/// Names are placeholders in later steps: plain identifiers, unique, and never a seed
+/// variable's (`{{x}}` would be ambiguous).
+fn check_names(
+    i: usize,
+    raw: &[RawStep],
+    seeds: &BTreeMap<String, SeedValues>,
+    loc: &Locator<'_>,
+) -> Result<()> {
+    for (j, rs) in raw.iter().enumerate() {
+        let name = rs.name.get_ref();
+        let bad = |m: String| loc.err(rs.name.span(), &format!("task[{i}].step[{j}].name"), m);
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(bad(format!(
+                "step name {name:?} must be non-empty and use only letters, digits and '_' (it is a `{{{{placeholder}}}}`)"
+            )));
+        }
+        if let Some(k) = raw[..j].iter().position(|o| o.name.get_ref() == name) {
+            return Err(bad(format!(
+                "step name `{name}` is already step {} of this task; step names are unique",
+                k + 1
+            )));
+        }
+        if seeds.contains_key(name) {
+            return Err(bad(format!(
+                "step name `{name}` is also a seed variable, so `{{{{{name}}}}}` would be ambiguous; rename the step"
+            )));
+        }
+    }
+    Ok(())
+}
+
+struct Cx<'a> {
+    i: usize,
+    names: &'a [&'a str],
+    seeds: &'a BTreeMap<String, SeedValues>,
+    loc: &'a Locator<'a>,
+    /// The steps validated so far (those before the current one).
+    steps: Vec<Step>,
+    seed_vars: Vec<String>,
+}
+
+impl Cx<'_> {
+    fn field(&self, j: usize, f: &str) -> String {
+        if f.is_empty() {
+            format!("task[{}].step[{j}]", self.i)
+        } else {
+            format!("task[{}].step[{j}].{f}", self.i)
+        }
+    }
+
+    fn err(
+        &self,
+        span: Range<usize>,
+        j: usize,
+        f: &str,
+        m: impl std::fmt::Display,
+    ) -> crate::Error {
+        self.loc.err(span, &self.field(j, f), m)
+    }
+
+    fn step(&mut self, j: usize, rs: &RawStep, has_teacher: bool) -> Result<Step> {
+        let name = rs.name.get_ref().clone();
+        for (key, v) in [
+            ("conversation", &rs.conversation),
+            ("evolve", &rs.evolve),
+            ("few_shot", &rs.few_shot),
+        ] {
+            if let Some(v) = v {
+                return Err(self.err(
+                    v.span(),
+                    j,
+                    key,
+                    format!(
+                        "`{key}` steps are not supported yet, see issue #15; use one of {KINDS}"
+                    ),
+                ));
+            }
+        }
+        // In file order, so "both" points at the second kind key a reader meets.
+        let mut kinds: Vec<(&str, Range<usize>, RawKind<'_>)> = Vec::new();
+        if let Some(v) = &rs.template {
+            kinds.push(("template", v.span(), RawKind::Llm(v)));
+        }
+        if let Some(v) = &rs.sampler {
+            kinds.push(("sampler", v.span(), RawKind::Sampler(v)));
+        }
+        if let Some(v) = &rs.expression {
+            kinds.push(("expression", v.span(), RawKind::Expression(v)));
+        }
+        if let Some(v) = &rs.json {
+            kinds.push(("json", v.span(), RawKind::Json(v)));
+        }
+        kinds.sort_by_key(|(_, s, _)| s.start);
+        if let [(a, _, _), (b, span, _), ..] = kinds.as_slice() {
+            return Err(self.err(
+                span.clone(),
+                j,
+                b,
+                format!("step `{name}` has both `{a}` and `{b}`; a step is exactly one of {KINDS}"),
+            ));
+        }
+        let Some((kind_key, _, raw_kind)) = kinds.into_iter().next() else {
+            return Err(self.err(
+                rs.name.span(),
+                j,
+                "",
+                format!("step `{name}` has no kind; give exactly one of {KINDS}"),
+            ));
+        };
+        if kind_key != "template" {
+            for (key, span) in [
+                ("system", rs.system.as_ref().map(|v| v.span())),
+                ("model", rs.model.as_ref().map(|v| v.span())),
+                (
+                    "max_new_tokens",
+                    rs.max_new_tokens.as_ref().map(|v| v.span()),
+                ),
+                ("sampling", rs.sampling.as_ref().map(|v| v.span())),
+                ("stop", rs.stop.as_ref().map(|v| v.span())),
+            ] {
+                if let Some(span) = span {
+                    return Err(self.err(
+                        span,
+                        j,
+                        key,
+                        format!("`{key}` belongs to LLM steps (those with `template`); step `{name}` is a `{kind_key}` step"),
+                    ));
+                }
+            }
+        }
+        let mut vars = Vec::new();
+        let kind = match raw_kind {
+            RawKind::Llm(t) => {
+                self.text(j, "template", t, &mut vars)?;
+                if let Some(s) = &rs.system {
+                    self.text(j, "system", s, &mut vars)?;
+                }
+                self.llm(j, rs, t, has_teacher)?
+            }
+            RawKind::Sampler(s) => StepKind::Sampler(self.sampler(j, s, &mut vars)?),
+            RawKind::Expression(e) => {
+                self.text(j, "expression", e, &mut vars)?;
+                StepKind::Expression(e.get_ref().clone())
+            }
+            RawKind::Json(js) => self.json(j, js, &mut vars)?,
+        };
+        Ok(Step { name, kind, vars })
+    }
+
+    /// A text with placeholders: every `{{var}}` a seed or an earlier step.
+    fn text(
+        &mut self,
+        j: usize,
+        f: &str,
+        t: &Spanned<String>,
+        vars: &mut Vec<String>,
+    ) -> Result<()> {
+        let used = collect_vars(t.get_ref()).map_err(|m| self.err(t.span(), j, f, m))?;
+        for v in used {
+            if let Some(m) = self.reference(j, &v) {
+                return Err(self.err(t.span(), j, f, m));
+            }
+            self.note_use(&v, vars);
+        }
+        Ok(())
+    }
+
+    /// Why step `j` may not use `v`, or `None` if it may.
+    fn reference(&self, j: usize, v: &str) -> Option<String> {
+        if self.seeds.contains_key(v) || self.names[..j].contains(&v) {
+            return None;
+        }
+        let me = self.names[j];
+        if v == me {
+            return Some(format!(
+                "step `{me}` uses `{{{{{v}}}}}`, its own value; a step can use only seed variables and earlier steps"
+            ));
+        }
+        if let Some(k) = self.names.iter().position(|n| *n == v) {
+            return Some(format!(
+                "step `{me}` uses `{{{{{v}}}}}`, which step {} computes after it; steps run in the order written",
+                k + 1
+            ));
+        }
+        Some(format!(
+            "step `{me}` uses `{{{{{v}}}}}`, which is neither a seed variable nor an earlier step (seeds: {}; earlier steps: {})",
+            list(self.seeds.keys().map(String::as_str)),
+            list(self.names[..j].iter().copied())
+        ))
+    }
+
+    fn note_use(&mut self, v: &str, vars: &mut Vec<String>) {
+        push_unique(vars, v);
+        if self.seeds.contains_key(v) {
+            push_unique(&mut self.seed_vars, v);
+        }
+    }
+
+    fn llm(
+        &self,
+        j: usize,
+        rs: &RawStep,
+        t: &Spanned<String>,
+        has_teacher: bool,
+    ) -> Result<StepKind> {
+        let name = rs.name.get_ref();
+        let model = match &rs.model {
+            Some(m) => {
+                check_model(
+                    m,
+                    &self.field(j, "model"),
+                    " (or give a path to a .gguf file or a Hugging Face model folder, or a repo id in the Hugging Face cache)",
+                    self.loc,
+                )?;
+                Some(model_ref(m.get_ref(), self.loc))
+            }
+            None if !has_teacher => {
+                return Err(self.err(
+                    rs.name.span(),
+                    j,
+                    "model",
+                    format!("step `{name}` names no `model` and the spec has no [teacher] section; `generate` needs one (add [teacher], or `model = \"...\"` to this step; see configs/demo.toml)"),
+                ))
+            }
+            None => None,
+        };
+        let max_new_tokens = match &rs.max_new_tokens {
+            Some(n) => {
+                let v = *n.get_ref();
+                if v == 0 {
+                    return Err(self.err(n.span(), j, "max_new_tokens", "must be at least 1"));
+                }
+                if v > MAX_NEW_TOKENS {
+                    return Err(self.err(
+                        n.span(),
+                        j,
+                        "max_new_tokens",
+                        format!("{v} is more than the {MAX_NEW_TOKENS} allowed"),
+                    ));
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        let sampling = match &rs.sampling {
+            Some(s) => Some(self.sampling(j, s)?),
+            None => None,
+        };
+        let stop = match &rs.stop {
+            Some(s) => {
+                if s.get_ref().iter().any(String::is_empty) {
+                    return Err(self.err(s.span(), j, "stop", "stop strings must not be empty"));
+                }
+                s.get_ref().clone()
+            }
+            None => Vec::new(),
+        };
+        Ok(StepKind::Llm {
+            template: t.get_ref().clone(),
+            system: rs.system.as_ref().map(|s| s.get_ref().clone()),
+            model,
+            max_new_tokens,
+            sampling,
+            stop,
+        })
+    }
+
+    /// The same bounds as `[teacher.sampling]`: the override is checked on top of the
+    /// defaults, so the field at fault is always one the step set.
+    fn sampling(&self, j: usize, s: &Spanned<RawSamplingOverride>) -> Result<SamplingOverride> {
+        let r = s.get_ref();
+        let o = SamplingOverride {
+            temperature: r.temperature.as_ref().map(|v| *v.get_ref()),
+            top_p: r.top_p.as_ref().map(|v| *v.get_ref()),
+            top_k: r.top_k.as_ref().map(|v| *v.get_ref()),
+            repetition_penalty: r.repetition_penalty.as_ref().map(|v| *v.get_ref()),
+        };
+        if let Some((f, m)) = sampling_problem(&o.apply(&Sampling::default())) {
+            let span = match f {
+                "temperature" => r.temperature.as_ref().map(|v| v.span()),
+                "top_p" => r.top_p.as_ref().map(|v| v.span()),
+                "repetition_penalty" => r.repetition_penalty.as_ref().map(|v| v.span()),
+                _ => None,
+            }
+            .unwrap_or(s.span());
+            return Err(self.err(span, j, &format!("sampling.{f}"), m));
+        }
+        Ok(o)
+    }
+
+    fn sampler(
+        &mut self,
+        j: usize,
+        s: &Spanned<RawSampler>,
+        vars: &mut Vec<String>,
+    ) -> Result<Sampler> {
+        let r = s.get_ref();
+        let given: Vec<&str> = [
+            ("choice", r.choice.is_some()),
+            ("int", r.int.is_some()),
+            ("float", r.float.is_some()),
+            ("pick", r.pick.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, on)| on.then_some(k))
+        .collect();
+        let one_of = || {
+            self.err(
+                s.span(),
+                j,
+                "sampler",
+                format!(
+                    "a sampler is exactly one of `choice = [...]`, `int = [a, b]`, `float = [a, b]` or `pick = \"seed\"`; got {}",
+                    if given.is_empty() { "none".to_string() } else { given.join(" and ") }
+                ),
+            )
+        };
+        if given.len() != 1 {
+            return Err(one_of());
+        }
+        if let (Some(w), None) = (&r.weights, &r.choice) {
+            return Err(self.err(w.span(), j, "sampler.weights", "`weights` go with `choice`"));
+        }
+        if let (Some(k), None) = (&r.k, &r.pick) {
+            return Err(self.err(k.span(), j, "sampler.k", "`k` goes with `pick`"));
+        }
+        if let Some(c) = &r.choice {
+            let bad = |m: String| self.err(c.span(), j, "sampler.choice", m);
+            let mut values = Vec::with_capacity(c.get_ref().len());
+            for (n, v) in c.get_ref().iter().enumerate() {
+                values.push(super::seeds::scalar_to_string(v).ok_or_else(|| {
+                    bad(format!("item {n} is {}, expected a string", v.type_str()))
+                })?);
+            }
+            if values.is_empty() {
+                return Err(bad("the list is empty; give at least one value".into()));
+            }
+            let weights = match &r.weights {
+                Some(w) => {
+                    let ws = w.get_ref();
+                    let bad = |m: String| self.err(w.span(), j, "sampler.weights", m);
+                    if ws.len() != values.len() {
+                        return Err(bad(format!(
+                            "{} weights for {} choices; give one weight per choice",
+                            ws.len(),
+                            values.len()
+                        )));
+                    }
+                    if let Some(x) = ws.iter().find(|x| !(x.is_finite() && **x >= 0.0)) {
+                        return Err(bad(format!("weights must be finite and >= 0, got {x}")));
+                    }
+                    if ws.iter().sum::<f64>() <= 0.0 {
+                        return Err(bad("the weights sum to 0; at least one must be > 0".into()));
+                    }
+                    Some(ws.clone())
+                }
+                None => None,
+            };
+            return Ok(Sampler::Choice { values, weights });
+        }
+        if let Some(v) = &r.int {
+            return match v.get_ref().as_slice() {
+                &[min, max] if min <= max => Ok(Sampler::Int { min, max }),
+                &[min, max] => Err(self.err(
+                    v.span(),
+                    j,
+                    "sampler.int",
+                    format!("int = [{min}, {max}]: the first bound must be <= the second"),
+                )),
+                other => Err(self.err(
+                    v.span(),
+                    j,
+                    "sampler.int",
+                    format!("expected `int = [min, max]`, got {} numbers", other.len()),
+                )),
+            };
+        }
+        if let Some(v) = &r.float {
+            return match v.get_ref().as_slice() {
+                &[min, max] if min.is_finite() && max.is_finite() && min < max => {
+                    Ok(Sampler::Float { min, max })
+                }
+                &[min, max] => Err(self.err(
+                    v.span(),
+                    j,
+                    "sampler.float",
+                    format!(
+                        "float = [{min}, {max}]: the bounds must be finite, the first < the second"
+                    ),
+                )),
+                other => Err(self.err(
+                    v.span(),
+                    j,
+                    "sampler.float",
+                    format!("expected `float = [min, max]`, got {} numbers", other.len()),
+                )),
+            };
+        }
+        let Some(p) = &r.pick else {
+            return Err(one_of());
+        };
+        let seed = p.get_ref();
+        let Some(list) = self.seeds.get(seed) else {
+            return Err(self.err(
+                p.span(),
+                j,
+                "sampler.pick",
+                format!(
+                    "`pick` names {seed:?}, which is not a seed variable (seeds: {})",
+                    list(self.seeds.keys().map(String::as_str))
+                ),
+            ));
+        };
+        let (k, kspan) = match &r.k {
+            Some(k) => (*k.get_ref(), k.span()),
+            None => (1, p.span()),
+        };
+        if k == 0 || k > list.values.len() {
+            return Err(self.err(
+                kspan,
+                j,
+                "sampler.k",
+                format!(
+                    "k = {k}, but `pick` draws 1 to {} distinct values of seed list `{seed}`",
+                    list.values.len()
+                ),
+            ));
+        }
+        self.note_use(seed, vars);
+        Ok(Sampler::Pick {
+            seed: seed.clone(),
+            k,
+        })
+    }
+
+    fn json(
+        &mut self,
+        j: usize,
+        js: &Spanned<RawJson>,
+        vars: &mut Vec<String>,
+    ) -> Result<StepKind> {
+        let r = js.get_ref();
+        let from = r.from.get_ref();
+        let me = self.names[j];
+        let earlier_text: Vec<&str> = self
+            .steps
+            .iter()
+            .filter(|s| matches!(s.kind, StepKind::Llm { .. } | StepKind::Expression(_)))
+            .map(|s| s.name.as_str())
+            .collect();
+        let problem = match self.steps.iter().find(|s| &s.name == from) {
+            Some(s) => match s.kind {
+                StepKind::Llm { .. } | StepKind::Expression(_) => None,
+                StepKind::Sampler(_) => Some(format!(
+                    "step `{me}` extracts JSON from `{from}`, a sampler step; JSON comes from an earlier LLM or expression step ({})",
+                    list(earlier_text.iter().copied())
+                )),
+                StepKind::Json { .. } => Some(format!(
+                    "step `{me}` extracts JSON from `{from}`, a json step; JSON comes from an earlier LLM or expression step ({})",
+                    list(earlier_text.iter().copied())
+                )),
+            },
+            None if from == me => Some(format!(
+                "step `{me}` extracts JSON from itself; name an earlier LLM or expression step ({})",
+                list(earlier_text.iter().copied())
+            )),
+            None => match self.names.iter().position(|n| n == from) {
+                Some(k) => Some(format!(
+                    "step `{me}` extracts JSON from `{from}`, which step {} computes after it; steps run in the order written",
+                    k + 1
+                )),
+                None => Some(format!(
+                    "`{from}` is not an earlier LLM or expression step (those are: {})",
+                    list(earlier_text.iter().copied())
+                )),
+            },
+        };
+        if let Some(m) = problem {
+            return Err(self.err(r.from.span(), j, "json.from", m));
+        }
+        let path: Vec<String> = r.path.get_ref().split('.').map(str::to_string).collect();
+        if r.path.get_ref().is_empty() || path.iter().any(String::is_empty) {
+            return Err(self.err(
+                r.path.span(),
+                j,
+                "json.path",
+                format!(
+                    "{:?} is not a path: give dotted keys, array indices as numbers (\"items.0.name\")",
+                    r.path.get_ref()
+                ),
+            ));
+        }
+        self.note_use(from, vars);
+        Ok(StepKind::Json {
+            from: from.clone(),
+            path,
+        })
+    }
+
+    fn messages(&mut self, m: &Spanned<RawMessages>) -> Result<MessageMap> {
+        let r = m.get_ref();
+        let i = self.i;
+        let mut turns = vec![("user", &r.user), ("assistant", &r.assistant)];
+        if let Some(s) = &r.system {
+            turns.insert(0, ("system", s));
+        }
+        for (role, v) in turns {
+            let name = v.get_ref();
+            if self.seeds.contains_key(name) {
+                push_unique(&mut self.seed_vars, name);
+            } else if !self.names.contains(&name.as_str()) {
+                return Err(self.loc.err(
+                    v.span(),
+                    &format!("task[{i}].messages.{role}"),
+                    format!(
+                        "`{name}` is neither a step nor a seed variable (steps: {}; seeds: {})",
+                        list(self.names.iter().copied()),
+                        list(self.seeds.keys().map(String::as_str))
+                    ),
+                ));
+            }
+        }
+        Ok(MessageMap {
+            system: r.system.as_ref().map(|s| s.get_ref().clone()),
+            user: r.user.get_ref().clone(),
+            assistant: r.assistant.get_ref().clone(),
+        })
+    }
+}
+
+fn push_unique(v: &mut Vec<String>, x: &str) {
+    if !v.iter().any(|y| y == x) {
+        v.push(x.to_string());
+    }
+}
+
+fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let v: Vec<&str> = names.collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests;
