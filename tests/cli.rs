@@ -551,7 +551,10 @@ name = "qa"
     );
     assert!(!out.join("generated.jsonl").exists());
     expect_failure(flywheel().arg("run").arg(&spec), &[refusal]);
-    assert!(!d.join("runs/steps/generated.jsonl").exists());
+    assert!(
+        !d.join("runs/steps").exists(),
+        "a refused run leaves no directory"
+    );
     // The graph is checked first: a step using a later one fails at its line.
     let bad = d.join("bad.toml");
     std::fs::write(

@@ -106,7 +106,7 @@ impl GenerateSummary {
 
 /// Tasks written as steps are validated but have no executor yet (issue #15): running
 /// one as a plain task would write records that are not what the spec asks for.
-fn refuse_steps(spec: &Spec) -> Result<()> {
+pub fn refuse_steps(spec: &Spec) -> Result<()> {
     match spec.tasks.iter().find(|t| t.has_steps()) {
         Some(t) => Err(Error::Unsupported(format!(
             "{}: task `{}` declares steps, which this build validates but does not run yet (issue #15); nothing was generated (write the task as one `template` to generate it now)",

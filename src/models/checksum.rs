@@ -36,7 +36,8 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     }
     let h = hash_file(path)?;
     if let Ok(mut m) = HASHED.lock() {
-        m.get_or_insert_with(Default::default).insert(key, h.clone());
+        m.get_or_insert_with(Default::default)
+            .insert(key, h.clone());
     }
     Ok(h)
 }
