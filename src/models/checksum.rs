@@ -58,6 +58,16 @@ fn hash_file(path: &Path) -> Result<String> {
     Ok(hex(&h.finalize()))
 }
 
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,14 +84,4 @@ mod tests {
         std::fs::write(&p, "two!").unwrap();
         assert_eq!(sha256_file(&p).unwrap(), sha256_bytes(b"two!"));
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
