@@ -21,6 +21,8 @@ use std::fmt::Write as _;
 
 /// The name the template is stored under in its environment.
 const NAME: &str = "chat_template";
+/// Instructions one render may run (minijinja's fuel).
+const TEMPLATE_FUEL: u64 = 50_000_000;
 
 /// What `strftime_now` formats when `SOURCE_DATE_EPOCH` is unset: 2024-07-26 00:00 UTC,
 /// the date Llama 3.1's template itself falls back to. Never the clock, so the same
@@ -78,6 +80,10 @@ impl JinjaTemplate {
             .build()
             .map_err(|e| Error::Internal(format!("jinja syntax config: {e}")))?;
         env.set_syntax(syntax);
+        // A template comes with a downloaded model: one that loops for ever (nested
+        // ranges) must fail, not hang the run. Real chat templates use thousands of
+        // instructions per conversation; this allows far more.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
@@ -568,6 +574,15 @@ mod tests {
         let m = e.to_string();
         assert!(m.contains("roles must alternate"), "{m}");
         assert!(m.contains("test"), "{m}");
+    }
+
+    /// A template that would loop for ever (as a model's file might) fails in bounded
+    /// time with an error naming it, instead of hanging the run.
+    #[test]
+    fn a_runaway_template_runs_out_of_fuel() {
+        let j = t("{% for i in range(9000) %}{% for k in range(9000) %}{% endfor %}{% endfor %}");
+        let e = j.render_string(&[], &gen()).unwrap_err().to_string();
+        assert!(e.contains("fuel") && e.contains("test"), "{e}");
     }
 
     #[test]
