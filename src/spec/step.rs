@@ -676,7 +676,10 @@ impl Cx<'_> {
                 ),
             ));
         }
-        self.note_use(seed, vars);
+        // The list is drawn from per record, not expanded as a seed combination (that
+        // would multiply the plan by its length); it expands only where a step also
+        // writes `{{seed}}`.
+        push_unique(vars, seed);
         Ok(Sampler::Pick {
             seed: seed.clone(),
             k,

@@ -196,8 +196,9 @@ fn full_example_parses_to_the_expected_steps() {
             assistant: "answer".into(),
         })
     );
-    // The plan expands over the seeds the steps use: pick's `topic`, then `level`.
-    assert_eq!(t.vars, ["topic", "level"]);
+    // The plan expands over the seeds the steps write as `{{…}}`, in order of first use
+    // (`pick` draws from `topic` per record; `topic` expands because `question` writes it).
+    assert_eq!(t.vars, ["level", "topic"]);
 }
 
 #[test]
@@ -556,10 +557,14 @@ fn the_plan_bound_counts_the_seeds_steps_use() {
             .join(", ")
     };
     let text = format!(
-        "[run]\nname = \"t\"\n[teacher]\nmodel = \"smollm2-135m-instruct\"\n[seeds]\na = [{}]\nb = [{}]\n[[task]]\nname = \"s\"\nsamples_per_prompt = 5\n[[task.step]]\nname = \"p\"\nsampler = {{ pick = \"a\" }}\n[[task.step]]\nname = \"q\"\ntemplate = \"{{{{b}}}}\"\n",
+        "[run]\nname = \"t\"\n[teacher]\nmodel = \"smollm2-135m-instruct\"\n[seeds]\na = [{}]\nb = [{}]\n[[task]]\nname = \"s\"\nsamples_per_prompt = 5\n[[task.step]]\nname = \"p\"\nexpression = \"{{{{a}}}}\"\n[[task.step]]\nname = \"q\"\ntemplate = \"{{{{b}}}}\"\n",
         big(5000),
         big(5000)
     );
+    // `pick` draws from its list per record: it does not multiply the plan.
+    let picked = text.replace("expression = \"{{a}}\"", "sampler = { pick = \"a\" }");
+    let s = parse(&picked).unwrap();
+    assert_eq!(s.tasks[0].vars, ["b"]);
     let e = err(&text);
     assert!(
         e.starts_with("t/spec.toml:9:") && e.contains("task[0]: the spec plans 125000000 records"),
