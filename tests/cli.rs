@@ -509,11 +509,10 @@ fn export_skips_bad_lines_by_name_or_fails_with_strict() {
     assert!(stderr(&o).contains("hostile.jsonl:2:"), "{}", stderr(&o));
 }
 
-/// A task written as steps is validated, but until its executor lands (issue #15)
-/// `generate` and `run` refuse it by name and write no records: running it as a plain
-/// task would hand back data the spec did not ask for. No model loads.
+/// A task written as steps has its graph checked before any model loads: a step using a
+/// later one fails at its line (tests/steps.rs runs valid ones).
 #[test]
-fn steps_tasks_are_validated_but_refused_until_they_can_run() {
+fn steps_graph_errors_fail_at_their_line_before_any_model_loads() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let text = format!(
@@ -542,20 +541,6 @@ name = "qa"
     );
     let spec = d.join("steps.toml");
     std::fs::write(&spec, &text).unwrap();
-    let out = d.join("out");
-    let refusal =
-        "task `qa` declares steps, which this build validates but does not run yet (issue #15)";
-    expect_failure(
-        flywheel().arg("generate").arg(&spec).arg("--out").arg(&out),
-        &[refusal],
-    );
-    assert!(!out.join("generated.jsonl").exists());
-    expect_failure(flywheel().arg("run").arg(&spec), &[refusal]);
-    assert!(
-        !d.join("runs/steps").exists(),
-        "a refused run leaves no directory"
-    );
-    // The graph is checked first: a step using a later one fails at its line.
     let bad = d.join("bad.toml");
     std::fs::write(
         &bad,

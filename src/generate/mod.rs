@@ -6,6 +6,7 @@
 //! every finished record — unchanged, and a rerun resumes.
 
 pub mod stage;
+mod steps;
 
 use crate::models::chat::Message;
 use crate::spec::{render, Spec, Task};
@@ -212,8 +213,10 @@ impl<'a> PlanIndex<'a> {
 }
 
 /// sha256 over the item's defining content; 32 hex chars.
+/// A task with steps also hashes its steps and turns (as a plain task hashes its
+/// template), so editing a step makes new records instead of resuming old ones.
 pub fn item_id(task: &Task, vars: &BTreeMap<String, String>, sample: usize) -> String {
-    let key = serde_json::json!({
+    let mut key = serde_json::json!({
         "v": 1,
         "task": task.name,
         "template": task.template,
@@ -221,6 +224,9 @@ pub fn item_id(task: &Task, vars: &BTreeMap<String, String>, sample: usize) -> S
         "vars": vars,
         "sample": sample,
     });
+    if task.has_steps() {
+        key["steps"] = steps::definition(task);
+    }
     crate::models::checksum::sha256_bytes(key.to_string().as_bytes())[..32].to_string()
 }
 

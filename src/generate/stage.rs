@@ -1,14 +1,15 @@
 //! The generate stage: plan → skip what the run directory already holds → generate the
 //! rest with continuous batching → append records as they finish.
 
+use super::steps::{Counts, Executor, Journal, StepModels, CHUNK};
 use super::{plan_iter, plan_len, PlanIndex, WorkItem};
 use crate::engine::sampler::record_seed;
-use crate::engine::{self, Finish, GenParams, Precision, Request, Runtime};
+use crate::engine::{self, Finish, GenParams, GenStats, Precision, Request, Runtime};
 use crate::error::{Error, Result};
 use crate::models::chat::{ChatTemplate, Message};
 use crate::models::{resolve, FetchPolicy};
 use crate::record::generated::{Meta, Provenance, Record, SamplingRecord};
-use crate::spec::Spec;
+use crate::spec::{Sampling, Spec};
 use crate::store::manifest::{ModelEntry, StageStatus};
 use crate::store::{create_run_dir, JsonlWriter, Manifest};
 use std::cell::RefCell;
@@ -59,6 +60,9 @@ pub struct GenerateSummary {
     pub already_done: usize,
     pub written: usize,
     pub skipped_prompt_too_long: usize,
+    /// Records of tasks with steps that failed a step this run (each written to
+    /// `steps_rejected.jsonl` with the step and the reason).
+    pub rejected: usize,
     /// Records in the file that the current plan no longer contains.
     pub not_in_plan: usize,
     pub generated_tokens: usize,
@@ -87,6 +91,16 @@ impl std::fmt::Display for GenerateSummary {
                 self.skipped_prompt_too_long
             )?;
         }
+        if self.rejected > 0 {
+            write!(
+                f,
+                "\nnote: {} records failed a step; each is in {} with the step and the reason",
+                self.rejected,
+                crate::store::RunDir::new(&self.run_dir)
+                    .steps_rejected()
+                    .display()
+            )?;
+        }
         if self.not_in_plan > 0 {
             write!(f, "\nnote: {} records no longer in the plan were moved aside (see the note above); they will not reach the dataset", self.not_in_plan)?;
         }
@@ -104,32 +118,26 @@ impl GenerateSummary {
     }
 }
 
-/// Tasks written as steps are validated but have no executor yet (issue #15): running
-/// one as a plain task would write records that are not what the spec asks for.
-pub fn refuse_steps(spec: &Spec) -> Result<()> {
-    match spec.tasks.iter().find(|t| t.has_steps()) {
-        Some(t) => Err(Error::Unsupported(format!(
-            "{}: task `{}` declares steps, which this build validates but does not run yet (issue #15); nothing was generated (write the task as one `template` to generate it now)",
-            spec.path.display(),
-            t.name
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// Runs the generate stage for a spec.
 pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
-    refuse_steps(spec)?;
     let started = Instant::now();
     let run_dir = opts.out.clone().unwrap_or_else(|| spec.run_dir());
     let (device, precision) = (&opts.runtime.device, opts.runtime.precision);
     let _lock = create_run_dir(&run_dir)?;
-    let teacher = spec.teacher.as_ref().ok_or_else(|| {
-        Error::Spec(format!(
+    let has_plain = spec.tasks.iter().any(|t| !t.has_steps());
+    let has_steps = spec.tasks.iter().any(|t| t.has_steps());
+    // Plain tasks need the teacher; a task with steps needs it only where a step names
+    // no model (the spec checks that).
+    let teacher = match &spec.teacher {
+        Some(t) => Some(t),
+        None if has_plain => {
+            return Err(Error::Spec(format!(
             "{}: the spec has no [teacher] section; `generate` needs one (see configs/demo.toml)",
             spec.path.display()
-        ))
-    })?;
+        )))
+        }
+        None => None,
+    };
     if spec.tasks.is_empty() {
         return Err(Error::Spec(format!(
             "{}: task: the spec has no [[task]] section; add one with a `name` and a `template`",
@@ -140,39 +148,49 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     let full_plan = usize::try_from(plan_len(spec)).unwrap_or(usize::MAX);
     let limit = opts.limit.unwrap_or(usize::MAX);
     let planned = full_plan.min(limit);
-    let model = resolve(&teacher.model, opts.fetch)?;
+    let model = teacher.map(|t| resolve(&t.model, opts.fetch)).transpose()?;
     let template = teacher
-        .chat_template
-        .as_deref()
+        .and_then(|t| t.chat_template.as_deref())
         .map(ChatTemplate::from_override)
         .transpose()?;
+    let step_models = StepModels::resolve(spec, opts.fetch)?;
 
     // A built-in override keeps its name; a `.jinja` file is keyed by its content, so
     // editing the file regenerates instead of resuming records made with the old text.
-    let fingerprint = serde_json::json!({
-        "model_sha256": model.main_file().sha256,
-        "chat_template": template.as_ref().map(ChatTemplate::provenance),
-        "sampling": teacher.sampling,
-        "max_new_tokens": teacher.max_new_tokens,
+    let mut fingerprint = serde_json::json!({
         "seed": spec.run.seed,
         "device": engine::device::name(device),
         "engine_revision": ENGINE_REVISION,
     });
+    if let (Some(t), Some(m)) = (teacher, &model) {
+        fingerprint["model_sha256"] = serde_json::json!(m.main_file().sha256);
+        fingerprint["chat_template"] =
+            serde_json::json!(template.as_ref().map(ChatTemplate::provenance));
+        fingerprint["sampling"] = serde_json::json!(t.sampling);
+        fingerprint["max_new_tokens"] = serde_json::json!(t.max_new_tokens);
+    }
+    // Only a spec with steps has the key, so plain runs keep their fingerprint.
+    if has_steps {
+        fingerprint["steps"] = step_models.fingerprint(spec);
+    }
     // Records made before `--dtype` existed were all Q8_0 and have no key: only another
     // precision is written, so those runs still resume.
-    let mut fingerprint = fingerprint;
     if precision != Precision::Q8_0 {
         fingerprint["weights"] = serde_json::json!(precision.name());
     }
-    if let Some(c) = engine::model::changed_outputs(&model.main_file().path) {
+    if let Some(c) = model
+        .as_ref()
+        .and_then(|m| engine::model::changed_outputs(&m.main_file().path))
+    {
         fingerprint["engine_changed"] = serde_json::json!(c);
     }
-    let gen_path = crate::store::RunDir::new(&run_dir).generated();
+    let rd = crate::store::RunDir::new(&run_dir);
+    let gen_path = rd.generated();
     let mut manifest = Manifest::load(&run_dir)?.unwrap_or_default();
-    // Only records on disk can be mixed; an old fingerprint with no records is harmless.
-    let has_records = gen_path
-        .metadata()
-        .is_ok_and(|m| m.is_file() && m.len() > 0);
+    // Only records on disk can be mixed (step values too); an old fingerprint with no
+    // records is harmless.
+    let non_empty = |p: &std::path::Path| p.metadata().is_ok_and(|m| m.is_file() && m.len() > 0);
+    let has_records = non_empty(&gen_path) || non_empty(&rd.steps());
     if let Some(old) = manifest
         .generation_fingerprint
         .as_ref()
@@ -192,9 +210,21 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
             let aside = run_dir.join(format!("generated.{stamp}.replaced.jsonl"));
-            std::fs::rename(&gen_path, &aside)
-                .map_err(|e| Error::io("cannot move aside", &gen_path, e))?;
-            eprintln!("--force: moved the old records to {}", aside.display());
+            if gen_path.exists() {
+                std::fs::rename(&gen_path, &aside)
+                    .map_err(|e| Error::io("cannot move aside", &gen_path, e))?;
+                eprintln!("--force: moved the old records to {}", aside.display());
+            }
+            // Step values and rejections were made with the old settings too.
+            for (p, stem) in [
+                (rd.steps(), "steps"),
+                (rd.steps_rejected(), "steps_rejected"),
+            ] {
+                if p.exists() {
+                    let to = run_dir.join(format!("{stem}.{stamp}.replaced.jsonl"));
+                    std::fs::rename(&p, &to).map_err(|e| Error::io("cannot move aside", &p, e))?;
+                }
+            }
             manifest.stages.remove("generate");
         }
     }
@@ -219,34 +249,62 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
             gen_path.display()
         );
     }
-    // Every record left in the file is in the plan; only a --limit leaves some outside it.
-    let already_done = if planned == full_plan {
+    let mut journal = if has_steps {
+        Some(Journal::open(&rd)?)
+    } else {
+        None
+    };
+    // A record that failed a step in an earlier run is done: the same inputs fail again.
+    let rejected_before = journal
+        .as_ref()
+        .map(|j| j.rejected_ids.clone())
+        .unwrap_or_default();
+    let is_done = |id: &str| existing.ids.contains(id) || rejected_before.contains(id);
+    // Every record left in the file is in the plan; only a --limit (or failed records,
+    // whose file is not sorted out by plan) leaves some outside it.
+    let already_done = if planned == full_plan && !has_steps {
         existing.ids.len()
     } else {
         plan_iter(spec)
             .take(limit)
-            .filter(|i| existing.ids.contains(&i.id))
+            .filter(|i| is_done(&i.id))
             .count()
     };
     let pending = planned - already_done;
+    let steps_task = |name: &str| spec.tasks.iter().any(|t| t.name == name && t.has_steps());
+    let plain_pending = if !has_plain || pending == 0 {
+        false
+    } else if !has_steps {
+        true
+    } else {
+        plan_iter(spec)
+            .take(limit)
+            .any(|i| !steps_task(&i.task) && !is_done(&i.id))
+    };
 
     manifest.flywheel = env!("CARGO_PKG_VERSION").into();
     manifest.spec_path = spec.path.display().to_string();
     manifest.spec_sha256 = spec.sha256();
     manifest.generation_fingerprint = Some(fingerprint);
-    let llm = if pending == 0 {
-        None
-    } else {
-        Some(crate::runtime::llm(&model, device, precision, template)?)
+    let llm = match &model {
+        Some(m) if plain_pending => Some(crate::runtime::llm(m, device, precision, template)?),
+        _ => None,
     };
-    let entry = ModelEntry {
-        role: "teacher".into(),
-        id: model.id.clone(),
-        file: model.main_file().path.display().to_string(),
-        sha256: model.main_file().sha256.clone(),
+    manifest
+        .models
+        .retain(|m| m.role != "teacher" && !m.role.starts_with("step "));
+    let entry = |role: String, m: &crate::models::ResolvedModel| ModelEntry {
+        role,
+        id: m.id.clone(),
+        file: m.main_file().path.display().to_string(),
+        sha256: m.main_file().sha256.clone(),
     };
-    manifest.models.retain(|m| m.role != "teacher");
-    manifest.models.push(entry);
+    if let Some(m) = &model {
+        manifest.models.push(entry("teacher".into(), m));
+    }
+    for (role, m) in step_models.entries() {
+        manifest.models.push(entry(role, m));
+    }
     let mut status = StageStatus {
         status: "running".into(),
         planned,
@@ -262,6 +320,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
         already_done,
         written: 0,
         skipped_prompt_too_long: 0,
+        rejected: 0,
         not_in_plan: moved.count(),
         generated_tokens: 0,
         prefill_tokens: 0,
@@ -276,93 +335,132 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
         return Ok(summary);
     }
 
-    let llm = llm.expect("loaded when work is pending");
-    let params = GenParams {
-        sampling: teacher.sampling.clone(),
-        max_new_tokens: teacher.max_new_tokens,
-        batch_size: opts.batch_size.unwrap_or(teacher.batch_size),
-        stop: teacher.sampling.stop.clone(),
-    };
-    // Requests are made as the engine asks for them, so a large plan is never held in
-    // memory; the items in flight wait in `inflight` until their record is written.
-    let inflight: RefCell<HashMap<String, WorkItem>> = RefCell::new(HashMap::new());
-    let prompt_error: RefCell<Option<Error>> = RefCell::new(None);
-    let requests = plan_iter(spec)
-        .take(limit)
-        .filter(|i| !existing.ids.contains(&i.id))
-        .map_while(|it| match llm.prompt_ids(&it.messages) {
-            Ok(prompt_ids) => {
-                let r = Request {
-                    id: it.id.clone(),
-                    prompt_ids,
-                    seed: record_seed(spec.run.seed, &it.id),
-                };
-                inflight.borrow_mut().insert(it.id.clone(), it);
-                Some(r)
-            }
-            Err(e) => {
-                *prompt_error.borrow_mut() = Some(e);
-                None
-            }
-        });
     let pb = crate::progress::bar(pending, opts.progress, "generate");
-    let gen_started = Instant::now();
     let spec_sha = spec.sha256();
     let device_name = engine::device::name(device);
-    let mut tokens_out = 0usize;
-    let result = llm.generate(requests, &params, |out| {
-        if out.finish == Finish::PromptTooLong {
-            inflight.borrow_mut().remove(&out.id);
-            summary.skipped_prompt_too_long += 1;
-            eprintln!("warning: record {} skipped: its prompt ({} tokens) does not fit the model's context", out.id, out.prompt_tokens);
-            return Ok(());
-        }
-        let item = inflight.borrow_mut().remove(&out.id).ok_or_else(|| {
-            Error::Internal(format!("the engine returned unknown record {}", out.id))
-        })?;
-        tokens_out += out.tokens.len();
-        let mut messages: Vec<Message> = item.messages;
-        messages.push(Message::new("assistant", out.text.trim()));
-        let rec = Record {
-            id: out.id.clone(),
-            source: "synthetic".into(),
-            messages,
-            meta: Meta { task: item.task, vars: item.vars, sample_index: item.sample_index },
-            provenance: Provenance {
-                generator: llm.info.clone(),
-                sampling: SamplingRecord {
-                    seed: record_seed(spec.run.seed, &out.id),
-                    run_seed: spec.run.seed,
-                    temperature: params.sampling.temperature,
-                    top_p: params.sampling.top_p,
-                    top_k: params.sampling.top_k,
-                    repetition_penalty: params.sampling.repetition_penalty,
-                    max_new_tokens: params.max_new_tokens,
+    let batch_size = opts
+        .batch_size
+        .unwrap_or(teacher.map_or(DEFAULT_BATCH, |t| t.batch_size));
+    let plain: Result<GenStats> = match (&llm, teacher) {
+        (Some(llm), Some(teacher)) => {
+            let params = GenParams {
+                sampling: teacher.sampling.clone(),
+                max_new_tokens: teacher.max_new_tokens,
+                batch_size: opts.batch_size.unwrap_or(teacher.batch_size),
+                stop: teacher.sampling.stop.clone(),
+            };
+            // Requests are made as the engine asks for them, so a large plan is never held in
+            // memory; the items in flight wait in `inflight` until their record is written.
+            let inflight: RefCell<HashMap<String, WorkItem>> = RefCell::new(HashMap::new());
+            let prompt_error: RefCell<Option<Error>> = RefCell::new(None);
+            let requests = plan_iter(spec)
+                .take(limit)
+                .filter(|i| !steps_task(&i.task) && !existing.ids.contains(&i.id))
+                .map_while(|it| match llm.prompt_ids(&it.messages) {
+                    Ok(prompt_ids) => {
+                        let r = Request {
+                            id: it.id.clone(),
+                            prompt_ids,
+                            seed: record_seed(spec.run.seed, &it.id),
+                        };
+                        inflight.borrow_mut().insert(it.id.clone(), it);
+                        Some(r)
+                    }
+                    Err(e) => {
+                        *prompt_error.borrow_mut() = Some(e);
+                        None
+                    }
+                });
+            let gen_started = Instant::now();
+            let mut tokens_out = 0usize;
+            let result = llm.generate(requests, &params, |out| {
+            if out.finish == Finish::PromptTooLong {
+                inflight.borrow_mut().remove(&out.id);
+                summary.skipped_prompt_too_long += 1;
+                eprintln!("warning: record {} skipped: its prompt ({} tokens) does not fit the model's context", out.id, out.prompt_tokens);
+                return Ok(());
+            }
+            let item = inflight.borrow_mut().remove(&out.id).ok_or_else(|| {
+                Error::Internal(format!("the engine returned unknown record {}", out.id))
+            })?;
+            tokens_out += out.tokens.len();
+            let mut messages: Vec<Message> = item.messages;
+            messages.push(Message::new("assistant", out.text.trim()));
+            let rec = Record {
+                id: out.id.clone(),
+                source: "synthetic".into(),
+                messages,
+                meta: Meta { task: item.task, vars: item.vars, sample_index: item.sample_index, steps: Default::default() },
+                provenance: Provenance {
+                    generator: llm.info.clone(),
+                    sampling: SamplingRecord {
+                        seed: record_seed(spec.run.seed, &out.id),
+                        run_seed: spec.run.seed,
+                        temperature: params.sampling.temperature,
+                        top_p: params.sampling.top_p,
+                        top_k: params.sampling.top_k,
+                        repetition_penalty: params.sampling.repetition_penalty,
+                        max_new_tokens: params.max_new_tokens,
+                    },
+                    finish_reason: out.finish,
+                    prompt_tokens: out.prompt_tokens,
+                    completion_tokens: out.tokens.len(),
+                    device: device_name.clone(),
+                    spec_sha256: spec_sha.clone(),
+                    flywheel: env!("CARGO_PKG_VERSION").into(),
                 },
-                finish_reason: out.finish,
-                prompt_tokens: out.prompt_tokens,
-                completion_tokens: out.tokens.len(),
-                device: device_name.clone(),
-                spec_sha256: spec_sha.clone(),
-                flywheel: env!("CARGO_PKG_VERSION").into(),
-            },
-            scores: None,
-            decision: None,
+                scores: None,
+                decision: None,
+            };
+            writer.append(&rec)?;
+            writer.sync()?;
+            summary.written += 1;
+            pb.inc(1);
+            let secs = gen_started.elapsed().as_secs_f64().max(1e-9);
+            pb.set_message(format!("{:.1} tok/s", tokens_out as f64 / secs));
+            Ok(())
+        });
+            // A prompt that could not be tokenized ended the request stream early.
+            match prompt_error.into_inner() {
+                Some(e) => result.and(Err(e)),
+                None => result,
+            }
+        }
+        _ => Ok(GenStats::default()),
+    };
+    let result = plain.and_then(|mut stats| {
+        let Some(journal) = journal.as_mut() else {
+            return Ok(stats);
         };
-        writer.append(&rec)?;
-        writer.sync()?;
-        summary.written += 1;
-        pb.inc(1);
-        let secs = gen_started.elapsed().as_secs_f64().max(1e-9);
-        pb.set_message(format!("{:.1} tok/s", tokens_out as f64 / secs));
-        Ok(())
+        let exec = Executor {
+            spec,
+            models: &step_models,
+            device,
+            precision,
+            base: teacher.map_or_else(Sampling::default, |t| t.sampling.clone()),
+            base_max_new: teacher.map_or(DEFAULT_MAX_NEW_TOKENS, |t| t.max_new_tokens),
+            batch_size,
+            device_name: device_name.clone(),
+            spec_sha: spec_sha.clone(),
+        };
+        let mut counts = Counts::default();
+        let result = run_steps(
+            spec,
+            limit,
+            &is_done,
+            &exec,
+            journal,
+            &mut writer,
+            &pb,
+            &mut counts,
+        );
+        summary.written += counts.written;
+        summary.rejected += counts.rejected;
+        stats.generated_tokens += counts.stats.generated_tokens;
+        stats.prefill_tokens += counts.stats.prefill_tokens;
+        result.map(|()| stats)
     });
     pb.finish_and_clear();
-    // A prompt that could not be tokenized ended the request stream early.
-    let result = match prompt_error.into_inner() {
-        Some(e) => result.and(Err(e)),
-        None => result,
-    };
     summary.wall_seconds = started.elapsed().as_secs_f64();
     status.done = already_done + summary.written;
     status.written_this_run = summary.written;
@@ -378,9 +476,11 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
             status
                 .extra
                 .insert("prefill_tokens".into(), stats.prefill_tokens.into());
-            status
-                .extra
-                .insert("weights".into(), llm.info.weights.clone().into());
+            if let Some(llm) = &llm {
+                status
+                    .extra
+                    .insert("weights".into(), llm.info.weights.clone().into());
+            }
             manifest.stages.insert("generate".into(), status);
             manifest.save(&run_dir)?;
             Ok(summary)
@@ -398,6 +498,48 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
             Err(e)
         }
     }
+}
+
+/// `[teacher]`'s defaults, for a spec whose every LLM step names its model.
+const DEFAULT_BATCH: usize = 8;
+const DEFAULT_MAX_NEW_TOKENS: usize = 256;
+
+/// Every steps task's pending records (in plan order, within `limit`), in chunks of
+/// [`CHUNK`] records, through the executor.
+#[allow(clippy::too_many_arguments)]
+fn run_steps(
+    spec: &Spec,
+    limit: usize,
+    is_done: &dyn Fn(&str) -> bool,
+    exec: &Executor<'_>,
+    journal: &mut Journal,
+    writer: &mut JsonlWriter,
+    pb: &indicatif::ProgressBar,
+    counts: &mut Counts,
+) -> Result<()> {
+    for task in spec.tasks.iter().filter(|t| t.has_steps()) {
+        let mut chunk = Vec::new();
+        let items = plan_iter(spec)
+            .take(limit)
+            .filter(|i| i.task == task.name && !is_done(&i.id));
+        for item in items {
+            chunk.push(item);
+            if chunk.len() == CHUNK {
+                exec.run(
+                    task,
+                    std::mem::take(&mut chunk),
+                    journal,
+                    writer,
+                    pb,
+                    counts,
+                )?;
+            }
+        }
+        if !chunk.is_empty() {
+            exec.run(task, chunk, journal, writer, pb, counts)?;
+        }
+    }
+    Ok(())
 }
 
 fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {

@@ -25,6 +25,10 @@ pub struct Meta {
     /// The seed values filled into the template.
     pub vars: BTreeMap<String, String>,
     pub sample_index: usize,
+    /// A task with steps: every step's value by step name (absent for a plain task, so
+    /// plain records keep their exact bytes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub steps: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

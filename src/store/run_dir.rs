@@ -36,6 +36,14 @@ impl RunDir {
     pub fn generated(&self) -> PathBuf {
         self.0.join("generated.jsonl")
     }
+    /// generate's per-step values of tasks with steps (resume at step granularity).
+    pub fn steps(&self) -> PathBuf {
+        self.0.join("steps.jsonl")
+    }
+    /// generate's records that failed a step, each with the step and the reason.
+    pub fn steps_rejected(&self) -> PathBuf {
+        self.0.join("steps_rejected.jsonl")
+    }
     /// verify's output.
     pub fn verified(&self) -> PathBuf {
         self.0.join("verified.jsonl")
