@@ -1,7 +1,7 @@
 //! Tasks written as `[[task.step]]` run end to end on the tiny Qwen3 fixture (fast: a few
 //! tokens per step): sampler → LLM → sampler → LLM → expression → json, records assembled
 //! with `meta.steps`, failures recorded with their reason, byte-identical records at batch
-//! 1 and 8, and a resume from a partial `steps.jsonl` that recomputes nothing it has.
+//! 1 and 8 (a plain task in the same spec included), and a resume from a partial `steps.jsonl` that recomputes nothing it has.
 
 mod common;
 
@@ -54,6 +54,10 @@ samples_per_prompt = 2
   [[task.step]]
   name = "title"
   json = { from = "card", path = "title" }
+
+[[task]]
+name = "plain"
+template = "Say {{topic}}."
 
 [[task]]
 name = "missing"
@@ -110,6 +114,14 @@ fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
 
+/// The lines sorted: plain tasks write records as they finish, so only the set of lines
+/// (each byte-identical) is fixed, as in tests/cli.rs.
+fn sorted_lines(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = read(p).lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
 fn json_lines(p: &Path) -> Vec<serde_json::Value> {
     read(p)
         .lines()
@@ -137,16 +149,28 @@ fn steps_run_batch_invariant_resumable_and_failures_recorded() {
     let b8 = dir.path().join("b8");
     let s1 = generate(&spec, &b1, "1");
     assert!(
-        s1.contains("20 planned, 0 already done, 10 written"),
+        s1.contains("25 planned, 0 already done, 15 written"),
         "{s1}"
     );
     assert!(s1.contains("10 records failed a step"), "{s1}");
     generate(&spec, &b8, "8");
-    let gen1 = read(&b1.join("generated.jsonl"));
+    let gen1 = sorted_lines(&b1.join("generated.jsonl"));
     assert_eq!(
         gen1,
-        read(&b8.join("generated.jsonl")),
+        sorted_lines(&b8.join("generated.jsonl")),
         "records differ between batch 1 and 8"
+    );
+    // Records of tasks with steps are written in plan order: those bytes match in order.
+    let steps_part = |p: &Path| -> Vec<String> {
+        read(p)
+            .lines()
+            .filter(|l| !l.contains("\"task\":\"plain\""))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        steps_part(&b1.join("generated.jsonl")),
+        steps_part(&b8.join("generated.jsonl"))
     );
     assert_eq!(
         read(&b1.join("steps_rejected.jsonl")),
@@ -154,7 +178,13 @@ fn steps_run_batch_invariant_resumable_and_failures_recorded() {
     );
 
     // The records: every step's value, the default turns of the last LLM step.
-    let recs = json_lines(&b1.join("generated.jsonl"));
+    let all = json_lines(&b1.join("generated.jsonl"));
+    assert_eq!(all.len(), 15);
+    // A plain task beside steps tasks runs as before: no `meta.steps`.
+    let (plain, recs): (Vec<_>, Vec<_>) =
+        all.into_iter().partition(|r| r["meta"]["task"] == "plain");
+    assert_eq!(plain.len(), 5);
+    assert!(plain.iter().all(|r| r["meta"].get("steps").is_none()));
     assert_eq!(recs.len(), 10);
     for r in &recs {
         let m = &r["meta"];
@@ -204,9 +234,9 @@ fn steps_run_batch_invariant_resumable_and_failures_recorded() {
     // A rerun has nothing to do, and recomputes nothing.
     let steps_before = read(&b1.join("steps.jsonl"));
     let s = generate(&spec, &b1, "4");
-    assert!(s.contains("20 already done, 0 written"), "{s}");
+    assert!(s.contains("25 already done, 0 written"), "{s}");
     assert_eq!(read(&b1.join("steps.jsonl")), steps_before);
-    assert_eq!(read(&b1.join("generated.jsonl")), gen1);
+    assert_eq!(sorted_lines(&b1.join("generated.jsonl")), gen1);
     assert_no_duplicate_steps(&b1.join("steps.jsonl"));
 
     // Resume at step granularity: keep the first third of the step values (as a kill
@@ -223,7 +253,7 @@ fn steps_run_batch_invariant_resumable_and_failures_recorded() {
     head.push_str("{\"id\":\"torn");
     std::fs::write(part.join("steps.jsonl"), &head).unwrap();
     generate(&spec, &part, "8");
-    assert_eq!(read(&part.join("generated.jsonl")), gen1);
+    assert_eq!(sorted_lines(&part.join("generated.jsonl")), gen1);
     let resumed = read(&part.join("steps.jsonl"));
     assert!(resumed.starts_with(&all_steps[..kept].join("\n")));
     assert_eq!(resumed.lines().count(), all_steps.len());
