@@ -258,4 +258,36 @@ fn steps_run_batch_invariant_resumable_and_failures_recorded() {
     assert!(resumed.starts_with(&all_steps[..kept].join("\n")));
     assert_eq!(resumed.lines().count(), all_steps.len());
     assert_no_duplicate_steps(&part.join("steps.jsonl"));
+
+    // Step values made with other settings are not reused: with no record written yet
+    // (only steps.jsonl), changed sampling is still a conflict, and --force moves the
+    // step values aside with the records.
+    std::fs::remove_file(part.join("generated.jsonl")).unwrap();
+    let text = read(&spec).replace("temperature = 0.9", "temperature = 0.7");
+    std::fs::write(&spec, text).unwrap();
+    let o = run(flywheel()
+        .arg("generate")
+        .arg(&spec)
+        .arg("--out")
+        .arg(&part));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("different settings"), "{}", stderr(&o));
+    let o = run(flywheel()
+        .arg("generate")
+        .arg(&spec)
+        .args(["--force", "--out"])
+        .arg(&part));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let names: Vec<String> = std::fs::read_dir(&part)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("steps.") && n.ends_with(".replaced.jsonl")),
+        "{names:?}"
+    );
+    assert_ne!(sorted_lines(&part.join("generated.jsonl")), gen1);
+    assert_no_duplicate_steps(&part.join("steps.jsonl"));
 }

@@ -111,8 +111,13 @@ impl std::fmt::Display for GenerateSummary {
 impl GenerateSummary {
     /// The line `flywheel run` prints after `[1/6] generate:`.
     pub fn run_line(&self) -> String {
+        let failed = if self.rejected > 0 {
+            format!(", {} failed a step (steps_rejected.jsonl)", self.rejected)
+        } else {
+            String::new()
+        };
         format!(
-            "{} planned, {} already done, {} written ({} tokens) in {:.1}s",
+            "{} planned, {} already done, {} written{failed} ({} tokens) in {:.1}s",
             self.planned, self.already_done, self.written, self.generated_tokens, self.wall_seconds
         )
     }
