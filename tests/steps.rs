@@ -153,6 +153,17 @@ fn steps_run_batch_invariant_resumable_and_failures_recorded() {
         "{s1}"
     );
     assert!(s1.contains("10 records failed a step"), "{s1}");
+    let m: serde_json::Value = serde_json::from_str(&read(&b1.join("manifest.json"))).unwrap();
+    assert_eq!(m["stages"]["generate"]["done"], 25, "{m}");
+    assert_eq!(
+        m["stages"]["generate"]["extra"]["steps_rejected"], 10,
+        "{m}"
+    );
+    assert!(m["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["role"] == "step qa/answer"));
     generate(&spec, &b8, "8");
     let gen1 = sorted_lines(&b1.join("generated.jsonl"));
     assert_eq!(

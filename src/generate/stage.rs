@@ -467,8 +467,15 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
     });
     pb.finish_and_clear();
     summary.wall_seconds = started.elapsed().as_secs_f64();
-    status.done = already_done + summary.written;
+    // A record that failed a step is done too (a rerun does not retry it), as
+    // `already_done` counts the earlier ones.
+    status.done = already_done + summary.written + summary.rejected;
     status.written_this_run = summary.written;
+    if has_steps {
+        status
+            .extra
+            .insert("steps_rejected".into(), summary.rejected.into());
+    }
     status.wall_seconds = summary.wall_seconds;
     match result {
         Ok(stats) => {

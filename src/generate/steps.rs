@@ -376,6 +376,8 @@ impl Executor<'_> {
                 }
             }
         }
+        // Failed records are settled too: the bar counts them with the written ones.
+        pb.inc(live.iter().filter(|r| r.failed).count() as u64);
         for r in live.iter().filter(|r| !r.failed) {
             let rec = self.assemble(task, r)?;
             out.append(&rec)?;
