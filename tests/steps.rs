@@ -1,7 +1,7 @@
 //! Tasks written as `[[task.step]]` run end to end on the tiny Qwen3 fixture (fast: a few
 //! tokens per step): sampler → LLM → sampler → LLM → expression → json, records assembled
 //! with `meta.steps`, failures recorded with their reason, byte-identical records at batch
-//! 1 and 8 (a plain task in the same spec included), and a resume from a partial `steps.jsonl` that recomputes nothing it has.
+//! 1 and 8 (a plain task in the same spec included), kill -9 during step 2, and a resume from a partial `steps.jsonl` that recomputes nothing it has.
 
 mod common;
 
@@ -301,4 +301,98 @@ fn steps_run_batch_invariant_resumable_and_failures_recorded() {
     );
     assert_ne!(sorted_lines(&part.join("generated.jsonl")), gen1);
     assert_no_duplicate_steps(&part.join("steps.jsonl"));
+}
+
+/// kill -9 while the second LLM step runs, then rerun: the first step is not computed
+/// again, nothing is duplicated, and the records are those of an uninterrupted run.
+#[test]
+fn kill_9_in_step_2_then_resume_gives_the_same_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen3/hf");
+    let topics: Vec<String> = (0..40).map(|i| format!("\"topic {i}\"")).collect();
+    let text = format!(
+        r#"[run]
+name = "k"
+out_dir = "{out}"
+
+[teacher]
+model = "{model}"
+max_new_tokens = 24
+batch_size = 8
+
+[seeds]
+topic = [{topics}]
+
+[[task]]
+name = "qa"
+samples_per_prompt = 5
+
+  [[task.step]]
+  name = "question"
+  template = "A question about {{{{topic}}}}."
+
+  [[task.step]]
+  name = "answer"
+  template = "{{{{question}}}}"
+"#,
+        out = dir.path().join("runs").display(),
+        model = model.display(),
+        topics = topics.join(", ")
+    );
+    let spec = dir.path().join("k.toml");
+    std::fs::write(&spec, text).unwrap();
+    let out = dir.path().join("killed");
+    let steps = out.join("steps.jsonl");
+    let mut child = flywheel()
+        .arg("generate")
+        .arg(&spec)
+        .args(["--device", "cpu", "--out"])
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !read(&steps).contains("\"step\":\"answer\"") {
+        assert!(
+            t0.elapsed().as_secs() < 240,
+            "step 2 never started: {}",
+            read(&steps).lines().count()
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the kill"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = read(&steps);
+    let answers = before.matches("\"step\":\"answer\"").count();
+    assert!(answers < 200, "the kill landed after step 2 ended");
+    assert_eq!(read(&out.join("generated.jsonl")), "");
+
+    let o = run(flywheel()
+        .arg("generate")
+        .arg(&spec)
+        .args(["--device", "cpu", "--out"])
+        .arg(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("200 written"), "{}", stdout(&o));
+    let after = read(&steps);
+    // What was on disk stays (a torn last line at most is cut and recomputed).
+    let kept: Vec<&str> = before.lines().filter(|l| l.ends_with('}')).collect();
+    assert!(after.starts_with(&kept.join("\n")));
+    assert_eq!(after.lines().count(), 400);
+    assert_no_duplicate_steps(&steps);
+
+    let clean = dir.path().join("clean");
+    let o = run(flywheel()
+        .arg("generate")
+        .arg(&spec)
+        .args(["--device", "cpu", "--out"])
+        .arg(&clean));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        read(&out.join("generated.jsonl")),
+        read(&clean.join("generated.jsonl"))
+    );
 }
