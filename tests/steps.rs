@@ -1,7 +1,8 @@
 //! Tasks written as `[[task.step]]` run end to end on the tiny Qwen3 fixture (fast: a few
 //! tokens per step): sampler → LLM → sampler → LLM → expression → json, records assembled
 //! with `meta.steps`, failures recorded with their reason, byte-identical records at batch
-//! 1 and 8 (a plain task in the same spec included), kill -9 during step 2, and a resume from a partial `steps.jsonl` that recomputes nothing it has.
+//! 1 and 8 (a plain task in the same spec included), kill -9 during step 2, and a resume
+//! from a partial `steps.jsonl` that recomputes nothing it has.
 
 mod common;
 
