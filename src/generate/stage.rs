@@ -395,7 +395,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
                 id: out.id.clone(),
                 source: "synthetic".into(),
                 messages,
-                meta: Meta { task: item.task, vars: item.vars, sample_index: item.sample_index, steps: Default::default() },
+                meta: Meta { task: item.task, vars: item.vars, sample_index: item.sample_index, ..Default::default() },
                 provenance: Provenance {
                     generator: llm.info.clone(),
                     sampling: SamplingRecord {

@@ -15,7 +15,7 @@ use crate::models::chat::{ChatTemplate, Message};
 use crate::models::{resolve, FetchPolicy, ResolvedModel};
 use crate::record::generated::{Meta, Provenance, Record, SamplingRecord};
 use crate::record::lines::{self, Line};
-use crate::spec::{render, Sampler, Sampling, Spec, Step, StepKind, Task};
+use crate::spec::{render, Call, Sampler, Sampling, Spec, Step, StepKind, Task};
 use crate::store::{JsonlWriter, RunDir};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -42,9 +42,22 @@ pub(super) fn definition(task: &Task) -> Value {
                     max_new_tokens,
                     sampling,
                     stop,
+                    few_shot,
                 } => json!({"llm": {
                     "template": template, "system": system, "model": model,
                     "max_new_tokens": max_new_tokens, "sampling": sampling, "stop": stop,
+                    "few_shot": few_shot.as_ref().map(|f| json!({
+                        "sha256": f.sha256, "k": f.k, "max_similarity": f.max_similarity,
+                    })),
+                }}),
+                StepKind::Conversation(c) => json!({"conversation": {
+                    "assistant": call(&c.assistant), "user": call(&c.user),
+                    "turns": [c.turns.0, c.turns.1], "opening": c.opening,
+                    "stop_marker": c.stop_marker,
+                }}),
+                StepKind::Evolve(e) => json!({"evolve": {
+                    "call": call(&e.call), "from": e.from, "rounds": [e.rounds.0, e.rounds.1],
+                    "operators": e.operators.iter().map(|o| o.name()).collect::<Vec<_>>(),
                 }}),
                 StepKind::Sampler(sm) => json!({ "sampler": match sm {
                     Sampler::Choice { values, weights } => json!({"choice": values, "weights": weights}),
@@ -63,6 +76,13 @@ pub(super) fn definition(task: &Task) -> Value {
         .as_ref()
         .map(|m| json!({"system": m.system, "user": m.user, "assistant": m.assistant}));
     json!({"steps": steps, "messages": messages})
+}
+
+fn call(c: &Call) -> Value {
+    json!({
+        "system": c.system, "model": c.model, "max_new_tokens": c.max_new_tokens,
+        "sampling": c.sampling, "stop": c.stop,
+    })
 }
 
 /// The per-record, per-step seed: sha256(run seed, "<record id>:<step>"), as a record's
@@ -539,6 +559,7 @@ impl Executor<'_> {
                 vars: r.item.vars.clone(),
                 sample_index: r.item.sample_index,
                 steps: r.steps.clone(),
+                ..Default::default()
             },
             provenance: Provenance {
                 generator,
@@ -588,7 +609,7 @@ fn compute(
             })?;
             extract(text, path).map_err(|why| format!("{why}:{}", step.name))
         }
-        StepKind::Llm { .. } => {
+        StepKind::Llm { .. } | StepKind::Conversation(_) | StepKind::Evolve(_) => {
             return Err(Error::Internal(format!(
                 "LLM step {} computed outside a wave",
                 step.name

@@ -19,7 +19,7 @@ pub struct Record {
     pub decision: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Meta {
     pub task: String,
     /// The seed values filled into the template.
@@ -29,6 +29,30 @@ pub struct Meta {
     /// plain records keep their exact bytes).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub steps: BTreeMap<String, String>,
+    /// A conversation record: its number of assistant turns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turns: Option<usize>,
+    /// An evolved record: the evolution rounds that succeeded (its curriculum level;
+    /// `[blend] order = "curriculum"` sorts on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difficulty: Option<usize>,
+    /// An evolved record: its instruction at each round, the seed first (round 0), then
+    /// the failed round that stopped it, if one did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lineage: Vec<Lineage>,
+}
+
+/// One round of an evolved instruction's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    pub round: usize,
+    /// `seed` for round 0, else the operator's name (`deepen`, ...).
+    pub operator: String,
+    pub text: String,
+    /// Why this round's rewrite was refused (`refusal`, `not_harder`, `copies_parent`,
+    /// `empty`); it is then not the record's instruction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -28,7 +28,10 @@ pub(crate) use locate::Locator;
 pub use privacy::{Policy, PrivacySection};
 pub use run::RunSection;
 pub use seeds::SeedValues;
-pub use step::{MessageMap, Sampler, SamplingOverride, Step, StepKind};
+pub use step::{
+    Call, Conversation, Evolve, EvolveOp, FewShot, MessageMap, Sampler, SamplingOverride, Step,
+    StepKind,
+};
 pub use task::{collect_vars, render, Task, MAX_PLAN_RECORDS, MAX_SAMPLE, MAX_SAMPLES_PER_PROMPT};
 pub use teacher::{Sampling, TeacherSection, MAX_BATCH, MAX_NEW_TOKENS};
 pub use verifier::{compile_regex, load_schema, LengthUnit, VerifierSpec};

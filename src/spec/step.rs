@@ -131,7 +131,14 @@ pub enum StepKind {
         sampling: Option<SamplingOverride>,
         /// Stop strings of this step, in addition to `[teacher.sampling].stop`.
         stop: Vec<String>,
+        /// `[task.step.few_shot]`: real examples drawn per record into `{{examples}}`,
+        /// and the output refused as `copies_example` when it nearly copies one.
+        few_shot: Option<FewShot>,
     },
+    /// `[task.step.conversation]`: a simulated user and the assistant, turn by turn.
+    Conversation(Conversation),
+    /// `[task.step.evolve]`: an instruction rewritten round by round (evol-instruct).
+    Evolve(Evolve),
     /// A value drawn per record with the record's seed.
     Sampler(Sampler),
     /// A template over seeds and earlier steps; no model.
@@ -160,6 +167,103 @@ pub enum Sampler {
     Pick { seed: String, k: usize },
 }
 
+/// The model side of an LLM call: what `[teacher]` gives when unset.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Call {
+    /// Rendered per record (placeholders: seeds and earlier steps).
+    pub system: Option<String>,
+    /// `None`: `[teacher].model`. Otherwise resolved as `teacher.model` is.
+    pub model: Option<String>,
+    /// `None`: `[teacher].max_new_tokens`.
+    pub max_new_tokens: Option<usize>,
+    pub sampling: Option<SamplingOverride>,
+    /// In addition to `[teacher.sampling].stop`.
+    pub stop: Vec<String>,
+}
+
+/// `[task.step.few_shot]` on an LLM step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FewShot {
+    /// The examples file as written (relative to the spec), for messages.
+    pub file: std::path::PathBuf,
+    /// The usable examples, in file order (empty and repeated lines dropped).
+    pub examples: Vec<String>,
+    /// sha256 of `examples` joined by "\n": in the generation fingerprint.
+    pub sha256: String,
+    /// Examples drawn per record (at most the number of examples).
+    pub k: usize,
+    /// MinHash Jaccard estimate (word 3-shingles) at or above which a new instruction
+    /// counts as a copy of an example. Default 0.7.
+    pub max_similarity: f64,
+}
+
+/// `[task.step.conversation]`. The step's own `system`/`model`/sampling keys are the
+/// assistant's; `user_*` are the simulated user's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    /// The assistant side.
+    pub assistant: Call,
+    /// The simulated user: `system` is `user_system` (required: persona and goal),
+    /// `model` is `user_model` (default: the assistant's model).
+    pub user: Call,
+    /// Assistant turns, drawn per record in `[min, max]` (both included, min >= 1).
+    pub turns: (usize, usize),
+    /// The first user message (a template), instead of the simulated user writing it.
+    pub opening: Option<String>,
+    /// Text the simulated user writes to end the conversation early (after at least
+    /// one assistant turn); cut from its message.
+    pub stop_marker: Option<String>,
+}
+
+/// One way to rewrite an instruction (WizardLM's evol-instruct operators).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EvolveOp {
+    AddConstraints,
+    Deepen,
+    Concretize,
+    Reasoning,
+    Breadth,
+}
+
+impl EvolveOp {
+    pub const ALL: [EvolveOp; 5] = [
+        EvolveOp::AddConstraints,
+        EvolveOp::Deepen,
+        EvolveOp::Concretize,
+        EvolveOp::Reasoning,
+        EvolveOp::Breadth,
+    ];
+
+    /// The name used in specs and in `meta.lineage`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EvolveOp::AddConstraints => "add_constraints",
+            EvolveOp::Deepen => "deepen",
+            EvolveOp::Concretize => "concretize",
+            EvolveOp::Reasoning => "reasoning",
+            EvolveOp::Breadth => "breadth",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EvolveOp> {
+        EvolveOp::ALL.into_iter().find(|o| o.name() == s)
+    }
+}
+
+/// `[task.step.evolve]`. The step's `system`/`model`/sampling keys are the rewriter's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evolve {
+    pub call: Call,
+    /// The seed variable or earlier step holding the instruction to evolve.
+    pub from: String,
+    /// Rounds per record, drawn in `[min, max]` (both included, min >= 1). A round whose
+    /// rewrite fails stops the evolution there: the record keeps its last good
+    /// instruction (difficulty = rounds that succeeded), or fails when round 1 did.
+    pub rounds: (usize, usize),
+    /// Drawn per round, uniformly, from these (default: all).
+    pub operators: Vec<EvolveOp>,
+}
+
 /// Per-step sampling: each `Some` field replaces `[teacher.sampling]`'s.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct SamplingOverride {
@@ -186,8 +290,12 @@ impl SamplingOverride {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageMap {
     pub system: Option<String>,
+    /// Empty when `conversation` is set.
     pub user: String,
+    /// Empty when `conversation` is set.
     pub assistant: String,
+    /// A conversation step whose transcript is the record's turns (after `system`).
+    pub conversation: Option<String>,
 }
 
 /// The validated steps of task `i`.
@@ -512,6 +620,7 @@ impl Cx<'_> {
             max_new_tokens,
             sampling,
             stop,
+            few_shot: None,
         })
     }
 
@@ -703,7 +812,10 @@ impl Cx<'_> {
             .collect();
         let problem = match self.steps.iter().find(|s| &s.name == from) {
             Some(s) => match s.kind {
-                StepKind::Llm { .. } | StepKind::Expression(_) => None,
+                StepKind::Llm { .. }
+                | StepKind::Expression(_)
+                | StepKind::Evolve(_)
+                | StepKind::Conversation(_) => None,
                 StepKind::Sampler(_) => Some(format!(
                     "step `{me}` extracts JSON from `{from}`, a sampler step; JSON comes from an earlier LLM or expression step ({})",
                     list(earlier_text.iter().copied())
@@ -777,6 +889,7 @@ impl Cx<'_> {
             system: r.system.as_ref().map(|s| s.get_ref().clone()),
             user: r.user.get_ref().clone(),
             assistant: r.assistant.get_ref().clone(),
+            conversation: None,
         })
     }
 }
