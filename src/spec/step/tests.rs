@@ -161,6 +161,7 @@ fn full_example_parses_to_the_expected_steps() {
                 ..Default::default()
             }),
             stop: vec!["\n\n".into()],
+            few_shot: None,
         }
     );
     assert_eq!(t.steps[4].vars, ["level", "persona", "topic"]);
@@ -173,6 +174,7 @@ fn full_example_parses_to_the_expected_steps() {
             max_new_tokens: None,
             sampling: None,
             stop: vec![],
+            few_shot: None,
         }
     );
     assert_eq!(t.steps[5].vars, ["question"]);
@@ -194,6 +196,7 @@ fn full_example_parses_to_the_expected_steps() {
             system: Some("persona".into()),
             user: "question".into(),
             assistant: "answer".into(),
+            conversation: None,
         })
     );
     // The plan expands over the seeds the steps write as `{{…}}`, in order of first use
