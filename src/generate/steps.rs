@@ -422,6 +422,15 @@ impl Live {
 }
 
 impl Executor<'_> {
+    /// Loads every model `task`'s steps use (so a bench's clock starts after loading).
+    pub fn warm(&self, task: &Task) -> Result<()> {
+        let prefix = format!("{}/", task.name);
+        for k in self.models.0.keys().filter(|k| k.starts_with(&prefix)) {
+            self.llm_for(k)?;
+        }
+        Ok(())
+    }
+
     fn llm_for(&self, model_key: &str) -> Result<Rc<Llm>> {
         let (m, t) =
             self.models.0.get(model_key).ok_or_else(|| {
