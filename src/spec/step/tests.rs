@@ -270,16 +270,6 @@ fn a_step_is_exactly_one_kind() {
         "task[0].step[6]",
         &["step `title` has no kind; give exactly one of `template`"],
     );
-    for kind in ["conversation", "evolve", "few_shot"] {
-        fails_at(
-            "expression = \"Q: {{question}}\"",
-            &format!("{kind} = {{ turns = [3, 6] }}"),
-            &format!("task[0].step[6].{kind}"),
-            &[&format!(
-                "`{kind}` steps are not supported yet, see issue #15"
-            )],
-        );
-    }
     fails_at(
         "expression = \"Q: {{question}}\"",
         "expression = \"Q: {{question}}\"\n  model = \"smollm2-135m-instruct\"",
