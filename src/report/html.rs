@@ -172,8 +172,7 @@ fn bars_svg(labels: &[String], counts: &[f64], colour: &str, xlabel: &str) -> St
     }
     let _ = write!(
         s,
-        "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text></svg>",
-        (bw * labels.len() as f64 / 2.0).max(60.0),
+        "<text x=\"0\" y=\"{}\" font-size=\"11\">{}</text></svg>",
         h + 32.0,
         esc(xlabel)
     );
