@@ -143,6 +143,160 @@ fn hist_svg(edges: &[f64], series: &[(&str, Vec<f64>, &str)], xlabel: &str) -> S
     s
 }
 
+/// Bars for a few integer categories (turns, difficulty levels), each labelled under its
+/// bar: a histogram's edges would read "2.5" where a count of turns is meant.
+fn bars_svg(labels: &[String], counts: &[f64], colour: &str, xlabel: &str) -> String {
+    if labels.is_empty() {
+        return "<p>No data.</p>".into();
+    }
+    let h = 120.0;
+    let max = counts.iter().cloned().fold(1.0, f64::max);
+    let bw = (W / labels.len() as f64).min(60.0);
+    let mut s = format!(
+        "<svg viewBox=\"0 0 {W} {}\" width=\"{W}\" role=\"img\">",
+        h + 50.0
+    );
+    for (i, (label, &c)) in labels.iter().zip(counts).enumerate() {
+        let bh = h * c / max;
+        let x = i as f64 * bw;
+        let _ = write!(
+            s,
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{colour}\"><title>{}: {c}</title></rect><text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text>",
+            h - bh,
+            (bw - 2.0).max(1.0),
+            esc(label),
+            x + bw / 2.0,
+            h + 14.0,
+            esc(label)
+        );
+    }
+    let _ = write!(
+        s,
+        "<text x=\"0\" y=\"{}\" font-size=\"11\">{}</text></svg>",
+        h + 32.0,
+        esc(xlabel)
+    );
+    s
+}
+
+/// `(labels, counts)` of a report list such as `[{"turns": 3, "count": 5}]`.
+fn categories(v: &Value, key: &str) -> (Vec<String>, Vec<f64>) {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| {
+            (
+                x[key].as_u64().map_or("?".into(), |n| n.to_string()),
+                x["count"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .unzip()
+}
+
+/// The per-step funnel of tasks with steps: reached, failed (by reason) and passed.
+fn step_funnel(b: &mut String, r: &Value) {
+    let Some(tasks) = r["step_funnel"].as_array() else {
+        return;
+    };
+    b.push_str("<h3>Steps: where records were lost, and why</h3>");
+    for (t, task) in tasks.iter().enumerate() {
+        let _ = write!(
+            b,
+            "<p><b>{}</b>: {} records started, {} finished every step.</p><table><tr><th>step</th><th>reached</th><th>failed</th><th>passed</th><th>why it failed</th></tr>",
+            esc(task["task"].as_str().unwrap_or("")),
+            num(r, &format!("step_funnel.{t}.started"), "i"),
+            num(r, &format!("step_funnel.{t}.finished"), "i"),
+        );
+        for (s, step) in task["steps"].as_array().into_iter().flatten().enumerate() {
+            let p = format!("step_funnel.{t}.steps.{s}");
+            let why: Vec<String> = step["reasons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, x)| {
+                    format!(
+                        "<code>{}</code> {}",
+                        esc(x["reason"].as_str().unwrap_or("")),
+                        num(r, &format!("{p}.reasons.{i}.count"), "i")
+                    )
+                })
+                .collect();
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(step["step"].as_str().unwrap_or("")),
+                num(r, &format!("{p}.reached"), "i"),
+                num(r, &format!("{p}.failed"), "i"),
+                num(r, &format!("{p}.passed"), "i"),
+                if why.is_empty() {
+                    "–".to_string()
+                } else {
+                    why.join(", ")
+                }
+            );
+        }
+        b.push_str("</table>");
+    }
+}
+
+/// Conversations' turn counts and evolved records' difficulty levels.
+fn programs(b: &mut String, r: &Value) {
+    let t = &r["turns"];
+    if !t.is_null() {
+        let _ = write!(
+            b,
+            "<h2>Conversation turns</h2><p>{} conversations in <code>{}</code>, {} assistant turns on average.</p>",
+            num(r, "turns.n", "i"),
+            esc(t["set"].as_str().unwrap_or("")),
+            num(r, "turns.mean", "f3")
+        );
+        let (labels, counts) = categories(&t["histogram"], "turns");
+        b.push_str(&bars_svg(&labels, &counts, "#4a7bd0", "assistant turns"));
+    }
+    let d = &r["difficulty"];
+    if !d.is_null() {
+        let _ = write!(
+            b,
+            "<h2>Evolution difficulty</h2><p>{} evolved records in <code>{}</code>, {} rounds on average (a record keeps its last good instruction when a round fails).</p>",
+            num(r, "difficulty.n", "i"),
+            esc(d["set"].as_str().unwrap_or("")),
+            num(r, "difficulty.mean", "f3")
+        );
+        let (labels, counts) = categories(&d["levels"], "level");
+        b.push_str(&bars_svg(
+            &labels,
+            &counts,
+            "#d07a4a",
+            "difficulty (rounds that succeeded)",
+        ));
+        let _ = write!(
+            b,
+            "<table><tr><th>failed round: reason</th><th>rounds</th></tr><tr><td>all</td><td>{}</td></tr>",
+            num(r, "difficulty.failed_rounds", "i")
+        );
+        for (i, f) in d["failures"].as_array().into_iter().flatten().enumerate() {
+            let _ = write!(
+                b,
+                "<tr><td><code>{}</code></td><td>{}</td></tr>",
+                esc(f["reason"].as_str().unwrap_or("")),
+                num(r, &format!("difficulty.failures.{i}.count"), "i")
+            );
+        }
+        b.push_str("</table><table><tr><th>operator</th><th>rounds succeeded</th><th>rounds failed</th></tr>");
+        for (i, o) in d["operators"].as_array().into_iter().flatten().enumerate() {
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(o["operator"].as_str().unwrap_or("")),
+                num(r, &format!("difficulty.operators.{i}.succeeded"), "i"),
+                num(r, &format!("difficulty.operators.{i}.failed"), "i")
+            );
+        }
+        b.push_str("</table>");
+    }
+}
+
 fn trim(x: f64) -> String {
     let s = format!("{x:.2}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -244,6 +398,7 @@ pub fn render(r: &Value) -> String {
         );
     }
     b.push_str("</table>");
+    step_funnel(&mut b, r);
 
     // Judges.
     b.push_str("<h2>Judge scores</h2>");
@@ -317,6 +472,7 @@ pub fn render(r: &Value) -> String {
         ],
         "words in the response",
     ));
+    programs(&mut b, r);
 
     // Diversity.
     b.push_str("<h2>Diversity and collapse signals</h2><table><tr><th>metric</th><th>synthetic</th><th>real anchor</th><th>reads as</th></tr>");

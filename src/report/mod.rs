@@ -5,6 +5,7 @@
 
 pub mod diversity;
 pub mod html;
+mod steps;
 
 use crate::error::{Error, Result};
 use crate::models::FetchPolicy;
@@ -142,7 +143,8 @@ fn n(v: &Option<Vec<Value>>) -> Option<usize> {
 /// Builds `report.json`'s value from a run directory.
 pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
     let f = Files::read(dir)?;
-    let (funnel, losses) = funnel_and_losses(&f);
+    let step_rejected = steps::read_step_rejections(&RunDir::new(dir));
+    let (funnel, losses) = funnel_and_losses(&f, &step_rejected);
     let (judges, agreement) = judge_scores(&f);
     let (ds_syn, ds_real) = f.dataset_split();
     // ---- lengths and diversity ----
@@ -207,7 +209,7 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
             )
         })
         .collect();
-    Ok(json!({
+    let mut report = json!({
         "run": {"name": dir.file_name().and_then(|f| f.to_str()), "spec_sha256": manifest.spec_sha256,
                 "spec_path": manifest.spec_path, "flywheel": env!("CARGO_PKG_VERSION")},
         "models": manifest.models,
@@ -223,12 +225,34 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
         "lengths": lengths,
         "diversity": {"synthetic": div_syn, "real": div_real, "text_metrics_sample": k, "warnings": warnings},
         "privacy": privacy_v,
-    }))
+    });
+    // Generation programs' sections, only where the run has such data: a plain task's
+    // report keeps exactly its keys.
+    let programs = [
+        ("step_funnel", steps::step_funnel(dir, &f, &step_rejected)),
+        (
+            "turns",
+            steps::latest_synthetic(&f).and_then(|(set, r)| steps::turns(set, &r)),
+        ),
+        (
+            "difficulty",
+            steps::latest_synthetic(&f).and_then(|(set, r)| steps::difficulty(set, &r)),
+        ),
+    ];
+    for (k, v) in programs {
+        if let Some(v) = v {
+            report[k] = v;
+        }
+    }
+    Ok(report)
 }
 
 /// The funnel (records left after each stage) and the losses (how many each stage
 /// removed, and why).
-fn funnel_and_losses(f: &Files) -> (Vec<Value>, Vec<Value>) {
+fn funnel_and_losses(
+    f: &Files,
+    step_rejected: &[steps::StepRejection],
+) -> (Vec<Value>, Vec<Value>) {
     let planned = f.manifest.stages.get("generate").map(|s| s.planned);
     let (ds_syn, _) = f.dataset_split();
     let mut losses: Vec<Value> = Vec::new();
@@ -250,7 +274,11 @@ fn funnel_and_losses(f: &Files) -> (Vec<Value>, Vec<Value>) {
         };
         *by_reason.entry((stage, key)).or_default() += 1;
     }
+    // Records that failed a step (tasks with steps) are lost at generation, each for a
+    // reason; the rest of the shortfall is the plain "not generated".
+    losses.extend(steps::step_losses(step_rejected));
     if let (Some(p), Some(g)) = (planned, n(&f.generated)) {
+        let g = g + step_rejected.len();
         if p > g {
             losses.push(json!({"stage": "generate", "reason": "not generated (prompt too long for the model, or the run was stopped)", "count": p - g}));
         }
