@@ -1052,9 +1052,10 @@ impl Cx<'_> {
                     j,
                     "few_shot.k",
                     format!(
-                        "k is {DEFAULT_K} by default, but {} has only {} usable examples; add examples or set `k`",
+                        "k is {DEFAULT_K} by default, but {} has only {} usable example{}; add examples or set `k`",
                         path.display(),
-                        examples.len()
+                        examples.len(),
+                        if examples.len() == 1 { "" } else { "s" }
                     ),
                 ))
             }
