@@ -78,7 +78,7 @@ pub(super) fn definition(task: &Task) -> Value {
     let messages = task
         .messages
         .as_ref()
-        .map(|m| json!({"system": m.system, "user": m.user, "assistant": m.assistant}));
+        .map(|m| json!({"system": m.system, "user": m.user, "assistant": m.assistant, "conversation": m.conversation}));
     json!({"steps": steps, "messages": messages})
 }
 
