@@ -75,10 +75,14 @@ pub(super) fn definition(task: &Task) -> Value {
             json!({"name": s.name, "kind": kind})
         })
         .collect();
-    let messages = task
-        .messages
-        .as_ref()
-        .map(|m| json!({"system": m.system, "user": m.user, "assistant": m.assistant, "conversation": m.conversation}));
+    let messages = task.messages.as_ref().map(|m| {
+        let mut v = json!({"system": m.system, "user": m.user, "assistant": m.assistant});
+        // Only when set: the ids of tasks written before conversations existed stay.
+        if let Some(c) = &m.conversation {
+            v["conversation"] = json!(c);
+        }
+        v
+    });
     json!({"steps": steps, "messages": messages})
 }
 
