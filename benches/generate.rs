@@ -10,6 +10,11 @@ fn main() -> flywheel::Result<()> {
         prompt_tokens: 128,
         runs: 3,
         llama_cpp: None,
+        multi_step: Some(flywheel::bench::MultiStep {
+            records: 16,
+            batch: 8,
+            tokens: 64,
+        }),
     };
     println!("{}", flywheel::bench::generate(&settings)?);
     Ok(())

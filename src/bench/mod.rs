@@ -47,6 +47,8 @@ pub struct GenerateBench {
     pub runs: usize,
     /// A Python with llama-cpp-python: measure llama.cpp on the same file in this run.
     pub llama_cpp: Option<std::path::PathBuf>,
+    /// The multi-step case (`None`: skipped).
+    pub multi_step: Option<MultiStep>,
 }
 
 /// llama.cpp's figures on the same file, from `benches/llama_cpp_reference.py`.
@@ -188,6 +190,52 @@ pub fn generate(args: &GenerateBench) -> Result<BenchReport> {
             }
         }
     }
+    let multi = match args.multi_step {
+        Some(m) => {
+            let (one, two) = crate::generate::bench::steps_bench(
+                &args.model,
+                dev,
+                precision,
+                m.batch,
+                m.tokens,
+                m.records,
+            )?;
+            // Step 2's prompt holds step 1's answer, so the 2-step task also prefills
+            // more: the second ratio counts every token through the model, which is
+            // what scheduling (not the task's shape) decides.
+            let all = |c: &crate::generate::bench::StepsCase| {
+                (c.generated_tokens + c.prefill_tokens) as f64 / c.seconds
+            };
+            out.push(format!(
+                "multi-step (real executor, {} records, batch {}, {} new tokens per record):",
+                m.records, m.batch, m.tokens
+            ));
+            for c in [&one, &two] {
+                out.push(format!(
+                    "  {} step{}: {:.1} new tok/s ({} new + {} prefill tokens in {:.1} s; {:.1} tok/s through the model)",
+                    c.steps,
+                    if c.steps == 1 { " " } else { "s" },
+                    c.tokens_per_s,
+                    c.generated_tokens,
+                    c.prefill_tokens,
+                    c.seconds,
+                    all(c)
+                ));
+            }
+            out.push(format!(
+                "  2-step / 1-step: new tokens/s {:.2}× · all tokens/s {:.2}×",
+                two.tokens_per_s / one.tokens_per_s,
+                all(&two) / all(&one)
+            ));
+            Some(serde_json::json!({
+                "batch": m.batch, "records": m.records, "tokens_per_record": m.tokens,
+                "one_step": one, "two_step": two,
+                "ratio": two.tokens_per_s / one.tokens_per_s,
+                "ratio_all_tokens": all(&two) / all(&one),
+            }))
+        }
+        None => None,
+    };
     out.push(format!("bounds: decode = min(batch × copy bandwidth ÷ {:.0} MB of {} weights per step, {} matmul rate ÷ {:.0} MFLOP per token); prefill = matmul rate ÷ FLOP per token", weight_bytes / 1e6, precision.name(), precision.name(), flops_per_token / 1e6));
     let json = serde_json::json!({
         "bench": "generate",
@@ -205,8 +253,18 @@ pub fn generate(args: &GenerateBench) -> Result<BenchReport> {
         "prompt_tokens": args.prompt_tokens,
         "rows": rows,
         "llama_cpp": reference,
+        "multi_step": multi,
     });
     Ok(BenchReport { lines: out, json })
+}
+
+/// Settings of the multi-step case of `bench generate`.
+#[derive(Debug, Clone, Copy)]
+pub struct MultiStep {
+    pub records: usize,
+    pub batch: usize,
+    /// New tokens per record, split evenly between the steps.
+    pub tokens: usize,
 }
 
 fn row(phase: &str, batch: usize, tps: f64, bound: f64) -> Row {

@@ -11,7 +11,7 @@ pub mod card;
 pub mod parquet_out;
 
 use crate::error::{Error, Result};
-use crate::spec::{BlendSection, Spec};
+use crate::spec::{BlendOrder, BlendSection, Spec};
 use crate::store::manifest::StageStatus;
 use crate::store::{write_atomic, write_jsonl, Manifest, RunDir};
 use rand::seq::SliceRandom;
@@ -168,6 +168,9 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
     }
     // A seeded shuffle of the whole set, so training order mixes the sources.
     rows.shuffle(&mut rng);
+    if spec.blend.order == BlendOrder::Curriculum {
+        curriculum(&mut rows);
+    }
 
     let dataset = dir.dataset();
     write_jsonl(&dataset, &rows)?;
@@ -209,6 +212,24 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
     }
     Manifest::mark_stage(dir.path(), (&spec.path, spec.sha256()), "blend", st, &[])?;
     Ok(summary)
+}
+
+/// `order = "curriculum"`: the places the shuffle gave synthetic records, refilled with
+/// them from easy to hard (`meta.difficulty`, 0 when absent; ties keep the shuffled
+/// order). Real records keep their places, so real data stays spread through the
+/// curriculum instead of bunching at one end.
+fn curriculum(rows: &mut [Value]) {
+    let places: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i]["source"] == "synthetic")
+        .collect();
+    let mut synthetic: Vec<Value> = places
+        .iter()
+        .map(|&i| std::mem::take(&mut rows[i]))
+        .collect();
+    synthetic.sort_by_key(|r| r["meta"]["difficulty"].as_u64().unwrap_or(0));
+    for (i, r) in places.into_iter().zip(synthetic) {
+        rows[i] = r;
+    }
 }
 
 /// The shortfall as an error (exit code 3) after everything possible was written.
@@ -296,6 +317,113 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Records with these difficulties (`None`: no `meta.difficulty`), ids `s0`, `s1`, ….
+    fn synthetic(difficulties: &[Option<u64>]) -> Vec<Value> {
+        difficulties
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let mut meta = serde_json::json!({});
+                if let Some(d) = d {
+                    meta["difficulty"] = (*d).into();
+                }
+                serde_json::json!({
+                    "id": format!("s{i}"),
+                    "messages": [
+                        {"role": "user", "content": format!("q{i}")},
+                        {"role": "assistant", "content": format!("a{i}")}
+                    ],
+                    "meta": meta,
+                })
+            })
+            .collect()
+    }
+
+    fn ids(rows: &[Value]) -> Vec<&str> {
+        rows.iter().map(|r| r["id"].as_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn curriculum_sorts_synthetic_places_by_difficulty_and_leaves_real_ones() {
+        let mut rows = synthetic(&[Some(3), Some(1), None, Some(2), Some(1)]);
+        for r in &mut rows {
+            r["source"] = "synthetic".into();
+        }
+        let real = |id: &str| serde_json::json!({"id": id, "source": "real"});
+        rows.insert(1, real("r0"));
+        rows.insert(4, real("r1"));
+        rows.push(real("r2"));
+        assert_eq!(ids(&rows), ["s0", "r0", "s1", "s2", "r1", "s3", "s4", "r2"]);
+        curriculum(&mut rows);
+        // No difficulty counts as 0; ties (s1, s4) keep their order.
+        assert_eq!(ids(&rows), ["s2", "r0", "s1", "s4", "r1", "s3", "s0", "r2"]);
+    }
+
+    /// A run directory with `difficulties` as audited records and four real ones, blended
+    /// with `[blend]` plus `extra`; the dataset's bytes.
+    fn blend_with(extra: &str) -> String {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let spec = format!(
+            "[run]\nname = \"b\"\nout_dir = {:?}\nseed = 7\n[[task]]\nname = \"q\"\ntemplate = \"x\"\n[blend]\nreal = [\"real.jsonl\"]\n{extra}",
+            d.join("out").display().to_string()
+        );
+        let real: Vec<Value> = (0..4)
+            .map(|i| serde_json::json!({"id": format!("r{i}"), "prompt": format!("p{i}"), "response": format!("y{i}")}))
+            .collect();
+        write_jsonl(&d.join("real.jsonl"), &real).unwrap();
+        let spec = Spec::parse(&d.join("spec.toml"), spec).unwrap();
+        let syn = synthetic(&[
+            Some(3),
+            Some(1),
+            Some(2),
+            None,
+            Some(1),
+            Some(5),
+            Some(0),
+            Some(2),
+        ]);
+        std::fs::create_dir_all(spec.run_dir()).unwrap();
+        write_jsonl(&RunDir::new(spec.run_dir()).audited(), &syn).unwrap();
+        let s = run_spec(&spec, None).unwrap();
+        std::fs::read_to_string(s.dataset).unwrap()
+    }
+
+    fn dataset_ids(text: &str) -> Vec<String> {
+        text.lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shuffled_is_the_old_order_and_curriculum_goes_easy_to_hard() {
+        let shuffled = blend_with("");
+        // The order the blend wrote before `order` existed (same records, same seed).
+        assert_eq!(
+            dataset_ids(&shuffled),
+            ["s7", "s6", "s0", "s2", "s1", "s4", "r1", "r0", "s5", "r2", "r3", "s3"]
+        );
+        assert_eq!(blend_with("order = \"shuffled\"\n"), shuffled);
+        let curriculum = blend_with("order = \"curriculum\"\n");
+        // Real records where the shuffle put them; synthetic ones by difficulty
+        // (s3 has none: 0), ties in shuffled order.
+        assert_eq!(
+            dataset_ids(&curriculum),
+            ["s6", "s3", "s1", "s4", "s7", "s2", "r1", "r0", "s0", "r2", "r3", "s5"]
+        );
+        // The same records, only reordered.
+        let mut a: Vec<&str> = shuffled.lines().collect();
+        let mut b: Vec<&str> = curriculum.lines().collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b);
     }
 
     #[test]

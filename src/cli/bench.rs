@@ -3,7 +3,9 @@
 use super::{Ctx, DeviceFlag};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use flywheel::bench::{self, dedup::DedupBench, dedup::EmbedBench, GenerateBench, JudgeBench};
+use flywheel::bench::{
+    self, dedup::DedupBench, dedup::EmbedBench, GenerateBench, JudgeBench, MultiStep,
+};
 use flywheel::dedup::Shingle;
 use flywheel::engine::device;
 use std::path::PathBuf;
@@ -56,6 +58,16 @@ pub struct GenerateBenchArgs {
     /// GGUF file and threads in this run, and print flywheel's speed as a ratio to it.
     #[arg(long, value_name = "PYTHON")]
     llama_cpp: Option<PathBuf>,
+    /// Records in the multi-step case: a 1-step task and a 2-step task making the same
+    /// tokens per record through the real executor, compared in tokens/s (0: skip it).
+    #[arg(long, default_value_t = 16)]
+    multi_step_records: usize,
+    /// Batch size of the multi-step case (both tasks).
+    #[arg(long, default_value_t = 8)]
+    multi_step_batch: usize,
+    /// New tokens per record in the multi-step case (split evenly between the 2 steps).
+    #[arg(long, default_value_t = 64)]
+    multi_step_tokens: usize,
 }
 
 impl GenerateBenchArgs {
@@ -68,6 +80,11 @@ impl GenerateBenchArgs {
             prompt_tokens: self.prompt_tokens,
             runs: self.runs,
             llama_cpp: self.llama_cpp,
+            multi_step: (self.multi_step_records > 0).then_some(MultiStep {
+                records: self.multi_step_records,
+                batch: self.multi_step_batch.max(1),
+                tokens: self.multi_step_tokens.max(2),
+            }),
         })
     }
 }

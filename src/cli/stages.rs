@@ -178,6 +178,7 @@ pub fn judge(a: JudgeArgs, cx: &Ctx) -> Result<()> {
         judges: &judges,
         verifiers: &[],
         combine: Default::default(),
+        scope: Default::default(),
         base_dir: Path::new("."),
     };
     let s = flywheel::verify::stage::run(&a.input, &a.output, &checks, &opts, a.strict)

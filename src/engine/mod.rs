@@ -22,6 +22,7 @@ use model::{Decoder, Segment, SeqCache};
 pub use precision::Precision;
 use sampler::Sampler;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Set by the Ctrl-C handler; the scheduler stops after the step in flight.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -224,7 +225,11 @@ impl Llm {
                     })?;
                     continue;
                 }
-                let max_new = params.max_new_tokens.min(ctx - r.prompt_ids.len());
+                let (sampling, max_new) = match &r.own {
+                    Some(o) => (&o.sampling, o.max_new_tokens),
+                    None => (&params.sampling, params.max_new_tokens),
+                };
+                let max_new = max_new.min(ctx - r.prompt_ids.len());
                 let cache = match self.decoder.new_cache(r.prompt_ids.len() + max_new) {
                     Ok(c) => c,
                     Err(e) if is_oom(&e) && active.len() + admitted.len() > 0 => {
@@ -238,12 +243,13 @@ impl Llm {
                 };
                 admitted.push(Active {
                     seed: r.seed,
-                    sampler: Sampler::new(&params.sampling, r.seed),
+                    sampler: Sampler::new(sampling, r.seed),
                     context: r.prompt_ids.clone(),
                     prompt_len: r.prompt_ids.len(),
                     max_new,
                     cache,
                     id: r.id,
+                    own: r.own,
                 });
             }
             if active.is_empty() && admitted.is_empty() {
@@ -285,6 +291,7 @@ impl Llm {
                             prompt_ids: a.context[..a.prompt_len].to_vec(),
                             seed: a.seed,
                             id: a.id,
+                            own: a.own,
                         });
                     }
                     batch = keep;
@@ -317,14 +324,10 @@ impl Llm {
                     continue;
                 }
                 a.context.push(tok);
-                if !params.stop.is_empty() {
+                let stop = a.own.as_ref().map_or(&params.stop, |o| &o.stop);
+                if !stop.is_empty() {
                     let text = self.tokenizer.decode(&a.context[a.prompt_len..])?;
-                    if let Some(cut) = params
-                        .stop
-                        .iter()
-                        .filter_map(|s| text.find(s.as_str()))
-                        .min()
-                    {
+                    if let Some(cut) = stop.iter().filter_map(|s| text.find(s.as_str())).min() {
                         finished.push((i, Finish::Stop, Some(text[..cut].to_string())));
                         continue;
                     }
@@ -436,6 +439,30 @@ pub struct Request {
     pub id: String,
     pub prompt_ids: Vec<u32>,
     pub seed: u64,
+    /// This request's own settings instead of the call's: lets the steps of a multi-step
+    /// task, each with its own sampling and length, share one continuous batch.
+    pub own: Option<Arc<SeqParams>>,
+}
+
+impl Request {
+    /// A request that uses the call's [`GenParams`].
+    pub fn new(id: String, prompt_ids: Vec<u32>, seed: u64) -> Request {
+        Request {
+            id,
+            prompt_ids,
+            seed,
+            own: None,
+        }
+    }
+}
+
+/// Per-request settings (see [`Request::own`]).
+#[derive(Debug, Clone)]
+pub struct SeqParams {
+    pub sampling: Sampling,
+    pub max_new_tokens: usize,
+    /// Stop strings (cut from the output).
+    pub stop: Vec<String>,
 }
 
 /// Settings shared by all requests of a generate call.
@@ -486,6 +513,7 @@ struct Active {
     prompt_len: usize,
     max_new: usize,
     cache: SeqCache,
+    own: Option<Arc<SeqParams>>,
 }
 
 /// Free memory on a CUDA device, in bytes.

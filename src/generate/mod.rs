@@ -5,6 +5,7 @@
 //! sample index), not its position, so adding a seed value leaves every other id — and so
 //! every finished record — unchanged, and a rerun resumes.
 
+pub mod bench;
 pub mod evolve;
 pub mod stage;
 mod steps;

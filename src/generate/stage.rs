@@ -363,11 +363,11 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
                 .filter(|i| !steps_task(&i.task) && !existing.ids.contains(&i.id))
                 .map_while(|it| match llm.prompt_ids(&it.messages) {
                     Ok(prompt_ids) => {
-                        let r = Request {
-                            id: it.id.clone(),
+                        let r = Request::new(
+                            it.id.clone(),
                             prompt_ids,
-                            seed: record_seed(spec.run.seed, &it.id),
-                        };
+                            record_seed(spec.run.seed, &it.id),
+                        );
                         inflight.borrow_mut().insert(it.id.clone(), it);
                         Some(r)
                     }

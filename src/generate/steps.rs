@@ -7,21 +7,25 @@
 //! on which records were computed together, and resuming from `steps.jsonl` (every value
 //! appended as it is computed) gives the records an uninterrupted run gives.
 
-use super::WorkItem;
+use super::{evolve, WorkItem};
 use crate::engine::sampler::record_seed;
-use crate::engine::{Finish, GenParams, GenStats, Llm, ModelInfo, Precision, Request};
+use crate::engine::{Finish, GenParams, GenStats, Llm, ModelInfo, Precision, Request, SeqParams};
 use crate::error::{Error, Result};
 use crate::models::chat::{ChatTemplate, Message};
 use crate::models::{resolve, FetchPolicy, ResolvedModel};
-use crate::record::generated::{Meta, Provenance, Record, SamplingRecord};
+use crate::record::generated::{Lineage, Meta, Provenance, Record, SamplingRecord};
 use crate::record::lines::{self, Line};
-use crate::spec::{render, Call, Sampler, Sampling, Spec, Step, StepKind, Task};
+use crate::spec::{
+    render, Call, Conversation, Evolve, EvolveOp, Sampler, Sampling, Spec, Step, StepKind, Task,
+};
 use crate::store::{JsonlWriter, RunDir};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Records computed together, at most: bounds memory on a large plan without changing any
 /// record (values do not depend on what else is in the wave).
@@ -106,36 +110,52 @@ impl StepModels {
         let mut out = BTreeMap::new();
         for task in spec.tasks.iter().filter(|t| t.has_steps()) {
             for step in &task.steps {
-                let StepKind::Llm { model, .. } = &step.kind else {
-                    continue;
+                let calls: Vec<(String, &Option<String>)> = match &step.kind {
+                    StepKind::Llm { model, .. } => vec![(key(task, step), model)],
+                    StepKind::Evolve(e) => vec![(key(task, step), &e.call.model)],
+                    // The simulated user talks with the assistant's model unless it has its own.
+                    StepKind::Conversation(c) => vec![
+                        (key(task, step), &c.assistant.model),
+                        (
+                            format!("{}#user", key(task, step)),
+                            if c.user.model.is_some() {
+                                &c.user.model
+                            } else {
+                                &c.assistant.model
+                            },
+                        ),
+                    ],
+                    _ => continue,
                 };
-                let (name, template) = match (model, &spec.teacher) {
-                    (Some(m), _) => (m.clone(), None),
-                    (None, Some(t)) => (
-                        t.model.clone(),
-                        t.chat_template
-                            .as_deref()
-                            .map(ChatTemplate::from_override)
-                            .transpose()?,
-                    ),
-                    (None, None) => {
-                        return Err(Error::Spec(format!(
+                for (k, model) in calls {
+                    let (name, template) = match (model, &spec.teacher) {
+                        (Some(m), _) => (m.clone(), None),
+                        (None, Some(t)) => (
+                            t.model.clone(),
+                            t.chat_template
+                                .as_deref()
+                                .map(ChatTemplate::from_override)
+                                .transpose()?,
+                        ),
+                        (None, None) => {
+                            return Err(Error::Spec(format!(
                             "{}: task `{}` step `{}` names no model and the spec has no [teacher]",
                             spec.path.display(),
                             task.name,
                             step.name
                         )))
-                    }
-                };
-                let m = match cache.get(&name) {
-                    Some(m) => m.clone(),
-                    None => {
-                        let m = resolve(&name, fetch)?;
-                        cache.insert(name, m.clone());
-                        m
-                    }
-                };
-                out.insert(key(task, step), (m, template));
+                        }
+                    };
+                    let m = match cache.get(&name) {
+                        Some(m) => m.clone(),
+                        None => {
+                            let m = resolve(&name, fetch)?;
+                            cache.insert(name, m.clone());
+                            m
+                        }
+                    };
+                    out.insert(k, (m, template));
+                }
             }
         }
         Ok(StepModels(out))
@@ -283,58 +303,167 @@ pub(super) struct Executor<'a> {
     pub spec_sha: String,
 }
 
-/// A record being computed: its scope (seed values, then each step's value as it comes).
+/// A record being computed: its scope (seed values, then each step's value as it comes)
+/// and where it is in its steps.
 struct Live {
     item: WorkItem,
     scope: BTreeMap<String, String>,
     steps: BTreeMap<String, String>,
-    /// An LLM step's `(finish, prompt tokens, completion tokens)`, by step name.
-    llm: HashMap<String, (Finish, usize, usize)>,
+    /// The last model call of each LLM, conversation (assistant side) or evolve step.
+    llm: HashMap<String, Done>,
+    /// Conversation transcripts, by step name.
+    transcripts: HashMap<String, Vec<Message>>,
+    turns: Option<usize>,
+    difficulty: Option<usize>,
+    lineage: Vec<Lineage>,
+    /// Index of the step being computed.
+    at: usize,
+    /// Progress inside a conversation or evolve step.
+    sub: Sub,
+    /// The call key of the request in flight, if any (a record has at most one).
+    waiting: Option<String>,
     failed: bool,
 }
 
-impl Live {
-    fn set(&mut self, step: &str, l: &StepLine) {
-        self.scope.insert(step.to_string(), l.value.clone());
-        self.steps.insert(step.to_string(), l.value.clone());
-        if let Some(f) = l.finish {
-            self.llm
-                .insert(step.to_string(), (f, l.prompt_tokens, l.completion_tokens));
+/// A finished model call, for provenance.
+#[derive(Debug, Clone, Copy)]
+struct Done {
+    seed: u64,
+    finish: Finish,
+    prompt_tokens: usize,
+    completion_tokens: usize,
+}
+
+impl Done {
+    fn of(line: &StepLine, seed: u64) -> Done {
+        Done {
+            seed,
+            finish: line.finish.unwrap_or(Finish::Stop),
+            prompt_tokens: line.prompt_tokens,
+            completion_tokens: line.completion_tokens,
         }
+    }
+}
+
+/// Progress inside a step that makes several calls.
+enum Sub {
+    Idle,
+    Conv {
+        /// Assistant turns drawn for this record.
+        n: usize,
+        /// The turn being made (1-based).
+        turn: usize,
+        transcript: Vec<Message>,
+    },
+    Evo {
+        /// Rounds drawn for this record.
+        n: usize,
+        /// The round being made (1-based).
+        round: usize,
+        current: String,
+        op: EvolveOp,
+        lineage: Vec<Lineage>,
+    },
+}
+
+/// A model call a record's current step needs.
+struct Want {
+    /// The journal key: the step name, or `step#turn.role` / `step#round` inside a step.
+    key: String,
+    /// The [`StepModels`] key of the model that answers.
+    model: String,
+    params: SeqParams,
+    messages: Vec<Message>,
+}
+
+/// What came back for a call.
+enum Got {
+    Line(StepLine),
+    TooLong(usize),
+}
+
+/// The opening line the simulated user sees, so its view of the dialogue alternates
+/// user/assistant from the start as every chat template expects.
+const KICKOFF: &str = "Write your first message to the assistant.";
+
+/// Requests waiting for each loaded model.
+#[derive(Default)]
+struct Queues {
+    llms: Vec<Rc<Llm>>,
+    queues: Vec<VecDeque<Request>>,
+}
+
+impl Queues {
+    fn push(&mut self, llm: Rc<Llm>, r: Request) {
+        let g = match self.llms.iter().position(|l| Rc::ptr_eq(l, &llm)) {
+            Some(g) => g,
+            None => {
+                self.llms.push(llm);
+                self.queues.push(VecDeque::new());
+                self.llms.len() - 1
+            }
+        };
+        self.queues[g].push_back(r);
+    }
+
+    /// The model with the most requests waiting.
+    fn busiest(&self) -> Option<usize> {
+        (0..self.queues.len())
+            .filter(|&g| !self.queues[g].is_empty())
+            .max_by_key(|&g| (self.queues[g].len(), std::cmp::Reverse(g)))
+    }
+}
+
+impl Live {
+    fn set(&mut self, step: &str, value: &str) {
+        self.scope.insert(step.to_string(), value.to_string());
+        self.steps.insert(step.to_string(), value.to_string());
     }
 }
 
 impl Executor<'_> {
-    fn llm(&self, task: &Task, step: &Step) -> Result<Rc<Llm>> {
-        let (m, t) = self.models.0.get(&key(task, step)).ok_or_else(|| {
-            Error::Internal(format!("no model resolved for step {}", key(task, step)))
-        })?;
+    /// Loads every model `task`'s steps use (so a bench's clock starts after loading).
+    pub fn warm(&self, task: &Task) -> Result<()> {
+        let prefix = format!("{}/", task.name);
+        for k in self.models.0.keys().filter(|k| k.starts_with(&prefix)) {
+            self.llm_for(k)?;
+        }
+        Ok(())
+    }
+
+    fn llm_for(&self, model_key: &str) -> Result<Rc<Llm>> {
+        let (m, t) =
+            self.models.0.get(model_key).ok_or_else(|| {
+                Error::Internal(format!("no model resolved for step {model_key}"))
+            })?;
         crate::runtime::llm(m, self.device, self.precision, t.clone())
     }
 
-    fn params(&self, step: &Step) -> GenParams {
-        let (sampling, max_new, stop) = match &step.kind {
-            StepKind::Llm {
-                sampling,
-                max_new_tokens,
-                stop,
-                ..
-            } => (sampling.as_ref(), *max_new_tokens, stop.as_slice()),
-            _ => (None, None, &[][..]),
-        };
-        let sampling = sampling.map_or_else(|| self.base.clone(), |o| o.apply(&self.base));
-        let mut stops = self.base.stop.clone();
-        stops.extend(stop.iter().cloned());
-        GenParams {
+    fn seq_params(&self, call: &Call) -> SeqParams {
+        let sampling = call
+            .sampling
+            .as_ref()
+            .map_or_else(|| self.base.clone(), |o| o.apply(&self.base));
+        let mut stop = self.base.stop.clone();
+        stop.extend(call.stop.iter().cloned());
+        SeqParams {
             sampling,
-            max_new_tokens: max_new.unwrap_or(self.base_max_new),
-            batch_size: self.batch_size,
-            stop: stops,
+            max_new_tokens: call.max_new_tokens.unwrap_or(self.base_max_new),
+            stop,
         }
     }
 
-    /// Computes `items` (records of `task` not yet written) step by step, then appends
-    /// the records that passed every step to `out`, in plan order.
+    fn seed(&self, r: &Live, key: &str) -> u64 {
+        step_seed(self.spec.run.seed, &r.item.id, key)
+    }
+
+    /// Computes `items` (records of `task` not yet written), then appends the records
+    /// that passed every step to `out`, in plan order.
+    ///
+    /// Records move through their steps independently: when a record's call finishes,
+    /// its next call joins the running batch of the model it needs (continuous batching
+    /// across steps and turns). Calls for another model wait in that model's queue; the
+    /// model with the most waiting runs next.
     pub fn run(
         &self,
         task: &Task,
@@ -351,50 +480,80 @@ impl Executor<'_> {
                 item,
                 steps: BTreeMap::new(),
                 llm: HashMap::new(),
+                transcripts: HashMap::new(),
+                turns: None,
+                difficulty: None,
+                lineage: Vec::new(),
+                at: 0,
+                sub: Sub::Idle,
+                waiting: None,
                 failed: false,
             })
             .collect();
-        for step in &task.steps {
-            let mut todo = Vec::new();
-            for (i, r) in live.iter_mut().enumerate() {
-                if r.failed {
-                    continue;
-                }
-                match journal.done.get(&(r.item.id.clone(), step.name.clone())) {
-                    Some(l) => r.set(&step.name, l),
-                    None => todo.push(i),
-                }
+        let index: HashMap<String, usize> = live
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.item.id.clone(), i))
+            .collect();
+        let queues = RefCell::new(Queues::default());
+        for r in live.iter_mut() {
+            if let Some((llm, req)) = self.advance(task, r, journal, counts)? {
+                queues.borrow_mut().push(llm, req);
             }
-            if todo.is_empty() {
-                continue;
-            }
-            if let StepKind::Llm { .. } = step.kind {
-                self.llm_wave(task, step, &mut live, &todo, journal, counts)?;
-                continue;
-            }
-            for i in todo {
+        }
+        loop {
+            // A statement, not `while let`: the borrow must end before the batch runs.
+            let Some(g) = queues.borrow().busiest() else {
+                break;
+            };
+            let llm = queues.borrow().llms[g].clone();
+            let params = GenParams {
+                sampling: self.base.clone(),
+                max_new_tokens: self.base_max_new,
+                batch_size: self.batch_size,
+                stop: Vec::new(),
+            };
+            let feed = std::iter::from_fn(|| queues.borrow_mut().queues[g].pop_front());
+            let stats = llm.generate(feed, &params, |o| {
+                let i = *index.get(&o.id).ok_or_else(|| {
+                    Error::Internal(format!("the engine returned unknown record {}", o.id))
+                })?;
                 let r = &mut live[i];
-                let seed = step_seed(self.spec.run.seed, &r.item.id, &step.name);
-                match compute(self.spec, step, &r.scope, seed)? {
-                    Ok(value) => {
-                        let line = StepLine {
-                            id: r.item.id.clone(),
-                            step: step.name.clone(),
-                            value,
-                            finish: None,
-                            prompt_tokens: 0,
-                            completion_tokens: 0,
-                        };
-                        journal.record(&line)?;
-                        r.set(&step.name, &line);
-                    }
-                    Err(reason) => {
-                        journal.reject(&r.item.id, &task.name, &step.name, reason)?;
-                        r.failed = true;
-                        counts.rejected += 1;
-                    }
+                let key = r.waiting.take().ok_or_else(|| {
+                    Error::Internal(format!("record {} got an answer it did not ask for", o.id))
+                })?;
+                let got = if o.finish == Finish::PromptTooLong {
+                    Got::TooLong(o.prompt_tokens)
+                } else {
+                    let line = StepLine {
+                        id: o.id,
+                        step: key,
+                        value: o.text.trim().to_string(),
+                        finish: Some(o.finish),
+                        prompt_tokens: o.prompt_tokens,
+                        completion_tokens: o.tokens.len(),
+                    };
+                    journal.record(&line)?;
+                    Got::Line(line)
+                };
+                self.take(task, r, got, journal, counts)?;
+                if let Some((llm, req)) = self.advance(task, r, journal, counts)? {
+                    queues.borrow_mut().push(llm, req);
                 }
-            }
+                Ok(())
+            })?;
+            counts.stats.generated_tokens += stats.generated_tokens;
+            counts.stats.prefill_tokens += stats.prefill_tokens;
+            counts.stats.steps += stats.steps;
+            counts.stats.oom_backoffs += stats.oom_backoffs;
+        }
+        if let Some(r) = live.iter().find(|r| !r.failed && r.at < task.steps.len()) {
+            return Err(Error::Internal(format!(
+                "record {} stopped at step {} of {}",
+                r.item.id,
+                r.at + 1,
+                task.steps.len()
+            )));
         }
         // Failed records are settled too: the bar counts them with the written ones.
         pb.inc(live.iter().filter(|r| r.failed).count() as u64);
@@ -408,115 +567,598 @@ impl Executor<'_> {
         Ok(())
     }
 
-    /// One LLM step for the records `todo`, in one continuous batch.
-    fn llm_wave(
+    /// Runs the record's steps until one needs a model call (returned, with the model
+    /// that answers it) or the record is finished or failed (`None`). A call already in
+    /// the journal is taken from there, so a resumed record replays its finished calls
+    /// without computing them.
+    fn advance(
+        &self,
+        task: &Task,
+        r: &mut Live,
+        journal: &mut Journal,
+        counts: &mut Counts,
+    ) -> Result<Option<(Rc<Llm>, Request)>> {
+        loop {
+            if r.failed || r.at >= task.steps.len() {
+                return Ok(None);
+            }
+            let step = &task.steps[r.at];
+            let want = match &step.kind {
+                StepKind::Sampler(_) | StepKind::Expression(_) | StepKind::Json { .. } => {
+                    self.simple(task, step, r, journal, counts)?;
+                    continue;
+                }
+                StepKind::Llm { few_shot, .. } => {
+                    let mut scope = r.scope.clone();
+                    if let Some(f) = few_shot {
+                        let seed = self.seed(r, &format!("{}#examples", step.name));
+                        scope.insert(
+                            "examples".into(),
+                            evolve::examples_block(&f.examples, f.k, seed),
+                        );
+                    }
+                    Want {
+                        key: step.name.clone(),
+                        model: key(task, step),
+                        params: self.params(step),
+                        messages: prompt(step, &scope),
+                    }
+                }
+                StepKind::Conversation(c) => {
+                    match self.conv_next(task, step, c, r, journal, counts)? {
+                        Some(w) => w,
+                        None => continue,
+                    }
+                }
+                StepKind::Evolve(e) => match self.evo_next(task, step, e, r, journal, counts)? {
+                    Some(w) => w,
+                    None => continue,
+                },
+            };
+            if let Some(line) = journal.done.get(&(r.item.id.clone(), want.key.clone())) {
+                let line = line.clone();
+                self.take(task, r, Got::Line(line), journal, counts)?;
+                continue;
+            }
+            let llm = self.llm_for(&want.model)?;
+            let prompt_ids = llm.prompt_ids(&want.messages)?;
+            let req = Request {
+                id: r.item.id.clone(),
+                prompt_ids,
+                seed: self.seed(r, &want.key),
+                own: Some(Arc::new(want.params)),
+            };
+            r.waiting = Some(want.key);
+            return Ok(Some((llm, req)));
+        }
+    }
+
+    /// A sampler, expression or json step, from the journal or computed now.
+    fn simple(
         &self,
         task: &Task,
         step: &Step,
-        live: &mut [Live],
-        todo: &[usize],
+        r: &mut Live,
         journal: &mut Journal,
         counts: &mut Counts,
     ) -> Result<()> {
-        let llm = self.llm(task, step)?;
-        let params = self.params(step);
-        let mut index = HashMap::new();
-        let mut requests = Vec::with_capacity(todo.len());
-        for &i in todo {
-            let r = &live[i];
-            let ids = llm.prompt_ids(&prompt(step, &r.scope))?;
-            index.insert(r.item.id.clone(), i);
-            requests.push(Request {
-                id: r.item.id.clone(),
-                prompt_ids: ids,
-                seed: step_seed(self.spec.run.seed, &r.item.id, &step.name),
-            });
+        if let Some(l) = journal.done.get(&(r.item.id.clone(), step.name.clone())) {
+            let v = l.value.clone();
+            r.set(&step.name, &v);
+            r.at += 1;
+            return Ok(());
         }
-        let mut rejected = 0;
-        let stats = llm.generate(requests, &params, |o| {
-            let i = *index.get(&o.id).ok_or_else(|| {
-                Error::Internal(format!("the engine returned unknown record {}", o.id))
-            })?;
-            let r = &mut live[i];
-            if o.finish == Finish::PromptTooLong {
-                let reason = format!("prompt_too_long:{} ({} tokens)", step.name, o.prompt_tokens);
-                journal.reject(&r.item.id, &task.name, &step.name, reason)?;
-                r.failed = true;
-                rejected += 1;
-                return Ok(());
+        match compute(self.spec, step, &r.scope, self.seed(r, &step.name))? {
+            Ok(value) => {
+                journal.record(&StepLine {
+                    id: r.item.id.clone(),
+                    step: step.name.clone(),
+                    value: value.clone(),
+                    finish: None,
+                    prompt_tokens: 0,
+                    completion_tokens: 0,
+                })?;
+                r.set(&step.name, &value);
+                r.at += 1;
             }
-            let line = StepLine {
-                id: o.id,
-                step: step.name.clone(),
-                value: o.text.trim().to_string(),
-                finish: Some(o.finish),
-                prompt_tokens: o.prompt_tokens,
-                completion_tokens: o.tokens.len(),
-            };
-            journal.record(&line)?;
-            r.set(&step.name, &line);
-            Ok(())
-        })?;
-        counts.rejected += rejected;
-        counts.stats.generated_tokens += stats.generated_tokens;
-        counts.stats.prefill_tokens += stats.prefill_tokens;
-        counts.stats.steps += stats.steps;
-        counts.stats.oom_backoffs += stats.oom_backoffs;
+            Err(reason) => self.fail(task, step, r, reason, journal, counts)?,
+        }
         Ok(())
     }
 
-    /// The record: turns from `[task.messages]` (or the last LLM step's prompt and
-    /// answer), every step's value in `meta.steps`, provenance from the assistant's LLM
-    /// step (or the last LLM step when the assistant turn is another kind of value).
+    fn fail(
+        &self,
+        task: &Task,
+        step: &Step,
+        r: &mut Live,
+        reason: String,
+        journal: &mut Journal,
+        counts: &mut Counts,
+    ) -> Result<()> {
+        journal.reject(&r.item.id, &task.name, &step.name, reason)?;
+        r.failed = true;
+        r.sub = Sub::Idle;
+        counts.rejected += 1;
+        Ok(())
+    }
+
+    /// Applies the answer to the call the record's current step made.
+    fn take(
+        &self,
+        task: &Task,
+        r: &mut Live,
+        got: Got,
+        journal: &mut Journal,
+        counts: &mut Counts,
+    ) -> Result<()> {
+        let step = &task.steps[r.at];
+        let name = step.name.as_str();
+        match &step.kind {
+            StepKind::Llm { few_shot, .. } => match got {
+                Got::TooLong(n) => {
+                    let reason = format!("prompt_too_long:{name} ({n} tokens)");
+                    self.fail(task, step, r, reason, journal, counts)?;
+                }
+                Got::Line(l) => {
+                    let copies = few_shot.as_ref().and_then(|f| {
+                        evolve::copies_example(&l.value, &f.examples, f.max_similarity)
+                    });
+                    if let Some(k) = copies {
+                        let reason = format!("copies_example:{name} (example {})", k + 1);
+                        return self.fail(task, step, r, reason, journal, counts);
+                    }
+                    let seed = self.seed(r, name);
+                    r.llm.insert(name.to_string(), Done::of(&l, seed));
+                    r.set(name, &l.value);
+                    r.at += 1;
+                }
+            },
+            StepKind::Conversation(c) => self.conv_take(task, step, c, r, got, journal, counts)?,
+            StepKind::Evolve(_) => self.evo_take(task, step, r, got, journal, counts)?,
+            _ => {
+                return Err(Error::Internal(format!(
+                    "step {name} got a model answer but makes no model call"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// The next call of a conversation step, or `None` when it made progress without
+    /// one (the opening line, or the conversation finished).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_next(
+        &self,
+        task: &Task,
+        step: &Step,
+        c: &Conversation,
+        r: &mut Live,
+        journal: &mut Journal,
+        counts: &mut Counts,
+    ) -> Result<Option<Want>> {
+        let name = &step.name;
+        if let Sub::Idle = r.sub {
+            let seed = self.seed(r, &format!("{name}#turns"));
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            r.sub = Sub::Conv {
+                n: rng.random_range(c.turns.0..=c.turns.1),
+                turn: 1,
+                transcript: Vec::new(),
+            };
+        }
+        let Sub::Conv {
+            n,
+            turn,
+            transcript,
+        } = &mut r.sub
+        else {
+            return Err(Error::Internal(format!(
+                "step {name}: not in a conversation"
+            )));
+        };
+        let (n, turn) = (*n, *turn);
+        let user_next = transcript.last().is_none_or(|m| m.role != "user");
+        if user_next {
+            if turn > n {
+                self.conv_finish(task, step, c, r, journal, counts)?;
+                return Ok(None);
+            }
+            if let (1, Some(o)) = (turn, &c.opening) {
+                let text = render(o, &r.scope).trim().to_string();
+                if text.is_empty() {
+                    let reason = format!("empty_turn:{name} (the opening is empty)");
+                    self.fail(task, step, r, reason, journal, counts)?;
+                    return Ok(None);
+                }
+                transcript.push(Message::new("user", text));
+                return Ok(None);
+            }
+            let mut messages = Vec::new();
+            if let Some(s) = &c.user.system {
+                messages.push(Message::new("system", render(s, &r.scope)));
+            }
+            // The simulated user's view: its own lines are the assistant's turns.
+            messages.push(Message::new("user", KICKOFF));
+            for m in transcript.iter() {
+                let role = if m.role == "user" {
+                    "assistant"
+                } else {
+                    "user"
+                };
+                messages.push(Message::new(role, m.content.clone()));
+            }
+            return Ok(Some(Want {
+                key: format!("{name}#{turn}.user"),
+                model: format!("{}#user", key(task, step)),
+                params: self.seq_params(&c.user),
+                messages,
+            }));
+        }
+        let mut messages = Vec::new();
+        if let Some(s) = &c.assistant.system {
+            messages.push(Message::new("system", render(s, &r.scope)));
+        }
+        messages.extend(transcript.iter().cloned());
+        Ok(Some(Want {
+            key: format!("{name}#{turn}.assistant"),
+            model: key(task, step),
+            params: self.seq_params(&c.assistant),
+            messages,
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv_take(
+        &self,
+        task: &Task,
+        step: &Step,
+        c: &Conversation,
+        r: &mut Live,
+        got: Got,
+        journal: &mut Journal,
+        counts: &mut Counts,
+    ) -> Result<()> {
+        let name = &step.name;
+        let Sub::Conv {
+            turn, transcript, ..
+        } = &mut r.sub
+        else {
+            return Err(Error::Internal(format!(
+                "step {name}: not in a conversation"
+            )));
+        };
+        let done_turns = *turn - 1;
+        let user_turn = transcript.last().is_none_or(|m| m.role != "user");
+        let line = match got {
+            Got::Line(l) => l,
+            // A dialogue outgrew the context: keep the turns made, if any.
+            Got::TooLong(n) => {
+                if done_turns == 0 {
+                    let reason = format!("prompt_too_long:{name} ({n} tokens)");
+                    return self.fail(task, step, r, reason, journal, counts);
+                }
+                return self.conv_finish(task, step, c, r, journal, counts);
+            }
+        };
+        if user_turn {
+            let mut text = line.value.as_str();
+            let mut stopped = false;
+            if let Some(m) = &c.stop_marker {
+                if let Some(at) = text.find(m.as_str()) {
+                    text = text[..at].trim();
+                    stopped = true;
+                }
+            }
+            // The marker ends the dialogue once `min` turns are made; before that it
+            // is cut and the message kept.
+            if (stopped && done_turns >= c.turns.0) || (text.is_empty() && done_turns > 0) {
+                return self.conv_finish(task, step, c, r, journal, counts);
+            }
+            if text.is_empty() {
+                let reason = format!("empty_turn:{name} (the simulated user wrote nothing)");
+                return self.fail(task, step, r, reason, journal, counts);
+            }
+            transcript.push(Message::new("user", text.to_string()));
+            return Ok(());
+        }
+        if line.value.is_empty() {
+            if done_turns == 0 {
+                let reason = format!("empty_turn:{name} (the assistant wrote nothing)");
+                return self.fail(task, step, r, reason, journal, counts);
+            }
+            return self.conv_finish(task, step, c, r, journal, counts);
+        }
+        transcript.push(Message::new("assistant", line.value.clone()));
+        let seed = step_seed(self.spec.run.seed, &r.item.id, &line.step);
+        *turn += 1;
+        r.llm.insert(name.clone(), Done::of(&line, seed));
+        Ok(())
+    }
+
+    /// Ends a conversation on its last assistant turn.
+    fn conv_finish(
+        &self,
+        task: &Task,
+        step: &Step,
+        _c: &Conversation,
+        r: &mut Live,
+        journal: &mut Journal,
+        counts: &mut Counts,
+    ) -> Result<()> {
+        let Sub::Conv { transcript, .. } = std::mem::replace(&mut r.sub, Sub::Idle) else {
+            return Err(Error::Internal(format!(
+                "step {}: not in a conversation",
+                step.name
+            )));
+        };
+        let mut transcript = transcript;
+        if transcript.last().is_some_and(|m| m.role == "user") {
+            transcript.pop();
+        }
+        let turns = transcript.iter().filter(|m| m.role == "assistant").count();
+        if turns == 0 {
+            let reason = format!("empty_turn:{} (no assistant turn)", step.name);
+            return self.fail(task, step, r, reason, journal, counts);
+        }
+        r.set(&step.name, &transcript_text(&transcript));
+        r.transcripts.insert(step.name.clone(), transcript);
+        r.turns = Some(turns);
+        r.at += 1;
+        Ok(())
+    }
+
+    /// The next rewrite of an evolve step, or `None` when it finished.
+    fn evo_next(
+        &self,
+        task: &Task,
+        step: &Step,
+        e: &Evolve,
+        r: &mut Live,
+        journal: &mut Journal,
+        counts: &mut Counts,
+    ) -> Result<Option<Want>> {
+        let name = &step.name;
+        if let Sub::Idle = r.sub {
+            let from = r.scope.get(&e.from).cloned().ok_or_else(|| {
+                Error::Internal(format!("evolve step {name} runs before `{}`", e.from))
+            })?;
+            let seed = self.seed(r, &format!("{name}#rounds"));
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            r.sub = Sub::Evo {
+                n: rng.random_range(e.rounds.0..=e.rounds.1),
+                round: 1,
+                lineage: vec![Lineage {
+                    round: 0,
+                    operator: "seed".into(),
+                    text: from.clone(),
+                    failed: None,
+                }],
+                current: from,
+                op: EvolveOp::Deepen,
+            };
+        }
+        let op_seed = match &r.sub {
+            Sub::Evo { round, .. } => self.seed(r, &format!("{name}#{round}.op")),
+            _ => return Err(Error::Internal(format!("step {name}: not evolving"))),
+        };
+        let Sub::Evo {
+            n,
+            round,
+            current,
+            op,
+            ..
+        } = &mut r.sub
+        else {
+            return Err(Error::Internal(format!("step {name}: not evolving")));
+        };
+        if *round > *n {
+            self.evo_finish(task, step, r, journal, counts)?;
+            return Ok(None);
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(op_seed);
+        *op = e.operators[rng.random_range(0..e.operators.len())];
+        let mut messages = Vec::new();
+        if let Some(s) = &e.call.system {
+            messages.push(Message::new("system", render(s, &r.scope)));
+        }
+        messages.push(Message::new("user", evolve::prompt(*op, current)));
+        Ok(Some(Want {
+            key: format!("{name}#{round}"),
+            model: key(task, step),
+            params: self.seq_params(&e.call),
+            messages,
+        }))
+    }
+
+    fn evo_take(
+        &self,
+        task: &Task,
+        step: &Step,
+        r: &mut Live,
+        got: Got,
+        journal: &mut Journal,
+        counts: &mut Counts,
+    ) -> Result<()> {
+        let name = &step.name;
+        let seed = match (&got, &r.sub) {
+            (Got::Line(l), _) => self.seed(r, &l.step),
+            _ => 0,
+        };
+        let Sub::Evo {
+            round,
+            current,
+            op,
+            lineage,
+            ..
+        } = &mut r.sub
+        else {
+            return Err(Error::Internal(format!("step {name}: not evolving")));
+        };
+        let (child, verdict, line) = match got {
+            Got::Line(l) => {
+                let child = evolve::clean(&l.value);
+                let verdict = evolve::check(*op, current, &child);
+                (child, verdict, Some(l))
+            }
+            Got::TooLong(_) => (String::new(), Err("prompt_too_long"), None),
+        };
+        match verdict {
+            Ok(()) => {
+                lineage.push(Lineage {
+                    round: *round,
+                    operator: op.name().into(),
+                    text: child.clone(),
+                    failed: None,
+                });
+                *current = child;
+                *round += 1;
+                if let Some(l) = line {
+                    r.llm.insert(name.clone(), Done::of(&l, seed));
+                }
+                Ok(())
+            }
+            Err(why) => {
+                lineage.push(Lineage {
+                    round: *round,
+                    operator: op.name().into(),
+                    text: child,
+                    failed: Some(why.into()),
+                });
+                if *round == 1 {
+                    let reason = format!("evolve_{why}:{name} (round 1, {})", op.name());
+                    return self.fail(task, step, r, reason, journal, counts);
+                }
+                self.evo_finish(task, step, r, journal, counts)
+            }
+        }
+    }
+
+    /// Ends an evolution on its last good instruction.
+    fn evo_finish(
+        &self,
+        _task: &Task,
+        step: &Step,
+        r: &mut Live,
+        _journal: &mut Journal,
+        _counts: &mut Counts,
+    ) -> Result<()> {
+        let Sub::Evo {
+            current, lineage, ..
+        } = std::mem::replace(&mut r.sub, Sub::Idle)
+        else {
+            return Err(Error::Internal(format!("step {}: not evolving", step.name)));
+        };
+        r.difficulty = Some(
+            lineage
+                .iter()
+                .filter(|l| l.round > 0 && l.failed.is_none())
+                .count(),
+        );
+        r.lineage = lineage;
+        r.set(&step.name, &current);
+        r.at += 1;
+        Ok(())
+    }
+
+    /// An LLM step's settings as one call.
+    fn params(&self, step: &Step) -> SeqParams {
+        self.seq_params(&call_of(step))
+    }
+
+    /// The record: turns from `[task.messages]` (or the last LLM or conversation step),
+    /// every step's value in `meta.steps`, provenance from the step that made the
+    /// assistant turn (or the last model step when that turn is another kind of value).
     fn assemble(&self, task: &Task, r: &Live) -> Result<Record> {
-        let last_llm = task
-            .steps
-            .iter()
-            .rev()
-            .find(|s| matches!(s.kind, StepKind::Llm { .. }));
+        let is_model = |s: &&Step| {
+            matches!(
+                s.kind,
+                StepKind::Llm { .. } | StepKind::Conversation(_) | StepKind::Evolve(_)
+            )
+        };
+        let last_model = task.steps.iter().rev().find(is_model);
         let value = |name: &str| {
             r.scope.get(name).cloned().ok_or_else(|| {
                 Error::Internal(format!("record {} has no value `{name}`", r.item.id))
             })
         };
-        let (messages, prov_step) = match (&task.messages, last_llm) {
-            (Some(m), _) => {
+        let transcript = |name: &str| {
+            r.transcripts.get(name).cloned().ok_or_else(|| {
+                Error::Internal(format!("record {} has no conversation `{name}`", r.item.id))
+            })
+        };
+        let by_name = |n: &str| task.steps.iter().find(|s| s.name == n).filter(is_model);
+        let (messages, prov_step) = match &task.messages {
+            Some(m) => {
                 let mut msgs = Vec::new();
                 if let Some(s) = &m.system {
                     msgs.push(Message::new("system", value(s)?));
                 }
-                msgs.push(Message::new("user", value(&m.user)?));
-                msgs.push(Message::new("assistant", value(&m.assistant)?));
-                let assistant_llm = task
-                    .steps
-                    .iter()
-                    .find(|s| s.name == m.assistant && matches!(s.kind, StepKind::Llm { .. }));
-                (msgs, assistant_llm.or(last_llm))
+                let made_by = match &m.conversation {
+                    Some(c) => {
+                        msgs.extend(transcript(c)?);
+                        by_name(c)
+                    }
+                    None => {
+                        msgs.push(Message::new("user", value(&m.user)?));
+                        msgs.push(Message::new("assistant", value(&m.assistant)?));
+                        by_name(&m.assistant)
+                    }
+                };
+                (msgs, made_by.or(last_model))
             }
-            (None, Some(s)) => {
-                let mut msgs = prompt(s, &r.scope);
-                msgs.push(Message::new("assistant", value(&s.name)?));
-                (msgs, Some(s))
-            }
-            (None, None) => {
-                return Err(Error::Internal(format!(
-                    "task `{}` has neither [task.messages] nor an LLM step",
-                    task.name
-                )))
+            None => {
+                let last =
+                    task.steps.iter().rev().find(|s| {
+                        matches!(s.kind, StepKind::Llm { .. } | StepKind::Conversation(_))
+                    });
+                match last.map(|s| (s, &s.kind)) {
+                    Some((s, StepKind::Conversation(c))) => {
+                        let mut msgs = Vec::new();
+                        if let Some(sys) = &c.assistant.system {
+                            msgs.push(Message::new("system", render(sys, &r.scope)));
+                        }
+                        msgs.extend(transcript(&s.name)?);
+                        (msgs, Some(s))
+                    }
+                    Some((s, _)) => {
+                        let mut msgs = prompt(s, &r.scope);
+                        if let StepKind::Llm {
+                            few_shot: Some(f), ..
+                        } = &s.kind
+                        {
+                            // The record's user turn is the prompt the model saw.
+                            let mut scope = r.scope.clone();
+                            let seed = self.seed(r, &format!("{}#examples", s.name));
+                            scope.insert(
+                                "examples".into(),
+                                evolve::examples_block(&f.examples, f.k, seed),
+                            );
+                            msgs = prompt(s, &scope);
+                        }
+                        msgs.push(Message::new("assistant", value(&s.name)?));
+                        (msgs, Some(s))
+                    }
+                    None => {
+                        return Err(Error::Spec(format!(
+                            "task `{}` has no LLM or conversation step to make its assistant turn; add [task.messages]",
+                            task.name
+                        )))
+                    }
+                }
             }
         };
         let run_seed = self.spec.run.seed;
-        let (generator, sampling, (finish, prompt_tokens, completion_tokens)) = match prov_step {
+        let (generator, sampling, done) = match prov_step {
             Some(s) => {
                 let p = self.params(s);
-                let llm = self.llm(task, s)?;
+                let llm = self.llm_for(&key(task, s))?;
                 let done = r.llm.get(&s.name).copied().ok_or_else(|| {
                     Error::Internal(format!("record {} lacks step {}", r.item.id, s.name))
                 })?;
                 (
                     llm.info.clone(),
                     SamplingRecord {
-                        seed: step_seed(run_seed, &r.item.id, &s.name),
+                        seed: done.seed,
                         run_seed,
                         temperature: p.sampling.temperature,
                         top_p: p.sampling.top_p,
@@ -547,7 +1189,12 @@ impl Executor<'_> {
                     repetition_penalty: 1.0,
                     max_new_tokens: 0,
                 },
-                (Finish::Stop, 0, 0),
+                Done {
+                    seed: 0,
+                    finish: Finish::Stop,
+                    prompt_tokens: 0,
+                    completion_tokens: 0,
+                },
             ),
         };
         Ok(Record {
@@ -559,14 +1206,16 @@ impl Executor<'_> {
                 vars: r.item.vars.clone(),
                 sample_index: r.item.sample_index,
                 steps: r.steps.clone(),
-                ..Default::default()
+                turns: r.turns,
+                difficulty: r.difficulty,
+                lineage: r.lineage.clone(),
             },
             provenance: Provenance {
                 generator,
                 sampling,
-                finish_reason: finish,
-                prompt_tokens,
-                completion_tokens,
+                finish_reason: done.finish,
+                prompt_tokens: done.prompt_tokens,
+                completion_tokens: done.completion_tokens,
                 device: self.device_name.clone(),
                 spec_sha256: self.spec_sha.clone(),
                 flywheel: env!("CARGO_PKG_VERSION").into(),
@@ -575,6 +1224,45 @@ impl Executor<'_> {
             decision: None,
         })
     }
+}
+
+/// A model step's settings: an LLM step's fields, a conversation's assistant side, an
+/// evolve step's rewriter.
+fn call_of(step: &Step) -> Call {
+    match &step.kind {
+        StepKind::Llm {
+            system,
+            model,
+            max_new_tokens,
+            sampling,
+            stop,
+            ..
+        } => Call {
+            system: system.clone(),
+            model: model.clone(),
+            max_new_tokens: *max_new_tokens,
+            sampling: sampling.clone(),
+            stop: stop.clone(),
+        },
+        StepKind::Conversation(c) => c.assistant.clone(),
+        StepKind::Evolve(e) => e.call.clone(),
+        _ => Call::default(),
+    }
+}
+
+/// A transcript as text for later steps' `{{placeholders}}`.
+fn transcript_text(t: &[Message]) -> String {
+    t.iter()
+        .map(|m| {
+            let who = if m.role == "user" {
+                "User"
+            } else {
+                "Assistant"
+            };
+            format!("{who}: {}", m.content)
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
 }
 
 /// An LLM step's prompt: its rendered system prompt (if any) and user template.

@@ -568,11 +568,8 @@ pub fn canary_test(spec: &Spec, opts: &AuditOptions, dir: &Path) -> Result<Canar
         let prompt = crate::spec::render(&spec.privacy.canary_template, &vars);
         let msgs = vec![crate::models::chat::Message::new("user", prompt)];
         let id = format!("canary-{k}");
-        requests.push(Request {
-            prompt_ids: llm.prompt_ids(&msgs)?,
-            seed: crate::engine::sampler::record_seed(spec.run.seed, &id),
-            id,
-        });
+        let seed = crate::engine::sampler::record_seed(spec.run.seed, &id);
+        requests.push(Request::new(id, llm.prompt_ids(&msgs)?, seed));
     }
     let params = GenParams {
         sampling: teacher.sampling.clone(),

@@ -5,6 +5,7 @@
 //! the record (`scores.errors`) or a rejection line, not errors for the caller to match on.
 
 use crate::models::chat::Message;
+use crate::spec::Scope;
 use serde_json::Value;
 
 /// A borrowed record with typed accessors.
@@ -112,6 +113,13 @@ impl<'a> View<'a> {
     /// response is an error: a judge would still score it, a number that reads like a
     /// verdict.
     pub fn prompt_response(&self) -> Result<(String, String), String> {
+        self.prompt_response_in(Scope::LastTurn)
+    }
+
+    /// As [`Self::prompt_response`], with `Scope::Transcript` reading a chat record as
+    /// its first user turn (the prompt) and every turn after it, as `User:`/`Assistant:`
+    /// text, ending on the last assistant turn (the response).
+    pub fn prompt_response_in(&self, scope: Scope) -> Result<(String, String), String> {
         let s = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
         let rec = self.0;
         // A line that was not a record (see `read_input`) stays unreadable in every rerun.
@@ -135,6 +143,29 @@ impl<'a> View<'a> {
                 .find(|m| m.get("role").and_then(|r| r.as_str()) == Some("user"))
                 .and_then(|m| s(m, "content"))
                 .ok_or("no user message before the assistant's")?;
+            if scope == Scope::Transcript {
+                let first = msgs[..a]
+                    .iter()
+                    .position(|m| m.get("role").and_then(|r| r.as_str()) == Some("user"))
+                    .ok_or("no user message before the assistant's")?;
+                let prompt = s(&msgs[first], "content").unwrap_or_default();
+                let rest: Vec<String> = msgs[first + 1..=a]
+                    .iter()
+                    .filter_map(|m| {
+                        let who = match m.get("role").and_then(|r| r.as_str())? {
+                            "user" => "User",
+                            "assistant" => "Assistant",
+                            _ => return None,
+                        };
+                        Some(format!("{who}: {}", s(m, "content").unwrap_or_default()))
+                    })
+                    .collect();
+                // One exchange: the transcript is just the answer.
+                if rest.len() == 1 {
+                    return non_empty(prompt, response);
+                }
+                return non_empty(prompt, rest.join("\n\n"));
+            }
             return non_empty(prompt, response);
         }
         if let (Some(p), Some(r)) = (s(rec, "prompt"), s(rec, "response")) {
@@ -177,7 +208,23 @@ mod tests {
         assert_eq!(v.response_text(), "A1\nA2");
         assert_eq!(v.last_assistant(), "A2");
         assert_eq!(v.prompt_response().unwrap(), ("Q2".into(), "A2".into()));
+        assert_eq!(
+            v.prompt_response_in(Scope::Transcript).unwrap(),
+            (
+                "Q".into(),
+                "Assistant: A1\n\nUser: Q2\n\nAssistant: A2".into()
+            )
+        );
         assert_eq!(v.messages().unwrap().len(), 5);
+        let one = json!({"messages": [
+            {"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]});
+        assert_eq!(
+            View::new(&one)
+                .prompt_response_in(Scope::Transcript)
+                .unwrap(),
+            ("Q".into(), "A".into()),
+            "a single exchange reads the same in both scopes"
+        );
 
         let pr = json!({"prompt": "P", "response": "R", "id": "i"});
         let v = View::new(&pr);

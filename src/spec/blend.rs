@@ -29,6 +29,37 @@ pub struct BlendSection {
     /// the card declares none, since nothing checks what language the records are in.
     #[serde(default, deserialize_with = "one_or_many")]
     pub language: Vec<String>,
+    /// The order records are written in: shuffled, or synthetic ones from easy to hard.
+    #[serde(default)]
+    pub order: BlendOrder,
+}
+
+/// `[blend] order`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlendOrder {
+    /// A seeded shuffle of the whole set, so training order mixes the sources.
+    #[default]
+    Shuffled,
+    /// The shuffle, then the synthetic records' places refilled with them sorted by
+    /// `meta.difficulty` (easy first): a curriculum, with real records still spread
+    /// through it.
+    Curriculum,
+}
+
+/// By hand rather than derived, so an unknown order names its field like the other
+/// `[blend]` errors do (the parser adds file:line:col).
+impl<'de> Deserialize<'de> for BlendOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "shuffled" => Ok(BlendOrder::Shuffled),
+            "curriculum" => Ok(BlendOrder::Curriculum),
+            other => Err(serde::de::Error::custom(format!(
+                "blend.order: {other:?} is not an order; use \"shuffled\" (the default) or \"curriculum\" (synthetic records from easy to hard by meta.difficulty)"
+            ))),
+        }
+    }
 }
 
 /// A string or a list of strings, as a list.

@@ -81,6 +81,18 @@ pub enum Combine {
     Min,
 }
 
+/// What of a multi-turn record the judges and verifiers read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The last assistant turn, as the answer to the user turn before it.
+    #[default]
+    LastTurn,
+    /// The whole dialogue after the first user turn, as the answer to that turn: a
+    /// rubric about the conversation (was the customer helped?) sees all of it.
+    Transcript,
+}
+
 /// `[verify]`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +100,9 @@ pub struct VerifySection {
     /// How several judges' normalized scores combine: `mean` (default) or `min`.
     #[serde(default)]
     pub combine: Combine,
+    /// `last_turn` (default) or `transcript`: what of a conversation is scored.
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 /// `[[judge]]`: a model asked a rubric question.

@@ -21,9 +21,9 @@ mod task;
 mod teacher;
 mod verifier;
 
-pub use blend::BlendSection;
+pub use blend::{BlendOrder, BlendSection};
 pub use dedup::{is_threshold, DedupSection, FilterSection, Shingle, Threshold, DEFAULT_EMBEDDER};
-pub use judge::{load_rubric, Combine, JudgeSpec, Rubric, ScaleKind, VerifySection};
+pub use judge::{load_rubric, Combine, JudgeSpec, Rubric, ScaleKind, Scope, VerifySection};
 pub(crate) use locate::Locator;
 pub use privacy::{Policy, PrivacySection};
 pub use run::RunSection;

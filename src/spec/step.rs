@@ -1,10 +1,11 @@
-//! `[[task.step]]`: a task written as named steps (LLM calls, samplers, text expressions,
-//! JSON extractions), each able to use seed variables and earlier steps' values.
+//! `[[task.step]]`: a task written as named steps (LLM calls, possibly few-shot,
+//! conversations, evolutions, samplers, text expressions, JSON extractions), each able to
+//! use seed variables and earlier steps' values.
 //!
 //! The graph is checked here, before any model loads: steps run in the order written, so
 //! a step may use only seeds and steps above it, and an error says which step comes later
-//! rather than just "unknown". Kinds planned in issue #15 but not built yet are reserved,
-//! so trying one gives a clear message instead of an unknown-field error.
+//! rather than just "unknown". Few-shot example files are read here too, so a bad one
+//! fails the spec, not the run.
 
 use super::task::collect_vars;
 use super::teacher::{sampling_problem, MAX_NEW_TOKENS};
@@ -39,13 +40,59 @@ pub(super) struct RawStep {
     sampling: Option<Spanned<RawSamplingOverride>>,
     #[serde(default)]
     stop: Option<Spanned<Vec<String>>>,
-    // Reserved for issue #15's later kinds; any value is refused with a pointer.
     #[serde(default)]
-    conversation: Option<Spanned<toml::Value>>,
+    conversation: Option<Spanned<RawConversation>>,
     #[serde(default)]
-    evolve: Option<Spanned<toml::Value>>,
+    evolve: Option<Spanned<RawEvolve>>,
     #[serde(default)]
-    few_shot: Option<Spanned<toml::Value>>,
+    few_shot: Option<Spanned<RawFewShot>>,
+}
+
+/// `[task.step.conversation]` as written. Required keys are `Option` so that a missing
+/// one gets an error naming its field, not serde's bare "missing field".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConversation {
+    /// An integer or `[min, max]`; read as a value so both forms get our messages.
+    #[serde(default)]
+    turns: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    user_system: Option<Spanned<String>>,
+    #[serde(default)]
+    user_model: Option<Spanned<String>>,
+    #[serde(default)]
+    user_max_new_tokens: Option<Spanned<usize>>,
+    #[serde(default)]
+    opening: Option<Spanned<String>>,
+    #[serde(default)]
+    stop_marker: Option<Spanned<String>>,
+}
+
+/// `[task.step.evolve]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvolve {
+    #[serde(default)]
+    from: Option<Spanned<String>>,
+    /// An integer or `[min, max]`.
+    #[serde(default)]
+    rounds: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    operators: Option<Spanned<Vec<String>>>,
+}
+
+/// `[task.step.few_shot]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFewShot {
+    #[serde(default)]
+    file: Option<Spanned<String>>,
+    #[serde(default)]
+    field: Option<Spanned<String>>,
+    #[serde(default)]
+    k: Option<Spanned<usize>>,
+    #[serde(default)]
+    max_similarity: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,6 +140,8 @@ enum RawKind<'a> {
     Sampler(&'a Spanned<RawSampler>),
     Expression(&'a Spanned<String>),
     Json(&'a Spanned<RawJson>),
+    Conversation(&'a Spanned<RawConversation>),
+    Evolve(&'a Spanned<RawEvolve>),
 }
 
 /// `[task.messages]` as written.
@@ -101,8 +150,12 @@ enum RawKind<'a> {
 pub(super) struct RawMessages {
     #[serde(default)]
     system: Option<Spanned<String>>,
-    user: Spanned<String>,
-    assistant: Spanned<String>,
+    #[serde(default)]
+    user: Option<Spanned<String>>,
+    #[serde(default)]
+    assistant: Option<Spanned<String>>,
+    #[serde(default)]
+    conversation: Option<Spanned<String>>,
 }
 
 /// One validated step of a task.
@@ -307,7 +360,18 @@ pub(super) struct Validated {
     pub seed_vars: Vec<String>,
 }
 
-const KINDS: &str = "`template` (an LLM call), `sampler`, `expression` or `json`";
+const KINDS: &str =
+    "`template` (an LLM call), `conversation`, `evolve`, `sampler`, `expression` or `json`";
+/// The most assistant turns a conversation may have.
+const MAX_TURNS: usize = 32;
+/// The most rounds an evolve step may run.
+const MAX_ROUNDS: usize = 10;
+/// The placeholder a few-shot step's template writes for its drawn examples.
+const EXAMPLES: &str = "examples";
+/// Examples drawn per record when `few_shot.k` is unset.
+const DEFAULT_K: usize = 3;
+/// `few_shot.max_similarity` when unset.
+const DEFAULT_MAX_SIMILARITY: f64 = 0.7;
 
 /// Checks a task's steps and `[task.messages]` against its seeds, in the order written.
 pub(super) fn validate(
@@ -335,15 +399,16 @@ pub(super) fn validate(
     let messages = match messages {
         Some(m) => Some(cx.messages(m)?),
         None => {
-            if !cx
-                .steps
-                .iter()
-                .any(|s| matches!(s.kind, StepKind::Llm { .. }))
-            {
+            if !cx.steps.iter().any(|s| {
+                matches!(
+                    s.kind,
+                    StepKind::Llm { .. } | StepKind::Conversation(_) | StepKind::Evolve(_)
+                )
+            }) {
                 return Err(loc.err(
                     raw[0].name.span(),
                     &format!("task[{i}].messages"),
-                    "this task has no LLM step (one with `template`), so add [task.messages] to say which values make the `user` and `assistant` turns",
+                    "this task has no LLM step (one with `template`, `conversation` or `evolve`), so add [task.messages] to say which values make the `user` and `assistant` turns",
                 ));
             }
             None
@@ -418,22 +483,6 @@ impl Cx<'_> {
 
     fn step(&mut self, j: usize, rs: &RawStep, has_teacher: bool) -> Result<Step> {
         let name = rs.name.get_ref().clone();
-        for (key, v) in [
-            ("conversation", &rs.conversation),
-            ("evolve", &rs.evolve),
-            ("few_shot", &rs.few_shot),
-        ] {
-            if let Some(v) = v {
-                return Err(self.err(
-                    v.span(),
-                    j,
-                    key,
-                    format!(
-                        "`{key}` steps are not supported yet, see issue #15; use one of {KINDS}"
-                    ),
-                ));
-            }
-        }
         // In file order, so "both" points at the second kind key a reader meets.
         let mut kinds: Vec<(&str, Range<usize>, RawKind<'_>)> = Vec::new();
         if let Some(v) = &rs.template {
@@ -447,6 +496,12 @@ impl Cx<'_> {
         }
         if let Some(v) = &rs.json {
             kinds.push(("json", v.span(), RawKind::Json(v)));
+        }
+        if let Some(v) = &rs.conversation {
+            kinds.push(("conversation", v.span(), RawKind::Conversation(v)));
+        }
+        if let Some(v) = &rs.evolve {
+            kinds.push(("evolve", v.span(), RawKind::Evolve(v)));
         }
         kinds.sort_by_key(|(_, s, _)| s.start);
         if let [(a, _, _), (b, span, _), ..] = kinds.as_slice() {
@@ -465,7 +520,7 @@ impl Cx<'_> {
                 format!("step `{name}` has no kind; give exactly one of {KINDS}"),
             ));
         };
-        if kind_key != "template" {
+        if !matches!(kind_key, "template" | "conversation" | "evolve") {
             for (key, span) in [
                 ("system", rs.system.as_ref().map(|v| v.span())),
                 ("model", rs.model.as_ref().map(|v| v.span())),
@@ -481,40 +536,81 @@ impl Cx<'_> {
                         span,
                         j,
                         key,
-                        format!("`{key}` belongs to LLM steps (those with `template`); step `{name}` is a `{kind_key}` step"),
+                        format!("`{key}` belongs to LLM steps (those with `template`, `conversation` or `evolve`); step `{name}` is a `{kind_key}` step"),
                     ));
                 }
             }
         }
+        if let (Some(f), false) = (&rs.few_shot, kind_key == "template") {
+            return Err(self.err(
+                f.span(),
+                j,
+                "few_shot",
+                format!("`few_shot` draws examples into an LLM step's `template`; step `{name}` is a `{kind_key}` step"),
+            ));
+        }
         let mut vars = Vec::new();
+        // Any LLM step's system prompt is rendered per record, like its template.
+        let system_vars = |cx: &mut Self, vars: &mut Vec<String>| match &rs.system {
+            Some(s) => cx.text(j, "system", s, &[], vars),
+            None => Ok(()),
+        };
         let kind = match raw_kind {
             RawKind::Llm(t) => {
-                self.text(j, "template", t, &mut vars)?;
-                if let Some(s) = &rs.system {
-                    self.text(j, "system", s, &mut vars)?;
+                let few_shot = match &rs.few_shot {
+                    Some(f) => Some(self.few_shot(j, f, t)?),
+                    None => None,
+                };
+                let own: &[&str] = if few_shot.is_some() { &[EXAMPLES] } else { &[] };
+                self.text(j, "template", t, own, &mut vars)?;
+                system_vars(self, &mut vars)?;
+                let call = self.call(j, rs, has_teacher)?;
+                StepKind::Llm {
+                    template: t.get_ref().clone(),
+                    system: call.system,
+                    model: call.model,
+                    max_new_tokens: call.max_new_tokens,
+                    sampling: call.sampling,
+                    stop: call.stop,
+                    few_shot,
                 }
-                self.llm(j, rs, t, has_teacher)?
             }
             RawKind::Sampler(s) => StepKind::Sampler(self.sampler(j, s, &mut vars)?),
             RawKind::Expression(e) => {
-                self.text(j, "expression", e, &mut vars)?;
+                self.text(j, "expression", e, &[], &mut vars)?;
                 StepKind::Expression(e.get_ref().clone())
             }
             RawKind::Json(js) => self.json(j, js, &mut vars)?,
+            RawKind::Conversation(c) => {
+                system_vars(self, &mut vars)?;
+                let call = self.call(j, rs, has_teacher)?;
+                StepKind::Conversation(self.conversation(j, c, call, &mut vars)?)
+            }
+            RawKind::Evolve(e) => {
+                let from = self.evolve_from(j, e, &mut vars)?;
+                system_vars(self, &mut vars)?;
+                let call = self.call(j, rs, has_teacher)?;
+                StepKind::Evolve(self.evolve(j, e, call, from)?)
+            }
         };
         Ok(Step { name, kind, vars })
     }
 
-    /// A text with placeholders: every `{{var}}` a seed or an earlier step.
+    /// A text with placeholders: every `{{var}}` a seed, an earlier step, or one of
+    /// `own` (values the step itself supplies, such as few-shot `{{examples}}`).
     fn text(
         &mut self,
         j: usize,
         f: &str,
         t: &Spanned<String>,
+        own: &[&str],
         vars: &mut Vec<String>,
     ) -> Result<()> {
         let used = collect_vars(t.get_ref()).map_err(|m| self.err(t.span(), j, f, m))?;
         for v in used {
+            if own.contains(&v.as_str()) {
+                continue;
+            }
             if let Some(m) = self.reference(j, &v) {
                 return Err(self.err(t.span(), j, f, m));
             }
@@ -525,23 +621,29 @@ impl Cx<'_> {
 
     /// Why step `j` may not use `v`, or `None` if it may.
     fn reference(&self, j: usize, v: &str) -> Option<String> {
+        self.reference_as(j, v, &format!("uses `{{{{{v}}}}}`"))
+    }
+
+    /// [`Self::reference`] with the verb of the message given (`uses `{{x}}``,
+    /// `evolves `x``), so each kind of reference reads naturally.
+    fn reference_as(&self, j: usize, v: &str, verb: &str) -> Option<String> {
         if self.seeds.contains_key(v) || self.names[..j].contains(&v) {
             return None;
         }
         let me = self.names[j];
         if v == me {
             return Some(format!(
-                "step `{me}` uses `{{{{{v}}}}}`, its own value; a step can use only seed variables and earlier steps"
+                "step `{me}` {verb}, its own value; a step can use only seed variables and earlier steps"
             ));
         }
         if let Some(k) = self.names.iter().position(|n| *n == v) {
             return Some(format!(
-                "step `{me}` uses `{{{{{v}}}}}`, which step {} computes after it; steps run in the order written",
+                "step `{me}` {verb}, which step {} computes after it; steps run in the order written",
                 k + 1
             ));
         }
         Some(format!(
-            "step `{me}` uses `{{{{{v}}}}}`, which is neither a seed variable nor an earlier step (seeds: {}; earlier steps: {})",
+            "step `{me}` {verb}, which is neither a seed variable nor an earlier step (seeds: {}; earlier steps: {})",
             list(self.seeds.keys().map(String::as_str)),
             list(self.names[..j].iter().copied())
         ))
@@ -554,24 +656,12 @@ impl Cx<'_> {
         }
     }
 
-    fn llm(
-        &self,
-        j: usize,
-        rs: &RawStep,
-        t: &Spanned<String>,
-        has_teacher: bool,
-    ) -> Result<StepKind> {
+    /// The model side of an LLM, conversation or evolve step: its `system`, `model`,
+    /// `max_new_tokens`, `sampling` and `stop` keys, with the teacher's bounds.
+    fn call(&self, j: usize, rs: &RawStep, has_teacher: bool) -> Result<Call> {
         let name = rs.name.get_ref();
         let model = match &rs.model {
-            Some(m) => {
-                check_model(
-                    m,
-                    &self.field(j, "model"),
-                    " (or give a path to a .gguf file or a Hugging Face model folder, or a repo id in the Hugging Face cache)",
-                    self.loc,
-                )?;
-                Some(model_ref(m.get_ref(), self.loc))
-            }
+            Some(m) => Some(self.model(j, "model", m)?),
             None if !has_teacher => {
                 return Err(self.err(
                     rs.name.span(),
@@ -583,21 +673,7 @@ impl Cx<'_> {
             None => None,
         };
         let max_new_tokens = match &rs.max_new_tokens {
-            Some(n) => {
-                let v = *n.get_ref();
-                if v == 0 {
-                    return Err(self.err(n.span(), j, "max_new_tokens", "must be at least 1"));
-                }
-                if v > MAX_NEW_TOKENS {
-                    return Err(self.err(
-                        n.span(),
-                        j,
-                        "max_new_tokens",
-                        format!("{v} is more than the {MAX_NEW_TOKENS} allowed"),
-                    ));
-                }
-                Some(v)
-            }
+            Some(n) => Some(self.max_new_tokens(j, "max_new_tokens", n)?),
             None => None,
         };
         let sampling = match &rs.sampling {
@@ -613,14 +689,398 @@ impl Cx<'_> {
             }
             None => Vec::new(),
         };
-        Ok(StepKind::Llm {
-            template: t.get_ref().clone(),
+        Ok(Call {
             system: rs.system.as_ref().map(|s| s.get_ref().clone()),
             model,
             max_new_tokens,
             sampling,
             stop,
-            few_shot: None,
+        })
+    }
+
+    /// A model named on a step (field `f`), checked and resolved as `teacher.model` is.
+    fn model(&self, j: usize, f: &str, m: &Spanned<String>) -> Result<String> {
+        check_model(
+            m,
+            &self.field(j, f),
+            " (or give a path to a .gguf file or a Hugging Face model folder, or a repo id in the Hugging Face cache)",
+            self.loc,
+        )?;
+        Ok(model_ref(m.get_ref(), self.loc))
+    }
+
+    fn max_new_tokens(&self, j: usize, f: &str, n: &Spanned<usize>) -> Result<usize> {
+        let v = *n.get_ref();
+        if v == 0 {
+            return Err(self.err(n.span(), j, f, "must be at least 1"));
+        }
+        if v > MAX_NEW_TOKENS {
+            return Err(self.err(
+                n.span(),
+                j,
+                f,
+                format!("{v} is more than the {MAX_NEW_TOKENS} allowed"),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// `[task.step.conversation]`; `assistant` is the step's own call.
+    fn conversation(
+        &mut self,
+        j: usize,
+        c: &Spanned<RawConversation>,
+        assistant: Call,
+        vars: &mut Vec<String>,
+    ) -> Result<Conversation> {
+        let r = c.get_ref();
+        let turns = match &r.turns {
+            Some(t) => self.range(j, "conversation.turns", t, MAX_TURNS, "turn")?,
+            None => {
+                return Err(self.err(
+                    c.span(),
+                    j,
+                    "conversation.turns",
+                    format!("a conversation needs `turns = [min, max]` (assistant turns, 1 to {MAX_TURNS}) or `turns = n`"),
+                ))
+            }
+        };
+        let Some(user_system) = &r.user_system else {
+            return Err(self.err(
+                c.span(),
+                j,
+                "conversation.user_system",
+                "a conversation needs `user_system`, the simulated user's system prompt (its persona and goal, e.g. \"You are a {{mood}} customer. Your goal: {{goal}}.\")",
+            ));
+        };
+        self.text(j, "conversation.user_system", user_system, &[], vars)?;
+        if let Some(o) = &r.opening {
+            self.text(j, "conversation.opening", o, &[], vars)?;
+        }
+        if let Some(m) = r.stop_marker.as_ref().filter(|m| m.get_ref().is_empty()) {
+            return Err(self.err(
+                m.span(),
+                j,
+                "conversation.stop_marker",
+                "must not be empty (leave it out to always run the drawn number of turns)",
+            ));
+        }
+        let user_model = match &r.user_model {
+            Some(m) => Some(self.model(j, "conversation.user_model", m)?),
+            None => assistant.model.clone(),
+        };
+        let user_max_new_tokens = match &r.user_max_new_tokens {
+            Some(n) => Some(self.max_new_tokens(j, "conversation.user_max_new_tokens", n)?),
+            None => assistant.max_new_tokens,
+        };
+        let user = Call {
+            system: Some(user_system.get_ref().clone()),
+            model: user_model,
+            max_new_tokens: user_max_new_tokens,
+            sampling: assistant.sampling.clone(),
+            stop: assistant.stop.clone(),
+        };
+        Ok(Conversation {
+            assistant,
+            user,
+            turns,
+            opening: r.opening.as_ref().map(|o| o.get_ref().clone()),
+            stop_marker: r.stop_marker.as_ref().map(|m| m.get_ref().clone()),
+        })
+    }
+
+    /// `n` or `[min, max]` with `1 <= min <= max <= most` (`what`: "turn", "round").
+    fn range(
+        &self,
+        j: usize,
+        f: &str,
+        v: &Spanned<toml::Value>,
+        most: usize,
+        what: &str,
+    ) -> Result<(usize, usize)> {
+        let key = f.rsplit('.').next().unwrap_or(f);
+        let bad = |m: String| Err(self.err(v.span(), j, f, m));
+        let (min, max) = match v.get_ref() {
+            toml::Value::Integer(n) => (*n, *n),
+            toml::Value::Array(a) => match a.as_slice() {
+                [toml::Value::Integer(a), toml::Value::Integer(b)] => (*a, *b),
+                _ => {
+                    return bad(format!(
+                        "expected `{key} = [min, max]` (two integers) or `{key} = n`"
+                    ))
+                }
+            },
+            other => {
+                return bad(format!(
+                    "expected `{key} = [min, max]` or `{key} = n`, got {}",
+                    other.type_str()
+                ))
+            }
+        };
+        if min < 1 {
+            return bad(match what {
+                "round" => "an evolve step needs at least 1 round".into(),
+                _ => format!("a conversation needs at least 1 {what}, got {min}"),
+            });
+        }
+        if min > max {
+            return bad(format!("{key} = [{min}, {max}]: min must be <= max"));
+        }
+        if max > most as i64 {
+            return bad(format!("{max} {what}s is more than the {most} allowed"));
+        }
+        Ok((min as usize, max as usize))
+    }
+
+    /// `evolve.from`: a seed variable or an earlier step.
+    fn evolve_from(
+        &mut self,
+        j: usize,
+        e: &Spanned<RawEvolve>,
+        vars: &mut Vec<String>,
+    ) -> Result<String> {
+        let Some(from) = &e.get_ref().from else {
+            return Err(self.err(
+                e.span(),
+                j,
+                "evolve.from",
+                "an evolve step needs `from`, the seed variable or earlier step holding the instruction to evolve",
+            ));
+        };
+        let v = from.get_ref();
+        if let Some(m) = self.reference_as(j, v, &format!("evolves `{v}`")) {
+            return Err(self.err(from.span(), j, "evolve.from", m));
+        }
+        self.note_use(v, vars);
+        Ok(v.clone())
+    }
+
+    fn evolve(&self, j: usize, e: &Spanned<RawEvolve>, call: Call, from: String) -> Result<Evolve> {
+        let r = e.get_ref();
+        let rounds = match &r.rounds {
+            Some(v) => self.range(j, "evolve.rounds", v, MAX_ROUNDS, "round")?,
+            None => {
+                return Err(self.err(
+                    e.span(),
+                    j,
+                    "evolve.rounds",
+                    format!("an evolve step needs `rounds = n` or `rounds = [min, max]` (1 to {MAX_ROUNDS})"),
+                ))
+            }
+        };
+        let operators = match &r.operators {
+            None => EvolveOp::ALL.to_vec(),
+            Some(ops) => {
+                let valid = || list(EvolveOp::ALL.iter().map(|o| o.name()));
+                let bad = |m: String| self.err(ops.span(), j, "evolve.operators", m);
+                if ops.get_ref().is_empty() {
+                    return Err(bad(format!(
+                        "the list is empty; give at least one of {}, or leave it out for all",
+                        valid()
+                    )));
+                }
+                let mut out: Vec<EvolveOp> = Vec::new();
+                for name in ops.get_ref() {
+                    let op = EvolveOp::parse(name).ok_or_else(|| {
+                        bad(format!(
+                            "unknown operator {name:?}; the operators are {}",
+                            valid()
+                        ))
+                    })?;
+                    if out.contains(&op) {
+                        return Err(bad(format!(
+                            "operator {name:?} is listed twice; each is drawn uniformly, so list it once"
+                        )));
+                    }
+                    out.push(op);
+                }
+                out
+            }
+        };
+        Ok(Evolve {
+            call,
+            from,
+            rounds,
+            operators,
+        })
+    }
+
+    /// `[task.step.few_shot]`: reads the examples file now, so a bad file fails the spec
+    /// before any model loads, and its content hash can fingerprint the step.
+    fn few_shot(
+        &self,
+        j: usize,
+        f: &Spanned<RawFewShot>,
+        template: &Spanned<String>,
+    ) -> Result<FewShot> {
+        let r = f.get_ref();
+        let name = self.names[j];
+        let Some(file) = &r.file else {
+            return Err(self.err(
+                f.span(),
+                j,
+                "few_shot.file",
+                "few_shot needs `file`, the examples (.jsonl with `field`, or one example per line), relative to the spec",
+            ));
+        };
+        if self.seeds.contains_key(EXAMPLES) || self.names[..j].contains(&EXAMPLES) {
+            return Err(self.err(
+                f.span(),
+                j,
+                "few_shot",
+                format!("few_shot fills `{{{{{EXAMPLES}}}}}`, which is also a seed variable or an earlier step here, so the template would be ambiguous; rename that one"),
+            ));
+        }
+        let uses = collect_vars(template.get_ref())
+            .map(|v| v.iter().any(|v| v == EXAMPLES))
+            .unwrap_or(false);
+        if !uses {
+            return Err(self.err(
+                template.span(),
+                j,
+                "template",
+                format!("step `{name}` has few_shot but its template does not write `{{{{{EXAMPLES}}}}}`, where the drawn examples go"),
+            ));
+        }
+        let written = std::path::PathBuf::from(file.get_ref());
+        let path = self.loc.base_dir().join(&written);
+        let ffield = "few_shot.file";
+        let jsonl = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("jsonl"));
+        let field = match (&r.field, jsonl) {
+            (Some(fl), true) => Some(fl.get_ref().as_str()),
+            (None, false) => None,
+            (None, true) => {
+                return Err(self.err(
+                    f.span(),
+                    j,
+                    "few_shot.field",
+                    format!("{} is JSONL: say which string field of each line is the example, e.g. `field = \"instruction\"`", path.display()),
+                ))
+            }
+            (Some(fl), false) => {
+                return Err(self.err(
+                    fl.span(),
+                    j,
+                    "few_shot.field",
+                    format!("`field` is for .jsonl files; {} is read as one example per non-empty line", path.display()),
+                ))
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            self.err(
+                file.span(),
+                j,
+                ffield,
+                format!("cannot read the examples file {}: {e}", path.display()),
+            )
+        })?;
+        let mut examples: Vec<String> = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let at = |m: String| {
+                self.err(
+                    file.span(),
+                    j,
+                    ffield,
+                    format!("{}:{}: {m}", path.display(), n + 1),
+                )
+            };
+            let example = match field {
+                None => line.to_string(),
+                Some(key) => {
+                    let v: serde_json::Value = serde_json::from_str(line)
+                        .map_err(|e| at(format!("not valid JSON ({e})")))?;
+                    match v.get(key) {
+                        Some(serde_json::Value::String(s)) => s.trim().to_string(),
+                        Some(other) => {
+                            return Err(at(format!(
+                                "field `{key}` is {}, expected a string",
+                                json_type(other)
+                            )))
+                        }
+                        None if v.is_object() => {
+                            return Err(at(format!("the object has no field `{key}`")))
+                        }
+                        None => {
+                            return Err(at(format!(
+                                "expected a JSON object with field `{key}`, got {}",
+                                json_type(&v)
+                            )))
+                        }
+                    }
+                }
+            };
+            if !example.is_empty() && !examples.contains(&example) {
+                examples.push(example);
+            }
+        }
+        if examples.is_empty() {
+            return Err(self.err(
+                file.span(),
+                j,
+                ffield,
+                format!("{} has no usable examples (empty and repeated ones are dropped); add at least one", path.display()),
+            ));
+        }
+        let k = match &r.k {
+            Some(k) => {
+                let v = *k.get_ref();
+                if v == 0 || v > examples.len() {
+                    return Err(self.err(
+                        k.span(),
+                        j,
+                        "few_shot.k",
+                        format!(
+                            "k = {v}, but few_shot draws 1 to {} examples: {} has {} usable",
+                            examples.len(),
+                            path.display(),
+                            examples.len()
+                        ),
+                    ));
+                }
+                v
+            }
+            None if DEFAULT_K > examples.len() => {
+                return Err(self.err(
+                    file.span(),
+                    j,
+                    "few_shot.k",
+                    format!(
+                        "k is {DEFAULT_K} by default, but {} has only {} usable examples; add examples or set `k`",
+                        path.display(),
+                        examples.len()
+                    ),
+                ))
+            }
+            None => DEFAULT_K,
+        };
+        let max_similarity = match &r.max_similarity {
+            Some(m) => {
+                let v = *m.get_ref();
+                if !(v > 0.0 && v <= 1.0) {
+                    return Err(self.err(
+                        m.span(),
+                        j,
+                        "few_shot.max_similarity",
+                        format!("must be in (0, 1], got {v}"),
+                    ));
+                }
+                v
+            }
+            None => DEFAULT_MAX_SIMILARITY,
+        };
+        let sha256 = crate::models::checksum::sha256_bytes(examples.join("\n").as_bytes());
+        Ok(FewShot {
+            file: written,
+            examples,
+            sha256,
+            k,
+            max_similarity,
         })
     }
 
@@ -807,7 +1267,15 @@ impl Cx<'_> {
         let earlier_text: Vec<&str> = self
             .steps
             .iter()
-            .filter(|s| matches!(s.kind, StepKind::Llm { .. } | StepKind::Expression(_)))
+            .filter(|s| {
+                matches!(
+                    s.kind,
+                    StepKind::Llm { .. }
+                        | StepKind::Expression(_)
+                        | StepKind::Evolve(_)
+                        | StepKind::Conversation(_)
+                )
+            })
             .map(|s| s.name.as_str())
             .collect();
         let problem = match self.steps.iter().find(|s| &s.name == from) {
@@ -865,9 +1333,58 @@ impl Cx<'_> {
     fn messages(&mut self, m: &Spanned<RawMessages>) -> Result<MessageMap> {
         let r = m.get_ref();
         let i = self.i;
-        let mut turns = vec![("user", &r.user), ("assistant", &r.assistant)];
+        let at = |role: &str| format!("task[{i}].messages.{role}");
+        let mut turns: Vec<(&str, &Spanned<String>)> = Vec::new();
         if let Some(s) = &r.system {
-            turns.insert(0, ("system", s));
+            turns.push(("system", s));
+        }
+        match &r.conversation {
+            Some(c) => {
+                for (role, v) in [("user", &r.user), ("assistant", &r.assistant)] {
+                    if let Some(v) = v {
+                        return Err(self.loc.err(
+                            v.span(),
+                            &at(role),
+                            format!("`conversation` gives every user and assistant turn, so leave `{role}` out"),
+                        ));
+                    }
+                }
+                let name = c.get_ref();
+                let is_conversation = self
+                    .steps
+                    .iter()
+                    .any(|s| &s.name == name && matches!(s.kind, StepKind::Conversation(_)));
+                if !is_conversation {
+                    let conversations: Vec<&str> = self
+                        .steps
+                        .iter()
+                        .filter(|s| matches!(s.kind, StepKind::Conversation(_)))
+                        .map(|s| s.name.as_str())
+                        .collect();
+                    return Err(self.loc.err(
+                        c.span(),
+                        &at("conversation"),
+                        format!(
+                            "`{name}` is not a conversation step (those are: {})",
+                            list(conversations.into_iter())
+                        ),
+                    ));
+                }
+            }
+            None => {
+                for (role, v) in [("user", &r.user), ("assistant", &r.assistant)] {
+                    match v {
+                        Some(v) => turns.push((role, v)),
+                        None => {
+                            return Err(self.loc.err(
+                                m.span(),
+                                &at(role),
+                                format!("[task.messages] needs `{role}` (the step or seed variable that makes that turn), or `conversation = \"step\"` for a conversation step's turns"),
+                            ))
+                        }
+                    }
+                }
+            }
         }
         for (role, v) in turns {
             let name = v.get_ref();
@@ -876,7 +1393,7 @@ impl Cx<'_> {
             } else if !self.names.contains(&name.as_str()) {
                 return Err(self.loc.err(
                     v.span(),
-                    &format!("task[{i}].messages.{role}"),
+                    &at(role),
                     format!(
                         "`{name}` is neither a step nor a seed variable (steps: {}; seeds: {})",
                         list(self.names.iter().copied()),
@@ -885,12 +1402,27 @@ impl Cx<'_> {
                 ));
             }
         }
+        let text = |v: &Option<Spanned<String>>| {
+            v.as_ref().map(|s| s.get_ref().clone()).unwrap_or_default()
+        };
         Ok(MessageMap {
             system: r.system.as_ref().map(|s| s.get_ref().clone()),
-            user: r.user.get_ref().clone(),
-            assistant: r.assistant.get_ref().clone(),
-            conversation: None,
+            user: text(&r.user),
+            assistant: text(&r.assistant),
+            conversation: r.conversation.as_ref().map(|c| c.get_ref().clone()),
         })
+    }
+}
+
+/// A JSON value's type, for messages.
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 

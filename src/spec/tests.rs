@@ -157,6 +157,25 @@ fn blend_language_is_declared_only_when_given() {
 }
 
 #[test]
+fn blend_order_is_shuffled_or_curriculum() {
+    assert_eq!(parse(OK).unwrap().blend.order, BlendOrder::Shuffled);
+    let c = parse(&format!("{OK}\n[blend]\norder = \"curriculum\"\n")).unwrap();
+    assert_eq!(c.blend.order, BlendOrder::Curriculum);
+    let s = parse(&format!("{OK}\n[blend]\norder = \"shuffled\"\n")).unwrap();
+    assert_eq!(s.blend.order, BlendOrder::Shuffled);
+    let e = err(&format!(
+        "{OK}\n[blend]\nstrict = true\norder = \"hardest\"\n"
+    ));
+    assert!(
+        e.starts_with("t/spec.toml:17:9: blend.order: \"hardest\" is not an order")
+            && e.contains("\"curriculum\""),
+        "{e}"
+    );
+    // The blend stage's settings are the section's Debug form: the order is in them.
+    assert_ne!(format!("{:?}", c.blend), format!("{:?}", s.blend));
+}
+
+#[test]
 fn chat_template_is_a_built_in_name_or_a_jinja_file() {
     let with = |v: &str| {
         OK.replace(

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::models::{resolve, FetchPolicy};
 use crate::record::lines::{self, BadLine};
 use crate::record::{read_input, View};
-use crate::spec::{JudgeSpec, Spec, VerifierSpec};
+use crate::spec::{JudgeSpec, Scope, Spec, VerifierSpec};
 use crate::store::manifest::{ModelEntry, StageStatus};
 use crate::store::{JsonlWriter, Manifest, RunDir};
 use serde_json::{json, Map, Value};
@@ -125,6 +125,8 @@ pub struct Checks<'a> {
     pub judges: &'a [JudgeSpec],
     pub verifiers: &'a [VerifierSpec],
     pub combine: Combine,
+    /// What of a multi-turn record is scored.
+    pub scope: Scope,
     /// Where verifier files (schemas, word lists) resolve from.
     pub base_dir: &'a Path,
 }
@@ -175,6 +177,7 @@ pub fn run_spec_with(
         judges: &spec.judges,
         verifiers: &spec.verifiers,
         combine: spec.verify.combine,
+        scope: spec.verify.scope,
         base_dir: base,
     };
     let summary = run(&input, &output, &checks, opts, strict)?;
@@ -243,6 +246,7 @@ pub fn run(
         judges,
         verifiers: verifier_specs,
         combine: how,
+        scope,
         base_dir,
     } = *checks;
     let started = Instant::now();
@@ -250,7 +254,7 @@ pub fn run(
     // What a score is made from: the record as read, and everything that scores it. A
     // record in the output counts as done only while both are unchanged; edit the rubric,
     // swap the judge's weights or regenerate the record, and it is scored again.
-    let scoring = scoring_key(judges, verifier_specs, how, base_dir, opts)?;
+    let scoring = scoring_key(judges, verifier_specs, how, scope, base_dir, opts)?;
     let expected: HashMap<String, String> = records
         .iter()
         .map(|r| (id_of(r).to_string(), record_fingerprint(&scoring, r)))
@@ -314,7 +318,7 @@ pub fn run(
     }
     let extracted: Vec<std::result::Result<(String, String), String>> = records
         .iter()
-        .map(|r| View::new(r).prompt_response())
+        .map(|r| View::new(r).prompt_response_in(scope))
         .collect();
     let majority = if consistency {
         majorities(&extracted)
@@ -516,6 +520,7 @@ fn scoring_key(
     judges: &[JudgeSpec],
     verifier_specs: &[VerifierSpec],
     how: Combine,
+    scope: Scope,
     base_dir: &Path,
     opts: &VerifyOptions,
 ) -> Result<String> {
@@ -555,6 +560,7 @@ fn scoring_key(
         "verifiers": format!("{verifier_specs:?}"),
         "combine": format!("{how:?}"),
         "runtime": runtime,
+        "scope": scope,
     });
     Ok(key.to_string())
 }

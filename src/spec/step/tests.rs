@@ -270,16 +270,6 @@ fn a_step_is_exactly_one_kind() {
         "task[0].step[6]",
         &["step `title` has no kind; give exactly one of `template`"],
     );
-    for kind in ["conversation", "evolve", "few_shot"] {
-        fails_at(
-            "expression = \"Q: {{question}}\"",
-            &format!("{kind} = {{ turns = [3, 6] }}"),
-            &format!("task[0].step[6].{kind}"),
-            &[&format!(
-                "`{kind}` steps are not supported yet, see issue #15"
-            )],
-        );
-    }
     fails_at(
         "expression = \"Q: {{question}}\"",
         "expression = \"Q: {{question}}\"\n  model = \"smollm2-135m-instruct\"",
@@ -573,4 +563,691 @@ fn the_plan_bound_counts_the_seeds_steps_use() {
         e.starts_with("t/spec.toml:9:") && e.contains("task[0]: the spec plans 125000000 records"),
         "{e}"
     );
+}
+
+/// A conversation, an evolve and a few-shot step (configs/README.md's examples). Parsed
+/// from a temporary folder holding `examples.txt` and `examples.jsonl`.
+const NEW: &str = r#"[run]
+name = "t"
+
+[teacher]
+model = "smollm2-135m-instruct"
+
+[seeds]
+product = ["a phone", "a router"]
+mood = ["angry", "confused"]
+question = ["It will not turn on."]
+
+[[task]]
+name = "support"
+
+  [[task.step]]
+  name = "chat"
+  system = "You are a patient support agent for {{product}}."
+  max_new_tokens = 96
+  sampling = { temperature = 0.5 }
+  stop = ["</s>"]
+    [task.step.conversation]
+    turns = [3, 6]
+    user_system = "You are a {{mood}} customer. Write [END] when done."
+    user_max_new_tokens = 64
+    opening = "{{question}}"
+    stop_marker = "[END]"
+
+  [[task.step]]
+  name = "evolved"
+  model = "smollm2-135m-instruct"
+    [task.step.evolve]
+    from = "question"
+    rounds = [1, 3]
+    operators = ["deepen", "breadth"]
+
+  [[task.step]]
+  name = "fresh"
+  template = "Examples:\n{{examples}}\nWrite one new task about {{product}}."
+    [task.step.few_shot]
+    file = "examples.txt"
+    k = 2
+    max_similarity = 0.5
+
+  [task.messages]
+  system = "fresh"
+  conversation = "chat"
+"#;
+
+const EXAMPLES_TXT: &str =
+    "  Name three rivers.  \n\nSummarize a poem.\nName three rivers.\nTranslate a proverb.\n";
+
+/// `text` parsed as `<tmp>/spec.toml`, beside the example files (and `extra` files).
+fn parse_new(text: &str, extra: &[(&str, &str)]) -> (tempfile::TempDir, Result<Spec>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("examples.txt"), EXAMPLES_TXT).unwrap();
+    std::fs::write(
+        dir.path().join("examples.jsonl"),
+        "{\"instruction\": \"Name three rivers.\", \"n\": 1}\n\n{\"instruction\": \" Summarize a poem. \"}\n",
+    )
+    .unwrap();
+    for (name, body) in extra {
+        std::fs::write(dir.path().join(name), body).unwrap();
+    }
+    let r = Spec::parse(&dir.path().join("spec.toml"), text.to_string());
+    (dir, r)
+}
+
+/// `NEW` with its first `from` replaced by `to` (and `extra` files beside it) must fail
+/// at the line of `to`'s last line, naming `field`, with every `needle` in the message.
+fn new_fails_at(
+    from: &str,
+    to: &str,
+    extra: &[(&str, &str)],
+    field: &str,
+    needles: &[&str],
+) -> String {
+    let pos = NEW
+        .find(from)
+        .unwrap_or_else(|| panic!("{from:?} not in NEW"));
+    let text = NEW.replacen(from, to, 1);
+    let line = NEW[..pos].matches('\n').count() + 1 + to.matches('\n').count();
+    new_fails(&text, extra, line, field, needles)
+}
+
+/// `text` must fail at `line`, naming `field`, with every `needle` in the message.
+fn new_fails(
+    text: &str,
+    extra: &[(&str, &str)],
+    line: usize,
+    field: &str,
+    needles: &[&str],
+) -> String {
+    let (dir, r) = parse_new(text, extra);
+    let e = match r {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.to_string(),
+    };
+    let at = format!("{}:{line}:", dir.path().join("spec.toml").display());
+    assert!(e.starts_with(&at), "expected the error at {at}, got: {e}");
+    assert!(
+        e.contains(&format!(" {field}: ")),
+        "expected field {field}: {e}"
+    );
+    for n in needles {
+        assert!(e.contains(n), "expected {n:?} in: {e}");
+    }
+    e
+}
+
+fn parse_ok(text: &str) -> Spec {
+    let (_dir, r) = parse_new(text, &[]);
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn conversation_evolve_and_few_shot_parse() {
+    let s = parse_ok(NEW);
+    let t = &s.tasks[0];
+    let assistant = Call {
+        system: Some("You are a patient support agent for {{product}}.".into()),
+        model: None,
+        max_new_tokens: Some(96),
+        sampling: Some(SamplingOverride {
+            temperature: Some(0.5),
+            ..Default::default()
+        }),
+        stop: vec!["</s>".into()],
+    };
+    assert_eq!(
+        t.steps[0].kind,
+        StepKind::Conversation(Conversation {
+            user: Call {
+                system: Some("You are a {{mood}} customer. Write [END] when done.".into()),
+                max_new_tokens: Some(64),
+                ..assistant.clone()
+            },
+            assistant,
+            turns: (3, 6),
+            opening: Some("{{question}}".into()),
+            stop_marker: Some("[END]".into()),
+        })
+    );
+    assert_eq!(t.steps[0].vars, ["product", "mood", "question"]);
+    assert_eq!(
+        t.steps[1].kind,
+        StepKind::Evolve(Evolve {
+            call: Call {
+                model: Some("smollm2-135m-instruct".into()),
+                ..Default::default()
+            },
+            from: "question".into(),
+            rounds: (1, 3),
+            operators: vec![EvolveOp::Deepen, EvolveOp::Breadth],
+        })
+    );
+    assert_eq!(t.steps[1].vars, ["question"]);
+    let StepKind::Llm {
+        few_shot: Some(f), ..
+    } = &t.steps[2].kind
+    else {
+        panic!("{:?}", t.steps[2].kind)
+    };
+    // Trimmed, in file order, empty and repeated lines dropped.
+    assert_eq!(
+        f.examples,
+        [
+            "Name three rivers.",
+            "Summarize a poem.",
+            "Translate a proverb."
+        ]
+    );
+    assert_eq!(f.file, Path::new("examples.txt"));
+    assert_eq!(
+        f.sha256,
+        crate::models::checksum::sha256_bytes(
+            b"Name three rivers.\nSummarize a poem.\nTranslate a proverb."
+        )
+    );
+    assert_eq!((f.k, f.max_similarity), (2, 0.5));
+    // `{{examples}}` is the step's own value, not a seed or a step.
+    assert_eq!(t.steps[2].vars, ["product"]);
+    assert_eq!(
+        t.messages,
+        Some(MessageMap {
+            system: Some("fresh".into()),
+            user: String::new(),
+            assistant: String::new(),
+            conversation: Some("chat".into()),
+        })
+    );
+    assert_eq!(t.vars, ["product", "mood", "question"]);
+}
+
+#[test]
+fn defaults_and_short_forms() {
+    let text = NEW
+        .replace("turns = [3, 6]", "turns = 4")
+        .replace("    user_max_new_tokens = 64\n", "")
+        .replace(
+            "    user_system = \"",
+            "    user_model = \"gemma3-270m\"\n    user_system = \"",
+        )
+        .replace("rounds = [1, 3]", "rounds = 3")
+        .replace("    operators = [\"deepen\", \"breadth\"]\n", "")
+        .replace(
+            "file = \"examples.txt\"",
+            "file = \"examples.jsonl\"\n    field = \"instruction\"",
+        )
+        .replace("    k = 2\n    max_similarity = 0.5\n", "");
+    let (_d, r) = parse_new(&text, &[]);
+    let e = r.err().map(|e| e.to_string()).unwrap_or_default();
+    // Two usable examples in the JSONL, fewer than the default k = 3.
+    assert!(
+        e.contains("task[0].step[2].few_shot.k: k is 3 by default")
+            && e.contains("has only 2 usable examples"),
+        "{e}"
+    );
+    let s = parse_ok(&text.replace(
+        "field = \"instruction\"",
+        "field = \"instruction\"\n    k = 2",
+    ));
+    let t = &s.tasks[0];
+    let StepKind::Conversation(c) = &t.steps[0].kind else {
+        panic!()
+    };
+    assert_eq!(c.turns, (4, 4));
+    assert_eq!(c.user.model.as_deref(), Some("gemma3-270m"));
+    assert_eq!(c.assistant.model, None);
+    // The user's budget defaults to the step's.
+    assert_eq!(c.user.max_new_tokens, Some(96));
+    let StepKind::Evolve(e) = &t.steps[1].kind else {
+        panic!()
+    };
+    assert_eq!(e.rounds, (3, 3));
+    assert_eq!(e.operators, EvolveOp::ALL);
+    let StepKind::Llm {
+        few_shot: Some(f), ..
+    } = &t.steps[2].kind
+    else {
+        panic!()
+    };
+    assert_eq!(f.examples, ["Name three rivers.", "Summarize a poem."]);
+    assert_eq!((f.k, f.max_similarity), (2, 0.7));
+}
+
+#[test]
+fn conversation_turns_and_keys() {
+    new_fails_at(
+        "turns = [3, 6]",
+        "turns = [6, 3]",
+        &[],
+        "task[0].step[0].conversation.turns",
+        &["turns = [6, 3]: min must be <= max"],
+    );
+    new_fails_at(
+        "turns = [3, 6]",
+        "turns = [0, 6]",
+        &[],
+        "task[0].step[0].conversation.turns",
+        &["at least 1 turn"],
+    );
+    new_fails_at(
+        "turns = [3, 6]",
+        "turns = [3, 33]",
+        &[],
+        "task[0].step[0].conversation.turns",
+        &["33 turns is more than the 32 allowed"],
+    );
+    new_fails_at(
+        "turns = [3, 6]",
+        "turns = \"3\"",
+        &[],
+        "task[0].step[0].conversation.turns",
+        &["expected `turns = [min, max]` or `turns = n`, got string"],
+    );
+    new_fails_at(
+        "turns = [3, 6]",
+        "turns = [3, 4, 5]",
+        &[],
+        "task[0].step[0].conversation.turns",
+        &["two integers"],
+    );
+    new_fails_at(
+        "stop_marker = \"[END]\"",
+        "stop_marker = \"\"",
+        &[],
+        "task[0].step[0].conversation.stop_marker",
+        &["must not be empty"],
+    );
+    new_fails_at(
+        "user_max_new_tokens = 64",
+        "user_max_new_tokens = 0",
+        &[],
+        "task[0].step[0].conversation.user_max_new_tokens",
+        &["at least 1"],
+    );
+    let text = NEW.replace(
+        "    user_system = \"",
+        "    user_model = \"gpt-9\"\n    user_system = \"",
+    );
+    new_fails(
+        &text,
+        &[],
+        line_of(&text, "user_model"),
+        "task[0].step[0].conversation.user_model",
+        &["unknown model id \"gpt-9\""],
+    );
+    // Required keys are named, at the table.
+    let text = NEW.replace("    turns = [3, 6]\n", "");
+    new_fails(
+        &text,
+        &[],
+        line_of(&text, "[task.step.conversation]"),
+        "task[0].step[0].conversation.turns",
+        &["a conversation needs `turns = [min, max]`"],
+    );
+    let text = NEW.replace(
+        "    user_system = \"You are a {{mood}} customer. Write [END] when done.\"\n",
+        "",
+    );
+    new_fails(
+        &text,
+        &[],
+        line_of(&text, "[task.step.conversation]"),
+        "task[0].step[0].conversation.user_system",
+        &["a conversation needs `user_system`"],
+    );
+}
+
+#[test]
+fn conversation_templates_use_only_seeds_and_earlier_steps() {
+    new_fails_at(
+        "opening = \"{{question}}\"",
+        "opening = \"{{chat}}\"",
+        &[],
+        "task[0].step[0].conversation.opening",
+        &["step `chat` uses `{{chat}}`, its own value"],
+    );
+    new_fails_at(
+        "user_system = \"You are a {{mood}} customer.",
+        "user_system = \"You are a {{fresh}} customer.",
+        &[],
+        "task[0].step[0].conversation.user_system",
+        &["step `chat` uses `{{fresh}}`, which step 3 computes after it"],
+    );
+    new_fails_at(
+        "system = \"You are a patient support agent for {{product}}.\"",
+        "system = \"You are a patient support agent for {{prodcut}}.\"",
+        &[],
+        "task[0].step[0].system",
+        &["`{{prodcut}}`, which is neither a seed variable nor an earlier step"],
+    );
+}
+
+#[test]
+fn a_step_has_one_kind_among_the_new_ones_too() {
+    // "Both" points at the second kind key a reader meets: here the table.
+    let text = NEW.replace(
+        "  max_new_tokens = 96\n",
+        "  max_new_tokens = 96\n  template = \"{{question}}\"\n",
+    );
+    new_fails(
+        &text,
+        &[],
+        line_of(&text, "[task.step.conversation]"),
+        "task[0].step[0].conversation",
+        &["step `chat` has both `template` and `conversation`"],
+    );
+    new_fails_at(
+        "  model = \"smollm2-135m-instruct\"\n    [task.step.evolve]",
+        "  model = \"smollm2-135m-instruct\"\n  expression = \"x\"\n    [task.step.evolve]",
+        &[],
+        "task[0].step[1].evolve",
+        &["step `evolved` has both `expression` and `evolve`"],
+    );
+    // few_shot goes with `template` only.
+    let text = NEW.replace(
+        "    [task.step.evolve]",
+        "    [task.step.few_shot]\n    file = \"examples.txt\"\n    [task.step.evolve]",
+    );
+    new_fails(
+        &text,
+        &[],
+        line_of(&text, "    [task.step.few_shot]\n    file = \"examples.txt\"\n    [task"),
+        "task[0].step[1].few_shot",
+        &["`few_shot` draws examples into an LLM step's `template`; step `evolved` is a `evolve` step"],
+    );
+    // The LLM keys still belong to model steps only.
+    let text =
+        format!(
+        "{}  [[task.step]]\n  name = \"tail\"\n  expression = \"{{{{chat}}}}\"\n  stop = [\"x\"]\n",
+        NEW.replace("  [task.messages]\n  system = \"fresh\"\n  conversation = \"chat\"\n", "")
+    );
+    new_fails(
+        &text,
+        &[],
+        line_of(&text, "stop = [\"x\"]"),
+        "task[0].step[3].stop",
+        &["`stop` belongs to LLM steps (those with `template`, `conversation` or `evolve`)"],
+    );
+}
+
+#[test]
+fn evolve_rounds_from_and_operators() {
+    new_fails_at(
+        "rounds = [1, 3]",
+        "rounds = 0",
+        &[],
+        "task[0].step[1].evolve.rounds",
+        &["an evolve step needs at least 1 round"],
+    );
+    new_fails_at(
+        "rounds = [1, 3]",
+        "rounds = [0, 3]",
+        &[],
+        "task[0].step[1].evolve.rounds",
+        &["an evolve step needs at least 1 round"],
+    );
+    new_fails_at(
+        "rounds = [1, 3]",
+        "rounds = [3, 1]",
+        &[],
+        "task[0].step[1].evolve.rounds",
+        &["rounds = [3, 1]: min must be <= max"],
+    );
+    new_fails_at(
+        "rounds = [1, 3]",
+        "rounds = 11",
+        &[],
+        "task[0].step[1].evolve.rounds",
+        &["11 rounds is more than the 10 allowed"],
+    );
+    new_fails_at(
+        "from = \"question\"",
+        "from = \"evolved\"",
+        &[],
+        "task[0].step[1].evolve.from",
+        &["step `evolved` evolves `evolved`, its own value"],
+    );
+    new_fails_at(
+        "from = \"question\"",
+        "from = \"fresh\"",
+        &[],
+        "task[0].step[1].evolve.from",
+        &["step `evolved` evolves `fresh`, which step 3 computes after it; steps run in the order written"],
+    );
+    new_fails_at(
+        "from = \"question\"",
+        "from = \"qestion\"",
+        &[],
+        "task[0].step[1].evolve.from",
+        &[
+            "`qestion`, which is neither a seed variable nor an earlier step",
+            "seeds: mood, product, question; earlier steps: chat)",
+        ],
+    );
+    // An earlier step is a valid source.
+    let s = parse_ok(&NEW.replace("from = \"question\"", "from = \"chat\""));
+    assert_eq!(s.tasks[0].steps[1].vars, ["chat"]);
+    new_fails_at(
+        "operators = [\"deepen\", \"breadth\"]",
+        "operators = [\"deepen\", \"widen\"]",
+        &[],
+        "task[0].step[1].evolve.operators",
+        &[
+            "unknown operator \"widen\"",
+            "add_constraints, deepen, concretize, reasoning, breadth",
+        ],
+    );
+    new_fails_at(
+        "operators = [\"deepen\", \"breadth\"]",
+        "operators = []",
+        &[],
+        "task[0].step[1].evolve.operators",
+        &["the list is empty"],
+    );
+    new_fails_at(
+        "operators = [\"deepen\", \"breadth\"]",
+        "operators = [\"deepen\", \"deepen\"]",
+        &[],
+        "task[0].step[1].evolve.operators",
+        &["\"deepen\" is listed twice"],
+    );
+    let text = NEW.replace("    from = \"question\"\n", "");
+    new_fails(
+        &text,
+        &[],
+        line_of(&text, "[task.step.evolve]"),
+        "task[0].step[1].evolve.from",
+        &["an evolve step needs `from`"],
+    );
+    let text = NEW.replace("    rounds = [1, 3]\n", "");
+    new_fails(
+        &text,
+        &[],
+        line_of(&text, "[task.step.evolve]"),
+        "task[0].step[1].evolve.rounds",
+        &["an evolve step needs `rounds = n`"],
+    );
+}
+
+#[test]
+fn few_shot_files_and_bounds() {
+    new_fails_at(
+        "k = 2",
+        "k = 0",
+        &[],
+        "task[0].step[2].few_shot.k",
+        &["k = 0, but few_shot draws 1 to 3 examples"],
+    );
+    new_fails_at(
+        "k = 2",
+        "k = 4",
+        &[],
+        "task[0].step[2].few_shot.k",
+        &["k = 4", "has 3 usable"],
+    );
+    new_fails_at(
+        "max_similarity = 0.5",
+        "max_similarity = 0.0",
+        &[],
+        "task[0].step[2].few_shot.max_similarity",
+        &["must be in (0, 1], got 0"],
+    );
+    new_fails_at(
+        "max_similarity = 0.5",
+        "max_similarity = 1.5",
+        &[],
+        "task[0].step[2].few_shot.max_similarity",
+        &["got 1.5"],
+    );
+    let e = new_fails_at(
+        "file = \"examples.txt\"",
+        "file = \"missing.txt\"",
+        &[],
+        "task[0].step[2].few_shot.file",
+        &["cannot read the examples file", "missing.txt"],
+    );
+    assert!(!e.contains("examples.txt"), "{e}");
+    new_fails_at(
+        "file = \"examples.txt\"",
+        "file = \"blank.txt\"",
+        &[("blank.txt", "\n  \n\n")],
+        "task[0].step[2].few_shot.file",
+        &["blank.txt has no usable examples"],
+    );
+    let text = NEW.replace("file = \"examples.txt\"", "file = \"examples.jsonl\"");
+    new_fails(
+        &text,
+        &[],
+        line_of(&text, "[task.step.few_shot]"),
+        "task[0].step[2].few_shot.field",
+        &["examples.jsonl is JSONL: say which string field"],
+    );
+    new_fails_at(
+        "file = \"examples.txt\"",
+        "file = \"examples.txt\"\n    field = \"instruction\"",
+        &[],
+        "task[0].step[2].few_shot.field",
+        &["`field` is for .jsonl files"],
+    );
+    // A bad line names the example file and its line.
+    for (body, needle) in [
+        ("{\"q\": \"a\"}\nnot json\n", "bad.jsonl:2: not valid JSON"),
+        (
+            "{\"q\": \"a\"}\n\n{\"p\": \"b\"}\n",
+            "bad.jsonl:3: the object has no field `q`",
+        ),
+        (
+            "{\"q\": 7}\n",
+            "bad.jsonl:1: field `q` is a number, expected a string",
+        ),
+        (
+            "\"a\"\n",
+            "bad.jsonl:1: expected a JSON object with field `q`, got a string",
+        ),
+    ] {
+        new_fails_at(
+            "file = \"examples.txt\"",
+            "field = \"q\"\n    file = \"bad.jsonl\"",
+            &[("bad.jsonl", body)],
+            "task[0].step[2].few_shot.file",
+            &[needle],
+        );
+    }
+    // Lines whose field is empty are dropped, not errors; none left is an error.
+    new_fails_at(
+        "file = \"examples.txt\"",
+        "field = \"q\"\n    file = \"empty.jsonl\"",
+        &[("empty.jsonl", "{\"q\": \"  \"}\n")],
+        "task[0].step[2].few_shot.file",
+        &["empty.jsonl has no usable examples"],
+    );
+    let text = NEW.replace("    file = \"examples.txt\"\n", "");
+    new_fails(
+        &text,
+        &[],
+        line_of(&text, "[task.step.few_shot]"),
+        "task[0].step[2].few_shot.file",
+        &["few_shot needs `file`"],
+    );
+}
+
+#[test]
+fn examples_placeholder_belongs_to_a_few_shot_template() {
+    // Without few_shot, `{{examples}}` is an unknown variable.
+    let text = NEW.replace(
+        "    [task.step.few_shot]\n    file = \"examples.txt\"\n    k = 2\n    max_similarity = 0.5\n",
+        "",
+    );
+    new_fails(
+        &text,
+        &[],
+        line_of(&text, "template = \"Examples"),
+        "task[0].step[2].template",
+        &["`{{examples}}`, which is neither a seed variable nor an earlier step"],
+    );
+    // With few_shot, the template must write it.
+    new_fails_at(
+        "template = \"Examples:\\n{{examples}}\\n",
+        "template = \"Examples:\\n",
+        &[],
+        "task[0].step[2].template",
+        &["has few_shot but its template does not write `{{examples}}`"],
+    );
+    // Only the few-shot step's template: not its system prompt.
+    let text = NEW.replace(
+        "  template = \"Examples:",
+        "  system = \"{{examples}}\"\n  template = \"Examples:",
+    );
+    new_fails(
+        &text,
+        &[],
+        line_of(&text, "system = \"{{examples}}"),
+        "task[0].step[2].system",
+        &["`{{examples}}`, which is neither"],
+    );
+    // A seed called `examples` would make the placeholder ambiguous.
+    let text = NEW.replace("[seeds]\n", "[seeds]\nexamples = [\"x\"]\n");
+    new_fails(
+        &text,
+        &[],
+        line_of(&text, "[task.step.few_shot]"),
+        "task[0].step[2].few_shot",
+        &["also a seed variable or an earlier step"],
+    );
+}
+
+#[test]
+fn messages_may_name_a_conversation() {
+    new_fails_at(
+        "conversation = \"chat\"",
+        "conversation = \"fresh\"",
+        &[],
+        "task[0].messages.conversation",
+        &["`fresh` is not a conversation step (those are: chat)"],
+    );
+    new_fails_at(
+        "conversation = \"chat\"",
+        "conversation = \"chat\"\n  user = \"fresh\"",
+        &[],
+        "task[0].messages.user",
+        &["`conversation` gives every user and assistant turn, so leave `user` out"],
+    );
+    let text = NEW.replace("  conversation = \"chat\"\n", "  user = \"question\"\n");
+    new_fails(
+        &text,
+        &[],
+        line_of(&text, "  [task.messages]"),
+        "task[0].messages.assistant",
+        &["[task.messages] needs `assistant`"],
+    );
+    // user/assistant may name a conversation step: its value is the transcript.
+    let s = parse_ok(&NEW.replace(
+        "  conversation = \"chat\"\n",
+        "  user = \"evolved\"\n  assistant = \"chat\"\n",
+    ));
+    let m = s.tasks[0].messages.as_ref().unwrap();
+    assert_eq!((m.user.as_str(), m.assistant.as_str()), ("evolved", "chat"));
+    assert_eq!(m.conversation, None);
+    // Without [task.messages], a conversation or evolve step counts as an LLM step.
+    let only = "[run]\nname = \"t\"\n[teacher]\nmodel = \"smollm2-135m-instruct\"\n[seeds]\nq = [\"x\"]\n[[task]]\nname = \"s\"\n[[task.step]]\nname = \"e\"\n[task.step.evolve]\nfrom = \"q\"\nrounds = 2\n";
+    assert!(parse_ok(only).tasks[0].messages.is_none());
 }

@@ -1,0 +1,127 @@
+//! The multi-step case of `flywheel bench generate`: records made by one LLM step, then
+//! by two chained steps of half the length each, through the real executor (journal
+//! and all) at one batch size. With continuous batching across steps, a record's second
+//! call joins the running batch as soon as its first finishes, so the two-step task
+//! should keep the one-step task's tokens/s.
+
+use super::steps::{Counts, Executor, Journal, StepModels};
+use crate::engine::Precision;
+use crate::error::{Error, Result};
+use crate::models::FetchPolicy;
+use crate::spec::Spec;
+use crate::store::{JsonlWriter, RunDir};
+use candle_core::Device;
+use std::time::Instant;
+
+/// One measured case.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepsCase {
+    pub steps: usize,
+    pub records: usize,
+    pub generated_tokens: usize,
+    pub prefill_tokens: usize,
+    pub seconds: f64,
+    pub tokens_per_s: f64,
+}
+
+/// Runs the one-step and two-step tasks (`records` records, `tokens` new tokens per
+/// record in all) with `model` at batch `batch`, in a scratch directory.
+pub fn steps_bench(
+    model: &str,
+    device: &Device,
+    precision: Precision,
+    batch: usize,
+    tokens: usize,
+    records: usize,
+) -> Result<(StepsCase, StepsCase)> {
+    let dir = std::env::temp_dir().join(format!("flywheel-steps-bench-{}", std::process::id()));
+    let result = (|| {
+        let one = case(&dir, model, device, precision, batch, tokens, records, 1)?;
+        let two = case(&dir, model, device, precision, batch, tokens, records, 2)?;
+        Ok((one, two))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn case(
+    dir: &std::path::Path,
+    model: &str,
+    device: &Device,
+    precision: Precision,
+    batch: usize,
+    tokens: usize,
+    records: usize,
+    steps: usize,
+) -> Result<StepsCase> {
+    let case_dir = dir.join(format!("{steps}-step"));
+    std::fs::create_dir_all(&case_dir).map_err(|e| Error::io("creating", &case_dir, e))?;
+    // A model given as a relative path stays the file the user named.
+    let model = match std::path::Path::new(model) {
+        p if p.exists() => std::fs::canonicalize(p)
+            .map_err(|e| Error::io("reading", p, e))?
+            .display()
+            .to_string(),
+        _ => model.to_string(),
+    };
+    let per_step = tokens / steps;
+    let topics: Vec<String> = (0..records).map(|i| format!("\"subject {i}\"")).collect();
+    let mut text = format!(
+        "[run]\nname = \"bench\"\nseed = 7\n[teacher]\nmodel = {model:?}\nbatch_size = {batch}\nmax_new_tokens = {per_step}\n[seeds]\ntopic = [{}]\n[[task]]\nname = \"t\"\n",
+        topics.join(", ")
+    );
+    text.push_str(
+        "  [[task.step]]\n  name = \"s1\"\n  template = \"Write a long essay about {{topic}}.\"\n",
+    );
+    if steps == 2 {
+        text.push_str(
+            "  [[task.step]]\n  name = \"s2\"\n  template = \"Continue this essay:\\n{{s1}}\"\n",
+        );
+    }
+    let spec_path = case_dir.join("bench.toml");
+    std::fs::write(&spec_path, &text).map_err(|e| Error::io("writing", &spec_path, e))?;
+    let spec = Spec::parse(&spec_path, text)?;
+    let models = StepModels::resolve(&spec, FetchPolicy::from_env())?;
+    let rd = RunDir::new(&case_dir);
+    let mut journal = Journal::open(&rd)?;
+    let (mut out, _) = JsonlWriter::open(&case_dir.join("out.jsonl"))?;
+    let teacher = spec
+        .teacher
+        .as_ref()
+        .ok_or_else(|| Error::Internal("bench spec without [teacher]".into()))?;
+    let exec = Executor {
+        spec: &spec,
+        models: &models,
+        device,
+        precision,
+        base: teacher.sampling.clone(),
+        base_max_new: per_step,
+        batch_size: batch,
+        device_name: crate::engine::device::name(device),
+        spec_sha: String::new(),
+    };
+    let task = &spec.tasks[0];
+    // Load the model before the clock starts.
+    exec.warm(task)?;
+    let items: Vec<_> = super::plan_iter(&spec).collect();
+    let mut counts = Counts::default();
+    let t0 = Instant::now();
+    exec.run(
+        task,
+        items,
+        &mut journal,
+        &mut out,
+        &indicatif::ProgressBar::hidden(),
+        &mut counts,
+    )?;
+    let seconds = t0.elapsed().as_secs_f64();
+    Ok(StepsCase {
+        steps,
+        records,
+        generated_tokens: counts.stats.generated_tokens,
+        prefill_tokens: counts.stats.prefill_tokens,
+        seconds,
+        tokens_per_s: counts.stats.generated_tokens as f64 / seconds,
+    })
+}
