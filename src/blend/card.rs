@@ -55,6 +55,10 @@ pub fn render(spec: &Spec, m: &Manifest, s: &BlendSummary, rows: &[Value]) -> St
         }
     );
     let _ = writeln!(c, "Every record has `source` (`synthetic` or `real`); synthetic ones carry `provenance` (model, weights sha256, sampling seed, spec sha256) and `scores` (judges, verifiers).\n");
+    if spec.blend.order == crate::spec::BlendOrder::Curriculum {
+        // A trainer that shuffles undoes it; one that reads in order gets easy data first.
+        let _ = writeln!(c, "**Order: a curriculum.** Synthetic records go from easy to hard (`meta.difficulty`, the rounds of evolution that succeeded; none counts as 0); real records are spread through it. Read the file in order to train on the curriculum.\n");
+    }
     let _ = writeln!(c, "## How the synthetic records were made\n");
     for e in &m.models {
         let _ = writeln!(
@@ -198,6 +202,19 @@ mod tests {
         assert!(!card.contains("| verify | 0 | 0 |"), "{card}");
         assert!(
             card.contains("| verify | not run: no judges or verifiers"),
+            "{card}"
+        );
+    }
+
+    #[test]
+    fn card_says_when_the_order_is_a_curriculum() {
+        let s = BlendSummary::default();
+        let card = render(&spec(""), &manifest(), &s, &[]);
+        assert!(!card.contains("curriculum"), "{card}");
+        let sp = spec("[blend]\norder = \"curriculum\"\n");
+        let card = render(&sp, &manifest(), &s, &[]);
+        assert!(
+            card.contains("**Order: a curriculum.** Synthetic records go from easy to hard"),
             "{card}"
         );
     }

@@ -384,7 +384,8 @@ enum Got {
 
 /// The opening line the simulated user sees, so its view of the dialogue alternates
 /// user/assistant from the start as every chat template expects.
-const KICKOFF: &str = "Write your first message to the assistant.";
+const KICKOFF: &str =
+    "Stay in the role your instructions give you. Write your first message to the assistant.";
 
 /// Requests waiting for each loaded model.
 #[derive(Default)]

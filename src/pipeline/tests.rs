@@ -163,3 +163,56 @@ fn run_dir_names_every_file_and_asides_never_collide() {
     assert!(name.starts_with("generated.") && name.ends_with(".not-in-plan.jsonl"));
     assert_ne!(a, RunDir::aside(&d.generated(), "not-in-plan"));
 }
+
+#[test]
+fn changing_the_blend_order_reruns_blend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = |extra: &str| {
+        Spec::parse(
+            &tmp.path().join("s.toml"),
+            format!(
+                "[run]\nname = \"t\"\nout_dir = {:?}\n[[task]]\nname = \"q\"\ntemplate = \"x\"\n[blend]\n{extra}",
+                tmp.path().display().to_string()
+            ),
+        )
+        .unwrap()
+    };
+    let dir = RunDir::new(tmp.path().join("t"));
+    std::fs::create_dir_all(dir.path()).unwrap();
+    std::fs::write(
+        dir.audited(),
+        "{\"id\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"a\"}], \"meta\": {\"difficulty\": 2}}\n",
+    )
+    .unwrap();
+    let opts = RunOptions {
+        runtime: crate::engine::Runtime::cpu(),
+        fetch: FetchPolicy::Offline,
+        progress: false,
+        force: false,
+        canaries: 0,
+    };
+    let all = stages();
+    let blend: Vec<&dyn Stage> = all
+        .iter()
+        .map(|s| s.as_ref())
+        .filter(|s| s.name() == "blend")
+        .collect();
+    let go = |s: &Spec| {
+        let cx = Ctx {
+            spec: s,
+            dir: &dir,
+            opts: &opts,
+        };
+        run_stages(&blend, &cx, |_| {}).unwrap()[0].skipped
+    };
+    let shuffled = spec("");
+    assert!(!go(&shuffled));
+    assert!(go(&shuffled));
+    assert!(
+        go(&spec("order = \"shuffled\"\n")),
+        "the default, written out"
+    );
+    let curriculum = spec("order = \"curriculum\"\n");
+    assert!(!go(&curriculum));
+    assert!(go(&curriculum));
+}

@@ -399,16 +399,17 @@ pub(super) fn validate(
     let messages = match messages {
         Some(m) => Some(cx.messages(m)?),
         None => {
-            if !cx.steps.iter().any(|s| {
-                matches!(
-                    s.kind,
-                    StepKind::Llm { .. } | StepKind::Conversation(_) | StepKind::Evolve(_)
-                )
-            }) {
+            // The default turns are the last LLM or conversation step's; an evolve step
+            // rewrites an instruction and answers nothing, so it cannot make them.
+            if !cx
+                .steps
+                .iter()
+                .any(|s| matches!(s.kind, StepKind::Llm { .. } | StepKind::Conversation(_)))
+            {
                 return Err(loc.err(
                     raw[0].name.span(),
                     &format!("task[{i}].messages"),
-                    "this task has no LLM step (one with `template`, `conversation` or `evolve`), so add [task.messages] to say which values make the `user` and `assistant` turns",
+                    "this task has no LLM step that answers (one with `template` or `conversation`; an `evolve` step only rewrites an instruction), so add [task.messages] to say which values make the `user` and `assistant` turns",
                 ));
             }
             None
@@ -1051,9 +1052,10 @@ impl Cx<'_> {
                     j,
                     "few_shot.k",
                     format!(
-                        "k is {DEFAULT_K} by default, but {} has only {} usable examples; add examples or set `k`",
+                        "k is {DEFAULT_K} by default, but {} has only {} usable example{}; add examples or set `k`",
                         path.display(),
-                        examples.len()
+                        examples.len(),
+                        if examples.len() == 1 { "" } else { "s" }
                     ),
                 ))
             }

@@ -205,3 +205,18 @@ fn chat_template_is_a_built_in_name_or_a_jinja_file() {
         good.display().to_string()
     );
 }
+
+#[test]
+fn every_shipped_spec_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        // fuzz.toml is written by tests/fuzz.rs, not shipped.
+        if p.extension().is_some_and(|x| x == "toml") && !p.ends_with("fuzz.toml") {
+            Spec::load(&p).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "no specs in {}", dir.display());
+}

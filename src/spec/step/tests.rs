@@ -1247,7 +1247,18 @@ fn messages_may_name_a_conversation() {
     let m = s.tasks[0].messages.as_ref().unwrap();
     assert_eq!((m.user.as_str(), m.assistant.as_str()), ("evolved", "chat"));
     assert_eq!(m.conversation, None);
-    // Without [task.messages], a conversation or evolve step counts as an LLM step.
+    // Without [task.messages], a conversation step makes the turns; an evolve step alone
+    // answers nothing, so it cannot.
     let only = "[run]\nname = \"t\"\n[teacher]\nmodel = \"smollm2-135m-instruct\"\n[seeds]\nq = [\"x\"]\n[[task]]\nname = \"s\"\n[[task.step]]\nname = \"e\"\n[task.step.evolve]\nfrom = \"q\"\nrounds = 2\n";
-    assert!(parse_ok(only).tasks[0].messages.is_none());
+    new_fails(
+        only,
+        &[],
+        line_of(only, "name = \"e\""),
+        "task[0].messages",
+        &["no LLM step that answers", "an `evolve` step only rewrites"],
+    );
+    let with_chat = format!(
+        "{only}[[task.step]]\nname = \"c\"\n[task.step.conversation]\nturns = 2\nuser_system = \"Ask about {{{{e}}}}.\"\n"
+    );
+    assert!(parse_ok(&with_chat).tasks[0].messages.is_none());
 }
