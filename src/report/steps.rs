@@ -109,6 +109,8 @@ fn order_from_journal(
             let (Some(id), Some(step)) = (value["id"].as_str(), value["step"].as_str()) else {
                 continue;
             };
+            // `step#turn.role` / `step#round`: a turn or round inside one step.
+            let step = step.split('#').next().unwrap_or(step);
             let s = seq.entry(id.to_string()).or_default();
             if !s.iter().any(|x| x == step) {
                 s.push(step.to_string());
@@ -511,7 +513,8 @@ mod tests {
         }
         journal.push(line("q3", "draft"));
         for id in ["q0", "q1", "q2", "q4", "q5"] {
-            journal.push(line(id, "card"));
+            journal.push(line(id, "card#1"));
+            journal.push(line(id, "card#2"));
         }
         for id in ["q0", "q1", "q2"] {
             journal.push(line(id, "title"));
