@@ -132,7 +132,7 @@ fn check_transcript(r: &serde_json::Value) -> usize {
     let body: Vec<&serde_json::Value> = msgs.iter().filter(|m| m["role"] != "system").collect();
     assert!(msgs.len() - body.len() <= 1, "{r}");
     assert_eq!(msgs[0]["role"], "system", "{r}");
-    assert!(!body.is_empty() && body.len() % 2 == 0, "{r}");
+    assert!(!body.is_empty() && body.len().is_multiple_of(2), "{r}");
     for (i, m) in body.iter().enumerate() {
         let want = if i % 2 == 0 { "user" } else { "assistant" };
         assert_eq!(m["role"], want, "{r}");
