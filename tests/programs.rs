@@ -262,3 +262,76 @@ fn conversations_and_three_steps_are_batch_invariant_and_survive_kill_9() {
         sorted_lines(&clean.join("steps_rejected.jsonl"))
     );
 }
+
+/// Self-instruct's copy check on the real SmolLM2: asked a one-word question whose answer
+/// is one of the examples shown, the model writes that example back (often with the list
+/// number), and the record is dropped as `copies_example`; a free sentence is kept.
+#[test]
+fn self_instruct_drops_near_copies_of_its_examples() {
+    common::model_file("smollm2-135m-instruct");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("examples.txt"), "Yes\nNo\nParis\n\nParis\n").unwrap();
+    let spec = dir.path().join("si.toml");
+    std::fs::write(
+        &spec,
+        r#"[run]
+name = "si"
+seed = 1
+
+[teacher]
+model = "smollm2-135m-instruct"
+max_new_tokens = 24
+batch_size = 4
+
+[teacher.sampling]
+temperature = 0.0
+
+[seeds]
+q = [
+  "What is the capital of France? Answer with one word.",
+  "Is water wet? Answer with one word, Yes or No.",
+  "Write one long sentence about the sea and its waves.",
+  "Describe a forest at night in one long sentence.",
+]
+
+[[task]]
+name = "copy"
+  [[task.step]]
+  name = "instruction"
+  template = "Possible answers:\n{{examples}}\n\n{{q}}"
+  stop = ["\n"]
+    [task.step.few_shot]
+    file = "examples.txt"
+    k = 3
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let s = generate(&spec, &out, "4");
+    assert!(s.contains("4 planned"), "{s}");
+    let rejected = json_lines(&out.join("steps_rejected.jsonl"));
+    let recs = json_lines(&out.join("generated.jsonl"));
+    assert_eq!(recs.len() + rejected.len(), 4);
+    assert!(!rejected.is_empty(), "no copy caught");
+    for r in &rejected {
+        assert!(
+            r["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("copies_example:instruction"),
+            "{r}"
+        );
+    }
+    // What was kept is not an example, and the sentences were kept.
+    assert!(recs.len() >= 2, "{recs:?}");
+    for r in &recs {
+        let v = r["meta"]["steps"]["instruction"].as_str().unwrap();
+        assert!(v.split_whitespace().count() > 3, "{v}");
+        // The record's user turn is the prompt the model saw, examples included.
+        let user = r["messages"][0]["content"].as_str().unwrap();
+        assert!(user.starts_with("Possible answers:\n1. "), "{user}");
+    }
+    // Same spec, same seed: the same examples are drawn again (a rerun does nothing).
+    let s = generate(&spec, &out, "1");
+    assert!(s.contains("4 already done, 0 written"), "{s}");
+}

@@ -288,6 +288,9 @@ pub fn check(op: EvolveOp, parent: &str, child: &str) -> Result<(), &'static str
 /// the first). A text or example shorter than one shingle (< 3 words) has no shingles to
 /// estimate with, so it is a copy only when its set of words equals the other's.
 pub fn copies_example(text: &str, examples: &[String], threshold: f64) -> Option<usize> {
+    // The examples are shown as a numbered list, and a model copying one often copies
+    // its number too: "1. Paris" copies "Paris".
+    let text = strip_list_marker(text);
     let tw = words(text);
     if tw.is_empty() {
         return None;
@@ -320,6 +323,25 @@ pub fn copies_example(text: &str, examples: &[String], threshold: f64) -> Option
         }
     }
     best.map(|(i, _)| i)
+}
+
+/// `text` without a leading list marker: `3.`, `3)`, `-`, `*` or `•`.
+fn strip_list_marker(text: &str) -> &str {
+    let t = text.trim_start();
+    let digits = t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let rest = &t[digits..];
+    let rest = if digits > 0 {
+        match rest.strip_prefix('.').or_else(|| rest.strip_prefix(')')) {
+            Some(r) => r,
+            None => return t,
+        }
+    } else {
+        match rest.strip_prefix(['-', '*', '•']) {
+            Some(r) => r,
+            None => return t,
+        }
+    };
+    rest.trim_start()
 }
 
 /// The `k` examples drawn for a record with its `seed` (ChaCha8, without replacement, in
@@ -552,6 +574,11 @@ mod tests {
             None
         );
         assert_eq!(copies_example("", &examples, 0.7), None);
+        // A copied list number does not hide a copy; a number that is the text does not vanish.
+        assert_eq!(copies_example("2) there, hi!", &examples, 0.7), Some(2));
+        assert_eq!(copies_example("  - there hi", &examples, 0.7), Some(2));
+        assert_eq!(strip_list_marker("12. Paris"), "Paris");
+        assert_eq!(strip_list_marker("1984 was a year"), "1984 was a year");
         assert_eq!(copies_example("anything at all here", &[], 0.7), None);
     }
 
