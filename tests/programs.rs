@@ -335,3 +335,115 @@ name = "copy"
     let s = generate(&spec, &out, "1");
     assert!(s.contains("4 already done, 0 written"), "{s}");
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            if e.file_name() != "runs" {
+                copy_dir(&p, &to.join(e.file_name()));
+            }
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The four example specs of configs/ run end to end (`flywheel run`: generate → … →
+/// report) with the real SmolLM2, each showing what it is for in its records and report.
+#[test]
+fn example_specs_run_end_to_end() {
+    common::model_file("smollm2-135m-instruct");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("configs");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs"), &cfg);
+    let mut reports = std::collections::BTreeMap::new();
+    for name in [
+        "qa-two-step",
+        "support-conversations",
+        "evol",
+        "self-instruct",
+    ] {
+        let o = run(flywheel()
+            .current_dir(&cfg)
+            .args(["run", "-q", "--device", "cpu"])
+            .arg(format!("{name}.toml")));
+        assert!(
+            o.status.success(),
+            "{name}: {}\n{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        let run_dir = cfg.join("runs").join(name);
+        let report: serde_json::Value =
+            serde_json::from_str(&read(&run_dir.join("report.json"))).unwrap();
+        assert!(run_dir.join("report.html").exists());
+        let dataset = json_lines(&run_dir.join("dataset.jsonl"));
+        assert!(
+            dataset.iter().any(|r| r["source"] == "synthetic"),
+            "{name}: no synthetic record in the dataset"
+        );
+        // The per-step funnel: every record planned either finished or failed at a step.
+        let f = &report["step_funnel"][0];
+        assert_eq!(
+            f["started"].as_u64().unwrap(),
+            f["finished"].as_u64().unwrap()
+                + f["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["failed"].as_u64().unwrap())
+                    .sum::<u64>(),
+            "{name}: {f}"
+        );
+        reports.insert(name, (report, dataset));
+    }
+
+    let (_, qa) = &reports["qa-two-step"];
+    for r in qa.iter().filter(|r| r["source"] == "synthetic") {
+        let steps = &r["meta"]["steps"];
+        assert_eq!(r["messages"][0]["content"], steps["question"], "{r}");
+        assert_eq!(r["messages"][1]["content"], steps["answer"], "{r}");
+    }
+
+    let (report, support) = &reports["support-conversations"];
+    let synthetic: Vec<_> = support
+        .iter()
+        .filter(|r| r["source"] == "synthetic")
+        .collect();
+    for r in &synthetic {
+        let turns = r["meta"]["turns"].as_u64().unwrap();
+        assert!((1..=6).contains(&turns), "{r}");
+        let n = r["messages"].as_array().unwrap().len() as u64;
+        assert_eq!(n, 1 + 2 * turns, "system + user/assistant pairs: {r}");
+    }
+    assert!(report["turns"].is_object(), "{}", report["turns"]);
+
+    let (report, evol) = &reports["evol"];
+    assert!(report["difficulty"].is_object(), "{}", report["difficulty"]);
+    // The curriculum: synthetic records easiest first.
+    let levels: Vec<u64> = evol
+        .iter()
+        .filter(|r| r["source"] == "synthetic")
+        .map(|r| r["meta"]["difficulty"].as_u64().unwrap())
+        .collect();
+    assert!(
+        levels.windows(2).all(|w| w[0] <= w[1]),
+        "not easy to hard: {levels:?}"
+    );
+    for r in evol.iter().filter(|r| r["source"] == "synthetic") {
+        let lineage = r["meta"]["lineage"].as_array().unwrap();
+        assert_eq!(lineage[0]["operator"], "seed", "{r}");
+        let ok = lineage.iter().skip(1).filter(|l| l.get("failed").is_none());
+        assert_eq!(ok.count() as u64, r["meta"]["difficulty"].as_u64().unwrap());
+        assert_eq!(r["messages"][0]["content"], r["meta"]["steps"]["harder"]);
+    }
+
+    let (_, si) = &reports["self-instruct"];
+    for r in si.iter().filter(|r| r["source"] == "synthetic") {
+        let user = r["messages"][0]["content"].as_str().unwrap();
+        assert_eq!(user, r["meta"]["steps"]["instruction"], "{r}");
+    }
+}
