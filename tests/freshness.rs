@@ -526,3 +526,78 @@ fn editing_a_verifiers_schema_file_rechecks_every_record() {
     assert_eq!(lines(&out).len(), 1);
     assert_eq!(verdict(), false, "the verdict of the old schema survived");
 }
+
+/// The per-step funnel counts records that failed a step from `steps_rejected.jsonl`, a
+/// generate output: deleting it makes generate run again (and write the same failures),
+/// so a later report never counts them as gone.
+#[test]
+fn deleting_the_step_rejections_reruns_generate_and_the_funnel_keeps_its_failures() {
+    models();
+    let dir = tempfile::tempdir().unwrap();
+    let p = spec(
+        dir.path(),
+        &["tides", "magnets", "rain", "wind"],
+        "unused",
+        None,
+        "[blend]\nreal = []\n",
+    );
+    // The steps: a sampler that is JSON for some records and not for others, then a JSON
+    // field of it (a deterministic failure, `json_invalid`), then an LLM answer.
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "template = \"unused\"\n",
+        r#"  [[task.step]]
+  name = "raw"
+  sampler = { choice = ['{"t": "short"}', "not json"] }
+  [[task.step]]
+  name = "doc"
+  expression = "{{raw}}"
+  [[task.step]]
+  name = "t"
+  json = { from = "doc", path = "t" }
+  [[task.step]]
+  name = "answer"
+  template = "Explain {{topic}} to {{audience}}, {{t}}."
+  [task.messages]
+  user = "doc"
+  assistant = "answer"
+"#,
+    );
+    std::fs::write(&p, text).unwrap();
+    let rd = dir.path().join("runs/f");
+    let failed = |rd: &Path| -> u64 {
+        let r: Value =
+            serde_json::from_str(&std::fs::read_to_string(rd.join("report.json")).unwrap())
+                .unwrap();
+        r["step_funnel"][0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["failed"].as_u64().unwrap())
+            .sum()
+    };
+    ok(&run(flywheel().arg("run").arg(&p)));
+    let rejected = std::fs::read_to_string(rd.join("steps_rejected.jsonl")).unwrap();
+    let n = failed(&rd);
+    assert!(
+        n > 0 && n < 8,
+        "want some records to fail the json step: {n}"
+    );
+    assert_eq!(n as usize, rejected.lines().count());
+
+    std::fs::remove_file(rd.join("steps_rejected.jsonl")).unwrap();
+    // An edit to [blend] makes the report run again too.
+    let t = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("[blend]\n", "[blend]\nmax_synthetic = 100\n");
+    std::fs::write(&p, &t).unwrap();
+    let out = ok(&run(flywheel().arg("run").arg(&p)));
+    assert!(
+        !stage_line(&out, "generate").contains("up to date"),
+        "generate skipped with its step rejections gone: {out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rd.join("steps_rejected.jsonl")).unwrap(),
+        rejected
+    );
+    assert_eq!(failed(&rd), n, "the funnel lost its failures");
+}

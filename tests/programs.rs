@@ -370,12 +370,7 @@ fn example_specs_run_end_to_end() {
             .current_dir(&cfg)
             .args(["run", "-q", "--device", "cpu"])
             .arg(format!("{name}.toml")));
-        assert!(
-            o.status.success(),
-            "{name}: {}\n{}",
-            stdout(&o),
-            stderr(&o)
-        );
+        assert!(o.status.success(), "{name}: {}\n{}", stdout(&o), stderr(&o));
         let run_dir = cfg.join("runs").join(name);
         let report: serde_json::Value =
             serde_json::from_str(&read(&run_dir.join("report.json"))).unwrap();

@@ -77,7 +77,7 @@ pub trait Stage {
     /// The settings it uses (spec sections, runtime), as text for the fingerprint.
     fn settings(&self, cx: &Ctx<'_>) -> Result<String>;
     /// Every file it writes: it is up to date only while all are there, unchanged.
-    fn outputs(&self, dir: &RunDir) -> Vec<PathBuf>;
+    fn outputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf>;
     /// Does the work.
     fn run(&self, cx: &Ctx<'_>) -> Result<StageReport>;
 }
@@ -167,7 +167,7 @@ pub fn run_stages(
         if crate::engine::INTERRUPTED.load(Ordering::SeqCst) {
             return Err(Error::Interrupted);
         }
-        let outputs = stage.outputs(cx.dir);
+        let outputs = stage.outputs(cx);
         let fp = fingerprint(&stage.inputs(cx), &stage.settings(cx)?);
         let (skipped, line) = if up_to_date(cx.dir, stage.name(), &outputs, &fp)? {
             (true, "up to date (inputs unchanged), skipped".to_string())

@@ -8,7 +8,7 @@ use crate::generate::stage::GenerateOptions;
 use crate::privacy::AuditOptions;
 use crate::report::ReportOptions;
 use crate::store::manifest::StageStatus;
-use crate::store::{Manifest, RunDir};
+use crate::store::Manifest;
 use crate::verify::stage::VerifyOptions;
 use std::path::{Path, PathBuf};
 
@@ -55,8 +55,13 @@ impl Stage for Generate {
             s.run.seed
         ))
     }
-    fn outputs(&self, dir: &RunDir) -> Vec<PathBuf> {
-        vec![dir.generated()]
+    fn outputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
+        // Records that failed a step are an output too: the report counts them.
+        let mut v = vec![cx.dir.generated()];
+        if cx.spec.tasks.iter().any(|t| t.has_steps()) {
+            v.push(cx.dir.steps_rejected());
+        }
+        v
     }
     fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
         let o = cx.opts;
@@ -101,8 +106,8 @@ impl Stage for Verify {
             s.verify
         ))
     }
-    fn outputs(&self, dir: &RunDir) -> Vec<PathBuf> {
-        vec![dir.verified()]
+    fn outputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
+        vec![cx.dir.verified()]
     }
     fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
         let (spec, o) = (cx.spec, cx.opts);
@@ -158,8 +163,8 @@ impl Stage for Dedup {
             cx.spec.dedup
         ))
     }
-    fn outputs(&self, dir: &RunDir) -> Vec<PathBuf> {
-        vec![dir.kept(), dir.rejected()]
+    fn outputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
+        vec![cx.dir.kept(), cx.dir.rejected()]
     }
     fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
         let spec = cx.spec;
@@ -203,8 +208,8 @@ impl Stage for Audit {
             }
         ))
     }
-    fn outputs(&self, dir: &RunDir) -> Vec<PathBuf> {
-        vec![dir.audited(), dir.privacy()]
+    fn outputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
+        vec![cx.dir.audited(), cx.dir.privacy()]
     }
     fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
         let o = cx.opts;
@@ -236,8 +241,8 @@ impl Stage for Blend {
     fn settings(&self, cx: &Ctx<'_>) -> Result<String> {
         Ok(format!("{:?}{}", cx.spec.blend, cx.spec.run.seed))
     }
-    fn outputs(&self, dir: &RunDir) -> Vec<PathBuf> {
-        vec![dir.dataset(), dir.dataset_parquet(), dir.card()]
+    fn outputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
+        vec![cx.dir.dataset(), cx.dir.dataset_parquet(), cx.dir.card()]
     }
     fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
         let s = crate::blend::run_spec(cx.spec, None)?;
@@ -264,13 +269,16 @@ impl Stage for Report {
             d.audited(),
             d.dataset(),
             d.privacy(),
+            // The per-step funnel reads the step journal and the step rejections.
+            d.steps(),
+            d.steps_rejected(),
         ]
     }
     fn settings(&self, cx: &Ctx<'_>) -> Result<String> {
         Ok(format!("report {}", runtime_key(cx)?))
     }
-    fn outputs(&self, dir: &RunDir) -> Vec<PathBuf> {
-        vec![dir.report_json(), dir.report_html()]
+    fn outputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
+        vec![cx.dir.report_json(), cx.dir.report_html()]
     }
     fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
         let s = crate::report::write(

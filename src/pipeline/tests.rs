@@ -32,8 +32,11 @@ impl Stage for Copy {
     fn settings(&self, _: &Ctx<'_>) -> Result<String> {
         Ok(format!("setting={}", self.setting.get()))
     }
-    fn outputs(&self, dir: &RunDir) -> Vec<PathBuf> {
-        vec![dir.path().join("out.txt"), dir.path().join("out2.txt")]
+    fn outputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
+        vec![
+            cx.dir.path().join("out.txt"),
+            cx.dir.path().join("out2.txt"),
+        ]
     }
     fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
         self.runs.set(self.runs.get() + 1);
