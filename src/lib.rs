@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod blend;
+pub mod constrain;
 pub mod cpu;
 pub mod dedup;
 pub mod embed;

@@ -424,6 +424,72 @@ impl Tokenizer {
     pub fn vocab_size(&self) -> usize {
         self.tokens.len()
     }
+
+    /// The bytes each token id stands for, as a grammar matcher needs them (llguidance's
+    /// token trie): byte-level BPE pieces mapped back through GPT-2's byte↔char table,
+    /// SentencePiece pieces with '▁' as a space and `<0xNN>` as its byte. Control tokens
+    /// get `None`: no grammar can produce them as text.
+    pub fn token_bytes(&self) -> Vec<Option<Vec<u8>>> {
+        let byte_level = match &self.kind {
+            Kind::Hf { special, .. } => is_byte_level(special.get_decoder()),
+            Kind::Spm(_) => false,
+        };
+        let chars = gpt2_char_to_byte();
+        self.tokens
+            .iter()
+            .enumerate()
+            .map(|(id, t)| {
+                if self.control.get(id) == Some(&true) {
+                    return None;
+                }
+                if let Kind::Spm(s) = &self.kind {
+                    if let Some(b) = s.byte_of.get(id).copied().flatten() {
+                        return Some(vec![b]);
+                    }
+                    return Some(s.decoded.get(id).map_or_else(Vec::new, |d| d.as_bytes().to_vec()));
+                }
+                if byte_level {
+                    t.chars().map(|c| chars.get(&c).copied()).collect()
+                } else if let Some(b) = t
+                    .strip_prefix("<0x")
+                    .and_then(|h| h.strip_suffix('>'))
+                    .filter(|h| h.len() == 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(vec![b])
+                } else {
+                    Some(t.replace('\u{2581}', " ").into_bytes())
+                }
+            })
+            .collect()
+    }
+}
+
+/// Whether a tokenizer.json decoder is byte-level (GPT-2 style), possibly inside a sequence.
+fn is_byte_level(d: Option<&tokenizers::DecoderWrapper>) -> bool {
+    use tokenizers::DecoderWrapper as D;
+    match d {
+        Some(D::ByteLevel(_)) => true,
+        Some(D::Sequence(s)) => s.get_decoders().iter().any(|d| is_byte_level(Some(d))),
+        _ => false,
+    }
+}
+
+/// GPT-2's byte-level table, reversed: the printable char each byte is written as.
+fn gpt2_char_to_byte() -> HashMap<char, u8> {
+    let mut m = HashMap::with_capacity(256);
+    let mut next = 0x100u32;
+    for b in 0..=255u8 {
+        let c = b as char;
+        let printable = matches!(c, '!'..='~' | '\u{00A1}'..='\u{00AC}' | '\u{00AE}'..='\u{00FF}');
+        if printable {
+            m.insert(c, b);
+        } else {
+            m.insert(char::from_u32(next).unwrap_or(' '), b);
+            next += 1;
+        }
+    }
+    m
 }
 
 fn string_array(g: &GgufFile, key: &str) -> std::result::Result<Vec<String>, String> {
