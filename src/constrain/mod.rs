@@ -50,7 +50,17 @@ impl Constraint {
 
     fn grammar(&self) -> TopLevelGrammar {
         match self {
-            Constraint::JsonSchema(v) => TopLevelGrammar::from_json_schema(v.clone()),
+            Constraint::JsonSchema(v) => {
+                // llguidance allows any run of whitespace between JSON tokens; a small
+                // model can spend its whole budget there. Bound it (up to 12 spaces or
+                // newlines: indented JSON still fits) unless the schema sets its own.
+                let mut v = v.clone();
+                if let Some(o) = v.as_object_mut() {
+                    o.entry("x-guidance")
+                        .or_insert_with(|| serde_json::json!({"whitespace_pattern": "[ \\n]{0,12}"}));
+                }
+                TopLevelGrammar::from_json_schema(v)
+            }
             Constraint::Regex(r) => TopLevelGrammar::from_regex(r),
             Constraint::Choice(c) => {
                 let alts: Vec<String> = c.iter().map(|s| regex_escape(s)).collect();

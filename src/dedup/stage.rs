@@ -255,6 +255,11 @@ fn priority(v: &Value) -> Option<f64> {
 
 /// The first keep-rule a record fails, as a reason string.
 pub fn filter_reason(v: &Value, f: &FilterSection) -> Option<String> {
+    // A constrained answer that stopped mid-grammar (out of tokens) is a valid prefix,
+    // never a valid record.
+    if v.pointer("/meta/output/valid") == Some(&Value::Bool(false)) {
+        return Some("truncated_in_grammar".into());
+    }
     if let Some(min) = f.min_judge {
         match priority(v) {
             None => return Some("judge:missing".into()),

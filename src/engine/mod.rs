@@ -22,7 +22,9 @@ use model::{Decoder, Segment, SeqCache};
 pub use precision::Precision;
 use sampler::Sampler;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Set by the Ctrl-C handler; the scheduler stops after the step in flight.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -56,6 +58,10 @@ pub struct Llm {
     /// Fault injection for tests (`FLYWHEEL_FAULT_OOM_ABOVE=N`): a step over more than N
     /// sequences fails as out-of-memory, so the back-off runs on machines without a GPU.
     fault_oom_above: Option<usize>,
+    /// The vocabulary as a grammar engine sees it, built on the first constrained request.
+    vocab: std::sync::OnceLock<std::result::Result<Arc<crate::constrain::Vocab>, String>>,
+    /// Grammars compiled for this model, by [`crate::constrain::Constraint::key`].
+    compiled: std::sync::Mutex<HashMap<String, Arc<crate::constrain::Compiled>>>,
 }
 
 /// Whether an error is the device running out of memory (typed where it is detected: see
@@ -119,6 +125,8 @@ impl Llm {
             template,
             stop_ids,
             smollm_default_system,
+            vocab: Default::default(),
+            compiled: Default::default(),
             fault_oom_above: std::env::var("FLYWHEEL_FAULT_OOM_ABOVE")
                 .ok()
                 .and_then(|v| v.parse().ok()),
@@ -184,6 +192,36 @@ impl Llm {
         self.tokenizer.encode_prompt(prompt)
     }
 
+    /// A constraint compiled for this model (once per distinct constraint).
+    pub fn compile(&self, c: &crate::constrain::Constraint) -> Result<Arc<crate::constrain::Compiled>> {
+        let key = c.key();
+        if let Some(g) = self.compiled.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(g);
+        }
+        let vocab = self
+            .vocab
+            .get_or_init(|| {
+                crate::constrain::Vocab::new(
+                    &self.tokenizer.token_bytes(),
+                    self.decoder.cfg.vocab,
+                    &self.stop_ids,
+                )
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(|e| Error::Model(format!("{}: grammar vocabulary: {e}", self.info.model)))?;
+        let g = Arc::new(
+            vocab
+                .compile(c)
+                .map_err(|e| Error::Model(format!("{}: {e}", self.info.model)))?,
+        );
+        if let Ok(mut m) = self.compiled.lock() {
+            m.insert(key, g.clone());
+        }
+        Ok(g)
+    }
+
     /// Generates for every request with continuous batching. `on_done` receives each
     /// output as soon as its sequence finishes (in completion order).
     pub fn generate(
@@ -222,6 +260,7 @@ impl Llm {
                         text: String::new(),
                         finish: Finish::PromptTooLong,
                         prompt_tokens: r.prompt_ids.len(),
+                        valid: r.constraint.as_ref().map(|_| false),
                     })?;
                     continue;
                 }
@@ -250,6 +289,9 @@ impl Llm {
                     cache,
                     id: r.id,
                     own: r.own,
+                    guide: r.constraint.as_ref().map(|c| c.start()),
+                    constraint: r.constraint,
+                    valid: None,
                 });
             }
             if active.is_empty() && admitted.is_empty() {
@@ -264,17 +306,45 @@ impl Llm {
                 .map(|a| a.context[a.cache.len..].to_vec())
                 .collect();
             let step = {
-                let mut segs: Vec<Segment<'_>> = active
-                    .iter_mut()
-                    .zip(&feeds)
-                    .map(|(a, f)| Segment {
+                let mut segs: Vec<Segment<'_>> = Vec::with_capacity(active.len());
+                let mut guides: Vec<&mut crate::constrain::Guide> = Vec::new();
+                for (a, f) in active.iter_mut().zip(&feeds) {
+                    segs.push(Segment {
                         cache: &mut a.cache,
                         tokens: f,
-                    })
-                    .collect();
-                match self.injected_oom(segs.len()) {
+                    });
+                    guides.extend(a.guide.as_mut());
+                }
+                let forward = |segs: &mut Vec<Segment<'_>>| match self.injected_oom(segs.len()) {
                     Some(e) => Err(e),
-                    None => self.decoder.forward(&mut segs),
+                    None => self.decoder.forward(segs),
+                };
+                if guides.is_empty() {
+                    forward(&mut segs)
+                } else {
+                    // The grammar masks for this step depend only on tokens already
+                    // sampled: compute them on another thread while the forward runs.
+                    let t = Instant::now();
+                    let r = std::thread::scope(|sc| {
+                        let h = sc.spawn(|| {
+                            let t = Instant::now();
+                            for g in guides.iter_mut() {
+                                g.prepare();
+                            }
+                            t.elapsed()
+                        });
+                        let r = forward(&mut segs);
+                        (r, h.join())
+                    });
+                    match r.1 {
+                        Ok(mask_time) => {
+                            stats.mask_seconds += mask_time.as_secs_f64();
+                            stats.masks += guides.len();
+                        }
+                        Err(_) => return Err(Error::Internal("grammar mask thread panicked".into())),
+                    }
+                    stats.constrained_step_seconds += t.elapsed().as_secs_f64();
+                    r.0
                 }
             };
             let logits = match step {
@@ -292,6 +362,7 @@ impl Llm {
                             seed: a.seed,
                             id: a.id,
                             own: a.own,
+                            constraint: a.constraint,
                         });
                     }
                     batch = keep;
@@ -316,14 +387,40 @@ impl Llm {
             stats.steps += 1;
             let mut finished = Vec::new();
             for (i, a) in active.iter_mut().enumerate() {
+                if let Some(g) = a.guide.as_mut() {
+                    if !g.apply(&mut logits[i]) {
+                        // Nothing the grammar allows has a finite logit: stop, not matched.
+                        a.valid = Some(false);
+                        finished.push((i, Finish::Length, None));
+                        continue;
+                    }
+                }
                 let tok = a.sampler.sample(&mut logits[i], &a.context);
                 stats.generated_tokens += 1;
                 let n_gen = a.context.len() - a.prompt_len;
                 if self.stop_ids.contains(&tok) {
+                    if let Some(g) = a.guide.as_mut() {
+                        a.valid = Some(g.accepting());
+                    }
                     finished.push((i, Finish::Eos, None));
                     continue;
                 }
                 a.context.push(tok);
+                if let Some(g) = a.guide.as_mut() {
+                    // A constrained sequence ends when its grammar does (stop strings would
+                    // cut a valid output short): matched, or at the length limit.
+                    if g.commit(tok).is_err() {
+                        a.valid = Some(false);
+                        finished.push((i, Finish::Length, None));
+                    } else if g.finished() {
+                        a.valid = Some(true);
+                        finished.push((i, Finish::Stop, None));
+                    } else if n_gen + 1 >= a.max_new {
+                        a.valid = Some(g.accepting());
+                        finished.push((i, Finish::Length, None));
+                    }
+                    continue;
+                }
                 let stop = a.own.as_ref().map_or(&params.stop, |o| &o.stop);
                 if !stop.is_empty() {
                     let text = self.tokenizer.decode(&a.context[a.prompt_len..])?;
@@ -349,6 +446,7 @@ impl Llm {
                     text,
                     finish,
                     prompt_tokens: a.prompt_len,
+                    valid: a.valid,
                 })?;
             }
         }
@@ -442,6 +540,8 @@ pub struct Request {
     /// This request's own settings instead of the call's: lets the steps of a multi-step
     /// task, each with its own sampling and length, share one continuous batch.
     pub own: Option<Arc<SeqParams>>,
+    /// A grammar the output must match (from [`Llm::compile`]); `None` costs nothing.
+    pub constraint: Option<Arc<crate::constrain::Compiled>>,
 }
 
 impl Request {
@@ -452,6 +552,7 @@ impl Request {
             prompt_ids,
             seed,
             own: None,
+            constraint: None,
         }
     }
 }
@@ -493,6 +594,9 @@ pub struct Output {
     pub text: String,
     pub finish: Finish,
     pub prompt_tokens: usize,
+    /// A constrained sequence: whether its text matches the grammar in full (`false`
+    /// when it ran out of tokens mid-grammar). `None` for an unconstrained one.
+    pub valid: Option<bool>,
 }
 
 /// Counters for progress and benches.
@@ -503,6 +607,11 @@ pub struct GenStats {
     pub steps: usize,
     pub prefill_tokens: usize,
     pub generated_tokens: usize,
+    /// Grammar masks computed, and the seconds spent computing them (beside the forward).
+    pub masks: usize,
+    pub mask_seconds: f64,
+    /// Wall seconds of the steps that had a constrained sequence (forward and masks).
+    pub constrained_step_seconds: f64,
 }
 
 struct Active {
@@ -514,6 +623,9 @@ struct Active {
     max_new: usize,
     cache: SeqCache,
     own: Option<Arc<SeqParams>>,
+    constraint: Option<Arc<crate::constrain::Compiled>>,
+    guide: Option<crate::constrain::Guide>,
+    valid: Option<bool>,
 }
 
 /// Free memory on a CUDA device, in bytes.

@@ -229,6 +229,9 @@ pub fn item_id(task: &Task, vars: &BTreeMap<String, String>, sample: usize) -> S
     if task.has_steps() {
         key["steps"] = steps::definition(task);
     }
+    if let Some(o) = &task.output {
+        key["output"] = o.key().into();
+    }
     crate::models::checksum::sha256_bytes(key.to_string().as_bytes())[..32].to_string()
 }
 

@@ -8,7 +8,7 @@ use crate::engine::{self, Finish, GenParams, GenStats, Precision, Request, Runti
 use crate::error::{Error, Result};
 use crate::models::chat::{ChatTemplate, Message};
 use crate::models::{resolve, FetchPolicy};
-use crate::record::generated::{Meta, Provenance, Record, SamplingRecord};
+use crate::record::generated::{Meta, OutputCheck, Provenance, Record, SamplingRecord};
 use crate::spec::{Sampling, Spec};
 use crate::store::manifest::{ModelEntry, StageStatus};
 use crate::store::{create_run_dir, JsonlWriter, Manifest};
@@ -356,6 +356,13 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
             };
             // Requests are made as the engine asks for them, so a large plan is never held in
             // memory; the items in flight wait in `inflight` until their record is written.
+            // Each task's output constraint, compiled once for the teacher.
+            let mut grammars = HashMap::new();
+            for t in spec.tasks.iter().filter(|t| !t.has_steps()) {
+                if let Some(o) = &t.output {
+                    grammars.insert(t.name.clone(), llm.compile(&o.constraint)?);
+                }
+            }
             let inflight: RefCell<HashMap<String, WorkItem>> = RefCell::new(HashMap::new());
             let prompt_error: RefCell<Option<Error>> = RefCell::new(None);
             let requests = plan_iter(spec)
@@ -363,11 +370,12 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
                 .filter(|i| !steps_task(&i.task) && !existing.ids.contains(&i.id))
                 .map_while(|it| match llm.prompt_ids(&it.messages) {
                     Ok(prompt_ids) => {
-                        let r = Request::new(
+                        let mut r = Request::new(
                             it.id.clone(),
                             prompt_ids,
                             record_seed(spec.run.seed, &it.id),
                         );
+                        r.constraint = grammars.get(&it.task).cloned();
                         inflight.borrow_mut().insert(it.id.clone(), it);
                         Some(r)
                     }
@@ -390,12 +398,18 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
             })?;
             tokens_out += out.tokens.len();
             let mut messages: Vec<Message> = item.messages;
-            messages.push(Message::new("assistant", out.text.trim()));
+            let output = grammars.get(&item.task).map(|g| OutputCheck {
+                constraint: g.kind().to_string(),
+                valid: out.valid.unwrap_or(false),
+            });
+            // A constrained answer is kept byte for byte: trimming could unmatch a regex.
+            let text = if output.is_some() { out.text.as_str() } else { out.text.trim() };
+            messages.push(Message::new("assistant", text));
             let rec = Record {
                 id: out.id.clone(),
                 source: "synthetic".into(),
                 messages,
-                meta: Meta { task: item.task, vars: item.vars, sample_index: item.sample_index, ..Default::default() },
+                meta: Meta { task: item.task, vars: item.vars, sample_index: item.sample_index, output, ..Default::default() },
                 provenance: Provenance {
                     generator: llm.info.clone(),
                     sampling: SamplingRecord {

@@ -632,6 +632,7 @@ impl Executor<'_> {
                 prompt_ids,
                 seed: self.seed(r, &want.key),
                 own: Some(Arc::new(want.params)),
+                constraint: None,
             };
             r.waiting = Some(want.key);
             return Ok(Some((llm, req)));
@@ -1214,6 +1215,7 @@ impl Executor<'_> {
                 turns: r.turns,
                 difficulty: r.difficulty,
                 lineage: r.lineage.clone(),
+                output: None,
             },
             provenance: Provenance {
                 generator,

@@ -40,6 +40,19 @@ pub struct Meta {
     /// the failed round that stopped it, if one did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lineage: Vec<Lineage>,
+    /// A constrained answer (`output = { … }`): which constraint, and whether the answer
+    /// matches it in full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputCheck>,
+}
+
+/// How a constrained answer ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputCheck {
+    /// `json_schema`, `regex`, `choice` or `grammar`.
+    pub constraint: String,
+    /// `false`: it ran out of tokens before the grammar was complete (a valid prefix).
+    pub valid: bool,
 }
 
 /// One round of an evolved instruction's history.

@@ -32,6 +32,8 @@ pub(super) struct RawTask {
     samples_per_prompt: Spanned<usize>,
     #[serde(default)]
     sample: Option<Spanned<usize>>,
+    #[serde(default)]
+    output: Option<Spanned<toml::Value>>,
 }
 
 fn default_samples() -> Spanned<usize> {
@@ -59,6 +61,8 @@ pub struct Task {
     /// The seed variables the task uses (the template's, or those any step or turn
     /// reads), in order of first appearance: the plan expands over these.
     pub vars: Vec<String>,
+    /// `output = { … }`: the structure every answer must have (plain tasks).
+    pub output: Option<super::Output>,
 }
 
 impl Task {
@@ -200,7 +204,24 @@ fn validate_task(
             ));
         }
     }
+    let output = match &rt.output {
+        Some(o) if !rt.steps.is_empty() => {
+            return Err(loc.err(
+                o.span(),
+                &field("output"),
+                "a task with steps constrains its output on the LLM step that makes it (`output` on a [[task.step]] is not supported yet); set `output` on a plain `template` task",
+            ))
+        }
+        Some(o) => Some(super::output::validate(
+            o.get_ref(),
+            o.span(),
+            &field("output"),
+            loc,
+        )?),
+        None => None,
+    };
     Ok(Task {
+        output,
         name: tname,
         template,
         system,
