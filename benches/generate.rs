@@ -15,6 +15,16 @@ fn main() -> flywheel::Result<()> {
             batch: 8,
             tokens: 64,
         }),
+        // The shipped ticket schema, with and without the constraint.
+        constraint: Some(flywheel::bench::ConstraintCase {
+            constraint: flywheel::constrain::Constraint::JsonSchema(
+                serde_json::from_str(include_str!("../configs/schemas/ticket.json"))
+                    .map_err(|e| flywheel::Error::Internal(format!("ticket.json: {e}")))?,
+            ),
+            file: "configs/schemas/ticket.json".into(),
+            records: 16,
+            tokens: 128,
+        }),
     };
     println!("{}", flywheel::bench::generate(&settings)?);
     Ok(())

@@ -178,6 +178,15 @@ fn every_constrained_answer_matches_and_cut_off_ones_are_rejected() {
         .filter(|r| r["meta"]["output"]["valid"] == true)
         .count();
     assert_eq!(dataset.len(), valid, "every match is kept (no dedup here)");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(rd.join("report.json")).unwrap()).unwrap();
+    let rows = report["structured"].as_array().unwrap();
+    let row = rows.iter().find(|r| r["task"] == "ticket").unwrap();
+    assert_eq!(row["records"], 51);
+    assert_eq!(row["valid"].as_u64().unwrap() as usize, valid_tickets);
+    assert_eq!(row["constraint"], "json_schema");
+    let html = std::fs::read_to_string(rd.join("report.html")).unwrap();
+    assert!(html.contains("Structured output"));
     for r in &dataset {
         assert_eq!(r["meta"]["output"]["valid"], true, "{r}");
         check(r, &validator);

@@ -49,6 +49,99 @@ pub struct GenerateBench {
     pub llama_cpp: Option<std::path::PathBuf>,
     /// The multi-step case (`None`: skipped).
     pub multi_step: Option<MultiStep>,
+    /// The constrained-decoding case (`None`: skipped).
+    pub constraint: Option<ConstraintCase>,
+}
+
+/// Settings of the constrained case of `bench generate`: the same chat prompts generated
+/// with and without a constraint, at batch 1 and 16.
+#[derive(Debug, Clone)]
+pub struct ConstraintCase {
+    pub constraint: crate::constrain::Constraint,
+    /// The file it came from, for the printout.
+    pub file: std::path::PathBuf,
+    pub records: usize,
+    pub tokens: usize,
+}
+
+/// Times `case` with and without its constraint at batch 1 and 16.
+fn constraint_case(llm: &Llm, case: &ConstraintCase, out: &mut Vec<String>) -> Result<serde_json::Value> {
+    use crate::engine::{GenParams, Request};
+    use crate::models::chat::Message;
+    let grammar = llm.compile(&case.constraint)?;
+    let mut rows = Vec::new();
+    out.push(format!(
+        "constrained decoding ({} from {}, {} chat prompts, up to {} new tokens, sampled):",
+        case.constraint.kind(),
+        case.file.display(),
+        case.records,
+        case.tokens
+    ));
+    for batch in [1usize, 16] {
+        let mut pair = Vec::new();
+        for constrained in [false, true] {
+            let mut reqs = Vec::new();
+            for i in 0..case.records {
+                let msgs = [Message::new(
+                    "user",
+                    format!("Write a customer support ticket, as JSON, about problem number {i}."),
+                )];
+                let mut r = Request::new(format!("{i}"), llm.prompt_ids(&msgs)?, i as u64);
+                if constrained {
+                    r.constraint = Some(grammar.clone());
+                }
+                reqs.push(r);
+            }
+            let params = GenParams {
+                sampling: crate::spec::Sampling {
+                    temperature: 0.7,
+                    ..Default::default()
+                },
+                max_new_tokens: case.tokens,
+                batch_size: batch,
+                stop: Vec::new(),
+            };
+            let mut valid = 0usize;
+            let t0 = Instant::now();
+            let stats = llm.generate(reqs, &params, |o| {
+                valid += usize::from(o.valid == Some(true));
+                Ok(())
+            })?;
+            let secs = t0.elapsed().as_secs_f64();
+            let tps = stats.generated_tokens as f64 / secs;
+            let mask_us = if stats.masks > 0 {
+                1e6 * stats.mask_seconds / stats.masks as f64
+            } else {
+                0.0
+            };
+            pair.push(tps);
+            rows.push(serde_json::json!({
+                "batch": batch, "constrained": constrained, "tokens_per_s": tps,
+                "generated_tokens": stats.generated_tokens, "seconds": secs,
+                "masks": stats.masks, "mask_us_per_token": mask_us,
+                "valid": if constrained { Some(valid) } else { None },
+            }));
+            out.push(format!(
+                "  batch {batch:<3} {}: {tps:.1} tok/s ({} tokens in {secs:.1} s){}",
+                if constrained { "constrained  " } else { "unconstrained" },
+                stats.generated_tokens,
+                if constrained {
+                    format!(
+                        "; mask {mask_us:.0} µs per token, computed beside the forward; {valid}/{} valid",
+                        case.records
+                    )
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        out.push(format!(
+            "  batch {batch:<3} constrained / unconstrained tokens/s: {:.2}× (overhead {:.0}%)",
+            pair[1] / pair[0],
+            100.0 * (1.0 - pair[1] / pair[0])
+        ));
+    }
+    Ok(serde_json::Value::Array(rows))
 }
 
 /// llama.cpp's figures on the same file, from `benches/llama_cpp_reference.py`.
@@ -236,6 +329,10 @@ pub fn generate(args: &GenerateBench) -> Result<BenchReport> {
         }
         None => None,
     };
+    let constrained = match &args.constraint {
+        Some(c) => Some(constraint_case(&llm, c, &mut out)?),
+        None => None,
+    };
     out.push(format!("bounds: decode = min(batch × copy bandwidth ÷ {:.0} MB of {} weights per step, {} matmul rate ÷ {:.0} MFLOP per token); prefill = matmul rate ÷ FLOP per token", weight_bytes / 1e6, precision.name(), precision.name(), flops_per_token / 1e6));
     let json = serde_json::json!({
         "bench": "generate",
@@ -254,6 +351,7 @@ pub fn generate(args: &GenerateBench) -> Result<BenchReport> {
         "rows": rows,
         "llama_cpp": reference,
         "multi_step": multi,
+        "constraint": constrained,
     });
     Ok(BenchReport { lines: out, json })
 }

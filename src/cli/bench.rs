@@ -4,7 +4,7 @@ use super::{Ctx, DeviceFlag};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use flywheel::bench::{
-    self, dedup::DedupBench, dedup::EmbedBench, GenerateBench, JudgeBench, MultiStep,
+    self, dedup::DedupBench, dedup::EmbedBench, GenerateBench, JudgeBench, ConstraintCase, MultiStep,
 };
 use flywheel::dedup::Shingle;
 use flywheel::engine::device;
@@ -68,6 +68,17 @@ pub struct GenerateBenchArgs {
     /// New tokens per record in the multi-step case (split evenly between the 2 steps).
     #[arg(long, default_value_t = 64)]
     multi_step_tokens: usize,
+    /// A JSON Schema (.json) or Lark grammar (.lark): generate the same chat prompts with
+    /// and without it at batch 1 and 16, and print tokens/s, the overhead and the mean
+    /// grammar-mask time per token.
+    #[arg(long, value_name = "FILE")]
+    constraint: Option<PathBuf>,
+    /// Prompts in the constrained case.
+    #[arg(long, default_value_t = 16)]
+    constraint_records: usize,
+    /// New tokens per prompt in the constrained case (at most).
+    #[arg(long, default_value_t = 128)]
+    constraint_tokens: usize,
 }
 
 impl GenerateBenchArgs {
@@ -80,6 +91,15 @@ impl GenerateBenchArgs {
             prompt_tokens: self.prompt_tokens,
             runs: self.runs,
             llama_cpp: self.llama_cpp,
+            constraint: match &self.constraint {
+                Some(f) => Some(ConstraintCase {
+                    constraint: constraint_from_file(f)?,
+                    file: f.clone(),
+                    records: self.constraint_records.max(1),
+                    tokens: self.constraint_tokens.max(1),
+                }),
+                None => None,
+            },
             multi_step: (self.multi_step_records > 0).then_some(MultiStep {
                 records: self.multi_step_records,
                 batch: self.multi_step_batch.max(1),
@@ -203,4 +223,22 @@ impl DedupBenchArgs {
             device,
         })
     }
+}
+
+/// A bench constraint from a file: `.lark` is a grammar, anything else a JSON Schema.
+fn constraint_from_file(f: &std::path::Path) -> Result<flywheel::constrain::Constraint> {
+    use flywheel::constrain::Constraint;
+    let text = std::fs::read_to_string(f)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+    let c = if f.extension().is_some_and(|e| e == "lark") {
+        Constraint::Lark(text)
+    } else {
+        Constraint::JsonSchema(
+            serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", f.display()))?,
+        )
+    };
+    c.check()
+        .map_err(|e| anyhow::anyhow!("{}: {} cannot be used: {e}", f.display(), c.kind()))?;
+    Ok(c)
 }

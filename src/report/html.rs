@@ -240,6 +240,26 @@ fn step_funnel(b: &mut String, r: &Value) {
     }
 }
 
+/// Constrained tasks: how many answers match their schema, regex, choices or grammar.
+fn structured(b: &mut String, r: &Value) {
+    let Some(rows) = r["structured"].as_array() else {
+        return;
+    };
+    b.push_str("<h3>Structured output</h3><p>Answers decoded under a constraint; one that ran out of tokens before its grammar was complete is rejected (<code>truncated_in_grammar</code>).</p><table><tr><th>task</th><th>constraint</th><th>records</th><th>valid</th><th>cut off</th></tr>");
+    for (i, row) in rows.iter().enumerate() {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(row["task"].as_str().unwrap_or("")),
+            esc(row["constraint"].as_str().unwrap_or("")),
+            num(r, &format!("structured.{i}.records"), "i"),
+            num(r, &format!("structured.{i}.valid"), "i"),
+            num(r, &format!("structured.{i}.truncated_in_grammar"), "i"),
+        );
+    }
+    b.push_str("</table>");
+}
+
 /// Conversations' turn counts and evolved records' difficulty levels.
 fn programs(b: &mut String, r: &Value) {
     let t = &r["turns"];
@@ -399,6 +419,7 @@ pub fn render(r: &Value) -> String {
     }
     b.push_str("</table>");
     step_funnel(&mut b, r);
+    structured(&mut b, r);
 
     // Judges.
     b.push_str("<h2>Judge scores</h2>");

@@ -238,6 +238,7 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
             "difficulty",
             steps::latest_synthetic(&f).and_then(|(set, r)| steps::difficulty(set, &r)),
         ),
+        ("structured", structured(&f)),
     ];
     for (k, v) in programs {
         if let Some(v) = v {
@@ -245,6 +246,34 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
         }
     }
     Ok(report)
+}
+
+/// Constrained tasks (`output = { … }`): per task, the records generated under the
+/// constraint, how many match it in full, and how many ran out of tokens mid-grammar
+/// (rejected as `truncated_in_grammar`). `None` when no record was constrained.
+fn structured(f: &Files) -> Option<Value> {
+    let mut by: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+    for r in f.generated.iter().flatten() {
+        let o = &r["meta"]["output"];
+        let Some(kind) = o["constraint"].as_str() else {
+            continue;
+        };
+        let task = r["meta"]["task"].as_str().unwrap_or("").to_string();
+        let e = by.entry((task, kind.to_string())).or_default();
+        e.0 += 1;
+        e.1 += usize::from(o["valid"] == true);
+    }
+    if by.is_empty() {
+        return None;
+    }
+    Some(Value::Array(
+        by.into_iter()
+            .map(|((task, kind), (n, valid))| {
+                json!({"task": task, "constraint": kind, "records": n, "valid": valid,
+                       "truncated_in_grammar": n - valid})
+            })
+            .collect(),
+    ))
 }
 
 /// The funnel (records left after each stage) and the losses (how many each stage
