@@ -107,16 +107,14 @@ fn check(r: &Value, schema: &jsonschema::Validator) {
     assert_eq!(out["valid"], true, "{r}");
     match r["meta"]["task"].as_str().unwrap() {
         "ticket" => {
-            let v: Value = serde_json::from_str(text)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+            let v: Value =
+                serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
             let errors: Vec<String> = schema.iter_errors(&v).map(|e| e.to_string()).collect();
             assert!(errors.is_empty(), "{errors:?}: {text}");
         }
         "due_date" => {
-            let re = regex::Regex::new(
-                r"^20[2-3][0-9]-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$",
-            )
-            .unwrap();
+            let re = regex::Regex::new(r"^20[2-3][0-9]-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
+                .unwrap();
             assert!(re.is_match(text), "{text:?}");
         }
         "sentiment" => assert!(
@@ -140,7 +138,10 @@ fn every_constrained_answer_matches_and_cut_off_ones_are_rejected() {
     model_file("smollm2-135m-instruct");
     let dir = tempfile::tempdir().unwrap();
     let p = spec(dir.path(), 51, 200);
-    let o = run(flywheel().current_dir(dir.path()).args(["run", "-q", "--device", "cpu", "spec.toml"]));
+    let o =
+        run(flywheel()
+            .current_dir(dir.path())
+            .args(["run", "-q", "--device", "cpu", "spec.toml"]));
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     let _ = p;
     let rd = dir.path().join("runs/s");
@@ -155,9 +156,13 @@ fn every_constrained_answer_matches_and_cut_off_ones_are_rejected() {
     let mut valid_tickets = 0;
     for r in &generated {
         check(r, &validator);
-        valid_tickets += usize::from(r["meta"]["task"] == "ticket" && r["meta"]["output"]["valid"] == true);
+        valid_tickets +=
+            usize::from(r["meta"]["task"] == "ticket" && r["meta"]["output"]["valid"] == true);
     }
-    assert!(valid_tickets >= 45, "only {valid_tickets} of 51 tickets finished");
+    assert!(
+        valid_tickets >= 45,
+        "only {valid_tickets} of 51 tickets finished"
+    );
     for t in ["due_date", "sentiment", "sql"] {
         assert!(generated.iter().any(|r| r["meta"]["task"] == t), "{t}");
     }
@@ -200,14 +205,23 @@ fn constrained_records_are_the_same_at_batch_1_and_8() {
     spec(dir.path(), 3, 96);
     let gen = |batch: &str, out: &str| {
         let o = run(flywheel().current_dir(dir.path()).args([
-            "generate", "-q", "--device", "cpu", "spec.toml", "--batch-size", batch, "--out", out,
+            "generate",
+            "-q",
+            "--device",
+            "cpu",
+            "spec.toml",
+            "--batch-size",
+            batch,
+            "--out",
+            out,
         ]));
         assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
-        let mut v: Vec<String> = std::fs::read_to_string(dir.path().join(out).join("generated.jsonl"))
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect();
+        let mut v: Vec<String> =
+            std::fs::read_to_string(dir.path().join(out).join("generated.jsonl"))
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect();
         v.sort();
         v
     };
@@ -252,10 +266,15 @@ fn bad_constraints_fail_the_spec_before_a_model_loads() {
     for (i, (t, want)) in cases.into_iter().enumerate() {
         let p = dir.path().join(format!("bad{i}.toml"));
         std::fs::write(&p, t).unwrap();
-        let o = run(flywheel().args(["generate", "--offline", "--device", "cpu"]).arg(&p));
+        let o = run(flywheel()
+            .args(["generate", "--offline", "--device", "cpu"])
+            .arg(&p));
         assert_eq!(o.status.code(), Some(1), "{i}: {}", stderr(&o));
         let e = stderr(&o);
-        assert!(e.contains(&format!("bad{i}.toml:")), "{i}: no file:line: {e}");
+        assert!(
+            e.contains(&format!("bad{i}.toml:")),
+            "{i}: no file:line: {e}"
+        );
         assert!(e.contains("output"), "{i}: {e}");
         assert!(e.contains(want), "{i}: want {want:?}: {e}");
     }
@@ -265,14 +284,25 @@ fn bad_constraints_fail_the_spec_before_a_model_loads() {
         r#"{"type": "array", "unevaluatedItems": false}"#,
     )
     .unwrap();
-    let o = run(flywheel().args(["generate", "--offline", "--device", "cpu"]).arg(&base));
+    let o = run(flywheel()
+        .args(["generate", "--offline", "--device", "cpu"])
+        .arg(&base));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("unevaluatedItems"), "{}", stderr(&o));
     // A broken grammar names its file.
-    std::fs::write(dir.path().join("grammars/sql.lark"), "start: undefined_rule\n").unwrap();
+    std::fs::write(
+        dir.path().join("grammars/sql.lark"),
+        "start: undefined_rule\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("schemas/ticket.json"), SCHEMA).unwrap();
-    let o = run(flywheel().args(["generate", "--offline", "--device", "cpu"]).arg(&base));
+    let o = run(flywheel()
+        .args(["generate", "--offline", "--device", "cpu"])
+        .arg(&base));
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("grammars/sql.lark") && e.contains("undefined_rule"), "{e}");
+    assert!(
+        e.contains("grammars/sql.lark") && e.contains("undefined_rule"),
+        "{e}"
+    );
 }

@@ -65,7 +65,11 @@ pub struct ConstraintCase {
 }
 
 /// Times `case` with and without its constraint at batch 1 and 16.
-fn constraint_case(llm: &Llm, case: &ConstraintCase, out: &mut Vec<String>) -> Result<serde_json::Value> {
+fn constraint_case(
+    llm: &Llm,
+    case: &ConstraintCase,
+    out: &mut Vec<String>,
+) -> Result<serde_json::Value> {
     use crate::engine::{GenParams, Request};
     use crate::models::chat::Message;
     let grammar = llm.compile(&case.constraint)?;

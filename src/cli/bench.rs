@@ -4,7 +4,8 @@ use super::{Ctx, DeviceFlag};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use flywheel::bench::{
-    self, dedup::DedupBench, dedup::EmbedBench, GenerateBench, JudgeBench, ConstraintCase, MultiStep,
+    self, dedup::DedupBench, dedup::EmbedBench, ConstraintCase, GenerateBench, JudgeBench,
+    MultiStep,
 };
 use flywheel::dedup::Shingle;
 use flywheel::engine::device;

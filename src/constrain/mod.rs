@@ -56,8 +56,9 @@ impl Constraint {
                 // newlines: indented JSON still fits) unless the schema sets its own.
                 let mut v = v.clone();
                 if let Some(o) = v.as_object_mut() {
-                    o.entry("x-guidance")
-                        .or_insert_with(|| serde_json::json!({"whitespace_pattern": "[ \\n]{0,12}"}));
+                    o.entry("x-guidance").or_insert_with(
+                        || serde_json::json!({"whitespace_pattern": "[ \\n]{0,12}"}),
+                    );
                 }
                 TopLevelGrammar::from_json_schema(v)
             }
@@ -166,7 +167,11 @@ impl Vocab {
     pub fn compile(&self, c: &Constraint) -> Result<Compiled, ConstrainError> {
         let m = Matcher::new(self.factory.create_parser(c.grammar()));
         if let Some(e) = m.get_error() {
-            return Err(ConstrainError(format!("{} constraint: {}", c.kind(), clean(&e))));
+            return Err(ConstrainError(format!(
+                "{} constraint: {}",
+                c.kind(),
+                clean(&e)
+            )));
         }
         Ok(Compiled {
             start: m,
@@ -360,13 +365,18 @@ mod tests {
         let e = Constraint::JsonSchema(serde_json::json!({"type": "string", "format": "x", "contentEncoding": "base64", "unevaluatedItems": false}))
             .check()
             .unwrap_err();
-        assert!(e.contains("unevaluatedItems") || e.contains("contentEncoding"), "{e}");
+        assert!(
+            e.contains("unevaluatedItems") || e.contains("contentEncoding"),
+            "{e}"
+        );
         let e = Constraint::Lark("start: foo".into()).check().unwrap_err();
         assert!(e.contains("foo"), "{e}");
         assert!(Constraint::Regex("(".into()).check().is_err());
         assert!(Constraint::Choice(vec![]).check().is_err());
-        assert!(Constraint::Lark("start: \"a\" | NUMBER\nNUMBER: /[0-9]+/".into())
-            .check()
-            .is_ok());
+        assert!(
+            Constraint::Lark("start: \"a\" | NUMBER\nNUMBER: /[0-9]+/".into())
+                .check()
+                .is_ok()
+        );
     }
 }

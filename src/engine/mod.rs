@@ -21,8 +21,8 @@ pub use device::Runtime;
 use model::{Decoder, Segment, SeqCache};
 pub use precision::Precision;
 use sampler::Sampler;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -193,7 +193,10 @@ impl Llm {
     }
 
     /// A constraint compiled for this model (once per distinct constraint).
-    pub fn compile(&self, c: &crate::constrain::Constraint) -> Result<Arc<crate::constrain::Compiled>> {
+    pub fn compile(
+        &self,
+        c: &crate::constrain::Constraint,
+    ) -> Result<Arc<crate::constrain::Compiled>> {
         let key = c.key();
         if let Some(g) = self.compiled.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(g);
@@ -341,7 +344,9 @@ impl Llm {
                             stats.mask_seconds += mask_time.as_secs_f64();
                             stats.masks += guides.len();
                         }
-                        Err(_) => return Err(Error::Internal("grammar mask thread panicked".into())),
+                        Err(_) => {
+                            return Err(Error::Internal("grammar mask thread panicked".into()))
+                        }
                     }
                     stats.constrained_step_seconds += t.elapsed().as_secs_f64();
                     r.0

@@ -446,7 +446,11 @@ impl Tokenizer {
                     if let Some(b) = s.byte_of.get(id).copied().flatten() {
                         return Some(vec![b]);
                     }
-                    return Some(s.decoded.get(id).map_or_else(Vec::new, |d| d.as_bytes().to_vec()));
+                    return Some(
+                        s.decoded
+                            .get(id)
+                            .map_or_else(Vec::new, |d| d.as_bytes().to_vec()),
+                    );
                 }
                 if byte_level {
                     t.chars().map(|c| chars.get(&c).copied()).collect()
