@@ -306,3 +306,36 @@ fn bad_constraints_fail_the_spec_before_a_model_loads() {
         "{e}"
     );
 }
+
+/// Gemma's SentencePiece vocabulary (a different token-bytes path from SmolLM2's byte-level
+/// BPE) is held to a regex and to choices too.
+#[test]
+fn gemma_is_held_to_a_regex_and_choices() {
+    model_file("gemma3-270m");
+    let dir = tempfile::tempdir().unwrap();
+    let p = spec(dir.path(), 3, 48);
+    let t = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("smollm2-135m-instruct", "gemma3-270m");
+    std::fs::write(&p, t).unwrap();
+    let o = run(flywheel().current_dir(dir.path()).args([
+        "generate",
+        "-q",
+        "--device",
+        "cpu",
+        "spec.toml",
+    ]));
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let schema: Value = serde_json::from_str(SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let generated = lines(&dir.path().join("runs/s/generated.jsonl"));
+    let mut complete = 0;
+    for r in &generated {
+        check(r, &validator);
+        if r["meta"]["task"] != "ticket" {
+            assert_eq!(r["meta"]["output"]["valid"], true, "{r}");
+            complete += 1;
+        }
+    }
+    assert_eq!(complete, 16);
+}

@@ -257,7 +257,13 @@ fn matches_the_reference_forward(name: &'static str, arch: Arch, rope_freqs: boo
                 );
                 let want32: Vec<f32> = want.iter().map(|x| *x as f32).collect();
                 let next = argmax(&want32) as u32;
-                assert_eq!(argmax(&got) as u32, next, "tied={tied} {p:?} step {step}");
+                // The same top token, unless the reference's top two are closer than the
+                // error allowed (Q8_0's rounding may then flip a near tie).
+                let mut top: Vec<f64> = want.clone();
+                top.sort_by(|a, b| b.total_cmp(a));
+                if top[0] - top[1] > 2.0 * worst {
+                    assert_eq!(argmax(&got) as u32, next, "tied={tied} {p:?} step {step}");
+                }
                 context.push(next);
                 feed = vec![next];
             }
