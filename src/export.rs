@@ -37,15 +37,61 @@ const CHATML_MARKERS: [&str; 2] = ["<|im_start|>", "<|im_end|>"];
 /// One record in `format`. The `Err` is the record's refusal reason, data rather than a
 /// failure: the caller collects every refused record's reason before it writes anything.
 pub fn convert(r: &Value, format: Format) -> std::result::Result<Value, String> {
+    let full = crate::record::View::new(r).messages()?;
+    let tools = r.get("tools").filter(|t| t.is_array());
+    let has_calls = full
+        .iter()
+        .any(|m| m.tool_calls.is_some() || m.role == "tool");
+    if has_calls && matches!(format, Format::Chatml | Format::Alpaca) {
+        return Err(format!(
+            "a tool-calling record: {} holds text turns only; export as openai (OpenAI/TRL tool-calling format) or sharegpt (LLaMA-Factory's function_call/observation turns)",
+            match format { Format::Chatml => "chatml", _ => "alpaca" }
+        ));
+    }
     let msgs = messages(r)?;
     Ok(match format {
         Format::Openai => {
-            json!({"messages": msgs.iter().map(|(r, c)| json!({"role": r, "content": c})).collect::<Vec<_>>()})
+            let mut o = json!({"messages": full});
+            if let Some(t) = tools {
+                o["tools"] = t.clone();
+            }
+            o
         }
-        Format::Sharegpt => json!({"conversations": msgs.iter().map(|(r, c)| {
-            let from = match r.as_str() { "user" => "human", "assistant" => "gpt", other => other };
-            json!({"from": from, "value": c})
-        }).collect::<Vec<_>>()}),
+        Format::Sharegpt => {
+            let turns: Vec<Value> = full
+                .iter()
+                .flat_map(|m| match (&m.tool_calls, m.role.as_str()) {
+                    // LLaMA-Factory's sharegpt: a call is a `function_call` turn holding
+                    // {"name", "arguments"}, its answer an `observation` turn.
+                    (Some(calls), _) => calls
+                        .iter()
+                        .map(|c| {
+                            let f = &c["function"];
+                            let args: Value = f["arguments"]
+                                .as_str()
+                                .and_then(|a| serde_json::from_str(a).ok())
+                                .unwrap_or_else(|| f["arguments"].clone());
+                            json!({"from": "function_call", "value": json!({"name": f["name"], "arguments": args}).to_string()})
+                        })
+                        .collect::<Vec<_>>(),
+                    (None, role) => {
+                        let from = match role {
+                            "user" => "human",
+                            "assistant" => "gpt",
+                            "tool" => "observation",
+                            other => other,
+                        };
+                        vec![json!({"from": from, "value": m.content})]
+                    }
+                })
+                .collect();
+            let mut o = json!({ "conversations": turns });
+            if let Some(t) = tools.and_then(Value::as_array) {
+                let fns: Vec<&Value> = t.iter().map(|x| x.get("function").unwrap_or(x)).collect();
+                o["tools"] = json!(serde_json::to_string(&fns).unwrap_or_default());
+            }
+            o
+        }
         Format::Chatml => {
             for (role, content) in &msgs {
                 for marker in CHATML_MARKERS {

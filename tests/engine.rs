@@ -15,10 +15,10 @@ use flywheel::models::{resolve, FetchPolicy};
 /// logits after one more (decode) step: both the prefill and the decode path.
 fn logits(llm: &Llm) -> (Vec<f32>, Vec<f32>) {
     let ids = llm
-        .prompt_ids(&[flywheel::models::chat::Message {
-            role: "user".into(),
-            content: "Explain in two sentences why the sky is blue.".into(),
-        }])
+        .prompt_ids(&[flywheel::models::chat::Message::new(
+            "user",
+            "Explain in two sentences why the sky is blue.",
+        )])
         .expect("prompt");
     let d = &llm.decoder;
     let mut cache = d.new_cache(ids.len() + 1).expect("cache");

@@ -339,3 +339,134 @@ fn gemma_is_held_to_a_regex_and_choices() {
     }
     assert_eq!(complete, 16);
 }
+
+/// The shipped tool-calling spec, run end to end in a scratch copy of `configs/`.
+#[test]
+fn tool_call_records_validate_against_their_tools_schema_and_export_as_openai() {
+    model_file("smollm2-135m-instruct");
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    std::fs::create_dir_all(dir.path().join("tools")).unwrap();
+    for f in ["tool-calls.toml", "tools/assistant.json", "tools/results.json"] {
+        std::fs::copy(root.join(f), dir.path().join(f)).unwrap();
+    }
+    let o = run(flywheel()
+        .current_dir(dir.path())
+        .args(["run", "-q", "--device", "cpu", "tool-calls.toml"]));
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let rd = dir.path().join("runs/tool-calls");
+    let tools: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tools/assistant.json")).unwrap(),
+    )
+    .unwrap();
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tools/results.json")).unwrap(),
+    )
+    .unwrap();
+    let generated = lines(&rd.join("generated.jsonl"));
+    let rejected = std::fs::read_to_string(rd.join("steps_rejected.jsonl")).unwrap_or_default();
+    let plain = generated
+        .iter()
+        .filter(|r| r["meta"]["task"] == "assistant")
+        .count();
+    let steps = generated.len() - plain;
+    // 6 needs × 3 styles, and 6 sampled; a record may fail a step, never silently.
+    assert_eq!(
+        plain + steps + rejected.lines().count(),
+        18 + 6,
+        "records {} + rejected {}",
+        generated.len(),
+        rejected
+    );
+    assert!(plain >= 15 && steps >= 4, "{plain} {steps}\n{rejected}");
+    let mut names = std::collections::BTreeSet::new();
+    for r in &generated {
+        assert_eq!(r["tools"], tools, "records carry the declarations");
+        let m = r["messages"].as_array().unwrap();
+        let k = m.iter().position(|x| x["role"] == "user").unwrap();
+        let (call, tool, answer) = (&m[k + 1], &m[k + 2], &m[k + 3]);
+        assert_eq!(m.len(), k + 4, "{r}");
+        assert_eq!(call["role"], "assistant");
+        let tc = &call["tool_calls"][0];
+        assert_eq!(tc["type"], "function");
+        let name = tc["function"]["name"].as_str().unwrap();
+        names.insert(name.to_string());
+        let decl = tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["function"]["name"] == name)
+            .unwrap_or_else(|| panic!("undeclared tool {name}"));
+        // Arguments are a JSON string (OpenAI format) valid under the tool's schema,
+        // checked by the jsonschema crate, not by the grammar that made them.
+        let args: Value =
+            serde_json::from_str(tc["function"]["arguments"].as_str().unwrap()).unwrap();
+        let v = jsonschema::validator_for(&decl["function"]["parameters"]).unwrap();
+        assert!(v.is_valid(&args), "{name} {args}");
+        assert_eq!(tool["role"], "tool");
+        assert_eq!(tool["tool_call_id"], tc["id"]);
+        let result: Value = serde_json::from_str(tool["content"].as_str().unwrap())
+            .unwrap_or_else(|e| panic!("tool result is JSON: {e}: {tool}"));
+        assert!(result.is_object());
+        if r["meta"]["task"] == "assistant" {
+            // The fixture's result with the call's arguments filled in.
+            let want = &fixture[name];
+            for (key, val) in want.as_object().unwrap() {
+                match val.as_str() {
+                    Some(s) if s.starts_with("{{") && !s.contains(' ') => {
+                        let arg = &s[2..s.len() - 2];
+                        let a = match &args[arg] {
+                            Value::String(x) => x.clone(),
+                            other => other.to_string(),
+                        };
+                        assert_eq!(result[key], Value::String(a), "{key} of {result}");
+                    }
+                    _ if !val.is_string() => assert_eq!(&result[key], val),
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(answer["role"], "assistant");
+        assert!(!answer["content"].as_str().unwrap().trim().is_empty());
+    }
+    assert!(names.len() >= 2, "the model chose among the tools: {names:?}");
+    // The exports keep the calls: OpenAI/TRL format, and LLaMA-Factory's sharegpt.
+    let openai = dir.path().join("openai.jsonl");
+    let o = run(flywheel()
+        .arg("export")
+        .arg(rd.join("dataset.jsonl"))
+        .args(["--format", "openai", "--output"])
+        .arg(&openai));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let exported = lines(&openai);
+    assert!(!exported.is_empty());
+    for e in &exported {
+        assert_eq!(e["tools"], tools);
+        let m = e["messages"].as_array().unwrap();
+        assert!(m.iter().any(|x| x["tool_calls"].is_array()), "{e}");
+        assert!(m.iter().any(|x| x["role"] == "tool" && x["tool_call_id"].is_string()));
+    }
+    let sg = dir.path().join("sharegpt.jsonl");
+    let o = run(flywheel()
+        .arg("export")
+        .arg(rd.join("dataset.jsonl"))
+        .args(["--format", "sharegpt", "--output"])
+        .arg(&sg));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = &lines(&sg)[0];
+    let froms: Vec<&str> = first["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["from"].as_str().unwrap())
+        .collect();
+    assert!(froms.contains(&"function_call") && froms.contains(&"observation"), "{froms:?}");
+    assert!(first["tools"].is_string());
+    let o = run(flywheel()
+        .arg("export")
+        .arg(rd.join("dataset.jsonl"))
+        .args(["--format", "chatml", "--output"])
+        .arg(dir.path().join("c.jsonl")));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("tool-calling record"), "{}", stderr(&o));
+}

@@ -409,6 +409,7 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
                 id: out.id.clone(),
                 source: "synthetic".into(),
                 messages,
+                tools: None,
                 meta: Meta { task: item.task, vars: item.vars, sample_index: item.sample_index, output, ..Default::default() },
                 provenance: Provenance {
                     generator: llm.info.clone(),

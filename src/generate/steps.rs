@@ -47,12 +47,27 @@ pub(super) fn definition(task: &Task) -> Value {
                     sampling,
                     stop,
                     few_shot,
-                } => json!({"llm": {
-                    "template": template, "system": system, "model": model,
-                    "max_new_tokens": max_new_tokens, "sampling": sampling, "stop": stop,
-                    "few_shot": few_shot.as_ref().map(|f| json!({
-                        "sha256": f.sha256, "k": f.k, "max_similarity": f.max_similarity,
-                    })),
+                    output,
+                    tool_call,
+                } => {
+                    let mut v = json!({"llm": {
+                        "template": template, "system": system, "model": model,
+                        "max_new_tokens": max_new_tokens, "sampling": sampling, "stop": stop,
+                        "few_shot": few_shot.as_ref().map(|f| json!({
+                            "sha256": f.sha256, "k": f.k, "max_similarity": f.max_similarity,
+                        })),
+                    }});
+                    // Only when set, so steps written before constraints keep their ids.
+                    if let Some(o) = output {
+                        v["llm"]["output"] = json!(o.key());
+                    }
+                    if *tool_call {
+                        v["llm"]["tool_call"] = json!(true);
+                    }
+                    v
+                }
+                StepKind::ToolResult { from, fixture } => json!({"tool_result": {
+                    "from": from, "fixture_sha256": fixture.sha256,
                 }}),
                 StepKind::Conversation(c) => json!({"conversation": {
                     "assistant": call(&c.assistant), "user": call(&c.user),
@@ -81,9 +96,18 @@ pub(super) fn definition(task: &Task) -> Value {
         if let Some(c) = &m.conversation {
             v["conversation"] = json!(c);
         }
+        if let (Some(c), Some(r)) = (&m.tool_call, &m.tool_result) {
+            v["tool_call"] = json!(c);
+            v["tool_result"] = json!(r);
+        }
         v
     });
-    json!({"steps": steps, "messages": messages})
+    let mut d = json!({"steps": steps, "messages": messages});
+    // The declarations are part of what the calling step is shown.
+    if let Some(t) = &task.tools {
+        d["tools"] = json!(t.list);
+    }
+    d
 }
 
 fn call(c: &Call) -> Value {
@@ -206,6 +230,9 @@ struct StepLine {
     prompt_tokens: usize,
     #[serde(default)]
     completion_tokens: usize,
+    /// A constrained call: whether its answer matched the grammar in full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    valid: Option<bool>,
 }
 
 /// One line of `steps_rejected.jsonl`: a record that failed a step, and why.
@@ -378,6 +405,8 @@ struct Want {
     model: String,
     params: SeqParams,
     messages: Vec<Message>,
+    /// The grammar the answer is held to (`output` or `tool_call` on an LLM step).
+    output: Option<crate::spec::Output>,
 }
 
 /// What came back for a call.
@@ -530,13 +559,19 @@ impl Executor<'_> {
                 let got = if o.finish == Finish::PromptTooLong {
                     Got::TooLong(o.prompt_tokens)
                 } else {
+                    // A constrained answer is exactly what its grammar matched.
+                    let value = match o.valid {
+                        Some(_) => o.text,
+                        None => o.text.trim().to_string(),
+                    };
                     let line = StepLine {
                         id: o.id,
                         step: key,
-                        value: o.text.trim().to_string(),
+                        value,
                         finish: Some(o.finish),
                         prompt_tokens: o.prompt_tokens,
                         completion_tokens: o.tokens.len(),
+                        valid: o.valid,
                     };
                     journal.record(&line)?;
                     Got::Line(line)
@@ -589,11 +624,19 @@ impl Executor<'_> {
             }
             let step = &task.steps[r.at];
             let want = match &step.kind {
-                StepKind::Sampler(_) | StepKind::Expression(_) | StepKind::Json { .. } => {
+                StepKind::Sampler(_)
+                | StepKind::Expression(_)
+                | StepKind::Json { .. }
+                | StepKind::ToolResult { .. } => {
                     self.simple(task, step, r, journal, counts)?;
                     continue;
                 }
-                StepKind::Llm { few_shot, .. } => {
+                StepKind::Llm {
+                    few_shot,
+                    output,
+                    tool_call,
+                    ..
+                } => {
                     let mut scope = r.scope.clone();
                     if let Some(f) = few_shot {
                         let seed = self.seed(r, &format!("{}#examples", step.name));
@@ -602,11 +645,16 @@ impl Executor<'_> {
                             evolve::examples_block(&f.examples, f.k, seed),
                         );
                     }
+                    let mut messages = prompt(step, &scope);
+                    if let (true, Some(tools)) = (*tool_call, &task.tools) {
+                        with_tools(&mut messages, tools);
+                    }
                     Want {
                         key: step.name.clone(),
                         model: key(task, step),
                         params: self.params(step),
-                        messages: prompt(step, &scope),
+                        messages,
+                        output: output.clone(),
                     }
                 }
                 StepKind::Conversation(c) => {
@@ -627,12 +675,16 @@ impl Executor<'_> {
             }
             let llm = self.llm_for(&want.model)?;
             let prompt_ids = llm.prompt_ids(&want.messages)?;
+            let constraint = match &want.output {
+                Some(o) => Some(llm.compile(&o.constraint)?),
+                None => None,
+            };
             let req = Request {
                 id: r.item.id.clone(),
                 prompt_ids,
                 seed: self.seed(r, &want.key),
                 own: Some(Arc::new(want.params)),
-                constraint: None,
+                constraint,
             };
             r.waiting = Some(want.key);
             return Ok(Some((llm, req)));
@@ -663,6 +715,7 @@ impl Executor<'_> {
                     finish: None,
                     prompt_tokens: 0,
                     completion_tokens: 0,
+                    valid: None,
                 })?;
                 r.set(&step.name, &value);
                 r.at += 1;
@@ -700,12 +753,19 @@ impl Executor<'_> {
         let step = &task.steps[r.at];
         let name = step.name.as_str();
         match &step.kind {
-            StepKind::Llm { few_shot, .. } => match got {
+            StepKind::Llm {
+                few_shot, output, ..
+            } => match got {
                 Got::TooLong(n) => {
                     let reason = format!("prompt_too_long:{name} ({n} tokens)");
                     self.fail(task, step, r, reason, journal, counts)?;
                 }
                 Got::Line(l) => {
+                    // Cut off inside its grammar: a valid prefix, never a valid answer.
+                    if output.is_some() && l.valid != Some(true) {
+                        let reason = format!("truncated_in_grammar:{name}");
+                        return self.fail(task, step, r, reason, journal, counts);
+                    }
                     let copies = few_shot.as_ref().and_then(|f| {
                         evolve::copies_example(&l.value, &f.examples, f.max_similarity)
                     });
@@ -798,6 +858,7 @@ impl Executor<'_> {
                 model: format!("{}#user", key(task, step)),
                 params: self.seq_params(&c.user),
                 messages,
+                output: None,
             }));
         }
         let mut messages = Vec::new();
@@ -810,6 +871,7 @@ impl Executor<'_> {
             model: key(task, step),
             params: self.seq_params(&c.assistant),
             messages,
+            output: None,
         }))
     }
 
@@ -973,6 +1035,7 @@ impl Executor<'_> {
             model: key(task, step),
             params: self.seq_params(&e.call),
             messages,
+            output: None,
         }))
     }
 
@@ -1106,6 +1169,9 @@ impl Executor<'_> {
                     }
                     None => {
                         msgs.push(Message::new("user", value(&m.user)?));
+                        if let (Some(c), Some(t)) = (&m.tool_call, &m.tool_result) {
+                            msgs.extend(tool_turns(&r.item.id, &value(c)?, value(t)?)?);
+                        }
                         msgs.push(Message::new("assistant", value(&m.assistant)?));
                         by_name(&m.assistant)
                     }
@@ -1207,6 +1273,7 @@ impl Executor<'_> {
             id: r.item.id.clone(),
             source: "synthetic".into(),
             messages,
+            tools: task.tools.as_ref().map(|t| t.list.clone()),
             meta: Meta {
                 task: task.name.clone(),
                 vars: r.item.vars.clone(),
@@ -1272,6 +1339,33 @@ fn transcript_text(t: &[Message]) -> String {
         .join("\n\n")
 }
 
+/// The assistant's tool call and the tool's answer, as OpenAI chat messages. The call id
+/// is derived from the record id, so a record's bytes are reproducible.
+fn tool_turns(record_id: &str, call: &str, result: String) -> Result<[Message; 2]> {
+    let (name, args) = crate::spec::tools::parse_call(call).map_err(|why| {
+        Error::Internal(format!("record {record_id}: its tool call passed its grammar but reads as {why}"))
+    })?;
+    let id = format!("call_{}", &record_id[..record_id.len().min(16)]);
+    let mut assistant = Message::new("assistant", "");
+    assistant.tool_calls = Some(vec![json!({
+        "id": id,
+        "type": "function",
+        "function": {"name": name, "arguments": args.to_string()},
+    })]);
+    let mut tool = Message::new("tool", result);
+    tool.tool_call_id = Some(id);
+    Ok([assistant, tool])
+}
+
+/// A tool-calling step's prompt: the task's tool declarations end its system prompt.
+fn with_tools(messages: &mut Vec<Message>, tools: &crate::spec::tools::Tools) {
+    let block = tools.prompt_block();
+    match messages.iter_mut().find(|m| m.role == "system") {
+        Some(m) => m.content = format!("{}\n\n{block}", m.content),
+        None => messages.insert(0, Message::new("system", block)),
+    }
+}
+
 /// An LLM step's prompt: its rendered system prompt (if any) and user template.
 fn prompt(step: &Step, scope: &BTreeMap<String, String>) -> Vec<Message> {
     let mut msgs = Vec::new();
@@ -1303,6 +1397,12 @@ fn compute(
                 Error::Internal(format!("json step {} runs before `{from}`", step.name))
             })?;
             extract(text, path).map_err(|why| format!("{why}:{}", step.name))
+        }
+        StepKind::ToolResult { from, fixture } => {
+            let call = scope.get(from).ok_or_else(|| {
+                Error::Internal(format!("tool_result step {} runs before `{from}`", step.name))
+            })?;
+            fixture.answer(call).map_err(|why| format!("{why}:{}", step.name))
         }
         StepKind::Llm { .. } | StepKind::Conversation(_) | StepKind::Evolve(_) => {
             return Err(Error::Internal(format!(

@@ -11,6 +11,10 @@ pub struct Record {
     /// `synthetic` or `real`.
     pub source: String,
     pub messages: Vec<Message>,
+    /// The tools the assistant could call (OpenAI function format), on tool-calling
+    /// records: trainers render them into the prompt as at generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<serde_json::Value>>,
     pub meta: Meta,
     pub provenance: Provenance,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -101,9 +101,24 @@ impl<'a> View<'a> {
             .and_then(|m| m.as_array())
             .ok_or("no `messages`")?;
         m.iter()
-            .map(|x| match (x["role"].as_str(), x["content"].as_str()) {
-                (Some(r), Some(c)) => Ok(Message::new(r, c)),
-                _ => Err("a message lacks a string role or content".to_string()),
+            .map(|x| {
+                let calls = x.get("tool_calls").and_then(Value::as_array);
+                // An assistant turn that only calls tools may have `content: null`.
+                let content = match (x["content"].as_str(), calls) {
+                    (Some(c), _) => Some(c),
+                    (None, Some(_)) if x["content"].is_null() => Some(""),
+                    _ => None,
+                };
+                match (x["role"].as_str(), content) {
+                    (Some(r), Some(c)) => {
+                        let mut msg = Message::new(r, c);
+                        msg.tool_calls = calls.cloned();
+                        msg.tool_call_id =
+                            x.get("tool_call_id").and_then(Value::as_str).map(String::from);
+                        Ok(msg)
+                    }
+                    _ => Err("a message lacks a string role or content".to_string()),
+                }
             })
             .collect()
     }

@@ -14,6 +14,7 @@ mod dedup;
 mod judge;
 mod locate;
 mod output;
+pub mod tools;
 mod privacy;
 mod run;
 mod seeds;

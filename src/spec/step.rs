@@ -46,6 +46,24 @@ pub(super) struct RawStep {
     evolve: Option<Spanned<RawEvolve>>,
     #[serde(default)]
     few_shot: Option<Spanned<RawFewShot>>,
+    /// `output = { … }` on an LLM step: the structure its answer must have.
+    #[serde(default)]
+    output: Option<Spanned<toml::Value>>,
+    /// `tool_call = true` on an LLM step: its answer is one call of the task's tools.
+    #[serde(default)]
+    tool_call: Option<Spanned<bool>>,
+    #[serde(default)]
+    tool_result: Option<Spanned<RawToolResult>>,
+}
+
+/// `tool_result = { from = "call", fixture = "tools/results.json" }` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToolResult {
+    #[serde(default)]
+    from: Option<Spanned<String>>,
+    #[serde(default)]
+    fixture: Option<Spanned<String>>,
 }
 
 /// `[task.step.conversation]` as written. Required keys are `Option` so that a missing
@@ -142,6 +160,7 @@ enum RawKind<'a> {
     Json(&'a Spanned<RawJson>),
     Conversation(&'a Spanned<RawConversation>),
     Evolve(&'a Spanned<RawEvolve>),
+    ToolResult(&'a Spanned<RawToolResult>),
 }
 
 /// `[task.messages]` as written.
@@ -156,6 +175,10 @@ pub(super) struct RawMessages {
     assistant: Option<Spanned<String>>,
     #[serde(default)]
     conversation: Option<Spanned<String>>,
+    #[serde(default)]
+    tool_call: Option<Spanned<String>>,
+    #[serde(default)]
+    tool_result: Option<Spanned<String>>,
 }
 
 /// One validated step of a task.
@@ -187,6 +210,12 @@ pub enum StepKind {
         /// `[task.step.few_shot]`: real examples drawn per record into `{{examples}}`,
         /// and the output refused as `copies_example` when it nearly copies one.
         few_shot: Option<FewShot>,
+        /// `output = { … }`: grammar-constrained answer (a tool call's grammar when
+        /// `tool_call`). An answer cut off inside the grammar fails the record.
+        output: Option<super::Output>,
+        /// `tool_call = true`: the answer is one call of the task's tools, and the task's
+        /// tool declarations end the system prompt.
+        tool_call: bool,
     },
     /// `[task.step.conversation]`: a simulated user and the assistant, turn by turn.
     Conversation(Conversation),
@@ -196,6 +225,11 @@ pub enum StepKind {
     Sampler(Sampler),
     /// A template over seeds and earlier steps; no model.
     Expression(String),
+    /// `tool_result`: the fixture's result for an earlier step's tool call; no model.
+    ToolResult {
+        from: String,
+        fixture: super::tools::Fixture,
+    },
     /// A field of an earlier LLM or expression step's output, parsed as JSON.
     Json {
         from: String,
@@ -349,6 +383,11 @@ pub struct MessageMap {
     pub assistant: String,
     /// A conversation step whose transcript is the record's turns (after `system`).
     pub conversation: Option<String>,
+    /// A `tool_call` step: the record's first assistant turn calls a tool (OpenAI
+    /// `tool_calls`), then comes a `tool` message (`tool_result`), then `assistant`.
+    pub tool_call: Option<String>,
+    /// The step or seed variable whose value is the tool's answer.
+    pub tool_result: Option<String>,
 }
 
 /// The validated steps of task `i`.
@@ -361,7 +400,7 @@ pub(super) struct Validated {
 }
 
 const KINDS: &str =
-    "`template` (an LLM call), `conversation`, `evolve`, `sampler`, `expression` or `json`";
+    "`template` (an LLM call), `conversation`, `evolve`, `sampler`, `expression`, `json` or `tool_result`";
 /// The most assistant turns a conversation may have.
 const MAX_TURNS: usize = 32;
 /// The most rounds an evolve step may run.
@@ -380,6 +419,7 @@ pub(super) fn validate(
     messages: Option<&Spanned<RawMessages>>,
     seeds: &BTreeMap<String, SeedValues>,
     has_teacher: bool,
+    tools: Option<&super::tools::Tools>,
     loc: &Locator<'_>,
 ) -> Result<Validated> {
     check_names(i, raw, seeds, loc)?;
@@ -388,6 +428,7 @@ pub(super) fn validate(
         i,
         names: &names,
         seeds,
+        tools,
         loc,
         steps: Vec::new(),
         seed_vars: Vec::new(),
@@ -457,6 +498,8 @@ struct Cx<'a> {
     i: usize,
     names: &'a [&'a str],
     seeds: &'a BTreeMap<String, SeedValues>,
+    /// The task's `tools`, for `tool_call` steps.
+    tools: Option<&'a super::tools::Tools>,
     loc: &'a Locator<'a>,
     /// The steps validated so far (those before the current one).
     steps: Vec<Step>,
@@ -504,6 +547,9 @@ impl Cx<'_> {
         if let Some(v) = &rs.evolve {
             kinds.push(("evolve", v.span(), RawKind::Evolve(v)));
         }
+        if let Some(v) = &rs.tool_result {
+            kinds.push(("tool_result", v.span(), RawKind::ToolResult(v)));
+        }
         kinds.sort_by_key(|(_, s, _)| s.start);
         if let [(a, _, _), (b, span, _), ..] = kinds.as_slice() {
             return Err(self.err(
@@ -542,6 +588,19 @@ impl Cx<'_> {
                 }
             }
         }
+        for (key, span) in [
+            ("output", rs.output.as_ref().map(|v| v.span())),
+            ("tool_call", rs.tool_call.as_ref().map(|v| v.span())),
+        ] {
+            if let (Some(span), false) = (span, kind_key == "template") {
+                return Err(self.err(
+                    span,
+                    j,
+                    key,
+                    format!("`{key}` constrains an LLM step's answer (one with `template`); step `{name}` is a `{kind_key}` step"),
+                ));
+            }
+        }
         if let (Some(f), false) = (&rs.few_shot, kind_key == "template") {
             return Err(self.err(
                 f.span(),
@@ -566,6 +625,7 @@ impl Cx<'_> {
                 self.text(j, "template", t, own, &mut vars)?;
                 system_vars(self, &mut vars)?;
                 let call = self.call(j, rs, has_teacher)?;
+                let (output, tool_call) = self.output(j, rs)?;
                 StepKind::Llm {
                     template: t.get_ref().clone(),
                     system: call.system,
@@ -574,8 +634,11 @@ impl Cx<'_> {
                     sampling: call.sampling,
                     stop: call.stop,
                     few_shot,
+                    output,
+                    tool_call,
                 }
             }
+            RawKind::ToolResult(t) => self.tool_result(j, t, &mut vars)?,
             RawKind::Sampler(s) => StepKind::Sampler(self.sampler(j, s, &mut vars)?),
             RawKind::Expression(e) => {
                 self.text(j, "expression", e, &[], &mut vars)?;
@@ -1285,7 +1348,8 @@ impl Cx<'_> {
                 StepKind::Llm { .. }
                 | StepKind::Expression(_)
                 | StepKind::Evolve(_)
-                | StepKind::Conversation(_) => None,
+                | StepKind::Conversation(_)
+                | StepKind::ToolResult { .. } => None,
                 StepKind::Sampler(_) => Some(format!(
                     "step `{me}` extracts JSON from `{from}`, a sampler step; JSON comes from an earlier LLM or expression step ({})",
                     list(earlier_text.iter().copied())
@@ -1330,6 +1394,133 @@ impl Cx<'_> {
             from: from.clone(),
             path,
         })
+    }
+
+    /// An LLM step's `output` or `tool_call` (not both): the constraint its answer is
+    /// held to, and whether it is a tool call.
+    fn output(&self, j: usize, rs: &RawStep) -> Result<(Option<super::Output>, bool)> {
+        let name = rs.name.get_ref();
+        match (&rs.output, &rs.tool_call) {
+            (Some(_), Some(t)) => Err(self.err(
+                t.span(),
+                j,
+                "tool_call",
+                format!("step `{name}` has both `output` and `tool_call`; a tool call's structure comes from the task's `tools`"),
+            )),
+            (Some(o), None) => Ok((
+                Some(super::output::validate(
+                    o.get_ref(),
+                    o.span(),
+                    &self.field(j, "output"),
+                    self.loc,
+                )?),
+                false,
+            )),
+            (None, Some(t)) if !*t.get_ref() => Ok((None, false)),
+            (None, Some(t)) => match self.tools {
+                Some(tools) => Ok((Some(tools.call.clone()), true)),
+                None => Err(self.err(
+                    t.span(),
+                    j,
+                    "tool_call",
+                    format!("step `{name}` calls a tool, but the task declares none; add `tools = \"tools.json\"` (a list in the OpenAI function format) to the [[task]]"),
+                )),
+            },
+            (None, None) => Ok((None, false)),
+        }
+    }
+
+    /// `tool_result = { from, fixture }`: `from` is an earlier `tool_call` step.
+    fn tool_result(
+        &mut self,
+        j: usize,
+        t: &Spanned<RawToolResult>,
+        vars: &mut Vec<String>,
+    ) -> Result<StepKind> {
+        let me = self.names[j];
+        let r = t.get_ref();
+        let from = r.from.as_ref().ok_or_else(|| {
+            self.err(
+                t.span(),
+                j,
+                "tool_result.from",
+                format!("step `{me}` needs `from`: the earlier `tool_call = true` step whose call it answers"),
+            )
+        })?;
+        let fname = from.get_ref();
+        let is_call = self.steps.iter().any(|s| {
+            &s.name == fname && matches!(s.kind, StepKind::Llm { tool_call: true, .. })
+        });
+        if !is_call {
+            let m = self
+                .reference_as(j, fname, &format!("answers `{fname}`"))
+                .unwrap_or_else(|| format!("`{fname}` is not an earlier `tool_call = true` step"));
+            return Err(self.err(from.span(), j, "tool_result.from", m));
+        }
+        let fixture = r.fixture.as_ref().ok_or_else(|| {
+            self.err(
+                t.span(),
+                j,
+                "tool_result.fixture",
+                format!("step `{me}` needs `fixture`: a JSON file from tool name to its result (to have a model invent results instead, make `{me}` an LLM step whose template uses `{{{{{fname}}}}}`)"),
+            )
+        })?;
+        let tools = self.tools.ok_or_else(|| {
+            self.err(t.span(), j, "tool_result", "the task declares no `tools`")
+        })?;
+        let field = self.field(j, "tool_result.fixture");
+        let fx = super::tools::load_fixture(
+            self.loc.base_dir(),
+            fixture.get_ref(),
+            tools,
+            &|m| self.loc.err(fixture.span(), &field, m),
+        )?;
+        self.note_use(fname, vars);
+        Ok(StepKind::ToolResult {
+            from: fname.clone(),
+            fixture: fx,
+        })
+    }
+
+    /// `[task.messages] tool_call` / `tool_result`: both or neither, the call a
+    /// `tool_call` step, and with `user` and `assistant` around them.
+    fn tool_turns(&self, m: &Spanned<RawMessages>) -> Result<()> {
+        let r = m.get_ref();
+        let at = |role: &str| format!("task[{}].messages.{role}", self.i);
+        match (&r.tool_call, &r.tool_result) {
+            (None, None) => Ok(()),
+            (Some(c), None) => Err(self.loc.err(
+                c.span(),
+                &at("tool_result"),
+                "a tool call needs its result: add `tool_result = \"step\"` (the step whose value the tool returned)",
+            )),
+            (None, Some(t)) => Err(self.loc.err(
+                t.span(),
+                &at("tool_call"),
+                "a tool result answers a call: add `tool_call = \"step\"` (a `tool_call = true` step)",
+            )),
+            (Some(c), Some(_)) => {
+                if r.conversation.is_some() {
+                    return Err(self.loc.err(
+                        c.span(),
+                        &at("tool_call"),
+                        "tool calls go with `user` and `assistant` turns, not with `conversation`",
+                    ));
+                }
+                let name = c.get_ref();
+                let ok = self.steps.iter().any(|s| {
+                    &s.name == name && matches!(s.kind, StepKind::Llm { tool_call: true, .. })
+                });
+                if !ok {
+                    return Err(self.loc.err(
+                        c.span(),
+                        &at("tool_call"),
+                        format!("`{name}` is not a `tool_call = true` step"),
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
 
     fn messages(&mut self, m: &Spanned<RawMessages>) -> Result<MessageMap> {
@@ -1388,6 +1579,9 @@ impl Cx<'_> {
                 }
             }
         }
+        if let Some(t) = &r.tool_result {
+            turns.push(("tool_result", t));
+        }
         for (role, v) in turns {
             let name = v.get_ref();
             if self.seeds.contains_key(name) {
@@ -1404,14 +1598,18 @@ impl Cx<'_> {
                 ));
             }
         }
+        self.tool_turns(m)?;
         let text = |v: &Option<Spanned<String>>| {
             v.as_ref().map(|s| s.get_ref().clone()).unwrap_or_default()
         };
+        let name = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
         Ok(MessageMap {
-            system: r.system.as_ref().map(|s| s.get_ref().clone()),
+            system: name(&r.system),
             user: text(&r.user),
             assistant: text(&r.assistant),
-            conversation: r.conversation.as_ref().map(|c| c.get_ref().clone()),
+            conversation: name(&r.conversation),
+            tool_call: name(&r.tool_call),
+            tool_result: name(&r.tool_result),
         })
     }
 }

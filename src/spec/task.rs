@@ -34,6 +34,10 @@ pub(super) struct RawTask {
     sample: Option<Spanned<usize>>,
     #[serde(default)]
     output: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    tools: Option<Spanned<String>>,
+    #[serde(default)]
+    tool_results: Option<Spanned<String>>,
 }
 
 fn default_samples() -> Spanned<usize> {
@@ -63,6 +67,9 @@ pub struct Task {
     pub vars: Vec<String>,
     /// `output = { … }`: the structure every answer must have (plain tasks).
     pub output: Option<super::Output>,
+    /// `tools = "tools.json"`: the tools its assistant may call (a plain task with tools
+    /// runs as steps: see [`tool_program`]).
+    pub tools: Option<super::tools::Tools>,
 }
 
 impl Task {
@@ -131,7 +138,58 @@ fn validate_task(
             format!("task names must be non-empty and unique, got {tname:?}"),
         ));
     }
+    let tools = match &rt.tools {
+        Some(t) => Some(super::tools::load(loc.base_dir(), t.get_ref(), &|m| {
+            loc.err(t.span(), &field("tools"), m)
+        })?),
+        None => None,
+    };
+    if let (Some(r), None) = (&rt.tool_results, &tools) {
+        return Err(loc.err(
+            r.span(),
+            &field("tool_results"),
+            "`tool_results` answers the calls of the task's `tools`; add `tools = \"tools.json\"`",
+        ));
+    }
+    if let (Some(r), false) = (&rt.tool_results, rt.steps.is_empty()) {
+        return Err(loc.err(
+            r.span(),
+            &field("tool_results"),
+            "a task with steps answers tool calls with a step: `tool_result = { from = \"call\", fixture = \"results.json\" }`",
+        ));
+    }
+    if let (Some(t), Some(o)) = (&tools, &rt.output) {
+        return Err(loc.err(
+            o.span(),
+            &field("output"),
+            format!("the task's `tools` ({}) give its calls their structure; leave `output` out", t.file.display()),
+        ));
+    }
     let (template, system, steps, messages, vars) = match &rt.template {
+        Some(t) if tools.is_some() => {
+            let vars = template_vars(i, t, rt.system.as_ref(), seeds, loc)?;
+            let tools = tools.as_ref().expect("checked");
+            let fixture = match &rt.tool_results {
+                Some(r) => Some(super::tools::load_fixture(
+                    loc.base_dir(),
+                    r.get_ref(),
+                    tools,
+                    &|m| loc.err(r.span(), &field("tool_results"), m),
+                )?),
+                None => None,
+            };
+            let system = rt.system.as_ref().map(|s| s.get_ref().clone());
+            let (steps, messages) =
+                tool_program(t.get_ref(), system.as_deref(), tools, fixture, &vars);
+            if let Some(clash) = steps.iter().find(|s| seeds.contains_key(&s.name)) {
+                return Err(loc.err(
+                    rt.tools.as_ref().map_or(t.span(), |x| x.span()),
+                    &field("tools"),
+                    format!("a plain task with `tools` runs as the steps {}; the seed variable `{}` has the same name as one of them: rename it (or write the steps yourself)", steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "), clash.name),
+                ));
+            }
+            (String::new(), None, steps, Some(messages), vars)
+        }
         Some(t) if !rt.steps.is_empty() => {
             return Err(loc.err(
                 t.span(),
@@ -166,7 +224,15 @@ fn validate_task(
                     "a task with steps sets `system` on each LLM step, not on the task",
                 ));
             }
-            let v = step::validate(i, &rt.steps, rt.messages.as_ref(), seeds, has_teacher, loc)?;
+            let v = step::validate(
+                i,
+                &rt.steps,
+                rt.messages.as_ref(),
+                seeds,
+                has_teacher,
+                tools.as_ref(),
+                loc,
+            )?;
             (String::new(), None, v.steps, v.messages, v.seed_vars)
         }
     };
@@ -209,7 +275,7 @@ fn validate_task(
             return Err(loc.err(
                 o.span(),
                 &field("output"),
-                "a task with steps constrains its output on the LLM step that makes it (`output` on a [[task.step]] is not supported yet); set `output` on a plain `template` task",
+                "a task with steps constrains its answers on the LLM steps that make them: set `output = { … }` on that [[task.step]]",
             ))
         }
         Some(o) => Some(super::output::validate(
@@ -222,6 +288,7 @@ fn validate_task(
     };
     Ok(Task {
         output,
+        tools,
         name: tname,
         template,
         system,
@@ -231,6 +298,115 @@ fn validate_task(
         sample: rt.sample.as_ref().map(|s| *s.get_ref()),
         vars,
     })
+}
+
+/// What the model that simulates a tool is told (a plain task with `tools` and no
+/// `tool_results`).
+const TOOL_SIMULATOR: &str = "You are the backend of a software tool. Given a call to the tool, reply with the result the tool would return, as one JSON object with realistic values. Reply with the JSON object only.";
+
+/// A plain task with `tools`, as the steps it runs: the user's request (the task's
+/// template), the assistant's call of a tool, the tool's result (from `tool_results` or
+/// simulated by the teacher), and the assistant's answer that uses it.
+fn tool_program(
+    template: &str,
+    system: Option<&str>,
+    tools: &super::tools::Tools,
+    fixture: Option<super::tools::Fixture>,
+    template_vars: &[String],
+) -> (Vec<Step>, MessageMap) {
+    use super::step::StepKind;
+    let llm = |template: &str, system: Option<&str>, output, tool_call| StepKind::Llm {
+        template: template.to_string(),
+        system: system.map(str::to_string),
+        model: None,
+        max_new_tokens: None,
+        sampling: None,
+        stop: Vec::new(),
+        few_shot: None,
+        output,
+        tool_call,
+    };
+    let sys_vars = system
+        .map(|s| collect_vars(s).unwrap_or_default())
+        .unwrap_or_default();
+    let with_sys = |mut v: Vec<String>| {
+        for x in &sys_vars {
+            push_unique(&mut v, x.clone());
+        }
+        v
+    };
+    let mut steps = Vec::new();
+    if let Some(s) = system {
+        steps.push(Step {
+            name: "system".into(),
+            kind: StepKind::Expression(s.to_string()),
+            vars: sys_vars.clone(),
+        });
+    }
+    steps.push(Step {
+        name: "request".into(),
+        kind: StepKind::Expression(template.to_string()),
+        vars: template_vars.to_vec(),
+    });
+    steps.push(Step {
+        name: "call".into(),
+        kind: llm("{{request}}", system, Some(tools.call.clone()), true),
+        vars: with_sys(vec!["request".into()]),
+    });
+    // The declarations go into the simulator's instructions as text; `{{` in them is
+    // not a placeholder.
+    let decl: Vec<String> = tools.list.iter().map(|t| t.to_string()).collect();
+    let simulator = format!(
+        "{TOOL_SIMULATOR}\n\nThe tools, as declared:\n{}",
+        decl.join("\n").replace("{{", "{ {")
+    );
+    let (result, result_vars) = match fixture {
+        Some(f) => (
+            StepKind::ToolResult {
+                from: "call".into(),
+                fixture: f,
+            },
+            vec!["call".to_string()],
+        ),
+        None => (
+            llm(
+                "The tool call: {{call}}",
+                Some(&simulator),
+                Some(super::Output {
+                    constraint: crate::constrain::Constraint::JsonSchema(
+                        serde_json::json!({"type": "object"}),
+                    ),
+                    file: None,
+                }),
+                false,
+            ),
+            vec!["call".to_string()],
+        ),
+    };
+    steps.push(Step {
+        name: "result".into(),
+        kind: result,
+        vars: result_vars,
+    });
+    steps.push(Step {
+        name: "answer".into(),
+        kind: llm(
+            "{{request}}\n\nYou called a tool: {{call}}\nIt returned: {{result}}\n\nUsing that result, answer the request above directly.",
+            system,
+            None,
+            false,
+        ),
+        vars: with_sys(vec!["request".into(), "call".into(), "result".into()]),
+    });
+    let messages = MessageMap {
+        system: system.map(|_| "system".to_string()),
+        user: "request".into(),
+        assistant: "answer".into(),
+        conversation: None,
+        tool_call: Some("call".into()),
+        tool_result: Some("result".into()),
+    };
+    (steps, messages)
 }
 
 /// A plain task's placeholders, each with a seed list.

@@ -18,6 +18,13 @@ use std::sync::Arc;
 pub struct Message {
     pub role: String,
     pub content: String,
+    /// An assistant turn that calls tools (OpenAI format: `id`, `type: "function"`,
+    /// `function: {name, arguments}` with the arguments as a JSON string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<serde_json::Value>>,
+    /// A `tool` turn: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl Message {
@@ -25,6 +32,8 @@ impl Message {
         Message {
             role: role.to_string(),
             content: content.into(),
+            tool_calls: None,
+            tool_call_id: None,
         }
     }
 }

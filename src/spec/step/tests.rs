@@ -162,6 +162,8 @@ fn full_example_parses_to_the_expected_steps() {
             }),
             stop: vec!["\n\n".into()],
             few_shot: None,
+            output: None,
+            tool_call: false,
         }
     );
     assert_eq!(t.steps[4].vars, ["level", "persona", "topic"]);
@@ -175,6 +177,8 @@ fn full_example_parses_to_the_expected_steps() {
             sampling: None,
             stop: vec![],
             few_shot: None,
+            output: None,
+            tool_call: false,
         }
     );
     assert_eq!(t.steps[5].vars, ["question"]);
@@ -197,6 +201,8 @@ fn full_example_parses_to_the_expected_steps() {
             user: "question".into(),
             assistant: "answer".into(),
             conversation: None,
+            tool_call: None,
+            tool_result: None,
         })
     );
     // The plan expands over the seeds the steps write as `{{…}}`, in order of first use
@@ -755,6 +761,8 @@ fn conversation_evolve_and_few_shot_parse() {
             user: String::new(),
             assistant: String::new(),
             conversation: Some("chat".into()),
+            tool_call: None,
+            tool_result: None,
         })
     );
     assert_eq!(t.vars, ["product", "mood", "question"]);
@@ -1261,4 +1269,167 @@ fn messages_may_name_a_conversation() {
         "{only}[[task.step]]\nname = \"c\"\n[task.step.conversation]\nturns = 2\nuser_system = \"Ask about {{{{e}}}}.\"\n"
     );
     assert!(parse_ok(&with_chat).tasks[0].messages.is_none());
+}
+
+const TOOLS_JSON: &str = r#"[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]"#;
+
+const TOOL_STEPS: &str = r#"[run]
+name = "t"
+
+[teacher]
+model = "smollm2-135m-instruct"
+
+[seeds]
+city = ["Oslo", "Lyon"]
+
+[[task]]
+name = "tools"
+tools = "tools.json"
+
+  [[task.step]]
+  name = "call"
+  template = "What is the weather in {{city}}?"
+  tool_call = true
+
+  [[task.step]]
+  name = "result"
+  tool_result = { from = "call", fixture = "results.json" }
+
+  [[task.step]]
+  name = "answer"
+  template = "{{city}}: {{result}}"
+
+  [task.messages]
+  user = "city"
+  tool_call = "call"
+  tool_result = "result"
+  assistant = "answer"
+"#;
+
+fn tool_fails(from: &str, to: &str, field: &str, needles: &[&str]) {
+    let pos = TOOL_STEPS.find(from).unwrap();
+    let text = TOOL_STEPS.replacen(from, to, 1);
+    let line = TOOL_STEPS[..pos].matches('\n').count() + 1 + to.matches('\n').count();
+    new_fails(
+        &text,
+        &[
+            ("tools.json", TOOLS_JSON),
+            ("results.json", r#"{"get_weather": {"t": 3}}"#),
+        ],
+        line,
+        field,
+        needles,
+    );
+}
+
+#[test]
+fn tool_calls_parse_and_bad_ones_fail_at_their_field() {
+    let (_d, r) = parse_new(
+        TOOL_STEPS,
+        &[
+            ("tools.json", TOOLS_JSON),
+            ("results.json", r#"{"get_weather": {"t": 3}}"#),
+        ],
+    );
+    let spec = r.unwrap();
+    let t = &spec.tasks[0];
+    assert_eq!(t.tools.as_ref().unwrap().names, ["get_weather"]);
+    assert!(matches!(
+        &t.steps[0].kind,
+        StepKind::Llm { tool_call: true, output: Some(o), .. } if o.constraint.kind() == "grammar"
+    ));
+    assert!(matches!(&t.steps[1].kind, StepKind::ToolResult { from, .. } if from == "call"));
+    let m = t.messages.as_ref().unwrap();
+    assert_eq!(
+        (m.tool_call.as_deref(), m.tool_result.as_deref()),
+        (Some("call"), Some("result"))
+    );
+
+    tool_fails(
+        "tools = \"tools.json\"",
+        "tools = \"missing.json\"",
+        "task[0].tools",
+        &["missing.json"],
+    );
+    tool_fails(
+        "tool_result = { from = \"call\", fixture = \"results.json\" }",
+        "tool_result = { from = \"answer\", fixture = \"results.json\" }",
+        "task[0].step[1].tool_result.from",
+        &["`answer`"],
+    );
+    tool_fails(
+        "tool_result = { from = \"call\", fixture = \"results.json\" }",
+        "tool_result = { from = \"call\" }",
+        "task[0].step[1].tool_result.fixture",
+        &["fixture"],
+    );
+    tool_fails(
+        "  tool_call = true",
+        "  output = { regex = \"a\" }\n  tool_call = true",
+        "task[0].step[0].tool_call",
+        &["both `output` and `tool_call`"],
+    );
+    tool_fails(
+        "  tool_call = \"call\"",
+        "  tool_call = \"answer\"",
+        "task[0].messages.tool_call",
+        &["not a `tool_call = true` step"],
+    );
+    tool_fails(
+        "  name = \"result\"\n  tool_result = { from = \"call\", fixture = \"results.json\" }",
+        "  name = \"result\"\n  expression = \"x\"\n  tool_call = true",
+        "task[0].step[1].tool_call",
+        &["constrains an LLM step"],
+    );
+    // Without `tools`, a tool_call step says what to add.
+    let text = TOOL_STEPS.replacen("tools = \"tools.json\"\n", "", 1);
+    let (_d, r) = parse_new(&text, &[("results.json", "{}")]);
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("task[0].step[0].tool_call") && e.contains("declares none"), "{e}");
+}
+
+#[test]
+fn a_plain_task_with_tools_runs_as_request_call_result_answer() {
+    let text = r#"[run]
+name = "t"
+
+[teacher]
+model = "smollm2-135m-instruct"
+
+[seeds]
+city = ["Oslo", "Lyon"]
+
+[[task]]
+name = "plain"
+system = "Be brief."
+template = "Weather in {{city}}?"
+tools = "tools.json"
+"#;
+    let (_d, r) = parse_new(text, &[("tools.json", TOOLS_JSON)]);
+    let spec = r.unwrap();
+    let t = &spec.tasks[0];
+    let names: Vec<&str> = t.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["system", "request", "call", "result", "answer"]);
+    // Without tool_results the teacher simulates the tool under a JSON constraint.
+    assert!(matches!(&t.steps[3].kind, StepKind::Llm { output: Some(_), tool_call: false, .. }));
+    assert_eq!(t.vars, ["city"]);
+    let with_fixture = text.replace(
+        "tools = \"tools.json\"\n",
+        "tools = \"tools.json\"\ntool_results = \"r.json\"\n",
+    );
+    let (_d, r) = parse_new(
+        &with_fixture,
+        &[("tools.json", TOOLS_JSON), ("r.json", r#"{"get_wether": {}}"#)],
+    );
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("task[0].tool_results") && e.contains("`get_wether`"), "{e}");
+    // A seed named like one of the program's steps is ambiguous.
+    let clash = text.replace("city = [", "request = [\"x\"]\ncity = [");
+    let (_d, r) = parse_new(&clash, &[("tools.json", TOOLS_JSON)]);
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("`request`") && e.contains("task[0].tools"), "{e}");
+    // `output` and `tools` on one task.
+    let both = text.replace("tools = ", "output = { regex = \"a\" }\ntools = ");
+    let (_d, r) = parse_new(&both, &[("tools.json", TOOLS_JSON)]);
+    assert!(r.unwrap_err().to_string().contains("leave `output` out"));
 }
