@@ -185,6 +185,7 @@ min = 1
 
 [filter]
 min_judge = 0.0
+allow_truncated = true
 
 [dedup]
 minhash = 0.8

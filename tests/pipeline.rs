@@ -66,6 +66,8 @@ min = 3
 
 [filter]
 require = []
+# Short answers keep the test fast; truncation rejection has its own test.
+allow_truncated = true
 
 [dedup]
 semantic = 0.92
@@ -805,4 +807,78 @@ fn ctrl_c_during_run_stops_after_the_batch_and_rerun_completes() {
     );
     assert_eq!(records_by_id(&rd.join("generated.jsonl")).len(), 12);
     assert!(rd.join("report.html").exists());
+}
+
+/// Answers that hit `max_new_tokens` stop mid-sentence: rejected as `truncated` by
+/// default, counted per task in the report, and kept once `allow_truncated = true`
+/// (which reruns the filter: it is part of the stage's settings).
+#[test]
+fn answers_cut_off_at_max_new_tokens_are_rejected_unless_allowed() {
+    model_file("smollm2-135m-instruct");
+    model_file("all-minilm-l6-v2");
+    let dir = tempfile::tempdir().unwrap();
+    let p = spec(dir.path(), 3, 8, BLEND);
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.replace("allow_truncated = true\n", "")).unwrap();
+    let o = run(flywheel().arg("run").arg(&p));
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let rd = dir.path().join("runs/p");
+    let generated = lines(&rd.join("generated.jsonl"));
+    let cut: Vec<&Value> = generated
+        .iter()
+        .filter(|r| r["provenance"]["finish_reason"] == "length")
+        .collect();
+    assert!(!cut.is_empty(), "40-token answers: some must hit the limit");
+    let rejected = lines(&rd.join("rejected.jsonl"));
+    let dataset = lines(&rd.join("dataset.jsonl"));
+    for r in &cut {
+        let rj = rejected
+            .iter()
+            .find(|x| x["id"] == r["id"])
+            .unwrap_or_else(|| panic!("a cut-off answer was not rejected: {r}"));
+        assert_eq!(rj["decision"]["reason"], "truncated", "{rj}");
+        assert!(dataset.iter().all(|d| d["id"] != r["id"]));
+    }
+    assert!(dataset
+        .iter()
+        .all(|d| d["provenance"]["finish_reason"] != "length"));
+    let report = json(&rd.join("report.json"));
+    let row = &report["truncation"][0];
+    assert_eq!(row["task"], "explain");
+    assert_eq!(row["records"].as_u64().unwrap() as usize, generated.len());
+    assert_eq!(
+        row["hit_max_new_tokens"].as_u64().unwrap() as usize,
+        cut.len()
+    );
+    assert_eq!(
+        row["rejected_truncated"].as_u64().unwrap() as usize,
+        cut.len()
+    );
+    let losses = report["losses"].as_array().unwrap();
+    assert!(
+        losses
+            .iter()
+            .any(|l| l["reason"] == "truncated"
+                && l["count"].as_u64().unwrap() as usize == cut.len()),
+        "{losses:?}"
+    );
+    assert!(std::fs::read_to_string(rd.join("report.html"))
+        .unwrap()
+        .contains("Cut off at max_new_tokens"));
+    // Allowed: the filter reruns and keeps them.
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("require = []\n", "require = []\nallow_truncated = true\n"),
+    )
+    .unwrap();
+    let o = run(flywheel().arg("run").arg(&p));
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let rejected = lines(&rd.join("rejected.jsonl"));
+    assert!(rejected
+        .iter()
+        .all(|r| r["decision"]["reason"] != "truncated"));
+    let report = json(&rd.join("report.json"));
+    assert_eq!(report["truncation"][0]["rejected_truncated"], 0);
 }

@@ -347,22 +347,28 @@ fn tool_call_records_validate_against_their_tools_schema_and_export_as_openai() 
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
     std::fs::create_dir_all(dir.path().join("tools")).unwrap();
-    for f in ["tool-calls.toml", "tools/assistant.json", "tools/results.json"] {
+    for f in [
+        "tool-calls.toml",
+        "tools/assistant.json",
+        "tools/results.json",
+    ] {
         std::fs::copy(root.join(f), dir.path().join(f)).unwrap();
     }
-    let o = run(flywheel()
-        .current_dir(dir.path())
-        .args(["run", "-q", "--device", "cpu", "tool-calls.toml"]));
+    let o = run(flywheel().current_dir(dir.path()).args([
+        "run",
+        "-q",
+        "--device",
+        "cpu",
+        "tool-calls.toml",
+    ]));
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     let rd = dir.path().join("runs/tool-calls");
-    let tools: Value = serde_json::from_str(
-        &std::fs::read_to_string(root.join("tools/assistant.json")).unwrap(),
-    )
-    .unwrap();
-    let fixture: Value = serde_json::from_str(
-        &std::fs::read_to_string(root.join("tools/results.json")).unwrap(),
-    )
-    .unwrap();
+    let tools: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("tools/assistant.json")).unwrap())
+            .unwrap();
+    let fixture: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("tools/results.json")).unwrap())
+            .unwrap();
     let generated = lines(&rd.join("generated.jsonl"));
     let rejected = std::fs::read_to_string(rd.join("steps_rejected.jsonl")).unwrap_or_default();
     let plain = generated
@@ -429,7 +435,10 @@ fn tool_call_records_validate_against_their_tools_schema_and_export_as_openai() 
         assert_eq!(answer["role"], "assistant");
         assert!(!answer["content"].as_str().unwrap().trim().is_empty());
     }
-    assert!(names.len() >= 2, "the model chose among the tools: {names:?}");
+    assert!(
+        names.len() >= 2,
+        "the model chose among the tools: {names:?}"
+    );
     // The exports keep the calls: OpenAI/TRL format, and LLaMA-Factory's sharegpt.
     let openai = dir.path().join("openai.jsonl");
     let o = run(flywheel()
@@ -444,7 +453,9 @@ fn tool_call_records_validate_against_their_tools_schema_and_export_as_openai() 
         assert_eq!(e["tools"], tools);
         let m = e["messages"].as_array().unwrap();
         assert!(m.iter().any(|x| x["tool_calls"].is_array()), "{e}");
-        assert!(m.iter().any(|x| x["role"] == "tool" && x["tool_call_id"].is_string()));
+        assert!(m
+            .iter()
+            .any(|x| x["role"] == "tool" && x["tool_call_id"].is_string()));
     }
     let sg = dir.path().join("sharegpt.jsonl");
     let o = run(flywheel()
@@ -460,7 +471,10 @@ fn tool_call_records_validate_against_their_tools_schema_and_export_as_openai() 
         .iter()
         .map(|t| t["from"].as_str().unwrap())
         .collect();
-    assert!(froms.contains(&"function_call") && froms.contains(&"observation"), "{froms:?}");
+    assert!(
+        froms.contains(&"function_call") && froms.contains(&"observation"),
+        "{froms:?}"
+    );
     assert!(first["tools"].is_string());
     let o = run(flywheel()
         .arg("export")

@@ -60,6 +60,10 @@ pub struct DedupArgs {
     /// A verifier that must have passed; repeatable.
     #[arg(long, value_name = "NAME", conflicts_with = "spec")]
     require: Vec<String>,
+    /// Keep records whose answer hit max_new_tokens (finish_reason "length"); by default
+    /// they are rejected as `truncated` (they stop mid-sentence).
+    #[arg(long, conflicts_with = "spec")]
+    allow_truncated: bool,
     /// Embedder: a built-in id or a local sentence-transformers folder.
     #[arg(long, default_value = "all-minilm-l6-v2", conflicts_with = "spec")]
     embedder: String,
@@ -133,6 +137,7 @@ fn with_flags(a: DedupArgs, cx: &Ctx) -> Result<stage::DedupSummary> {
             min_score: Default::default(),
             // Flags name what must pass; with none, verifier results are not used.
             require: Some(a.require),
+            allow_truncated: a.allow_truncated,
         },
         device: a.device.open().with_context(&context)?,
         fetch: a.offline.policy(),

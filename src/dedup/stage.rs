@@ -260,6 +260,14 @@ pub fn filter_reason(v: &Value, f: &FilterSection) -> Option<String> {
     if v.pointer("/meta/output/valid") == Some(&Value::Bool(false)) {
         return Some("truncated_in_grammar".into());
     }
+    // An answer that ran out of tokens stops mid-sentence: wrong data unless asked for.
+    if !f.allow_truncated
+        && v.pointer("/provenance/finish_reason")
+            .and_then(Value::as_str)
+            == Some("length")
+    {
+        return Some("truncated".into());
+    }
     if let Some(min) = f.min_judge {
         match priority(v) {
             None => return Some("judge:missing".into()),
@@ -609,4 +617,29 @@ pub fn run(
     }
     summary.wall_seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cut_off_answers_are_rejected_unless_allowed() {
+        let cut = json!({"provenance": {"finish_reason": "length"}});
+        let ended = json!({"provenance": {"finish_reason": "eos"}});
+        let real = json!({"messages": []});
+        let mut f = FilterSection::default();
+        assert_eq!(filter_reason(&cut, &f), Some("truncated".into()));
+        assert_eq!(filter_reason(&ended, &f), None);
+        assert_eq!(filter_reason(&real, &f), None);
+        // A constrained answer cut off mid-grammar says so, allowed or not.
+        let grammar = json!({"meta": {"output": {"valid": false}}, "provenance": {"finish_reason": "length"}});
+        f.allow_truncated = true;
+        assert_eq!(filter_reason(&cut, &f), None);
+        assert_eq!(
+            filter_reason(&grammar, &f),
+            Some("truncated_in_grammar".into())
+        );
+    }
 }

@@ -1343,7 +1343,9 @@ fn transcript_text(t: &[Message]) -> String {
 /// is derived from the record id, so a record's bytes are reproducible.
 fn tool_turns(record_id: &str, call: &str, result: String) -> Result<[Message; 2]> {
     let (name, args) = crate::spec::tools::parse_call(call).map_err(|why| {
-        Error::Internal(format!("record {record_id}: its tool call passed its grammar but reads as {why}"))
+        Error::Internal(format!(
+            "record {record_id}: its tool call passed its grammar but reads as {why}"
+        ))
     })?;
     let id = format!("call_{}", &record_id[..record_id.len().min(16)]);
     let mut assistant = Message::new("assistant", "");
@@ -1400,9 +1402,14 @@ fn compute(
         }
         StepKind::ToolResult { from, fixture } => {
             let call = scope.get(from).ok_or_else(|| {
-                Error::Internal(format!("tool_result step {} runs before `{from}`", step.name))
+                Error::Internal(format!(
+                    "tool_result step {} runs before `{from}`",
+                    step.name
+                ))
             })?;
-            fixture.answer(call).map_err(|why| format!("{why}:{}", step.name))
+            fixture
+                .answer(call)
+                .map_err(|why| format!("{why}:{}", step.name))
         }
         StepKind::Llm { .. } | StepKind::Conversation(_) | StepKind::Evolve(_) => {
             return Err(Error::Internal(format!(

@@ -113,8 +113,10 @@ impl<'a> View<'a> {
                     (Some(r), Some(c)) => {
                         let mut msg = Message::new(r, c);
                         msg.tool_calls = calls.cloned();
-                        msg.tool_call_id =
-                            x.get("tool_call_id").and_then(Value::as_str).map(String::from);
+                        msg.tool_call_id = x
+                            .get("tool_call_id")
+                            .and_then(Value::as_str)
+                            .map(String::from);
                         Ok(msg)
                     }
                     _ => Err("a message lacks a string role or content".to_string()),

@@ -260,6 +260,25 @@ fn structured(b: &mut String, r: &Value) {
     b.push_str("</table>");
 }
 
+/// Records that hit `max_new_tokens`, per task.
+fn truncation(b: &mut String, r: &Value) {
+    let Some(rows) = r["truncation"].as_array() else {
+        return;
+    };
+    b.push_str("<h3>Cut off at max_new_tokens</h3><p>Answers that ran out of tokens stop mid-sentence; the filter rejects them as <code>truncated</code> unless <code>[filter] allow_truncated = true</code>. Many here: raise <code>max_new_tokens</code> or ask for shorter answers.</p><table><tr><th>task</th><th>records</th><th>hit max_new_tokens</th><th>rejected</th></tr>");
+    for (i, row) in rows.iter().enumerate() {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(row["task"].as_str().unwrap_or("")),
+            num(r, &format!("truncation.{i}.records"), "i"),
+            num(r, &format!("truncation.{i}.hit_max_new_tokens"), "i"),
+            num(r, &format!("truncation.{i}.rejected_truncated"), "i"),
+        );
+    }
+    b.push_str("</table>");
+}
+
 /// Conversations' turn counts and evolved records' difficulty levels.
 fn programs(b: &mut String, r: &Value) {
     let t = &r["turns"];
@@ -420,6 +439,7 @@ pub fn render(r: &Value) -> String {
     b.push_str("</table>");
     step_funnel(&mut b, r);
     structured(&mut b, r);
+    truncation(&mut b, r);
 
     // Judges.
     b.push_str("<h2>Judge scores</h2>");

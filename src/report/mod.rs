@@ -239,6 +239,7 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
             steps::latest_synthetic(&f).and_then(|(set, r)| steps::difficulty(set, &r)),
         ),
         ("structured", structured(&f)),
+        ("truncation", truncation(&f)),
     ];
     for (k, v) in programs {
         if let Some(v) = v {
@@ -271,6 +272,36 @@ fn structured(f: &Files) -> Option<Value> {
             .map(|((task, kind), (n, valid))| {
                 json!({"task": task, "constraint": kind, "records": n, "valid": valid,
                        "truncated_in_grammar": n - valid})
+            })
+            .collect(),
+    ))
+}
+
+/// Per task: records generated, how many hit `max_new_tokens` (`finish_reason =
+/// "length"`: they stop mid-sentence), and how many of those the filter rejected as
+/// `truncated` (all of them unless `[filter] allow_truncated = true`). `None` when no
+/// record hit the limit.
+fn truncation(f: &Files) -> Option<Value> {
+    let mut by: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+    let task = |r: &Value| r["meta"]["task"].as_str().unwrap_or("").to_string();
+    for r in f.generated.iter().flatten() {
+        let e = by.entry(task(r)).or_default();
+        e.0 += 1;
+        e.1 += usize::from(r["provenance"]["finish_reason"] == "length");
+    }
+    for r in &f.rejected {
+        if r["decision"]["reason"] == "truncated" {
+            by.entry(task(r)).or_default().2 += 1;
+        }
+    }
+    if by.values().all(|e| e.1 == 0) {
+        return None;
+    }
+    Some(Value::Array(
+        by.into_iter()
+            .map(|(task, (n, length, rejected))| {
+                json!({"task": task, "records": n, "hit_max_new_tokens": length,
+                       "rejected_truncated": rejected})
             })
             .collect(),
     ))

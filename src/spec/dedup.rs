@@ -26,6 +26,10 @@ pub struct FilterSection {
     /// `[]`: verifier results are ignored.
     #[serde(default)]
     pub require: Option<Vec<String>>,
+    /// Keep records whose answer hit `max_new_tokens` (`finish_reason = "length"`). Off by
+    /// default: an answer cut off mid-sentence is rejected as `truncated`.
+    #[serde(default)]
+    pub allow_truncated: bool,
 }
 
 /// Whether `x` can be a similarity threshold (Jaccard or cosine): in (0, 1]. The spec's

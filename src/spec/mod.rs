@@ -14,13 +14,13 @@ mod dedup;
 mod judge;
 mod locate;
 mod output;
-pub mod tools;
 mod privacy;
 mod run;
 mod seeds;
 mod step;
 mod task;
 mod teacher;
+pub mod tools;
 mod verifier;
 
 pub use blend::{BlendOrder, BlendSection};

@@ -1449,7 +1449,14 @@ impl Cx<'_> {
         })?;
         let fname = from.get_ref();
         let is_call = self.steps.iter().any(|s| {
-            &s.name == fname && matches!(s.kind, StepKind::Llm { tool_call: true, .. })
+            &s.name == fname
+                && matches!(
+                    s.kind,
+                    StepKind::Llm {
+                        tool_call: true,
+                        ..
+                    }
+                )
         });
         if !is_call {
             let m = self
@@ -1465,16 +1472,13 @@ impl Cx<'_> {
                 format!("step `{me}` needs `fixture`: a JSON file from tool name to its result (to have a model invent results instead, make `{me}` an LLM step whose template uses `{{{{{fname}}}}}`)"),
             )
         })?;
-        let tools = self.tools.ok_or_else(|| {
-            self.err(t.span(), j, "tool_result", "the task declares no `tools`")
-        })?;
+        let tools = self
+            .tools
+            .ok_or_else(|| self.err(t.span(), j, "tool_result", "the task declares no `tools`"))?;
         let field = self.field(j, "tool_result.fixture");
-        let fx = super::tools::load_fixture(
-            self.loc.base_dir(),
-            fixture.get_ref(),
-            tools,
-            &|m| self.loc.err(fixture.span(), &field, m),
-        )?;
+        let fx = super::tools::load_fixture(self.loc.base_dir(), fixture.get_ref(), tools, &|m| {
+            self.loc.err(fixture.span(), &field, m)
+        })?;
         self.note_use(fname, vars);
         Ok(StepKind::ToolResult {
             from: fname.clone(),

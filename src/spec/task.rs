@@ -162,7 +162,10 @@ fn validate_task(
         return Err(loc.err(
             o.span(),
             &field("output"),
-            format!("the task's `tools` ({}) give its calls their structure; leave `output` out", t.file.display()),
+            format!(
+                "the task's `tools` ({}) give its calls their structure; leave `output` out",
+                t.file.display()
+            ),
         ));
     }
     let (template, system, steps, messages, vars) = match &rt.template {
@@ -391,7 +394,7 @@ fn tool_program(
     steps.push(Step {
         name: "answer".into(),
         kind: llm(
-            "{{request}}\n\nYou called a tool: {{call}}\nIt returned: {{result}}\n\nUsing that result, answer the request above directly.",
+            "{{request}}\n\nYou called a tool: {{call}}\nIt returned: {{result}}\n\nUsing that result, answer the request above in one or two sentences.",
             system,
             None,
             false,

@@ -47,8 +47,12 @@ impl Tools {
 pub(super) fn load(base: &Path, file: &str, err: &dyn Fn(String) -> Error) -> Result<Tools> {
     let written = PathBuf::from(file);
     let path = base.join(&written);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| err(format!("cannot read the tools file {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        err(format!(
+            "cannot read the tools file {}: {e}",
+            path.display()
+        ))
+    })?;
     let v: Value = serde_json::from_str(&text).map_err(|e| {
         err(format!(
             "{}:{}:{}: not JSON: {e}",
@@ -142,8 +146,11 @@ pub(super) fn load(base: &Path, file: &str, err: &dyn Fn(String) -> Error) -> Re
         lark.push_str(&format!("args_{k}: %json {params}\n"));
     }
     let call = Constraint::Lark(lark);
-    call.check()
-        .map_err(|why| err(format!("{p}: the tools' call grammar cannot be used: {why}")))?;
+    call.check().map_err(|why| {
+        err(format!(
+            "{p}: the tools' call grammar cannot be used: {why}"
+        ))
+    })?;
     Ok(Tools {
         file: written,
         list: list.clone(),
@@ -318,11 +325,26 @@ mod tests {
         let cases = [
             ("{}", "JSON list"),
             ("[]", "between 1 and"),
-            (r#"[{"type": "function", "function": {"name": "a"}}, {"type": "function", "function": {"name": "a"}}]"#, "tool `a`: declared twice"),
-            (r#"[{"type": "function", "function": {"name": "bad name"}}]"#, "tool `bad name`"),
-            (r#"[{"type": "function", "function": {"name": "a", "parameters": {"type": "object", "properties": {"x": {"type": "string", "pattern": "(?<=a)b"}}}}}]"#, "tool `a`: `parameters` cannot be used"),
-            (r#"[{"type": "function", "function": {"name": "a", "parameters": {"type": "string"}}}]"#, "tool `a`"),
-            (r#"[{"type": "tool", "function": {"name": "a"}}]"#, "tool 1: `type`"),
+            (
+                r#"[{"type": "function", "function": {"name": "a"}}, {"type": "function", "function": {"name": "a"}}]"#,
+                "tool `a`: declared twice",
+            ),
+            (
+                r#"[{"type": "function", "function": {"name": "bad name"}}]"#,
+                "tool `bad name`",
+            ),
+            (
+                r#"[{"type": "function", "function": {"name": "a", "parameters": {"type": "object", "properties": {"x": {"type": "string", "pattern": "(?<=a)b"}}}}}]"#,
+                "tool `a`: `parameters` cannot be used",
+            ),
+            (
+                r#"[{"type": "function", "function": {"name": "a", "parameters": {"type": "string"}}}]"#,
+                "tool `a`",
+            ),
+            (
+                r#"[{"type": "tool", "function": {"name": "a"}}]"#,
+                "tool 1: `type`",
+            ),
             ("[1,", "t.json:1:"),
         ];
         for (text, want) in cases {

@@ -1385,7 +1385,10 @@ fn tool_calls_parse_and_bad_ones_fail_at_their_field() {
     let text = TOOL_STEPS.replacen("tools = \"tools.json\"\n", "", 1);
     let (_d, r) = parse_new(&text, &[("results.json", "{}")]);
     let e = r.unwrap_err().to_string();
-    assert!(e.contains("task[0].step[0].tool_call") && e.contains("declares none"), "{e}");
+    assert!(
+        e.contains("task[0].step[0].tool_call") && e.contains("declares none"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -1411,7 +1414,14 @@ tools = "tools.json"
     let names: Vec<&str> = t.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["system", "request", "call", "result", "answer"]);
     // Without tool_results the teacher simulates the tool under a JSON constraint.
-    assert!(matches!(&t.steps[3].kind, StepKind::Llm { output: Some(_), tool_call: false, .. }));
+    assert!(matches!(
+        &t.steps[3].kind,
+        StepKind::Llm {
+            output: Some(_),
+            tool_call: false,
+            ..
+        }
+    ));
     assert_eq!(t.vars, ["city"]);
     let with_fixture = text.replace(
         "tools = \"tools.json\"\n",
@@ -1419,15 +1429,24 @@ tools = "tools.json"
     );
     let (_d, r) = parse_new(
         &with_fixture,
-        &[("tools.json", TOOLS_JSON), ("r.json", r#"{"get_wether": {}}"#)],
+        &[
+            ("tools.json", TOOLS_JSON),
+            ("r.json", r#"{"get_wether": {}}"#),
+        ],
     );
     let e = r.unwrap_err().to_string();
-    assert!(e.contains("task[0].tool_results") && e.contains("`get_wether`"), "{e}");
+    assert!(
+        e.contains("task[0].tool_results") && e.contains("`get_wether`"),
+        "{e}"
+    );
     // A seed named like one of the program's steps is ambiguous.
     let clash = text.replace("city = [", "request = [\"x\"]\ncity = [");
     let (_d, r) = parse_new(&clash, &[("tools.json", TOOLS_JSON)]);
     let e = r.unwrap_err().to_string();
-    assert!(e.contains("`request`") && e.contains("task[0].tools"), "{e}");
+    assert!(
+        e.contains("`request`") && e.contains("task[0].tools"),
+        "{e}"
+    );
     // `output` and `tools` on one task.
     let both = text.replace("tools = ", "output = { regex = \"a\" }\ntools = ");
     let (_d, r) = parse_new(&both, &[("tools.json", TOOLS_JSON)]);
