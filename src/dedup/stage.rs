@@ -261,7 +261,10 @@ pub fn filter_reason(v: &Value, f: &FilterSection) -> Option<String> {
         return Some("truncated_in_grammar".into());
     }
     // An answer that ran out of tokens stops mid-sentence: wrong data unless asked for.
+    // A constrained answer whose grammar was complete at the limit is whole, not cut off.
+    let complete = v.pointer("/meta/output/valid") == Some(&Value::Bool(true));
     if !f.allow_truncated
+        && !complete
         && v.pointer("/provenance/finish_reason")
             .and_then(Value::as_str)
             == Some("length")
@@ -633,6 +636,9 @@ mod tests {
         assert_eq!(filter_reason(&cut, &f), Some("truncated".into()));
         assert_eq!(filter_reason(&ended, &f), None);
         assert_eq!(filter_reason(&real, &f), None);
+        let whole =
+            json!({"meta": {"output": {"valid": true}}, "provenance": {"finish_reason": "length"}});
+        assert_eq!(filter_reason(&whole, &f), None);
         // A constrained answer cut off mid-grammar says so, allowed or not.
         let grammar = json!({"meta": {"output": {"valid": false}}, "provenance": {"finish_reason": "length"}});
         f.allow_truncated = true;

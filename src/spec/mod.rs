@@ -37,7 +37,7 @@ pub use step::{
 };
 pub use task::{collect_vars, render, Task, MAX_PLAN_RECORDS, MAX_SAMPLE, MAX_SAMPLES_PER_PROMPT};
 pub use teacher::{Sampling, TeacherSection, MAX_BATCH, MAX_NEW_TOKENS};
-pub use verifier::{compile_regex, load_schema, LengthUnit, VerifierSpec};
+pub use verifier::{compile_regex, load_schema, ExecLimits, LengthUnit, VerifierSpec};
 
 use crate::error::{Error, Result};
 use serde::Deserialize;

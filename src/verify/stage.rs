@@ -401,6 +401,21 @@ pub fn run(
             summary.judge_items += items.len();
             summary.judge_seconds += t0.elapsed().as_secs_f64();
         }
+        // Verifier verdicts for the chunk's readable records, each verifier over all of
+        // them at once (those that run code run them in parallel).
+        let inputs: Vec<Input<'_>> = readable
+            .iter()
+            .map(|&i| {
+                let (p, r) = extracted[i].as_ref().expect("filtered to readable");
+                Input {
+                    prompt: p,
+                    response: r,
+                    record: &records[i],
+                }
+            })
+            .collect();
+        let mut verdicts: Vec<Vec<Verdict>> =
+            verifiers.iter().map(|(_, v)| v.check_many(&inputs)).collect();
         for &i in idxs {
             let mut rec = records[i].clone();
             let mut scores: Map<String, Value> = rec
@@ -451,15 +466,11 @@ pub fn run(
                         }
                     }
                     let mut vmap = Map::new();
-                    let input = Input {
-                        prompt,
-                        response,
-                        record: &records[i],
-                    };
-                    for (key, v) in &verifiers {
+                    for ((key, _), vs) in verifiers.iter().zip(verdicts.iter_mut()) {
+                        let v = std::mem::replace(&mut vs[pos], Verdict::pass());
                         vmap.insert(
                             key.clone(),
-                            serde_json::to_value(v.check(&input)).unwrap_or(Value::Null),
+                            serde_json::to_value(v).unwrap_or(Value::Null),
                         );
                     }
                     if consistency {
@@ -654,10 +665,10 @@ fn consistency_verdict(
             "fewer than two samples of this prompt have an answer; nothing to agree with",
         ),
         Some((m, n, k)) if answers_equal(&mine, m) => Verdict {
-            pass: true,
             reason: Some(format!(
                 "agrees with the majority answer {m:?} ({n} of {k})"
             )),
+            ..Verdict::pass()
         },
         Some((m, n, k)) => Verdict::fail(format!(
             "answer {mine:?} differs from the majority {m:?} ({n} of {k})"

@@ -19,6 +19,12 @@ pub struct Verdict {
     pub pass: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// An executing verifier's outcome: `pass`, `fail`, `timeout` or `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// The tail of a run's stderr (its stdout when stderr was empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
 }
 
 impl Verdict {
@@ -26,12 +32,16 @@ impl Verdict {
         Verdict {
             pass: true,
             reason: None,
+            outcome: None,
+            stderr: None,
         }
     }
     pub fn fail(reason: impl Into<String>) -> Self {
         Verdict {
             pass: false,
             reason: Some(reason.into()),
+            outcome: None,
+            stderr: None,
         }
     }
 }
@@ -41,6 +51,11 @@ pub trait Verifier: Send + Sync {
     /// The key under `scores.verifiers`.
     fn name(&self) -> &str;
     fn check(&self, input: &Input<'_>) -> Verdict;
+    /// Many records at once: verifiers that run code override this to run them in
+    /// parallel.
+    fn check_many(&self, inputs: &[Input<'_>]) -> Vec<Verdict> {
+        inputs.iter().map(|i| self.check(i)).collect()
+    }
 }
 
 /// The response parses as JSON (a ```json fence is allowed) and, optionally, fits a schema.
@@ -331,10 +346,75 @@ pub fn build(
             max_share: *max_share,
         }),
         S::Refusal {} => Box::new(Refusal),
+        S::PythonTests {
+            tests,
+            entry_point,
+            python,
+            limits,
+        } => Box::new(super::exec::PythonTests {
+            tests: tests.clone(),
+            entry_point: entry_point.clone(),
+            python: python.clone(),
+            settings: exec_settings(limits)?,
+        }),
+        S::Sql {
+            database,
+            gold,
+            timeout_s,
+        } => {
+            let path = base_dir.join(database);
+            let script = std::fs::read_to_string(&path).map_err(|e| {
+                format!("cannot read the database script {}: {e}", path.display())
+            })?;
+            Box::new(super::sql::Sql {
+                script,
+                gold: gold.clone(),
+                timeout: std::time::Duration::from_secs_f64(*timeout_s),
+            })
+        }
+        S::Exec {
+            command,
+            file,
+            languages,
+            tests,
+            limits,
+        } => Box::new(super::exec::Exec {
+            command: command.clone(),
+            file: file.clone(),
+            languages: languages.clone(),
+            tests: tests.clone(),
+            settings: exec_settings(limits)?,
+        }),
         S::Language { min_letter_share } => Box::new(Language {
             min_letter_share: *min_letter_share,
         }),
     }))
+}
+
+/// The sandbox settings of an executing verifier; refuses where the machine cannot
+/// isolate the network and the spec did not allow that.
+fn exec_settings(l: &crate::spec::ExecLimits) -> Result<super::exec::ExecSettings, String> {
+    let iso = super::sandbox::Isolation::get();
+    if !iso.network && !l.allow_unsandboxed {
+        return Err(format!(
+            "this verifier runs generated code, and this machine refuses a network namespace (so the code could reach the network); set `allow_unsandboxed = true` on the verifier to run it anyway. Sandbox here: {}",
+            iso.describe()
+        ));
+    }
+    let timeout = std::time::Duration::from_secs_f64(l.timeout_s);
+    Ok(super::exec::ExecSettings {
+        limits: super::sandbox::Limits {
+            timeout,
+            cpu_seconds: l.cpu_s.unwrap_or(l.timeout_s.ceil() as u64).max(1),
+            memory_bytes: l.memory_mb << 20,
+            file_bytes: l.file_mb << 20,
+            processes: l.processes,
+        },
+        workers: l
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        allow_unsandboxed: l.allow_unsandboxed,
+    })
 }
 
 /// Follows a dotted path (`meta.vars.answer`) into a JSON value.

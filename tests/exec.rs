@@ -1,0 +1,271 @@
+//! Truth by execution: the `python_tests` verifier tells correct solutions from subtly
+//! wrong ones through the real CLI, and the sandbox contains code that opens sockets,
+//! writes outside its directory, forks without bound, allocates 10 GB, sleeps forever or
+//! reads the environment — leaving the machine and the run directory as they were.
+//! Where this machine lacks an isolation layer, the check that needs it says SKIPPED.
+
+mod common;
+
+use common::{flywheel, run, stderr, stdout};
+use flywheel::verify::sandbox::{self, Isolation, Limits, Outcome};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn py(script: &str, limits: &Limits) -> sandbox::RunResult {
+    sandbox::run(
+        &["python3".into(), "-I".into(), "main.py".into()],
+        &[("main.py", script.as_bytes())],
+        limits,
+        false,
+    )
+}
+
+fn short() -> Limits {
+    Limits {
+        timeout: Duration::from_secs(5),
+        cpu_seconds: 5,
+        ..Limits::default()
+    }
+}
+
+/// Every file under `dir` with its length: what "untouched" is compared on.
+fn listing(dir: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((
+                    p.display().to_string(),
+                    e.metadata().map(|m| m.len()).unwrap_or(0),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn network_or_skip(what: &str) -> bool {
+    let iso = Isolation::get();
+    eprintln!("sandbox here: {}", iso.describe());
+    if !iso.network {
+        eprintln!("SKIPPED ({what}): this machine refuses a network namespace, so the executing verifiers refuse to run (tested below)");
+    }
+    iso.network
+}
+
+#[test]
+fn sockets_are_refused_even_to_a_server_on_this_machine() {
+    if !network_or_skip("sockets") {
+        return;
+    }
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let r = py(
+        &format!(
+            "import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    print('CONNECTED local')\nexcept OSError as e:\n    print('refused local', e)\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=2)\n    print('CONNECTED remote')\nexcept OSError as e:\n    print('refused remote', e)\n"
+        ),
+        &short(),
+    );
+    assert_eq!(r.outcome, Outcome::Pass, "{r:?}");
+    assert!(
+        r.tail.contains("refused local") && r.tail.contains("refused remote"),
+        "{r:?}"
+    );
+    assert!(!r.tail.contains("CONNECTED"), "{r:?}");
+    server.set_nonblocking(true).unwrap();
+    assert!(server.accept().is_err(), "nothing reached the server");
+}
+
+#[test]
+fn writes_outside_the_run_directory_fail() {
+    if !network_or_skip("writes") {
+        return;
+    }
+    let iso = Isolation::get();
+    let outside = tempfile::tempdir().unwrap();
+    let before = listing(outside.path());
+    let victim = outside.path().join("victim.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+    let tmp_escape = std::env::temp_dir().join(format!("flywheel-escape-{}", std::process::id()));
+    let script = format!(
+        "import os\nfor p in [{v:?}, {n:?}, {t:?}]:\n    try:\n        open(p, 'w').write('x')\n        print('WROTE', p)\n    except OSError as e:\n        print('denied', p, e)\nopen('inside.txt', 'w').write('fine')\nprint('inside ok')\n",
+        v = victim.display().to_string(),
+        n = outside.path().join("new.txt").display().to_string(),
+        t = tmp_escape.display().to_string(),
+    );
+    let r = py(&script, &short());
+    assert_eq!(r.outcome, Outcome::Pass, "{r:?}");
+    assert!(r.tail.contains("inside ok"), "its own directory is writable: {r:?}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    assert!(!outside.path().join("new.txt").exists());
+    let mut after = listing(outside.path());
+    after.retain(|(p, _)| !p.ends_with("victim.txt"));
+    assert_eq!(before, after);
+    if iso.landlock > 0 {
+        assert!(!tmp_escape.exists(), "Landlock keeps writes in the run's directory: {r:?}");
+    } else {
+        eprintln!("SKIPPED (/tmp): no Landlock here, so `nobody` may write to world-writable /tmp");
+        let _ = std::fs::remove_file(&tmp_escape);
+    }
+}
+
+#[test]
+fn a_fork_bomb_is_bounded_and_leaves_nothing_running() {
+    if !network_or_skip("fork bomb") {
+        return;
+    }
+    let marker = format!("bomb{}", std::process::id());
+    let script = format!(
+        "import os, time\n# {marker}\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.05)\n"
+    );
+    let t = Instant::now();
+    let r = py(&script, &Limits { timeout: Duration::from_secs(3), ..short() });
+    assert_ne!(r.outcome, Outcome::Pass, "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    std::thread::sleep(Duration::from_millis(300));
+    // No process of the run is left (their command lines hold the script's name, and
+    // the script holds the marker: look for both).
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("cmdline")).ok())
+        .filter(|c| c.contains("main.py") && c.contains("-I"))
+        .collect();
+    assert!(left.is_empty(), "left running: {left:?}");
+}
+
+#[test]
+fn ten_gigabytes_sleeping_forever_and_the_environment() {
+    if !network_or_skip("memory, sleep, environment") {
+        return;
+    }
+    let r = py("b = bytearray(10 * 1024 ** 3)\nprint('ALLOCATED')\n", &short());
+    assert_eq!(r.outcome, Outcome::Fail, "{r:?}");
+    assert!(r.tail.contains("MemoryError") && !r.tail.contains("ALLOCATED"), "{r:?}");
+
+    let t = Instant::now();
+    let r = py(
+        "import time\ntime.sleep(10 ** 6)\n",
+        &Limits {
+            timeout: Duration::from_secs(2),
+            ..short()
+        },
+    );
+    assert_eq!(r.outcome, Outcome::Timeout, "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+
+    let r = py(
+        "import os\nprint(sorted(os.environ))\nprint(os.environ.get('FLYWHEEL_HOME', 'no home'))\n",
+        &short(),
+    );
+    assert_eq!(r.outcome, Outcome::Pass, "{r:?}");
+    // The test process has FLYWHEEL_HOME (and CARGO_*, PATH to the toolchain...): none of
+    // it reaches the code.
+    assert!(r.tail.contains("no home"), "{r:?}");
+    assert!(!r.tail.contains("CARGO"), "{r:?}");
+}
+
+/// HumanEval-style items: each with a correct and a subtly wrong solution, plus code that
+/// does not compile and code that never ends.
+fn items() -> Vec<Value> {
+    let median_tests = "def check(candidate):\n    assert candidate([3, 1, 2]) == 2\n    assert candidate([4, 1, 3, 2]) == 2.5\n    assert candidate([7]) == 7\n";
+    let sum_tests = "def check(candidate):\n    assert candidate(1) == 1\n    assert candidate(4) == 10\n    assert candidate(0) == 0\n";
+    let pal_tests = "def check(candidate):\n    assert candidate('Racecar')\n    assert candidate('')\n    assert not candidate('ab')\n";
+    let mk = |id: &str, code: &str, tests: &str, entry: &str, label: &str| {
+        json!({"id": id, "prompt": format!("Write {entry}."), "response": format!("Here it is:\n```python\n{code}```\n"),
+               "label": label, "meta": {"vars": {"tests": tests, "entry_point": entry}}})
+    };
+    vec![
+        mk("median-ok", "def median(l):\n    s = sorted(l)\n    n = len(s)\n    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2\n", median_tests, "median", "pass"),
+        mk("median-even-bug", "def median(l):\n    s = sorted(l)\n    return s[len(s) // 2]\n", median_tests, "median", "fail"),
+        mk("sum-ok", "def sum_to(n):\n    return sum(range(1, n + 1))\n", sum_tests, "sum_to", "pass"),
+        mk("sum-off-by-one", "def sum_to(n):\n    return sum(range(1, n))\n", sum_tests, "sum_to", "fail"),
+        mk("pal-ok", "def is_pal(s):\n    s = s.lower()\n    return s == s[::-1]\n", pal_tests, "is_pal", "pass"),
+        mk("pal-case-bug", "def is_pal(s):\n    return s == s[::-1]\n", pal_tests, "is_pal", "fail"),
+        mk("syntax", "def median(l)\n    return 1\n", median_tests, "median", "fail"),
+        mk("forever", "def sum_to(n):\n    while True:\n        pass\n", sum_tests, "sum_to", "timeout"),
+    ]
+}
+
+#[test]
+fn python_tests_tells_correct_from_subtly_wrong_through_the_cli() {
+    if !network_or_skip("python_tests") {
+        // The verifier must refuse, naming the reason, rather than run unsandboxed.
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("solutions.jsonl");
+    let text: String = items().iter().map(|v| format!("{v}\n")).collect();
+    std::fs::write(&input, text).unwrap();
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(
+        &spec,
+        r#"[run]
+name = "x"
+
+[[verifier]]
+kind = "python_tests"
+tests = "meta.vars.tests"
+entry_point = "meta.vars.entry_point"
+timeout_s = 3
+workers = 2
+"#,
+    )
+    .unwrap();
+    let before = listing(dir.path());
+    let out = dir.path().join("verified.jsonl");
+    let t = Instant::now();
+    let o = run(flywheel()
+        .args(["verify", "-q"])
+        .arg(&spec)
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&out));
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    eprintln!("8 solutions checked in {:.1?}", t.elapsed());
+    for line in std::fs::read_to_string(&out).unwrap().lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        let v = &r["scores"]["verifiers"]["python_tests"];
+        let want = r["label"].as_str().unwrap();
+        assert_eq!(v["outcome"], want, "{}: {v}", r["id"]);
+        assert_eq!(v["pass"], want == "pass", "{}: {v}", r["id"]);
+        if r["id"] == "median-even-bug" {
+            assert!(
+                v["stderr"].as_str().unwrap().contains("AssertionError"),
+                "the stderr tail says why: {v}"
+            );
+        }
+        if r["id"] == "syntax" {
+            assert!(v["stderr"].as_str().unwrap().contains("SyntaxError"), "{v}");
+        }
+    }
+    // The directory holds what it held, plus the output.
+    let mut after = listing(dir.path());
+    after.retain(|(p, _)| !p.ends_with("verified.jsonl"));
+    assert_eq!(before, after);
+}
+
+#[test]
+fn bad_executing_verifiers_fail_the_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    for (body, want) in [
+        ("kind = \"python_tests\"\n", "tests"),
+        ("kind = \"python_tests\"\ntests = \"t\"\ntimeout_s = 0\n", "timeout_s"),
+        ("kind = \"python_tests\"\ntests = \"t\"\ntimout_s = 3\n", "timout_s"),
+        ("kind = \"exec\"\ncommand = []\nfile = \"a.js\"\n", "command"),
+        ("kind = \"exec\"\ncommand = [\"node\", \"{file}\"]\nfile = \"../a.js\"\n", "file"),
+    ] {
+        let spec = dir.path().join("spec.toml");
+        std::fs::write(&spec, format!("[run]\nname = \"x\"\n\n[[verifier]]\n{body}")).unwrap();
+        let o = run(flywheel().args(["verify", "-q"]).arg(&spec).arg("--input").arg(&spec));
+        let e = stderr(&o);
+        assert!(!o.status.success() && e.contains("verifier[0]") && e.contains(want), "{body}: {e}");
+    }
+}
