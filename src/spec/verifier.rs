@@ -131,13 +131,22 @@ fn default_processes() -> u64 {
 impl ExecLimits {
     fn check(&self) -> std::result::Result<(), String> {
         if !(self.timeout_s > 0.0 && self.timeout_s <= 3600.0) {
-            return Err(format!("timeout_s = {} must be in (0, 3600]", self.timeout_s));
+            return Err(format!(
+                "timeout_s = {} must be in (0, 3600]",
+                self.timeout_s
+            ));
         }
         if self.memory_mb < 16 || self.memory_mb > 1 << 20 {
-            return Err(format!("memory_mb = {} must be in [16, 1048576]", self.memory_mb));
+            return Err(format!(
+                "memory_mb = {} must be in [16, 1048576]",
+                self.memory_mb
+            ));
         }
         if self.processes == 0 || self.processes > 4096 {
-            return Err(format!("processes = {} must be in [1, 4096]", self.processes));
+            return Err(format!(
+                "processes = {} must be in [1, 4096]",
+                self.processes
+            ));
         }
         if self.file_mb == 0 {
             return Err("file_mb must be at least 1".into());
@@ -253,11 +262,16 @@ impl VerifierSpec {
                     return Err(format!("timeout_s = {timeout_s} must be in (0, 3600]"));
                 }
                 let path = base_dir.join(database);
-                let script = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read the database script {}: {e}", path.display()))?;
+                let script = std::fs::read_to_string(&path).map_err(|e| {
+                    format!("cannot read the database script {}: {e}", path.display())
+                })?;
                 let c = rusqlite::Connection::open_in_memory().map_err(|e| e.to_string())?;
-                c.execute_batch(&script)
-                    .map_err(|e| format!("the database script {} fails in SQLite: {e}", path.display()))?;
+                c.execute_batch(&script).map_err(|e| {
+                    format!(
+                        "the database script {} fails in SQLite: {e}",
+                        path.display()
+                    )
+                })?;
             }
             VerifierSpec::Repetition { n, max_share } => {
                 if *n == 0 || !(0.0..=1.0).contains(max_share) {

@@ -135,9 +135,8 @@ pub struct PythonTests {
 
 impl PythonTests {
     fn job(&self, i: &Input<'_>) -> Result<Job, Verdict> {
-        let tests = field(i.record, &self.tests).ok_or_else(|| {
-            Verdict::fail(format!("record has no tests field {:?}", self.tests))
-        })?;
+        let tests = field(i.record, &self.tests)
+            .ok_or_else(|| Verdict::fail(format!("record has no tests field {:?}", self.tests)))?;
         let code = extract_code(i.response, &["python", "py", "python3"]);
         if code.trim().is_empty() {
             return Err(Verdict::fail("no code in the answer"));

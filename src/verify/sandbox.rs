@@ -11,7 +11,7 @@
 //!   namespace when not root): only a loopback that is down. Where the kernel refuses
 //!   it, nothing runs unless the spec says `allow_unsandboxed = true`;
 //! - **filesystem**: Landlock (Linux 5.13+) allows writes only in the run's directory
-//!   (and `/dev/null`); without Landlock, the `nobody` user can still write to
+//!   (and `/dev/null`); without Landlock, the unprivileged uid can still write to
 //!   world-writable places such as `/tmp`.
 //!
 //! Not protected against: reading world-readable files, kernel exploits, side channels;
@@ -90,7 +90,7 @@ pub struct Isolation {
     pub network: bool,
     /// The Landlock ABI version, 0 when unavailable.
     pub landlock: i32,
-    /// Running as root: the child drops to `nobody`.
+    /// Running as root: each run drops to an unprivileged uid of its own.
     pub drop_to_nobody: bool,
 }
 
@@ -139,14 +139,18 @@ impl Isolation {
     pub fn describe(&self) -> String {
         format!(
             "network namespace: {}; Landlock (writes only in the run's directory): {}; user: {}",
-            if self.network { "yes" } else { "NO (the kernel refuses it)" },
+            if self.network {
+                "yes"
+            } else {
+                "NO (the kernel refuses it)"
+            },
             if self.landlock > 0 {
                 format!("yes (ABI {})", self.landlock)
             } else {
                 "no".into()
             },
             if self.drop_to_nobody {
-                "root, dropped to nobody (65534)"
+                "root, each run as its own unprivileged uid"
             } else {
                 "the invoking user"
             }
@@ -210,6 +214,54 @@ fn write_rights(abi: i32) -> u64 {
     r
 }
 
+/// Under root, each run in flight gets its own unprivileged uid (and gid): the process
+/// limit counts per uid, so one run's fork bomb cannot starve the runs beside it. The
+/// range is far above any real account, and offset by our pid so two flywheel
+/// processes do not share one.
+struct UidSlot(usize);
+
+const SLOTS: usize = 100;
+static IN_USE: std::sync::Mutex<[bool; SLOTS]> = std::sync::Mutex::new([false; SLOTS]);
+
+impl UidSlot {
+    fn take() -> Option<UidSlot> {
+        let mut used = IN_USE.lock().ok()?;
+        let k = used.iter().position(|u| !u)?;
+        used[k] = true;
+        Some(UidSlot(k))
+    }
+
+    fn uid(&self) -> u32 {
+        1_000_000_000 + (std::process::id() % 100_000) * SLOTS as u32 + self.0 as u32
+    }
+}
+
+impl Drop for UidSlot {
+    fn drop(&mut self) {
+        if let Ok(mut used) = IN_USE.lock() {
+            used[self.0] = false;
+        }
+    }
+}
+
+/// Kills every process of `uid` (`kill(-1)` as that uid reaches exactly those).
+fn reap(uid: u32) {
+    let mut c = Command::new("/bin/true");
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: only system calls between fork and _exit.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::setgid(uid) == 0 && libc::setuid(uid) == 0 {
+                libc::kill(-1, libc::SIGKILL);
+            }
+            libc::_exit(0);
+        });
+    }
+    let _ = c.status();
+}
+
 /// Processes the invoking (non-root) user has now: `RLIMIT_NPROC` counts them all.
 fn user_processes() -> u64 {
     // SAFETY: getuid cannot fail.
@@ -218,7 +270,12 @@ fn user_processes() -> u64 {
         return 0;
     };
     dir.flatten()
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .filter(|e| {
             use std::os::unix::fs::MetadataExt;
             e.metadata().is_ok_and(|m| m.uid() == uid)
@@ -257,14 +314,21 @@ pub fn run(
             return error(format!("cannot write {name}: {e}"));
         }
     }
+    let slot = if iso.drop_to_nobody {
+        match UidSlot::take() {
+            Some(s) => Some(s),
+            None => return error(format!("more than {SLOTS} runs at once")),
+        }
+    } else {
+        None
+    };
+    let uid = slot.as_ref().map_or(0, UidSlot::uid);
     if iso.drop_to_nobody {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(work, std::fs::Permissions::from_mode(0o777));
         for (name, _) in files {
-            let _ = std::fs::set_permissions(
-                work.join(name),
-                std::fs::Permissions::from_mode(0o666),
-            );
+            let _ =
+                std::fs::set_permissions(work.join(name), std::fs::Permissions::from_mode(0o666));
         }
     }
     let (out_path, err_path) = (dir.path().join(".stdout"), dir.path().join(".stderr"));
@@ -331,8 +395,8 @@ pub fn run(
             }
             if drop
                 && (libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(65534) != 0
-                    || libc::setuid(65534) != 0)
+                    || libc::setgid(uid) != 0
+                    || libc::setuid(uid) != 0)
             {
                 return fail();
             }
@@ -407,6 +471,11 @@ pub fn run(
     // SAFETY: kill only signals; the group id is the child's pid (it called setsid).
     unsafe {
         libc::kill(-pid, libc::SIGKILL);
+    }
+    // A process that left the group (its own setsid) still has the run's uid: signal every
+    // process of that uid, from a process that has it.
+    if let Some(s) = &slot {
+        reap(s.uid());
     }
     let status = match status {
         Some(s) => s,

@@ -144,7 +144,11 @@ pub fn compare(script: &str, query: &str, gold: &str, timeout: Duration) -> Verd
         return Verdict::fail(format!(
             "row {} differs{}: {:?} vs the gold {:?}",
             k + 1,
-            if in_order { " (the gold query orders its rows)" } else { "" },
+            if in_order {
+                " (the gold query orders its rows)"
+            } else {
+                ""
+            },
             got[k],
             want[k]
         ));
@@ -159,12 +163,7 @@ impl Verifier for Sql {
     fn check(&self, i: &Input<'_>) -> Verdict {
         let gold = match lookup(i.record, &self.gold) {
             Some(serde_json::Value::String(s)) => s.clone(),
-            _ => {
-                return Verdict::fail(format!(
-                    "record has no gold query field {:?}",
-                    self.gold
-                ))
-            }
+            _ => return Verdict::fail(format!("record has no gold query field {:?}", self.gold)),
         };
         compare(
             &self.script,
@@ -193,7 +192,10 @@ mod tests {
     fn rows_match_as_a_multiset_unless_the_gold_orders_them() {
         let gold = "SELECT name FROM p WHERE cat = 'food'";
         assert!(ok("SELECT name FROM p WHERE price < 1", gold));
-        assert!(ok("```sql\nSELECT name FROM p WHERE cat='food' ORDER BY name DESC;\n```", gold));
+        assert!(ok(
+            "```sql\nSELECT name FROM p WHERE cat='food' ORDER BY name DESC;\n```",
+            gold
+        ));
         assert!(!ok("SELECT name FROM p", gold));
         // Ordered gold: the order is part of the answer.
         let gold = "SELECT name FROM p ORDER BY price, name";
@@ -212,14 +214,23 @@ mod tests {
     #[test]
     fn errors_timeouts_and_writes_are_fail_reasons() {
         let v = compare(DB, "SELEC name FROM p", "SELECT name FROM p", T);
-        assert!(!v.pass && v.reason.as_deref().unwrap().contains("syntax"), "{v:?}");
+        assert!(
+            !v.pass && v.reason.as_deref().unwrap().contains("syntax"),
+            "{v:?}"
+        );
         let v = compare(DB, "DELETE FROM p", "SELECT name FROM p", T);
         assert!(!v.pass, "{v:?}");
         let slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
         let v = compare(DB, slow, "SELECT 1", Duration::from_millis(200));
-        assert!(!v.pass && v.reason.as_deref().unwrap().contains("timeout"), "{v:?}");
+        assert!(
+            !v.pass && v.reason.as_deref().unwrap().contains("timeout"),
+            "{v:?}"
+        );
         let v = compare(DB, "SELECT name FROM nope", "SELECT name FROM p", T);
-        assert!(v.reason.as_deref().unwrap().contains("no such table"), "{v:?}");
+        assert!(
+            v.reason.as_deref().unwrap().contains("no such table"),
+            "{v:?}"
+        );
         let v = compare(DB, "", "SELECT 1", T);
         assert!(!v.pass);
     }

@@ -414,8 +414,10 @@ pub fn run(
                 }
             })
             .collect();
-        let mut verdicts: Vec<Vec<Verdict>> =
-            verifiers.iter().map(|(_, v)| v.check_many(&inputs)).collect();
+        let mut verdicts: Vec<Vec<Verdict>> = verifiers
+            .iter()
+            .map(|(_, v)| v.check_many(&inputs))
+            .collect();
         for &i in idxs {
             let mut rec = records[i].clone();
             let mut scores: Map<String, Value> = rec
@@ -468,10 +470,7 @@ pub fn run(
                     let mut vmap = Map::new();
                     for ((key, _), vs) in verifiers.iter().zip(verdicts.iter_mut()) {
                         let v = std::mem::replace(&mut vs[pos], Verdict::pass());
-                        vmap.insert(
-                            key.clone(),
-                            serde_json::to_value(v).unwrap_or(Value::Null),
-                        );
+                        vmap.insert(key.clone(), serde_json::to_value(v).unwrap_or(Value::Null));
                     }
                     if consistency {
                         vmap.insert(

@@ -363,9 +363,8 @@ pub fn build(
             timeout_s,
         } => {
             let path = base_dir.join(database);
-            let script = std::fs::read_to_string(&path).map_err(|e| {
-                format!("cannot read the database script {}: {e}", path.display())
-            })?;
+            let script = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read the database script {}: {e}", path.display()))?;
             Box::new(super::sql::Sql {
                 script,
                 gold: gold.clone(),
