@@ -3,6 +3,9 @@
 //! format), `alpaca` (instruction/input/output), `sharegpt` (conversations with from/value,
 //! as Axolotl and LLaMA-Factory read it), `chatml` (one `text` with ChatML markers).
 //!
+//! `dpo` and `kto` are preference data built from the scored samples of each prompt
+//! (`verified.jsonl`): see [`preferences`].
+//!
 //! `chatml` refuses a record whose role or content contains `<|im_start|>` or
 //! `<|im_end|>`: in one flat `text` a trainer cannot tell such data from a real turn
 //! boundary, and escaping would silently change the data. The other formats keep each
@@ -20,6 +23,10 @@ pub enum Format {
     Alpaca,
     Sharegpt,
     Chatml,
+    /// Preference pairs per prompt (TRL's DPO format, conversational): [`preferences`].
+    Dpo,
+    /// One labeled completion per record (TRL's KTO format): [`preferences`].
+    Kto,
 }
 
 /// (role, content) of each message, through the one record view.
@@ -50,6 +57,11 @@ pub fn convert(r: &Value, format: Format) -> std::result::Result<Value, String> 
     }
     let msgs = messages(r)?;
     Ok(match format {
+        Format::Dpo | Format::Kto => {
+            return Err(
+                "preference formats group the samples of a prompt: use `preferences`".into(),
+            )
+        }
         Format::Openai => {
             let mut o = json!({"messages": full});
             if let Some(t) = tools {
@@ -247,4 +259,168 @@ mod tests {
             );
         }
     }
+}
+
+/// How good one sample is, for choosing pairs: passed every verifier it was checked with
+/// (`None`: it had none; an answer cut off at `max_new_tokens` never passes), and its
+/// combined judge score.
+fn quality(r: &Value) -> (Option<bool>, Option<f64>) {
+    let cut = r
+        .pointer("/provenance/finish_reason")
+        .and_then(Value::as_str)
+        == Some("length")
+        && r.pointer("/meta/output/valid") != Some(&Value::Bool(true));
+    let passed = r
+        .pointer("/scores/verifiers")
+        .and_then(Value::as_object)
+        .filter(|v| !v.is_empty())
+        .map(|v| v.values().all(|x| x["pass"] == true))
+        .map(|p| p && !cut)
+        .or(cut.then_some(false));
+    let score = r
+        .pointer("/scores/judge_combined/score")
+        .and_then(Value::as_f64);
+    (passed, score)
+}
+
+/// What a preference export wrote.
+#[derive(Debug, Clone, Default)]
+pub struct PreferenceSummary {
+    pub prompts: usize,
+    pub written: usize,
+    /// Prompts that gave no pair (DPO: nothing failing and no score gap of `min_margin`).
+    pub no_pair: usize,
+    pub skipped: Vec<crate::record::lines::BadLine>,
+    /// The rule, in words: the card beside the output says it too.
+    pub rule: String,
+}
+
+/// Preference data from the samples of each prompt (`samples_per_prompt = n`; records
+/// grouped by task and seed values).
+///
+/// - `dpo`: chosen = the best sample (it passed every verifier and was not cut off at
+///   `max_new_tokens`, then the highest combined judge score); rejected = the worst failing sample, else the lowest-scored one when
+///   the chosen one's score is at least `min_margin` higher. A prompt with neither gives
+///   no pair. Rows are `{prompt, chosen, rejected}` in TRL's conversational form (lists
+///   of messages), with the two record ids.
+/// - `kto`: every sample, `label` = it passed every verifier it was checked with (a
+///   sample without verifiers: its judge score ≥ 0.5); one with neither is an error.
+///
+/// A Markdown card beside the output (`<output>.md`) states the rule and the counts.
+pub fn preferences(
+    input: &Path,
+    output: &Path,
+    format: Format,
+    min_margin: f64,
+    strict: bool,
+) -> Result<PreferenceSummary> {
+    let (recs, skipped) = crate::record::lines::read_split(input, strict)?;
+    let mut groups: std::collections::BTreeMap<String, Vec<(usize, &Value)>> = Default::default();
+    for (line, r) in &recs {
+        if r.get("bad_input").is_some() {
+            continue;
+        }
+        let key = crate::record::prompt_key(r).unwrap_or_else(|| format!("line {line}"));
+        groups.entry(key).or_default().push((*line, r));
+    }
+    let split = |r: &Value| -> std::result::Result<(Vec<Value>, Value), String> {
+        let m = crate::record::View::new(r).messages()?;
+        let a = m
+            .iter()
+            .rposition(|x| x.role == "assistant")
+            .ok_or("no assistant message")?;
+        let prompt: Vec<Value> = m[..a].iter().map(|x| json!(x)).collect();
+        Ok((prompt, json!([m[a]])))
+    };
+    let mut out = Vec::new();
+    let mut summary = PreferenceSummary {
+        prompts: groups.len(),
+        skipped,
+        ..Default::default()
+    };
+    let mut refused = Vec::new();
+    for g in groups.values() {
+        match format {
+            Format::Kto => {
+                for (line, r) in g {
+                    let label = match quality(r) {
+                        (Some(p), _) => p,
+                        (None, Some(s)) => s >= 0.5,
+                        (None, None) => {
+                            refused.push(format!(
+                                "{}:{line}: no verifier verdict and no judge score to label it by",
+                                input.display()
+                            ));
+                            continue;
+                        }
+                    };
+                    match split(r) {
+                        Ok((prompt, completion)) => out.push(json!({"prompt": prompt, "completion": completion, "label": label, "id": r["id"]})),
+                        Err(why) => refused.push(format!("{}:{line}: {why}", input.display())),
+                    }
+                }
+            }
+            _ => {
+                // Best first: passed, then score (a missing score below every score).
+                let key = |r: &Value| {
+                    let (p, s) = quality(r);
+                    (p.unwrap_or(true), s.unwrap_or(f64::NEG_INFINITY))
+                };
+                let mut order: Vec<&(usize, &Value)> = g.iter().collect();
+                order.sort_by(|a, b| {
+                    let (ka, kb) = (key(a.1), key(b.1));
+                    kb.0.cmp(&ka.0).then(kb.1.total_cmp(&ka.1))
+                });
+                let (Some(best), Some(worst)) = (order.first(), order.last()) else {
+                    continue;
+                };
+                let (bq, wq) = (quality(best.1), quality(worst.1));
+                let chosen_ok = bq.0 != Some(false);
+                let failing = wq.0 == Some(false);
+                let gap = match (bq.1, wq.1) {
+                    (Some(a), Some(b)) => a - b >= min_margin,
+                    _ => false,
+                };
+                if order.len() < 2 || !chosen_ok || !(failing || gap) {
+                    summary.no_pair += 1;
+                    continue;
+                }
+                match (split(best.1), split(worst.1)) {
+                    (Ok((prompt, chosen)), Ok((_, rejected))) => out.push(json!({
+                        "prompt": prompt, "chosen": chosen, "rejected": rejected,
+                        "chosen_id": best.1["id"], "rejected_id": worst.1["id"],
+                    })),
+                    (Err(why), _) | (_, Err(why)) => {
+                        refused.push(format!("{}: a sample: {why}", input.display()))
+                    }
+                }
+            }
+        }
+    }
+    if !refused.is_empty() {
+        return Err(Error::Spec(format!(
+            "{} records cannot be exported as {format:?} (nothing was written):\n  {}",
+            refused.len(),
+            refused[..refused.len().min(20)].join("\n  ")
+        )));
+    }
+    summary.rule = match format {
+        Format::Kto => "KTO: every sample of every prompt, label = it passed every verifier it was checked with and was not cut off at max_new_tokens (a sample without verifiers: combined judge score >= 0.5).".to_string(),
+        _ => format!("DPO: per prompt (same task and seed values), chosen = the best sample (passed every verifier and not cut off at max_new_tokens, then the highest combined judge score), rejected = the worst failing sample, else the lowest-scored one when the chosen one scores at least {min_margin} higher; a prompt with neither gives no pair."),
+    };
+    summary.written = out.len();
+    write_jsonl(output, &out)?;
+    let card = format!(
+        "# Preference data: {}\n\nMade by flywheel {} from `{}`.\n\n{}\n\n| prompts | rows written | prompts without a pair |\n|---|---|---|\n| {} | {} | {} |\n",
+        output.display(),
+        env!("CARGO_PKG_VERSION"),
+        input.display(),
+        summary.rule,
+        summary.prompts,
+        summary.written,
+        summary.no_pair
+    );
+    let card_path = output.with_extension("md");
+    crate::store::write_atomic(&card_path, card.as_bytes())?;
+    Ok(summary)
 }

@@ -138,6 +138,7 @@ fn with_flags(a: DedupArgs, cx: &Ctx) -> Result<stage::DedupSummary> {
             // Flags name what must pass; with none, verifier results are not used.
             require: Some(a.require),
             allow_truncated: a.allow_truncated,
+            per_prompt: Default::default(),
         },
         device: a.device.open().with_context(&context)?,
         fetch: a.offline.policy(),

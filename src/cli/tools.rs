@@ -10,11 +10,17 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// A run directory (its dataset.jsonl) or any JSONL of chat records.
+    /// A run directory (its dataset.jsonl; for dpo/kto its verified.jsonl, every scored
+    /// sample) or any JSONL of chat records.
     input: PathBuf,
-    /// Target format.
+    /// Target format. dpo: a chosen/rejected pair per prompt from its samples; kto: every
+    /// sample with a pass/fail label (both TRL's conversational forms).
     #[arg(long, value_enum)]
     format: ExportFormat,
+    /// dpo: the smallest judge-score gap between chosen and rejected when no sample failed
+    /// a verifier.
+    #[arg(long, default_value_t = 0.1)]
+    min_margin: f64,
     /// Output JSONL.
     #[arg(long)]
     output: PathBuf,
@@ -31,6 +37,8 @@ enum ExportFormat {
     Alpaca,
     Sharegpt,
     Chatml,
+    Dpo,
+    Kto,
 }
 
 impl From<ExportFormat> for Format {
@@ -40,16 +48,39 @@ impl From<ExportFormat> for Format {
             ExportFormat::Alpaca => Format::Alpaca,
             ExportFormat::Sharegpt => Format::Sharegpt,
             ExportFormat::Chatml => Format::Chatml,
+            ExportFormat::Dpo => Format::Dpo,
+            ExportFormat::Kto => Format::Kto,
         }
     }
 }
 
 pub fn export(a: ExportArgs) -> Result<()> {
-    let input = if a.input.is_dir() {
-        a.input.join("dataset.jsonl")
-    } else {
-        a.input.clone()
+    let pairs = matches!(a.format, ExportFormat::Dpo | ExportFormat::Kto);
+    let input = match (a.input.is_dir(), pairs) {
+        (true, true) => a.input.join("verified.jsonl"),
+        (true, false) => a.input.join("dataset.jsonl"),
+        (false, _) => a.input.clone(),
     };
+    if pairs {
+        let s = flywheel::export::preferences(
+            &input,
+            &a.output,
+            a.format.into(),
+            a.min_margin,
+            a.strict,
+        )
+        .with_context(doing("export", &input))?;
+        flywheel::record::lines::warn(&input, &s.skipped, "skipped");
+        println!(
+            "export: {} rows from {} prompts ({} without a pair) → {} (how they were chosen: {})",
+            s.written,
+            s.prompts,
+            s.no_pair,
+            a.output.display(),
+            a.output.with_extension("md").display()
+        );
+        return Ok(());
+    }
     let s = flywheel::export::export(&input, &a.output, a.format.into(), a.strict)
         .with_context(doing("export", &input))?;
     flywheel::record::lines::warn(&input, &s.skipped, "skipped");

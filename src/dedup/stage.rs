@@ -253,6 +253,58 @@ fn priority(v: &Value) -> Option<f64> {
         .and_then(Value::as_f64)
 }
 
+fn sample_index(v: &Value) -> u64 {
+    v.pointer("/meta/sample_index")
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX)
+}
+
+/// `[filter] per_prompt`: the passing samples that are not selected, by line, with the
+/// reason (`per_prompt:not_best`, `per_prompt:not_first`).
+fn per_prompt(lines: &[Line], f: &FilterSection) -> HashMap<usize, String> {
+    use crate::spec::PerPrompt;
+    let reason = match f.per_prompt {
+        PerPrompt::All | PerPrompt::AllPassing => return HashMap::new(),
+        PerPrompt::Best => "per_prompt:not_best",
+        PerPrompt::FirstPassing => "per_prompt:not_first",
+    };
+    let mut groups: HashMap<String, Vec<(usize, &Value)>> = HashMap::new();
+    for (k, l) in lines.iter().enumerate() {
+        if let Line::Record {
+            value,
+            text: Some(_),
+            ..
+        } = l
+        {
+            if value.get("bad_input").is_none() && filter_reason(value, f).is_none() {
+                if let Some(key) = crate::record::prompt_key(value) {
+                    groups.entry(key).or_default().push((k, value));
+                }
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    for (_, mut g) in groups {
+        // Best first: the highest combined judge score, then the lowest sample index.
+        g.sort_by(|(_, a), (_, b)| {
+            let (sa, sb) = (
+                priority(a).unwrap_or(f64::NEG_INFINITY),
+                priority(b).unwrap_or(f64::NEG_INFINITY),
+            );
+            let by_score = if f.per_prompt == PerPrompt::Best {
+                sb.total_cmp(&sa)
+            } else {
+                std::cmp::Ordering::Equal
+            };
+            by_score.then(sample_index(a).cmp(&sample_index(b)))
+        });
+        for (k, _) in g.into_iter().skip(1) {
+            out.insert(k, reason.to_string());
+        }
+    }
+    out
+}
+
 /// The first keep-rule a record fails, as a reason string.
 pub fn filter_reason(v: &Value, f: &FilterSection) -> Option<String> {
     // A constrained answer that stopped mid-grammar (out of tokens) is a valid prefix,
@@ -396,6 +448,7 @@ pub fn run(
         eval.extend(load_eval(p)?);
     }
 
+    let not_selected = per_prompt(&lines, &opts.filter);
     let mut items: Vec<Item> = Vec::new();
     let mut line_of_item: Vec<usize> = Vec::new();
     let mut pre: Vec<Option<String>> = vec![None; lines.len()];
@@ -413,6 +466,8 @@ pub fn run(
                     ));
                 } else if let Some(r) = filter_reason(value, &opts.filter) {
                     pre[k] = Some(r);
+                } else if let Some(r) = not_selected.get(&k) {
+                    pre[k] = Some(r.clone());
                 } else {
                     items.push(Item {
                         id: id.clone(),

@@ -23,4 +23,4 @@ pub use crate::models::chat::Message;
 pub use generated::{Record, SamplingRecord};
 pub use lines::{BadLine, Line};
 pub use read::{read_input, read_records, with_id};
-pub use view::View;
+pub use view::{prompt_key, View};

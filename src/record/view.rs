@@ -199,6 +199,17 @@ impl<'a> View<'a> {
     }
 }
 
+/// The prompt a synthetic sample answers: its task and seed values, shared by the
+/// `samples_per_prompt` samples of one prompt (`None` for a record without them).
+pub fn prompt_key(v: &Value) -> Option<String> {
+    let task = v.pointer("/meta/task")?.as_str()?;
+    let vars = v
+        .pointer("/meta/vars")
+        .map(Value::to_string)
+        .unwrap_or_default();
+    Some(format!("{task}\u{1f}{vars}"))
+}
+
 fn non_empty(prompt: String, response: String) -> Result<(String, String), String> {
     if response.trim().is_empty() {
         return Err("the response is empty: nothing to judge".into());

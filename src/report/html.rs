@@ -260,6 +260,30 @@ fn structured(b: &mut String, r: &Value) {
     b.push_str("</table>");
 }
 
+/// Verifier pass rates per task, with pass@1 and pass@n.
+fn pass_rates(b: &mut String, r: &Value) {
+    let Some(rows) = r["pass_rates"].as_array() else {
+        return;
+    };
+    b.push_str("<h3>Verified samples</h3><p>Samples that passed every verifier they were checked with; pass@k is the unbiased estimate over prompts (n samples each).</p><table><tr><th>task</th><th>samples</th><th>passed</th><th>pass rate</th><th>pass@1</th><th>n</th><th>pass@n</th><th>prompts unsolved</th></tr>");
+    for (i, row) in rows.iter().enumerate() {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} of {}</td></tr>",
+            esc(row["task"].as_str().unwrap_or("")),
+            num(r, &format!("pass_rates.{i}.samples"), "i"),
+            num(r, &format!("pass_rates.{i}.passed"), "i"),
+            num(r, &format!("pass_rates.{i}.pass_rate"), "f3"),
+            num(r, &format!("pass_rates.{i}.pass_at_1"), "f3"),
+            num(r, &format!("pass_rates.{i}.n"), "i"),
+            num(r, &format!("pass_rates.{i}.pass_at_n"), "f3"),
+            num(r, &format!("pass_rates.{i}.unsolved_prompts"), "i"),
+            num(r, &format!("pass_rates.{i}.prompts"), "i"),
+        );
+    }
+    b.push_str("</table>");
+}
+
 /// Records that hit `max_new_tokens`, per task.
 fn truncation(b: &mut String, r: &Value) {
     let Some(rows) = r["truncation"].as_array() else {
@@ -440,6 +464,7 @@ pub fn render(r: &Value) -> String {
     step_funnel(&mut b, r);
     structured(&mut b, r);
     truncation(&mut b, r);
+    pass_rates(&mut b, r);
 
     // Judges.
     b.push_str("<h2>Judge scores</h2>");

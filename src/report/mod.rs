@@ -240,6 +240,7 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
         ),
         ("structured", structured(&f)),
         ("truncation", truncation(&f)),
+        ("pass_rates", pass_rates(&f)),
     ];
     for (k, v) in programs {
         if let Some(v) = v {
@@ -272,6 +273,69 @@ fn structured(f: &Files) -> Option<Value> {
             .map(|((task, kind), (n, valid))| {
                 json!({"task": task, "constraint": kind, "records": n, "valid": valid,
                        "truncated_in_grammar": n - valid})
+            })
+            .collect(),
+    ))
+}
+
+/// The unbiased pass@k of one prompt with `n` samples of which `c` passed (Chen et al.,
+/// 2021): 1 − C(n−c, k) / C(n, k).
+pub fn pass_at_k(n: usize, c: usize, k: usize) -> f64 {
+    if k == 0 || k > n {
+        return f64::NAN;
+    }
+    if n - c < k {
+        return 1.0;
+    }
+    // C(n−c, k) / C(n, k) = ∏_{i=n−c+1}^{n} (1 − k / i)
+    1.0 - ((n - c + 1)..=n)
+        .map(|i| 1.0 - k as f64 / i as f64)
+        .product::<f64>()
+}
+
+/// Per task with verifiers: samples, how many passed every verifier they were checked
+/// with, pass@1 and pass@n over prompts (n = the samples per prompt), and prompts no
+/// sample solved. `None` when no record has a verifier verdict.
+fn pass_rates(f: &Files) -> Option<Value> {
+    let verified = f.verified.as_ref()?;
+    // task → prompt → (samples, passed)
+    let mut by: BTreeMap<String, BTreeMap<String, (usize, usize)>> = BTreeMap::new();
+    for r in verified {
+        let Some(vs) = r.pointer("/scores/verifiers").and_then(Value::as_object) else {
+            continue;
+        };
+        if vs.is_empty() {
+            continue;
+        }
+        let pass = vs.values().all(|v| v["pass"] == true);
+        let task = r["meta"]["task"].as_str().unwrap_or("").to_string();
+        let prompt = crate::record::prompt_key(r)
+            .unwrap_or_else(|| r["id"].as_str().unwrap_or("").to_string());
+        let e = by.entry(task).or_default().entry(prompt).or_default();
+        e.0 += 1;
+        e.1 += usize::from(pass);
+    }
+    if by.is_empty() {
+        return None;
+    }
+    Some(Value::Array(
+        by.into_iter()
+            .map(|(task, prompts)| {
+                let samples: usize = prompts.values().map(|p| p.0).sum();
+                let passed: usize = prompts.values().map(|p| p.1).sum();
+                let n = prompts.values().map(|p| p.0).min().unwrap_or(1);
+                let mean = |k: usize| {
+                    prompts
+                        .values()
+                        .map(|&(m, c)| pass_at_k(m, c, k))
+                        .sum::<f64>()
+                        / prompts.len() as f64
+                };
+                json!({"task": task, "samples": samples, "passed": passed,
+                       "pass_rate": passed as f64 / samples.max(1) as f64,
+                       "prompts": prompts.len(), "n": n,
+                       "pass_at_1": mean(1), "pass_at_n": mean(n),
+                       "unsolved_prompts": prompts.values().filter(|p| p.1 == 0).count()})
             })
             .collect(),
     ))
@@ -644,6 +708,29 @@ pub fn write(dir: &Path, opts: &ReportOptions) -> Result<ReportSummary> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pass_at_k_is_the_unbiased_estimator() {
+        // Exact against the binomial formula 1 - C(n-c, k) / C(n, k).
+        fn choose(n: u64, k: u64) -> f64 {
+            (0..k).map(|i| (n - i) as f64 / (i + 1) as f64).product()
+        }
+        for n in 1..=8usize {
+            for c in 0..=n {
+                for k in 1..=n {
+                    let want = if n - c < k {
+                        1.0
+                    } else {
+                        1.0 - choose((n - c) as u64, k as u64) / choose(n as u64, k as u64)
+                    };
+                    assert!((pass_at_k(n, c, k) - want).abs() < 1e-12, "{n} {c} {k}");
+                }
+            }
+        }
+        assert_eq!(pass_at_k(4, 1, 1), 0.25);
+        assert_eq!(pass_at_k(4, 1, 4), 1.0);
+        assert_eq!(pass_at_k(4, 0, 4), 0.0);
+    }
 
     #[test]
     fn histogram_bins_and_clamps() {

@@ -30,6 +30,26 @@ pub struct FilterSection {
     /// default: an answer cut off mid-sentence is rejected as `truncated`.
     #[serde(default)]
     pub allow_truncated: bool,
+    /// Among the samples of one prompt (`samples_per_prompt = n`), which passing ones to
+    /// keep: all of them, the best, or the first.
+    #[serde(default)]
+    pub per_prompt: PerPrompt,
+}
+
+/// `[filter] per_prompt`: rejection sampling over the samples of one prompt (same task and
+/// seed values). "Passing" is the keep-rules above.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PerPrompt {
+    /// Every passing sample (no selection); `all_passing` says the same.
+    #[default]
+    All,
+    AllPassing,
+    /// The passing sample with the highest combined judge score (ties: the lowest
+    /// sample index).
+    Best,
+    /// The passing sample with the lowest sample index.
+    FirstPassing,
 }
 
 /// Whether `x` can be a similarity threshold (Jaccard or cosine): in (0, 1]. The spec's

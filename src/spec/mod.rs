@@ -24,7 +24,9 @@ pub mod tools;
 mod verifier;
 
 pub use blend::{BlendOrder, BlendSection};
-pub use dedup::{is_threshold, DedupSection, FilterSection, Shingle, Threshold, DEFAULT_EMBEDDER};
+pub use dedup::{
+    is_threshold, DedupSection, FilterSection, PerPrompt, Shingle, Threshold, DEFAULT_EMBEDDER,
+};
 pub use judge::{load_rubric, Combine, JudgeSpec, Rubric, ScaleKind, Scope, VerifySection};
 pub(crate) use locate::Locator;
 pub use output::Output;
