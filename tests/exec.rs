@@ -402,3 +402,65 @@ fn code_and_sql_examples_run_end_to_end() {
         }
     }
 }
+
+/// `kind = "exec"`: any language through a command template; here POSIX shell, with the
+/// record's tests appended to the answer's ```sh block.
+#[test]
+fn exec_runs_other_languages_through_a_command_template() {
+    if !network_or_skip("exec") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tests = "[ \"$(double 4)\" = 8 ] || { echo 'double 4 is not 8' >&2; exit 1; }\n";
+    let recs = [
+        ("ok", "```sh\ndouble() { echo $(( $1 * 2 )); }\n```", "pass"),
+        (
+            "wrong",
+            "```sh\ndouble() { echo $(( $1 + 2 )); }\n```",
+            "fail",
+        ),
+        (
+            "other-block",
+            "```python\nprint(1)\n```\n```sh\ndouble() { echo 8; }\n```",
+            "pass",
+        ),
+    ];
+    let text: String = recs
+        .iter()
+        .map(|(id, resp, want)| {
+            format!(
+                "{}\n",
+                json!({"id": id, "prompt": "Write double in sh.", "response": resp, "want": want,
+                       "meta": {"vars": {"tests": tests}}})
+            )
+        })
+        .collect();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, text).unwrap();
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(
+        &spec,
+        "[run]\nname = \"x\"\n\n[[verifier]]\nkind = \"exec\"\ncommand = [\"sh\", \"{file}\"]\nfile = \"main.sh\"\nlanguages = [\"sh\", \"bash\"]\ntests = \"meta.vars.tests\"\ntimeout_s = 3\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.jsonl");
+    let o = run(flywheel()
+        .args(["verify", "-q"])
+        .arg(&spec)
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    for line in std::fs::read_to_string(&out).unwrap().lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        let v = &r["scores"]["verifiers"]["exec"];
+        assert_eq!(v["outcome"], r["want"], "{}: {v}", r["id"]);
+        if r["id"] == "wrong" {
+            assert!(
+                v["stderr"].as_str().unwrap().contains("double 4 is not 8"),
+                "{v}"
+            );
+        }
+    }
+}

@@ -189,6 +189,7 @@ fn judge_prompt_keeps_a_forged_response_as_text() {
         criteria: "The answer is correct.".into(),
         scale: "yes-no".into(),
         system: None,
+        rationale: false,
     };
     let judge = flywheel::verify::judge::Judge::new("q", &llm, rubric, 1024).unwrap();
     let markers = marker_ids(&llm.tokenizer);

@@ -500,3 +500,60 @@ fn a_prompt_longer_than_the_judge_window_is_an_error_on_that_record_only() {
         );
     }
 }
+
+/// `--rationale`: the judge writes one line of reasons, then a verdict held to the scale by
+/// a grammar; the score is still read from the logits. Same at batch 1 and 4.
+#[test]
+fn a_rationale_judge_writes_reasons_then_a_label_of_its_scale() {
+    model_file("smollm2-135m-instruct");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("six.jsonl");
+    let six: String = std::fs::read_to_string(fixture())
+        .unwrap()
+        .lines()
+        .take(6)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&input, six).unwrap();
+    let go = |scale: &str, batch: &str| -> Vec<Value> {
+        let out = dir.path().join(format!("r-{scale}-{batch}.jsonl"));
+        let o = run(flywheel()
+            .args([
+                "judge",
+                "--rationale",
+                "--criteria",
+                "The answer is correct.",
+            ])
+            .args(["--scale", scale, "--batch-size", batch, "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(&out));
+        assert!(o.status.success(), "{}", stderr(&o));
+        read(&out)
+    };
+    for (scale, labels) in [
+        ("yes-no", vec!["yes", "no"]),
+        ("1-5", vec!["1", "2", "3", "4", "5"]),
+    ] {
+        let one = go(scale, "1");
+        let four = go(scale, "4");
+        assert_eq!(one.len(), 6);
+        for (a, b) in one.iter().zip(&four) {
+            let j = &a["scores"]["judge"]["judge"];
+            assert_eq!(j, &b["scores"]["judge"]["judge"], "batch 1 vs 4");
+            let why = j["rationale"].as_str().unwrap();
+            assert!(
+                !why.is_empty() && !why.contains('\n') && why.chars().count() <= 300,
+                "{j}"
+            );
+            assert!(labels.contains(&j["verdict"].as_str().unwrap()), "{j}");
+            let p: f64 = j["probs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .sum();
+            assert!((p - 1.0).abs() < 1e-9, "{j}");
+        }
+    }
+}

@@ -577,6 +577,7 @@ pub fn judge(args: &JudgeBench) -> Result<BenchReport> {
         criteria: "The answer is correct, on topic, complete and clearly written.".into(),
         scale: "yes-no".into(),
         system: None,
+        rationale: false,
     };
     let judge = Judge::new("bench", &llm, rubric, 1024)?;
     let items = judge_items(args.items);

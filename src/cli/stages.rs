@@ -135,6 +135,10 @@ pub struct JudgeArgs {
     /// Longest judge prompt in tokens; longer responses are cut and flagged `truncated`.
     #[arg(long, default_value_t = 1024)]
     max_tokens: usize,
+    /// The judge first writes a one-sentence rationale, then a verdict held to the scale
+    /// by a grammar (the score is still read from the logits at the verdict).
+    #[arg(long)]
+    rationale: bool,
     #[command(flatten)]
     device: DeviceFlag,
     #[command(flatten)]
@@ -142,7 +146,7 @@ pub struct JudgeArgs {
 }
 
 pub fn judge(a: JudgeArgs, cx: &Ctx) -> Result<()> {
-    let rubric = match (&a.rubric, a.criteria) {
+    let mut rubric = match (&a.rubric, a.criteria) {
         // A rubric file's scale is checked as it loads, as in a spec.
         (Some(f), _) => judge::load_rubric(f).map_err(anyhow::Error::msg)?,
         (None, Some(criteria)) => {
@@ -151,12 +155,14 @@ pub fn judge(a: JudgeArgs, cx: &Ctx) -> Result<()> {
                 criteria,
                 scale: a.scale,
                 system: None,
+                rationale: false,
             }
         }
         (None, None) => {
             anyhow::bail!("give --rubric FILE or --criteria TEXT (what a good answer is)")
         }
     };
+    rubric.rationale |= a.rationale;
     install_ctrlc();
     let context = doing("judge", &a.input);
     let judges = [flywheel::spec::JudgeSpec {

@@ -19,6 +19,10 @@ pub struct Rubric {
     /// Optional system prompt for the judge.
     #[serde(default)]
     pub system: Option<String>,
+    /// The judge first writes a one-sentence rationale, then its verdict, the label held
+    /// to the scale by a grammar; the score is still read from the logits at the label.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rationale: bool,
 }
 
 fn default_scale() -> String {
@@ -130,6 +134,8 @@ pub(super) struct RawJudge {
     scale: Option<Spanned<String>>,
     #[serde(default)]
     system: Option<String>,
+    #[serde(default)]
+    rationale: Option<bool>,
     #[serde(default = "default_judge_batch")]
     batch_size: usize,
     #[serde(default = "default_judge_max_tokens")]
@@ -199,6 +205,7 @@ fn rubric_of(j: &RawJudge, field: &dyn Fn(&str) -> String, loc: &Locator<'_>) ->
             criteria: c.clone(),
             scale: "yes-no".into(),
             system: None,
+            rationale: false,
         },
         _ => {
             return Err(loc.err(
@@ -213,6 +220,9 @@ fn rubric_of(j: &RawJudge, field: &dyn Fn(&str) -> String, loc: &Locator<'_>) ->
     }
     if let Some(sys) = &j.system {
         rubric.system = Some(sys.clone());
+    }
+    if let Some(r) = j.rationale {
+        rubric.rationale = r;
     }
     if let Err(e) = ScaleKind::parse(&rubric.scale) {
         let span = j.scale.as_ref().map_or(j.model.span(), |s| s.span());

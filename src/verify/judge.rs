@@ -97,7 +97,22 @@ pub struct JudgeScore {
     /// The response was cut to fit the judge's context.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// `rationale = true`: what the judge wrote before its verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rationale: Option<String>,
+    /// `rationale = true`: the label it wrote (held to the scale by a grammar); `probs`
+    /// are still read from the logits at that position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
 }
+
+/// An item's judge prompt, its token ids, and whether its response was cut to fit.
+type Prepared = (Prompt, Vec<u32>, bool);
+
+/// The longest rationale, in characters (one or two sentences).
+const RATIONALE_CHARS: usize = 300;
+/// Tokens a rationale and its verdict may take.
+const RATIONALE_TOKENS: usize = 160;
 
 /// Prompt tokens packed into one judge forward pass at most on the CPU (more only for a
 /// single longer item): beyond this, activations outgrow the CPU caches and throughput
@@ -169,15 +184,27 @@ impl<'a> Judge<'a> {
                 self.rubric.criteria.trim()
             ),
         };
+        let question = if self.rubric.rationale {
+            format!(
+                "First say in one sentence why the answer is good or bad, then give your verdict. {}",
+                self.scale.question
+            )
+        } else {
+            self.scale.question.clone()
+        };
         let user = format!(
             "Question: {}\nAnswer: {}\n{}",
             item.prompt.trim(),
             item.response.trim(),
-            self.scale.question
+            question
         );
         let msgs = [Message::new("system", system), Message::new("user", user)];
         let mut prompt = self.llm.template.render(&msgs, true)?;
-        prompt.text(&self.scale.prefill);
+        if self.rubric.rationale {
+            prompt.text("Reasoning:");
+        } else {
+            prompt.text(&self.scale.prefill);
+        }
         Ok(prompt)
     }
 
@@ -185,9 +212,15 @@ impl<'a> Judge<'a> {
     /// The inner `Err` is an item that cannot be judged at all (its question does not fit
     /// even with the response cut away): that item's problem, not the batch's.
     fn item_ids(&self, item: &JudgeItem) -> Result<std::result::Result<(Vec<u32>, bool), String>> {
-        let ids = self.llm.prompt_ids_raw(&self.prompt_text(item)?)?;
+        Ok(self.item_prompt(item)?.map(|(_, ids, cut)| (ids, cut)))
+    }
+
+    /// [`Self::item_ids`] with the prompt the ids encode.
+    fn item_prompt(&self, item: &JudgeItem) -> Result<std::result::Result<Prepared, String>> {
+        let prompt = self.prompt_text(item)?;
+        let ids = self.llm.prompt_ids_raw(&prompt)?;
         if ids.len() <= self.max_tokens {
-            return Ok(Ok((ids, false)));
+            return Ok(Ok((prompt, ids, false)));
         }
         let mut resp: Vec<char> = item.response.chars().collect();
         loop {
@@ -205,9 +238,10 @@ impl<'a> Judge<'a> {
                 prompt: item.prompt.clone(),
                 response: format!("{} […]", resp.iter().collect::<String>()),
             };
-            let ids = self.llm.prompt_ids_raw(&self.prompt_text(&cut)?)?;
+            let prompt = self.prompt_text(&cut)?;
+            let ids = self.llm.prompt_ids_raw(&prompt)?;
             if ids.len() <= self.max_tokens {
-                return Ok(Ok((ids, true)));
+                return Ok(Ok((prompt, ids, true)));
             }
         }
     }
@@ -232,6 +266,9 @@ impl<'a> Judge<'a> {
         items: &[JudgeItem],
         batch: usize,
     ) -> Result<Vec<std::result::Result<JudgeScore, String>>> {
+        if self.rubric.rationale {
+            return self.score_with_rationale(items, batch);
+        }
         let mut prepared = Vec::with_capacity(items.len());
         let mut each = Vec::with_capacity(items.len());
         for it in items {
@@ -347,6 +384,105 @@ impl<'a> Judge<'a> {
         Ok(out)
     }
 
+    /// The grammar of a rationale and its verdict: one line of reasons, then `Verdict: `
+    /// and exactly one of the scale's labels.
+    fn rationale_grammar(&self) -> crate::constrain::Constraint {
+        let labels: Vec<String> = self
+            .scale
+            .labels
+            .iter()
+            .map(|(l, _)| format!("\"{l}\""))
+            .collect();
+        crate::constrain::Constraint::Lark(format!(
+            "start: REASON \"\\nVerdict: \" LABEL\nREASON: /[^\\n]{{1,{RATIONALE_CHARS}}}/\nLABEL: {}\n",
+            labels.join(" | ")
+        ))
+    }
+
+    /// `rationale = true`: each item's rationale and verdict are generated (greedy, the
+    /// verdict held to the scale's labels), then the score is read from the logits at the
+    /// label, after the judge's own words, as in the default mode.
+    fn score_with_rationale(
+        &self,
+        items: &[JudgeItem],
+        batch: usize,
+    ) -> Result<Vec<std::result::Result<JudgeScore, String>>> {
+        let grammar = self.llm.compile(&self.rationale_grammar())?;
+        let mut each: Vec<Option<std::result::Result<(Prompt, bool), String>>> =
+            Vec::with_capacity(items.len());
+        let mut requests = Vec::new();
+        for (k, it) in items.iter().enumerate() {
+            match self.item_prompt(it)? {
+                Ok((prompt, ids, cut)) => {
+                    let mut r = crate::engine::Request::new(k.to_string(), ids, 0);
+                    r.constraint = Some(grammar.clone());
+                    requests.push(r);
+                    each.push(Some(Ok((prompt, cut))));
+                }
+                Err(why) => each.push(Some(Err(why))),
+            }
+        }
+        let params = crate::engine::GenParams {
+            sampling: crate::spec::Sampling {
+                temperature: 0.0,
+                ..Default::default()
+            },
+            max_new_tokens: RATIONALE_TOKENS,
+            batch_size: batch.max(1),
+            stop: Vec::new(),
+        };
+        let mut written: Vec<Option<(String, bool)>> = vec![None; items.len()];
+        self.llm.generate(requests, &params, |o| {
+            if let Ok(k) = o.id.parse::<usize>() {
+                if let Some(slot) = written.get_mut(k) {
+                    *slot = Some((o.text, o.valid == Some(true)));
+                }
+            }
+            Ok(())
+        })?;
+        // The scoring prompts: the judge's own reasons, then the verdict position.
+        let mut prepared = Vec::new();
+        let mut meta = Vec::new();
+        let mut out: Vec<Option<std::result::Result<JudgeScore, String>>> = Vec::new();
+        for (k, e) in each.into_iter().enumerate() {
+            match (e, written[k].take()) {
+                (Some(Err(why)), _) => out.push(Some(Err(why))),
+                (Some(Ok((mut prompt, cut))), Some((text, true))) => {
+                    let (reason, label) = text
+                        .rsplit_once("\nVerdict: ")
+                        .map(|(r, l)| (r.trim().to_string(), l.trim().to_string()))
+                        .unwrap_or((text.trim().to_string(), String::new()));
+                    prompt.text(&format!(" {reason}\nVerdict:"));
+                    let ids = self.llm.prompt_ids_raw(&prompt)?;
+                    prepared.push((ids, cut));
+                    meta.push((reason, label));
+                    out.push(None);
+                }
+                (Some(Ok(_)), _) => out.push(Some(Err(format!(
+                    "judge {}: its rationale did not reach a verdict within {RATIONALE_TOKENS} tokens; not judged",
+                    self.name
+                )))),
+                (None, _) => {
+                    return Err(Error::Internal(format!("judge {}: an item is missing", self.name)))
+                }
+            }
+        }
+        let mut scored = self.score_prepared(prepared, batch)?.into_iter().zip(meta);
+        out.into_iter()
+            .map(|o| match o {
+                Some(r) => Ok(r),
+                None => {
+                    let (mut s, (reason, label)) = scored.next().ok_or_else(|| {
+                        Error::Internal(format!("judge {}: a score is missing", self.name))
+                    })?;
+                    s.rationale = Some(reason);
+                    s.verdict = Some(label);
+                    Ok(Ok(s))
+                }
+            })
+            .collect()
+    }
+
     fn read_verdict(&self, logits: &[f32], prompt_tokens: usize, truncated: bool) -> JudgeScore {
         // log-sum-exp over the whole vocabulary, in f64.
         let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
@@ -375,6 +511,8 @@ impl<'a> Judge<'a> {
             label_mass: mass,
             prompt_tokens,
             truncated,
+            rationale: None,
+            verdict: None,
         }
     }
 }
@@ -424,6 +562,8 @@ mod tests {
             label_mass: 1.0,
             prompt_tokens: 1,
             truncated: false,
+            rationale: None,
+            verdict: None,
         };
         let (m, a) = combine(&[mk(0.8), mk(0.4)], Combine::Mean).unwrap();
         assert!((m - 0.6).abs() < 1e-12 && (a - 0.6).abs() < 1e-12);

@@ -244,6 +244,120 @@ impl Drop for UidSlot {
     }
 }
 
+/// What the child does to itself between fork and exec, all prepared beforehand.
+struct Child {
+    /// `unshare` flags for a new network namespace, if the machine allows one.
+    network: Option<libc::c_int>,
+    limits: Limits,
+    nproc: u64,
+    /// The unprivileged uid (and gid) to become, when running as root.
+    uid: Option<u32>,
+    /// The Landlock ABI, 0 when unavailable.
+    landlock: i32,
+    work: CString,
+    null: CString,
+}
+
+impl Child {
+    /// New session, network namespace (while still privileged), limits, the uid, and
+    /// Landlock last.
+    ///
+    /// # Safety
+    /// Runs in the forked child: system calls only, no allocation.
+    unsafe fn confine(&self) -> std::io::Result<()> {
+        let fail = || Err(std::io::Error::last_os_error());
+        if libc::setsid() < 0 {
+            return fail();
+        }
+        if let Some(flags) = self.network {
+            if libc::unshare(flags) != 0 {
+                return fail();
+            }
+        }
+        let set = |res, soft: u64, hard: u64| {
+            let r = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            libc::setrlimit(res, &r)
+        };
+        let l = &self.limits;
+        if set(libc::RLIMIT_CPU, l.cpu_seconds, l.cpu_seconds + 1) != 0
+            || set(libc::RLIMIT_AS, l.memory_bytes, l.memory_bytes) != 0
+            || set(libc::RLIMIT_FSIZE, l.file_bytes, l.file_bytes) != 0
+            || set(libc::RLIMIT_NOFILE, 256, 256) != 0
+            || set(libc::RLIMIT_CORE, 0, 0) != 0
+            || set(libc::RLIMIT_NPROC, self.nproc, self.nproc) != 0
+        {
+            return fail();
+        }
+        if let Some(uid) = self.uid {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(uid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return fail();
+            }
+        }
+        if self.landlock > 0 {
+            return self.landlock();
+        }
+        Ok(())
+    }
+
+    /// Writes only beneath the run's directory (and to `/dev/null`).
+    ///
+    /// # Safety
+    /// As [`Self::confine`].
+    unsafe fn landlock(&self) -> std::io::Result<()> {
+        let fail = || Err(std::io::Error::last_os_error());
+        let rights = write_rights(self.landlock);
+        let attr = RulesetAttr {
+            handled_access_fs: rights,
+        };
+        let fd = libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            &attr as *const RulesetAttr,
+            std::mem::size_of::<RulesetAttr>(),
+            0u32,
+        ) as libc::c_int;
+        if fd < 0 {
+            return fail();
+        }
+        for (path, allowed) in [
+            (self.work.as_ptr(), rights),
+            (self.null.as_ptr(), FS_WRITE_FILE | (rights & FS_TRUNCATE)),
+        ] {
+            let pfd = libc::open(path, libc::O_PATH | libc::O_CLOEXEC);
+            if pfd < 0 {
+                return fail();
+            }
+            let rule = PathBeneath {
+                allowed_access: allowed,
+                parent_fd: pfd,
+            };
+            let r = libc::syscall(
+                libc::SYS_landlock_add_rule,
+                fd,
+                LANDLOCK_RULE_PATH_BENEATH,
+                &rule as *const PathBeneath,
+                0u32,
+            );
+            libc::close(pfd);
+            if r != 0 {
+                return fail();
+            }
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::syscall(libc::SYS_landlock_restrict_self, fd, 0u32) != 0
+        {
+            return fail();
+        }
+        libc::close(fd);
+        Ok(())
+    }
+}
+
 /// Kills every process of `uid` (`kill(-1)` as that uid reaches exactly those).
 fn reap(uid: u32) {
     let mut c = Command::new("/bin/true");
@@ -361,92 +475,19 @@ pub fn run(
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    let net = iso.network;
-    let flags = netns_flags(iso.drop_to_nobody);
-    let landlock = iso.landlock;
-    let drop = iso.drop_to_nobody;
-    let l = *limits;
-    // SAFETY: the closure makes only async-signal-safe system calls (no allocation: the
+    let child = Child {
+        network: iso.network.then_some(netns_flags(iso.drop_to_nobody)),
+        limits: *limits,
+        nproc,
+        uid: iso.drop_to_nobody.then_some(uid),
+        landlock: iso.landlock,
+        work: work_c,
+        null: null_c,
+    };
+    // SAFETY: `confine` makes only async-signal-safe system calls (no allocation: the
     // paths were made above), as `pre_exec` requires.
     unsafe {
-        cmd.pre_exec(move || {
-            let fail = || Err(std::io::Error::last_os_error());
-            if libc::setsid() < 0 {
-                return fail();
-            }
-            if net && libc::unshare(flags) != 0 {
-                return fail();
-            }
-            let set = |res, soft: u64, hard: u64| {
-                let r = libc::rlimit {
-                    rlim_cur: soft,
-                    rlim_max: hard,
-                };
-                libc::setrlimit(res, &r)
-            };
-            if set(libc::RLIMIT_CPU, l.cpu_seconds, l.cpu_seconds + 1) != 0
-                || set(libc::RLIMIT_AS, l.memory_bytes, l.memory_bytes) != 0
-                || set(libc::RLIMIT_FSIZE, l.file_bytes, l.file_bytes) != 0
-                || set(libc::RLIMIT_NOFILE, 256, 256) != 0
-                || set(libc::RLIMIT_CORE, 0, 0) != 0
-                || set(libc::RLIMIT_NPROC, nproc, nproc) != 0
-            {
-                return fail();
-            }
-            if drop
-                && (libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(uid) != 0
-                    || libc::setuid(uid) != 0)
-            {
-                return fail();
-            }
-            if landlock > 0 {
-                let rights = write_rights(landlock);
-                let attr = RulesetAttr {
-                    handled_access_fs: rights,
-                };
-                let fd = libc::syscall(
-                    libc::SYS_landlock_create_ruleset,
-                    &attr as *const RulesetAttr,
-                    std::mem::size_of::<RulesetAttr>(),
-                    0u32,
-                ) as libc::c_int;
-                if fd < 0 {
-                    return fail();
-                }
-                for (path, allowed) in [
-                    (work_c.as_ptr(), rights),
-                    (null_c.as_ptr(), FS_WRITE_FILE | (rights & FS_TRUNCATE)),
-                ] {
-                    let pfd = libc::open(path, libc::O_PATH | libc::O_CLOEXEC);
-                    if pfd < 0 {
-                        return fail();
-                    }
-                    let rule = PathBeneath {
-                        allowed_access: allowed,
-                        parent_fd: pfd,
-                    };
-                    let r = libc::syscall(
-                        libc::SYS_landlock_add_rule,
-                        fd,
-                        LANDLOCK_RULE_PATH_BENEATH,
-                        &rule as *const PathBeneath,
-                        0u32,
-                    );
-                    libc::close(pfd);
-                    if r != 0 {
-                        return fail();
-                    }
-                }
-                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                    || libc::syscall(libc::SYS_landlock_restrict_self, fd, 0u32) != 0
-                {
-                    return fail();
-                }
-                libc::close(fd);
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || child.confine());
     }
     let started = Instant::now();
     let mut child = match cmd.spawn() {

@@ -32,6 +32,9 @@ pub fn open(script: &str) -> Result<rusqlite::Connection, String> {
     c.execute_batch(script).map_err(|e| e.to_string())?;
     c.pragma_update(None, "query_only", true)
         .map_err(|e| e.to_string())?;
+    // No ATTACH: it would create files on this machine and read other databases.
+    c.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)
+        .map_err(|e| e.to_string())?;
     Ok(c)
 }
 
@@ -233,5 +236,10 @@ mod tests {
         );
         let v = compare(DB, "", "SELECT 1", T);
         assert!(!v.pass);
+        // ATTACH would create a file and open other databases.
+        let f = std::env::temp_dir().join(format!("flywheel-attach-{}.db", std::process::id()));
+        let q = format!("ATTACH DATABASE '{}' AS e", f.display());
+        let v = compare(DB, &q, "SELECT 1", T);
+        assert!(!v.pass && !f.exists(), "{v:?}");
     }
 }
