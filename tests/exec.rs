@@ -464,3 +464,70 @@ fn exec_runs_other_languages_through_a_command_template() {
         }
     }
 }
+
+/// The SQL database file is part of what made a verdict: edit it and `verify` checks the
+/// records again. A missing interpreter fails the stage, naming it, not every record.
+#[test]
+fn editing_the_database_rescores_and_a_missing_interpreter_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("db.sql"),
+        "CREATE TABLE t(id INTEGER, name TEXT); INSERT INTO t VALUES (1, 'pen');",
+    )
+    .unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        format!(
+            "{}\n",
+            json!({"id": "a", "prompt": "Name of item 1?", "response": "SELECT 'pen'",
+                   "meta": {"vars": {"gold": "SELECT name FROM t WHERE id = 1"}}})
+        ),
+    )
+    .unwrap();
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(
+        &spec,
+        "[run]\nname = \"x\"\n\n[[verifier]]\nkind = \"sql\"\ndatabase = \"db.sql\"\ngold = \"meta.vars.gold\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.jsonl");
+    let verdict = || -> Value {
+        let o = run(flywheel()
+            .args(["verify", "-q"])
+            .arg(&spec)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&out));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let line = std::fs::read_to_string(&out).unwrap();
+        let r: Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+        r["scores"]["verifiers"]["sql"].clone()
+    };
+    assert_eq!(verdict()["pass"], true);
+    std::fs::write(
+        dir.path().join("db.sql"),
+        "CREATE TABLE t(id INTEGER, name TEXT); INSERT INTO t VALUES (1, 'pencil');",
+    )
+    .unwrap();
+    assert_eq!(verdict()["pass"], false, "the edited database must be used");
+
+    if !network_or_skip("missing interpreter") {
+        return;
+    }
+    std::fs::write(
+        &spec,
+        "[run]\nname = \"x\"\n\n[[verifier]]\nkind = \"python_tests\"\ntests = \"meta.vars.gold\"\npython = \"python-nope\"\n",
+    )
+    .unwrap();
+    let o = run(flywheel()
+        .args(["verify", "-q"])
+        .arg(&spec)
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(dir.path().join("o2.jsonl")));
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("python-nope"), "{e}");
+}

@@ -553,7 +553,8 @@ fn scoring_key(
         }
         js.push(entry);
     }
-    // A verifier's files are part of it: edit the schema and the verdicts are stale.
+    // A verifier's files are part of it: edit the schema or the database and the verdicts
+    // are stale.
     let files: Vec<String> = verifier_files(verifier_specs)
         .iter()
         .map(|f| {
@@ -575,12 +576,13 @@ fn scoring_key(
     Ok(key.to_string())
 }
 
-/// The files the verifiers read (JSON Schemas), relative to the spec.
+/// The files the verifiers read (JSON Schemas, SQL databases), relative to the spec.
 pub fn verifier_files(verifier_specs: &[VerifierSpec]) -> Vec<&str> {
     verifier_specs
         .iter()
         .filter_map(|v| match v {
             VerifierSpec::Json { schema: Some(f) } => Some(f.as_str()),
+            VerifierSpec::Sql { database, .. } => Some(database.as_str()),
             _ => None,
         })
         .collect()

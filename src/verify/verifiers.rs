@@ -351,12 +351,16 @@ pub fn build(
             entry_point,
             python,
             limits,
-        } => Box::new(super::exec::PythonTests {
-            tests: tests.clone(),
-            entry_point: entry_point.clone(),
-            python: python.clone(),
-            settings: exec_settings(limits)?,
-        }),
+        } => {
+            let settings = exec_settings(limits)?;
+            probe(&[python.clone(), "-c".into(), "pass".into()], &settings)?;
+            Box::new(super::exec::PythonTests {
+                tests: tests.clone(),
+                entry_point: entry_point.clone(),
+                python: python.clone(),
+                settings,
+            })
+        }
         S::Sql {
             database,
             gold,
@@ -377,17 +381,49 @@ pub fn build(
             languages,
             tests,
             limits,
-        } => Box::new(super::exec::Exec {
-            command: command.clone(),
-            file: file.clone(),
-            languages: languages.clone(),
-            tests: tests.clone(),
-            settings: exec_settings(limits)?,
-        }),
+        } => {
+            let settings = exec_settings(limits)?;
+            // The program exists on the sandbox's PATH (or at its absolute path).
+            probe(
+                &[
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    "command -v \"$0\"".into(),
+                    command[0].clone(),
+                ],
+                &settings,
+            )?;
+            Box::new(super::exec::Exec {
+                command: command.clone(),
+                file: file.clone(),
+                languages: languages.clone(),
+                tests: tests.clone(),
+                settings,
+            })
+        }
         S::Language { min_letter_share } => Box::new(Language {
             min_letter_share: *min_letter_share,
         }),
     }))
+}
+
+/// Runs `argv` once in the sandbox, so that a missing interpreter (or a sandbox this
+/// machine cannot set up) fails the stage with its reason instead of every record.
+fn probe(argv: &[String], s: &super::exec::ExecSettings) -> Result<(), String> {
+    let r = super::sandbox::run(argv, &[], &s.limits, s.allow_unsandboxed);
+    if r.outcome == super::sandbox::Outcome::Pass {
+        return Ok(());
+    }
+    Err(format!(
+        "the verifier cannot run `{}` in its sandbox: {}{}",
+        argv.join(" "),
+        r.detail,
+        if r.tail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", r.tail)
+        }
+    ))
 }
 
 /// The sandbox settings of an executing verifier; refuses where the machine cannot
