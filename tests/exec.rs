@@ -59,9 +59,22 @@ fn network_or_skip(what: &str) -> bool {
     iso.network
 }
 
+/// [`network_or_skip`], and a `python3` the sandbox can run (on /usr/local/bin:/usr/bin:/bin).
+fn python_or_skip(what: &str) -> bool {
+    if !network_or_skip(what) {
+        return false;
+    }
+    let r = py("print('ok')\n", &short());
+    if r.outcome != Outcome::Pass {
+        eprintln!("SKIPPED ({what}): no python3 the sandbox can run here: {r:?}");
+        return false;
+    }
+    true
+}
+
 #[test]
 fn sockets_are_refused_even_to_a_server_on_this_machine() {
-    if !network_or_skip("sockets") {
+    if !python_or_skip("sockets") {
         return;
     }
     let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -84,7 +97,7 @@ fn sockets_are_refused_even_to_a_server_on_this_machine() {
 
 #[test]
 fn writes_outside_the_run_directory_fail() {
-    if !network_or_skip("writes") {
+    if !python_or_skip("writes") {
         return;
     }
     let iso = Isolation::get();
@@ -125,7 +138,7 @@ fn writes_outside_the_run_directory_fail() {
 
 #[test]
 fn a_fork_bomb_is_bounded_and_leaves_nothing_running() {
-    if !network_or_skip("fork bomb") {
+    if !python_or_skip("fork bomb") {
         return;
     }
     let marker = format!("bomb{}", std::process::id());
@@ -159,7 +172,7 @@ fn a_fork_bomb_is_bounded_and_leaves_nothing_running() {
 
 #[test]
 fn ten_gigabytes_sleeping_forever_and_the_environment() {
-    if !network_or_skip("memory, sleep, environment") {
+    if !python_or_skip("memory, sleep, environment") {
         return;
     }
     let r = py(
@@ -218,7 +231,7 @@ fn items() -> Vec<Value> {
 
 #[test]
 fn python_tests_tells_correct_from_subtly_wrong_through_the_cli() {
-    if !network_or_skip("python_tests") {
+    if !python_or_skip("python_tests") {
         // The verifier must refuse, naming the reason, rather than run unsandboxed.
         return;
     }
@@ -321,7 +334,7 @@ fn bad_executing_verifiers_fail_the_spec() {
 /// re-derived here (SQL rows by rusqlite directly), and only passing records are kept.
 #[test]
 fn code_and_sql_examples_run_end_to_end() {
-    if !network_or_skip("examples") {
+    if !python_or_skip("examples") {
         return;
     }
     common::model_file("smollm2-135m-instruct");
