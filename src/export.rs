@@ -339,7 +339,25 @@ pub fn preferences(
         ..Default::default()
     };
     let mut refused = Vec::new();
+    // Preferences need evidence: a record neither verified nor judged cannot be chosen,
+    // rejected or labeled (its truncation alone is not a verdict on the others).
     for g in groups.values() {
+        for (line, r) in g {
+            let verified = r
+                .pointer("/scores/verifiers")
+                .and_then(Value::as_object)
+                .is_some_and(|v| !v.is_empty());
+            let judged = r.pointer("/scores/judge_combined/score").is_some();
+            if !verified && !judged {
+                refused.push(format!(
+                    "{}:{line}: not scored (no verifier verdict, no judge score): run `flywheel verify` first (a run directory given here reads its verified.jsonl)",
+                    input.display()
+                ));
+            }
+        }
+    }
+    let scored = refused.is_empty();
+    for g in groups.values().filter(|_| scored) {
         match format {
             Format::Kto => {
                 for (line, r) in g {

@@ -160,6 +160,21 @@ fn best_of_n_pass_at_k_and_preference_pairs() {
         assert_eq!(l["label"], passed(&id(&l["id"])), "{l}");
     }
 
+    // Unscored samples are no evidence: pairs from generated.jsonl are refused, naming
+    // the lines, and nothing is written.
+    let none = dir.path().join("none.jsonl");
+    let o = run(flywheel()
+        .arg("export")
+        .arg(rd.join("generated.jsonl"))
+        .args(["--format", "dpo", "--output"])
+        .arg(&none));
+    assert!(
+        !o.status.success() && stderr(&o).contains("not scored"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!none.exists());
+
     // first_passing: the filter reruns (its settings changed) and keeps the lowest
     // sample index of each solved prompt.
     let spec = dir.path().join("math-verified.toml");
