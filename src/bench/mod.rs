@@ -229,7 +229,10 @@ pub fn generate(args: &GenerateBench) -> Result<BenchReport> {
         }])?;
         Ok(t0.elapsed().as_secs_f64())
     })?;
-    let bound = mm_rate * 1e9 / flops_per_token;
+    // A prefill runs the LM head on its last position only.
+    let prefill_flops_per_token =
+        2.0 * (body_weights(c) as f64 + head_weights(c) as f64 / args.prompt_tokens.max(1) as f64);
+    let bound = mm_rate * 1e9 / prefill_flops_per_token;
     rows.push(row("prefill", 1, args.prompt_tokens as f64 / t, bound));
 
     for &b in &args.batch_sizes {
@@ -337,7 +340,7 @@ pub fn generate(args: &GenerateBench) -> Result<BenchReport> {
         Some(c) => Some(constraint_case(&llm, c, &mut out)?),
         None => None,
     };
-    out.push(format!("bounds: decode = min(batch × copy bandwidth ÷ {:.0} MB of {} weights per step, {} matmul rate ÷ {:.0} MFLOP per token); prefill = matmul rate ÷ FLOP per token", weight_bytes / 1e6, precision.name(), precision.name(), flops_per_token / 1e6));
+    out.push(format!("bounds: decode = min(batch × copy bandwidth ÷ {:.0} MB of {} weights per step, {} matmul rate ÷ {:.0} MFLOP per token); prefill = matmul rate ÷ {:.0} MFLOP per token (the LM head runs on the last position only)", weight_bytes / 1e6, precision.name(), precision.name(), flops_per_token / 1e6, prefill_flops_per_token / 1e6));
     let json = serde_json::json!({
         "bench": "generate",
         "model": llm.info.model,
@@ -350,6 +353,7 @@ pub fn generate(args: &GenerateBench) -> Result<BenchReport> {
         "matmul_gflop_s": mm_rate,
         "weight_bytes_per_step": weight_bytes,
         "flops_per_token": flops_per_token,
+        "prefill_flops_per_token": prefill_flops_per_token,
         "tokens_per_sequence": args.tokens,
         "prompt_tokens": args.prompt_tokens,
         "rows": rows,
@@ -474,10 +478,22 @@ pub fn copy_bandwidth_gbs() -> f64 {
 /// Values in every matmul weight of a decoder (the LM head included): a forward pass
 /// costs two FLOP per value and token, and a decode step streams each value once.
 pub fn matmul_weights(c: &crate::engine::model::Config) -> usize {
+    body_weights(c) + head_weights(c)
+}
+
+/// The matmul weights every token runs through: the transformer blocks.
+pub fn body_weights(c: &crate::engine::model::Config) -> usize {
     let per_layer = c.hidden * (c.n_heads + 2 * c.n_kv_heads) * c.head_dim
         + c.n_heads * c.head_dim * c.hidden
         + 3 * c.hidden * c.ffn;
-    c.n_layers * per_layer + c.vocab * c.hidden
+    c.n_layers * per_layer
+}
+
+/// The LM head's weights. A prefill or a judge item runs it on its last position only
+/// (the engine computes logits for the last token of each segment), a decode step on
+/// every sequence.
+pub fn head_weights(c: &crate::engine::model::Config) -> usize {
+    c.vocab * c.hidden
 }
 
 /// The matmul rate a model in `precision` can reach on the device, GFLOP/s: a square
@@ -593,8 +609,12 @@ pub fn judge(args: &JudgeBench) -> Result<BenchReport> {
     let shared = shared_prefix(&ids);
     let run_tokens = shared + tokens - shared * ids.len();
     let mm_rate = matmul_gflops(dev, precision)?;
-    let flops_per_item =
-        2.0 * matmul_weights(&llm.decoder.cfg) as f64 * run_tokens as f64 / items.len() as f64;
+    // Every token that runs goes through the blocks; the LM head runs once per item (its
+    // verdict position).
+    let cfg = &llm.decoder.cfg;
+    let flops_per_item = 2.0
+        * (body_weights(cfg) as f64 * run_tokens as f64 / items.len() as f64
+            + head_weights(cfg) as f64);
     let bound_items_per_s = mm_rate * 1e9 / flops_per_item;
     eprintln!(
         "bench judge: {} ({}) on {card} · {} threads · {} items, {:.0} prompt tokens each on average, {shared} shared · {} matmul {:.1} GFLOP/s",
@@ -666,7 +686,7 @@ pub fn judge(args: &JudgeBench) -> Result<BenchReport> {
             Some(v)
         }
     };
-    out.push(format!("bound: {} matmul rate ÷ (2 FLOP × {:.0} M weights × {:.0} tokens run per item, the shared prefix counted once)", precision.name(), matmul_weights(&llm.decoder.cfg) as f64 / 1e6, run_tokens as f64 / items.len() as f64));
+    out.push(format!("bound: {} matmul rate ÷ (2 FLOP × ({:.0} M block weights × {:.0} tokens run per item, the shared prefix counted once, + {:.0} M LM-head weights once))", precision.name(), body_weights(cfg) as f64 / 1e6, run_tokens as f64 / items.len() as f64, head_weights(cfg) as f64 / 1e6));
     let json = serde_json::json!({"bench": "judge", "model": llm.info.model, "weights": llm.info.weights, "precision": precision.name(), "device": device::name(dev), "card": card, "threads": threads, "items": items.len(), "prompt_tokens": tokens, "shared_prefix_tokens": shared, "matmul_gflop_s": mm_rate, "bound_items_per_s": bound_items_per_s, "rows": rows, "llama_cpp": reference});
     Ok(BenchReport { lines: out, json })
 }
