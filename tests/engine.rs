@@ -86,6 +86,14 @@ fn gpu_logits_track_cpu_f32() {
             (Precision::Q8_0, 0.985),
         ] {
             let llm = load_on(&path, p, &gpu);
+            // The fallback is a warning at load; here it is a failure: a GPU that does not
+            // run our attention kernel is slower and must be noticed.
+            assert_eq!(
+                llm.decoder.attention,
+                AttentionImpl::Kernel,
+                "{id} cuda {}: the attention kernel's self-check failed and the engine fell back to candle's ops (see the warning above)",
+                p.name()
+            );
             let (pre, dec) = logits(&llm);
             for (what, got, want) in [("prefill", &pre, &ref_pre), ("decode", &dec, &ref_dec)] {
                 let c = cosine(got, want);
@@ -319,4 +327,66 @@ fn bench_generate_and_judge_report_shares_of_their_bounds() {
             assert!(share > 0.0 && share.is_finite(), "{r}");
         }
     }
+}
+
+/// Automatic prefix reuse: a prompt that extends a finished sequence (the next turn of
+/// the same chat) copies that sequence's KV rows instead of prefilling them. The
+/// output must be byte-identical to a cold prefill, alone or beside another sequence,
+/// since records may not depend on what the pool held (resume starts with it empty).
+#[test]
+fn reused_prefix_gives_the_same_tokens_as_a_cold_prefill() {
+    use flywheel::engine::{GenParams, Request};
+    use flywheel::models::chat::Message;
+    let llm = load(&model_file("smollm2-135m-instruct"), Precision::Q8_0);
+    let params = GenParams {
+        sampling: Default::default(),
+        max_new_tokens: 24,
+        batch_size: 4,
+        stop: Vec::new(),
+    };
+    let run = |reqs: Vec<Request>| {
+        let mut outs = std::collections::BTreeMap::new();
+        let stats = llm
+            .generate(reqs, &params, |o| {
+                outs.insert(o.id.clone(), o);
+                Ok(())
+            })
+            .expect("generate");
+        (outs, stats)
+    };
+    let first = vec![Message::new("user", "Name three rivers in Europe.")];
+    let ids = llm.prompt_ids(&first).expect("prompt");
+    let (a, _) = run(vec![Request::new("a".into(), ids, 1)]);
+    let mut chat = first.clone();
+    chat.push(Message::new("assistant", a["a"].text.trim()));
+    chat.push(Message::new("user", "Now name two more."));
+    let follow = llm.prompt_ids(&chat).expect("prompt");
+    let other = llm
+        .prompt_ids(&[Message::new("user", "What is rust on iron?")])
+        .expect("prompt");
+
+    // Warm: the pool holds the first turn, so the follow-up copies its rows.
+    let (warm, ws) = run(vec![
+        Request::new("f".into(), follow.clone(), 2),
+        Request::new("o".into(), other.clone(), 3),
+    ]);
+    assert!(
+        ws.reused_tokens >= a["a"].prompt_tokens,
+        "the follow-up should reuse at least the first turn's prompt ({} positions), reused {}",
+        a["a"].prompt_tokens,
+        ws.reused_tokens
+    );
+    // Cold, alone: every position prefilled.
+    llm.clear_pool();
+    let (cold, cs) = run(vec![Request::new("f".into(), follow, 2)]);
+    assert_eq!(cs.reused_tokens, 0, "a cleared pool reuses nothing");
+    assert_eq!(
+        warm["f"].tokens, cold["f"].tokens,
+        "reused rows changed the output"
+    );
+    assert_eq!(warm["f"].text, cold["f"].text);
+    // And the sequence beside it is unaffected by the other's reuse.
+    llm.clear_pool();
+    let (alone, _) = run(vec![Request::new("o".into(), other, 3)]);
+    assert_eq!(warm["o"].tokens, alone["o"].tokens);
 }

@@ -61,6 +61,19 @@ name = "plain"
 template = "Say {{topic}}."
 
 [[task]]
+name = "refine"
+
+  [[task.step]]
+  name = "draft"
+  template = "Describe {{topic}} for a child."
+  system = "Be brief."
+
+  [[task.step]]
+  name = "better"
+  continues = "draft"
+  template = "Make it shorter."
+
+[[task]]
 name = "missing"
 
   [[task.step]]
@@ -150,12 +163,12 @@ fn steps_run_batch_invariant_resumable_and_failures_recorded() {
     let b8 = dir.path().join("b8");
     let s1 = generate(&spec, &b1, "1");
     assert!(
-        s1.contains("25 planned, 0 already done, 15 written"),
+        s1.contains("30 planned, 0 already done, 20 written"),
         "{s1}"
     );
     assert!(s1.contains("10 records failed a step"), "{s1}");
     let m: serde_json::Value = serde_json::from_str(&read(&b1.join("manifest.json"))).unwrap();
-    assert_eq!(m["stages"]["generate"]["done"], 25, "{m}");
+    assert_eq!(m["stages"]["generate"]["done"], 30, "{m}");
     assert_eq!(
         m["stages"]["generate"]["extra"]["steps_rejected"], 10,
         "{m}"
@@ -191,7 +204,31 @@ fn steps_run_batch_invariant_resumable_and_failures_recorded() {
 
     // The records: every step's value, the default turns of the last LLM step.
     let all = json_lines(&b1.join("generated.jsonl"));
-    assert_eq!(all.len(), 15);
+    assert_eq!(all.len(), 20);
+    // A step that continues another's chat: the record is the whole chat, and its
+    // prompt reused the first call's KV rows (the batch-8 and resumed runs above and
+    // below must still give the same bytes).
+    let (refine, all): (Vec<_>, Vec<_>) =
+        all.into_iter().partition(|r| r["meta"]["task"] == "refine");
+    assert_eq!(refine.len(), 5);
+    for r in &refine {
+        let steps = &r["meta"]["steps"];
+        let roles: Vec<&str> = r["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            roles,
+            ["system", "user", "assistant", "user", "assistant"],
+            "{r}"
+        );
+        assert_eq!(r["messages"][0]["content"], "Be brief.");
+        assert_eq!(r["messages"][2]["content"], steps["draft"], "{r}");
+        assert_eq!(r["messages"][3]["content"], "Make it shorter.");
+        assert_eq!(r["messages"][4]["content"], steps["better"], "{r}");
+    }
     // A plain task beside steps tasks runs as before: no `meta.steps`.
     let (plain, recs): (Vec<_>, Vec<_>) =
         all.into_iter().partition(|r| r["meta"]["task"] == "plain");
@@ -246,7 +283,7 @@ fn steps_run_batch_invariant_resumable_and_failures_recorded() {
     // A rerun has nothing to do, and recomputes nothing.
     let steps_before = read(&b1.join("steps.jsonl"));
     let s = generate(&spec, &b1, "4");
-    assert!(s.contains("25 already done, 0 written"), "{s}");
+    assert!(s.contains("30 already done, 0 written"), "{s}");
     assert_eq!(read(&b1.join("steps.jsonl")), steps_before);
     assert_eq!(sorted_lines(&b1.join("generated.jsonl")), gen1);
     assert_no_duplicate_steps(&b1.join("steps.jsonl"));

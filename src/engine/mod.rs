@@ -62,6 +62,8 @@ pub struct Llm {
     vocab: std::sync::OnceLock<std::result::Result<Arc<crate::constrain::Vocab>, String>>,
     /// Grammars compiled for this model, by [`crate::constrain::Constraint::key`].
     compiled: std::sync::Mutex<HashMap<String, Arc<crate::constrain::Compiled>>>,
+    /// KV caches of recently finished sequences, for [`PrefixPool`] reuse.
+    pool: std::sync::Mutex<PrefixPool>,
 }
 
 /// Whether an error is the device running out of memory (typed where it is detected: see
@@ -127,6 +129,7 @@ impl Llm {
             smollm_default_system,
             vocab: Default::default(),
             compiled: Default::default(),
+            pool: Default::default(),
             fault_oom_above: std::env::var("FLYWHEEL_FAULT_OOM_ABOVE")
                 .ok()
                 .and_then(|v| v.parse().ok()),
@@ -156,6 +159,49 @@ impl Llm {
 
     /// Adds generation stops the model declares outside its tokenizer (a Hugging Face
     /// folder's `generation_config.json`/`config.json` `eos_token_id`, int or list).
+    /// Starts `cache` with the longest prefix of `prompt` that a kept sequence already
+    /// computed (at least [`MIN_REUSE`] tokens, always leaving one token to feed), and
+    /// returns how many positions it copied. Rows are computed independently of the
+    /// batch around them, so a copied row equals the row a prefill would write: the
+    /// output does not depend on what the pool held.
+    fn reuse_prefix(&self, prompt: &[u32], cache: &mut SeqCache) -> Result<usize> {
+        let pool = self
+            .pool
+            .lock()
+            .map_err(|_| Error::Internal("prefix pool poisoned".into()))?;
+        let Some((n, e)) = pool.longest(prompt) else {
+            return Ok(0);
+        };
+        cache.copy_prefix_from(&e.cache, n)?;
+        Ok(n)
+    }
+
+    /// Keeps a finished sequence's cache (its `tokens` are the positions it holds), so a
+    /// later prompt that extends it (the next turn of a conversation, a step that
+    /// continues an earlier step's chat, a shared system prompt) skips their prefill.
+    fn keep_prefix(&self, tokens: Vec<u32>, cache: SeqCache, batch: usize) {
+        if tokens.len() < MIN_REUSE {
+            return;
+        }
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.entries.push_back(Kept { tokens, cache });
+            // Two per running sequence: a conversation's assistant and simulated user
+            // both finish between one assistant turn and the next.
+            while pool.entries.len() > (2 * batch).max(8) {
+                pool.entries.pop_front();
+            }
+        }
+    }
+
+    /// Drops every kept prefix; returns how many there were.
+    pub fn clear_pool(&self) -> usize {
+        self.pool.lock().map_or(0, |mut p| {
+            let n = p.entries.len();
+            p.entries.clear();
+            n
+        })
+    }
+
     pub fn extra_stop_ids(&mut self, ids: &[u32]) {
         for &id in ids {
             if !self.stop_ids.contains(&id) {
@@ -272,7 +318,16 @@ impl Llm {
                     None => (&params.sampling, params.max_new_tokens),
                 };
                 let max_new = max_new.min(ctx - r.prompt_ids.len());
-                let cache = match self.decoder.new_cache(r.prompt_ids.len() + max_new) {
+                let capacity = r.prompt_ids.len() + max_new;
+                let mut alloc = self.decoder.new_cache(capacity);
+                if alloc.as_ref().is_err_and(is_oom) && self.clear_pool() > 0 {
+                    // Kept prefixes are a luxury: give their memory back first.
+                    alloc = self.decoder.new_cache(capacity);
+                }
+                let cache = match alloc.and_then(|mut c| {
+                    stats.reused_tokens += self.reuse_prefix(&r.prompt_ids, &mut c)?;
+                    Ok(c)
+                }) {
                     Ok(c) => c,
                     Err(e) if is_oom(&e) && active.len() + admitted.len() > 0 => {
                         returned.push_front(r);
@@ -358,6 +413,11 @@ impl Llm {
                 // the end of a forward), so the survivors simply step again. The sequences
                 // sent back restart from scratch: their sampler is seeded per record, so
                 // their text is the same as if they had never started.
+                // Kept prefixes go first; the step then runs again as it was.
+                Err(e) if is_oom(&e) && self.clear_pool() > 0 => {
+                    tracing::warn!("out of memory; dropped the kept prompt prefixes ({e})");
+                    continue;
+                }
                 Err(e) if is_oom(&e) && active.len() > 1 => {
                     let new = active.len() - n_old;
                     let keep = if new > 0 && n_old > 0 { n_old } else { active.len() / 2 };
@@ -441,6 +501,7 @@ impl Llm {
             for (i, finish, text) in finished.into_iter().rev() {
                 let a = active.remove(i);
                 let tokens = a.context[a.prompt_len..].to_vec();
+                self.keep_prefix(a.context[..a.cache.len].to_vec(), a.cache, batch);
                 let text = match text {
                     Some(t) => t,
                     None => self.tokenizer.decode(&tokens)?,
@@ -537,6 +598,47 @@ fn gguf_stop_ids(g: &crate::models::gguf::GgufFile) -> Vec<u32> {
     ids
 }
 
+/// Fewest shared tokens worth copying from a kept cache.
+const MIN_REUSE: usize = 8;
+
+/// A finished sequence's cache and the tokens it holds.
+struct Kept {
+    tokens: Vec<u32>,
+    cache: SeqCache,
+}
+
+/// Recently finished sequences, oldest first (automatic prefix caching, bounded).
+#[derive(Default)]
+struct PrefixPool {
+    entries: std::collections::VecDeque<Kept>,
+}
+
+impl PrefixPool {
+    /// The kept sequence sharing the longest prefix with `prompt` (the newest on a tie),
+    /// with the number of positions to copy: at most `prompt.len() - 1`, so the last
+    /// prompt token is fed and gives the first logits.
+    fn longest(&self, prompt: &[u32]) -> Option<(usize, &Kept)> {
+        let limit = prompt.len().saturating_sub(1);
+        self.entries
+            .iter()
+            .rev()
+            .map(|e| {
+                let n = e
+                    .tokens
+                    .iter()
+                    .zip(prompt)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                (n.min(limit).min(e.cache.len), e)
+            })
+            .filter(|(n, _)| *n >= MIN_REUSE)
+            .fold(None, |best: Option<(usize, &Kept)>, c| match best {
+                Some(b) if b.0 >= c.0 => Some(b),
+                _ => Some(c),
+            })
+    }
+}
+
 /// One prompt to complete.
 pub struct Request {
     pub id: String,
@@ -611,6 +713,8 @@ pub struct GenStats {
     pub oom_backoffs: usize,
     pub steps: usize,
     pub prefill_tokens: usize,
+    /// Prompt positions copied from kept caches instead of prefilled.
+    pub reused_tokens: usize,
     pub generated_tokens: usize,
     /// Grammar masks computed, and the seconds spent computing them (beside the forward).
     pub masks: usize,

@@ -2,7 +2,9 @@
 //! by two chained steps of half the length each, through the real executor (journal
 //! and all) at one batch size. With continuous batching across steps, a record's second
 //! call joins the running batch as soon as its first finishes, so the two-step task
-//! should keep the one-step task's tokens/s.
+//! should keep the one-step task's tokens/s. Two shapes of second step are measured: one
+//! that `continues` the first step's chat (its prefix comes from the kept KV cache), and
+//! one whose new prompt quotes the first answer (which must be prefilled again).
 
 use super::steps::{Counts, Executor, Journal, StepModels};
 use crate::engine::Precision;
@@ -17,9 +19,13 @@ use std::time::Instant;
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StepsCase {
     pub steps: usize,
+    /// Step 2 continues step 1's chat (else its prompt quotes step 1's answer).
+    pub continues: bool,
     pub records: usize,
     pub generated_tokens: usize,
     pub prefill_tokens: usize,
+    /// Prompt positions copied from kept KV caches instead of prefilled.
+    pub reused_tokens: usize,
     pub seconds: f64,
     pub tokens_per_s: f64,
 }
@@ -33,12 +39,15 @@ pub fn steps_bench(
     batch: usize,
     tokens: usize,
     records: usize,
-) -> Result<(StepsCase, StepsCase)> {
+) -> Result<[StepsCase; 3]> {
     let dir = std::env::temp_dir().join(format!("flywheel-steps-bench-{}", std::process::id()));
     let result = (|| {
-        let one = case(&dir, model, device, precision, batch, tokens, records, 1)?;
-        let two = case(&dir, model, device, precision, batch, tokens, records, 2)?;
-        Ok((one, two))
+        let run = |steps, continues| {
+            case(
+                &dir, model, device, precision, batch, tokens, records, steps, continues,
+            )
+        };
+        Ok([run(1, false)?, run(2, true)?, run(2, false)?])
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -54,8 +63,9 @@ fn case(
     tokens: usize,
     records: usize,
     steps: usize,
+    continues: bool,
 ) -> Result<StepsCase> {
-    let case_dir = dir.join(format!("{steps}-step"));
+    let case_dir = dir.join(format!("{steps}-step-{continues}"));
     std::fs::create_dir_all(&case_dir).map_err(|e| Error::io("creating", &case_dir, e))?;
     // A model given as a relative path stays the file the user named.
     let model = match std::path::Path::new(model) {
@@ -74,10 +84,14 @@ fn case(
     text.push_str(
         "  [[task.step]]\n  name = \"s1\"\n  template = \"Write a long essay about {{topic}}.\"\n",
     );
-    if steps == 2 {
-        text.push_str(
+    match (steps, continues) {
+        (1, _) => {}
+        (_, true) => text.push_str(
+            "  [[task.step]]\n  name = \"s2\"\n  continues = \"s1\"\n  template = \"Continue the essay.\"\n",
+        ),
+        (_, false) => text.push_str(
             "  [[task.step]]\n  name = \"s2\"\n  template = \"Continue this essay:\\n{{s1}}\"\n",
-        );
+        ),
     }
     let spec_path = case_dir.join("bench.toml");
     std::fs::write(&spec_path, &text).map_err(|e| Error::io("writing", &spec_path, e))?;
@@ -118,9 +132,11 @@ fn case(
     let seconds = t0.elapsed().as_secs_f64();
     Ok(StepsCase {
         steps,
+        continues,
         records,
         generated_tokens: counts.stats.generated_tokens,
         prefill_tokens: counts.stats.prefill_tokens,
+        reused_tokens: counts.stats.reused_tokens,
         seconds,
         tokens_per_s: counts.stats.generated_tokens as f64 / seconds,
     })

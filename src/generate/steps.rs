@@ -49,6 +49,7 @@ pub(super) fn definition(task: &Task) -> Value {
                     few_shot,
                     output,
                     tool_call,
+                    continues,
                 } => {
                     let mut v = json!({"llm": {
                         "template": template, "system": system, "model": model,
@@ -63,6 +64,9 @@ pub(super) fn definition(task: &Task) -> Value {
                     }
                     if *tool_call {
                         v["llm"]["tool_call"] = json!(true);
+                    }
+                    if let Some(c) = continues {
+                        v["llm"]["continues"] = json!(c);
                     }
                     v
                 }
@@ -344,6 +348,8 @@ struct Live {
     llm: HashMap<String, Done>,
     /// Conversation transcripts, by step name.
     transcripts: HashMap<String, Vec<Message>>,
+    /// Each LLM step's chat (what it was sent, then its answer), for `continues`.
+    chats: HashMap<String, Vec<Message>>,
     turns: Option<usize>,
     difficulty: Option<usize>,
     lineage: Vec<Lineage>,
@@ -515,6 +521,7 @@ impl Executor<'_> {
                 steps: BTreeMap::new(),
                 llm: HashMap::new(),
                 transcripts: HashMap::new(),
+                chats: HashMap::new(),
                 turns: None,
                 difficulty: None,
                 lineage: Vec::new(),
@@ -584,6 +591,7 @@ impl Executor<'_> {
             })?;
             counts.stats.generated_tokens += stats.generated_tokens;
             counts.stats.prefill_tokens += stats.prefill_tokens;
+            counts.stats.reused_tokens += stats.reused_tokens;
             counts.stats.steps += stats.steps;
             counts.stats.oom_backoffs += stats.oom_backoffs;
         }
@@ -635,6 +643,7 @@ impl Executor<'_> {
                     few_shot,
                     output,
                     tool_call,
+                    continues,
                     ..
                 } => {
                     let mut scope = r.scope.clone();
@@ -645,10 +654,23 @@ impl Executor<'_> {
                             evolve::examples_block(&f.examples, f.k, seed),
                         );
                     }
-                    let mut messages = prompt(step, &scope);
+                    let mut messages = match continues {
+                        Some(c) => {
+                            let mut m = r.chats.get(c).cloned().ok_or_else(|| {
+                                Error::Internal(format!(
+                                    "step {} continues `{c}` before it ran",
+                                    step.name
+                                ))
+                            })?;
+                            m.extend(prompt(step, &scope));
+                            m
+                        }
+                        None => prompt(step, &scope),
+                    };
                     if let (true, Some(tools)) = (*tool_call, &task.tools) {
                         with_tools(&mut messages, tools);
                     }
+                    r.chats.insert(step.name.clone(), messages.clone());
                     Want {
                         key: step.name.clone(),
                         model: key(task, step),
@@ -774,6 +796,9 @@ impl Executor<'_> {
                         return self.fail(task, step, r, reason, journal, counts);
                     }
                     let seed = self.seed(r, name);
+                    if let Some(chat) = r.chats.get_mut(name) {
+                        chat.push(Message::new("assistant", l.value.clone()));
+                    }
                     r.llm.insert(name.to_string(), Done::of(&l, seed));
                     r.set(name, &l.value);
                     r.at += 1;
@@ -1191,6 +1216,18 @@ impl Executor<'_> {
                         }
                         msgs.extend(transcript(&s.name)?);
                         (msgs, Some(s))
+                    }
+                    // A step that continues a chat makes the whole chat.
+                    Some((
+                        s,
+                        StepKind::Llm {
+                            continues: Some(_), ..
+                        },
+                    )) => {
+                        let chat = r.chats.get(&s.name).cloned().ok_or_else(|| {
+                            Error::Internal(format!("record {} has no chat for step {}", r.item.id, s.name))
+                        })?;
+                        (chat, Some(s))
                     }
                     Some((s, _)) => {
                         let mut msgs = prompt(s, &r.scope);

@@ -54,6 +54,10 @@ pub(super) struct RawStep {
     tool_call: Option<Spanned<bool>>,
     #[serde(default)]
     tool_result: Option<Spanned<RawToolResult>>,
+    /// `continues = "draft"` on an LLM step: its prompt is that step's chat, answer
+    /// included, with this step's template as the next user message.
+    #[serde(default)]
+    continues: Option<Spanned<String>>,
 }
 
 /// `tool_result = { from = "call", fixture = "tools/results.json" }` as written.
@@ -216,6 +220,10 @@ pub enum StepKind {
         /// `tool_call = true`: the answer is one call of the task's tools, and the task's
         /// tool declarations end the system prompt.
         tool_call: bool,
+        /// `continues`: an earlier LLM step whose chat (its messages and its answer) this
+        /// step's user message follows (self-refine, critique-then-revise in one chat).
+        /// The shared prefix is not prefilled again.
+        continues: Option<String>,
     },
     /// `[task.step.conversation]`: a simulated user and the assistant, turn by turn.
     Conversation(Conversation),
@@ -591,13 +599,21 @@ impl Cx<'_> {
         for (key, span) in [
             ("output", rs.output.as_ref().map(|v| v.span())),
             ("tool_call", rs.tool_call.as_ref().map(|v| v.span())),
+            ("continues", rs.continues.as_ref().map(|v| v.span())),
         ] {
             if let (Some(span), false) = (span, kind_key == "template") {
                 return Err(self.err(
                     span,
                     j,
                     key,
-                    format!("`{key}` constrains an LLM step's answer (one with `template`); step `{name}` is a `{kind_key}` step"),
+                    format!(
+                        "`{key}` {}; step `{name}` is a `{kind_key}` step",
+                        if key == "continues" {
+                            "makes an LLM step (one with `template`) continue an earlier chat"
+                        } else {
+                            "constrains an LLM step's answer (one with `template`)"
+                        }
+                    ),
                 ));
             }
         }
@@ -626,6 +642,7 @@ impl Cx<'_> {
                 system_vars(self, &mut vars)?;
                 let call = self.call(j, rs, has_teacher)?;
                 let (output, tool_call) = self.output(j, rs)?;
+                let continues = self.continues(j, rs, tool_call)?;
                 StepKind::Llm {
                     template: t.get_ref().clone(),
                     system: call.system,
@@ -636,6 +653,7 @@ impl Cx<'_> {
                     few_shot,
                     output,
                     tool_call,
+                    continues,
                 }
             }
             RawKind::ToolResult(t) => self.tool_result(j, t, &mut vars)?,
@@ -1427,6 +1445,41 @@ impl Cx<'_> {
                 )),
             },
             (None, None) => Ok((None, false)),
+        }
+    }
+
+    /// `continues = "step"`: an earlier plain LLM step (one with `template`, not a tool
+    /// call). The continued chat brings its own system prompt, so this step has none.
+    fn continues(&self, j: usize, rs: &RawStep, tool_call: bool) -> Result<Option<String>> {
+        let Some(c) = &rs.continues else {
+            return Ok(None);
+        };
+        let me = self.names[j];
+        let target = c.get_ref();
+        let bad = |m: String| Err(self.err(c.span(), j, "continues", m));
+        if let Some(s) = &rs.system {
+            return Err(self.err(
+                s.span(),
+                j,
+                "system",
+                format!("step `{me}` continues `{target}`'s chat, which has its own system prompt; remove `system` here"),
+            ));
+        }
+        if tool_call {
+            return bad(format!(
+                "step `{me}` continues a chat and calls a tool; a tool call starts its own chat (remove one)"
+            ));
+        }
+        if let Some(m) = self.reference_as(j, target, &format!("continues `{target}`")) {
+            return bad(m);
+        }
+        match self.steps.iter().find(|s| &s.name == target).map(|s| &s.kind) {
+            Some(StepKind::Llm {
+                tool_call: false, ..
+            }) => Ok(Some(target.clone())),
+            _ => bad(format!(
+                "`{target}` is not an LLM step with `template` (only such a step's chat can be continued; a tool call, conversation or evolve step cannot)"
+            )),
         }
     }
 

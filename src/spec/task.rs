@@ -328,6 +328,7 @@ fn tool_program(
         few_shot: None,
         output,
         tool_call,
+        continues: None,
     };
     let sys_vars = system
         .map(|s| collect_vars(s).unwrap_or_default())

@@ -164,6 +164,7 @@ fn full_example_parses_to_the_expected_steps() {
             few_shot: None,
             output: None,
             tool_call: false,
+            continues: None,
         }
     );
     assert_eq!(t.steps[4].vars, ["level", "persona", "topic"]);
@@ -179,6 +180,7 @@ fn full_example_parses_to_the_expected_steps() {
             few_shot: None,
             output: None,
             tool_call: false,
+            continues: None,
         }
     );
     assert_eq!(t.steps[5].vars, ["question"]);
@@ -1451,4 +1453,55 @@ tools = "tools.json"
     let both = text.replace("tools = ", "output = { regex = \"a\" }\ntools = ");
     let (_d, r) = parse_new(&both, &[("tools.json", TOOLS_JSON)]);
     assert!(r.unwrap_err().to_string().contains("leave `output` out"));
+}
+
+#[test]
+fn continues_takes_an_earlier_template_step_and_no_system() {
+    // Valid: the answer continues the question's chat.
+    let text = FULL.replace(
+        "template = \"{{question}}\"\n  system = \"Answer briefly.\"",
+        "template = \"Now answer it.\"\n  continues = \"question\"",
+    );
+    let spec = parse(&text).expect("continues parses");
+    assert!(matches!(
+        &spec.tasks[0].steps[5].kind,
+        StepKind::Llm { continues: Some(c), system: None, .. } if c == "question"
+    ));
+    let e = err(&FULL.replacen(
+        "template = \"{{question}}\"",
+        "template = \"{{question}}\"\n  continues = \"question\"",
+        1,
+    ));
+    assert!(
+        e.starts_with("t/spec.toml:45:") && e.contains(" task[0].step[5].system: "),
+        "{e}"
+    );
+    assert!(
+        e.contains("continues `question`'s chat, which has its own system prompt; remove `system`"),
+        "{e}"
+    );
+    fails_at(
+        "system = \"Answer briefly.\"",
+        "continues = \"title\"",
+        "task[0].step[5].continues",
+        &["step `answer` continues `title`, which step 7 computes after it"],
+    );
+    fails_at(
+        "system = \"Answer briefly.\"",
+        "continues = \"answer\"",
+        "task[0].step[5].continues",
+        &["its own value"],
+    );
+    fails_at(
+        "system = \"Answer briefly.\"",
+        "continues = \"persona\"",
+        "task[0].step[5].continues",
+        &["`persona` is not an LLM step with `template`"],
+    );
+    fails_at(
+        "expression = \"Q: {{question}}\"",
+        "expression = \"Q: {{question}}\"\n  continues = \"question\"",
+        "task[0].step[6].continues",
+        &["`continues` makes an LLM step (one with `template`) continue an earlier chat"],
+    );
 }
