@@ -10,6 +10,11 @@ fn main() -> flywheel::Result<()> {
         prompt_tokens: 128,
         runs: 3,
         llama_cpp: None,
+        end_to_end: Some(flywheel::bench::EndToEnd {
+            records: 16,
+            tokens: 128,
+            batch_sizes: vec![1, 16],
+        }),
         multi_step: Some(flywheel::bench::MultiStep {
             records: 16,
             batch: 8,

@@ -186,7 +186,7 @@ if [ "$DRY" = 1 ]; then
   skip kernels "dry run: no GPU"
   skip engine "dry run: no GPU"
   DEV=cpu
-  GEN=(--batch-sizes 1,4 --tokens 4 --prompt-tokens 16 --runs 1 --multi-step-records 4 --multi-step-tokens 8 --multi-step-batch 2)
+  GEN=(--batch-sizes 1,4 --tokens 4 --prompt-tokens 16 --runs 1 --multi-step-records 4 --multi-step-tokens 8 --multi-step-batch 2 --e2e-records 2 --e2e-tokens 4)
   JUDGE=(--items 4 --batch-sizes 1,4 --runs 1)
   DEDUP=(--n 500 --kmeans-n 0 --device cpu)
 else

@@ -49,6 +49,8 @@ pub struct GenerateBench {
     pub llama_cpp: Option<std::path::PathBuf>,
     /// The multi-step case (`None`: skipped).
     pub multi_step: Option<MultiStep>,
+    /// The end-to-end chat case (`None`: skipped).
+    pub end_to_end: Option<EndToEnd>,
     /// The constrained-decoding case (`None`: skipped).
     pub constraint: Option<ConstraintCase>,
 }
@@ -153,7 +155,14 @@ fn constraint_case(
 pub struct LlamaCppReference {
     pub llama_cpp_version: String,
     pub prefill_tokens_per_s: f64,
+    /// Batch-1 decode.
     pub decode_tokens_per_s: f64,
+    /// Aggregate decode by batch size, through the batched API (`llama_batch`).
+    #[serde(default)]
+    pub decode: std::collections::BTreeMap<String, f64>,
+    /// End to end: chat completions one by one (new tokens/s), when asked.
+    #[serde(default)]
+    pub chat_tokens_per_s: Option<f64>,
     pub threads: usize,
 }
 
@@ -163,6 +172,19 @@ fn llama_cpp_reference(
     args: &GenerateBench,
     threads: usize,
 ) -> Result<LlamaCppReference> {
+    // The end-to-end prompts, as chat messages, and where to write llama.cpp's answers.
+    let out =
+        std::env::temp_dir().join(format!("flywheel-llama-chat-{}.jsonl", std::process::id()));
+    let chat = args.end_to_end.as_ref().map(|e| {
+        let s = e2e_sampling();
+        let prompts: Vec<_> = crate::generate::bench::chat_prompts(e.records)
+            .into_iter()
+            .map(|p| serde_json::json!([{"role": "user", "content": p}]))
+            .collect();
+        serde_json::json!({"prompts": prompts, "max_tokens": e.tokens, "temperature": s.temperature,
+            "top_p": s.top_p, "top_k": s.top_k, "repeat_penalty": s.repetition_penalty, "out": out})
+        .to_string()
+    });
     let v = run_python(
         python,
         include_str!("../../benches/llama_cpp_reference.py"),
@@ -172,9 +194,18 @@ fn llama_cpp_reference(
             args.tokens.to_string(),
             threads.to_string(),
             args.runs.to_string(),
-        ],
+            args.batch_sizes
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ]
+        .into_iter()
+        .chain(chat)
+        .collect::<Vec<_>>(),
         "",
     )?;
+    let _ = std::fs::remove_file(&out);
     serde_json::from_value(v)
         .map_err(|e| crate::Error::Model(format!("unexpected llama.cpp reference output: {e}")))
 }
@@ -287,14 +318,66 @@ pub fn generate(args: &GenerateBench) -> Result<BenchReport> {
             ));
         }
         for &b in &args.batch_sizes {
-            if let Some(d) = ours("decode", b) {
+            let theirs = r.decode.get(&b.to_string());
+            if let (Some(d), Some(t)) = (ours("decode", b), theirs) {
                 out.push(format!(
-                    "  decode batch {b:<3}:   flywheel aggregate / llama.cpp batch-1 = {:.2}×",
-                    d / r.decode_tokens_per_s
+                    "  decode batch {b:<3}:   flywheel {d:.1} / llama.cpp {t:.1} tok/s (batched API, {b} sequence ids) = {:.2}×",
+                    d / t
                 ));
             }
         }
+        out.push(format!(
+            "  peer conditions: same GGUF file and {} threads; one warm-up then the median of {}; decode from the same prompt ids and lengths ({}–{} tokens) in both, greedy",
+            r.threads,
+            args.runs,
+            args.prompt_tokens,
+            args.prompt_tokens + 4
+        ));
     }
+    let e2e = match &args.end_to_end {
+        Some(e) => {
+            let s = e2e_sampling();
+            let mut cases = Vec::new();
+            for &b in &e.batch_sizes {
+                cases.push(crate::generate::bench::chat_bench(
+                    &args.model,
+                    dev,
+                    precision,
+                    b,
+                    e.tokens,
+                    e.records,
+                    &s,
+                )?);
+            }
+            out.push(format!(
+                "end to end ({} chat prompts, ≤ {} new tokens, temperature {} top_p {} top_k {}, records written):",
+                e.records, e.tokens, s.temperature, s.top_p, s.top_k
+            ));
+            let theirs = reference.as_ref().and_then(|r| r.chat_tokens_per_s);
+            for (b, c) in e.batch_sizes.iter().zip(&cases) {
+                out.push(format!(
+                    "  flywheel batch {b:<3}: {:.1} new tok/s ({} new tokens in {:.1} s){}",
+                    c.tokens_per_s,
+                    c.generated_tokens,
+                    c.seconds,
+                    theirs.map_or(String::new(), |t| format!(
+                        " = {:.2}× llama.cpp's chat loop",
+                        c.tokens_per_s / t
+                    ))
+                ));
+            }
+            if let Some(t) = theirs {
+                out.push(format!(
+                    "  llama.cpp create_chat_completion one by one: {t:.1} new tok/s (same prompts, sampling and chat template)"
+                ));
+            }
+            Some(
+                serde_json::json!({"records": e.records, "max_new_tokens": e.tokens,
+                "batch_sizes": e.batch_sizes, "flywheel": cases, "llama_cpp_chat_tokens_per_s": theirs}),
+            )
+        }
+        None => None,
+    };
     let multi = match args.multi_step {
         Some(m) => {
             let [one, cont, quote] = crate::generate::bench::steps_bench(
@@ -370,9 +453,32 @@ pub fn generate(args: &GenerateBench) -> Result<BenchReport> {
         "rows": rows,
         "llama_cpp": reference,
         "multi_step": multi,
+        "end_to_end": e2e,
         "constraint": constrained,
     });
     Ok(BenchReport { lines: out, json })
+}
+
+/// Settings of the end-to-end case of `bench generate`: real chat prompts, sampling on,
+/// records written, at each batch size; llama.cpp answers the same prompts one by one
+/// through `create_chat_completion` (its chat loop).
+#[derive(Debug, Clone)]
+pub struct EndToEnd {
+    pub records: usize,
+    /// New tokens per record, at most.
+    pub tokens: usize,
+    pub batch_sizes: Vec<usize>,
+}
+
+/// The sampling of the end-to-end case, for both engines.
+fn e2e_sampling() -> crate::spec::Sampling {
+    crate::spec::Sampling {
+        temperature: 0.7,
+        top_p: 0.9,
+        top_k: 40,
+        repetition_penalty: 1.0,
+        stop: Vec::new(),
+    }
 }
 
 /// Settings of the multi-step case of `bench generate`.

@@ -4,8 +4,8 @@ use super::{Ctx, DeviceFlag};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use flywheel::bench::{
-    self, dedup::DedupBench, dedup::EmbedBench, ConstraintCase, GenerateBench, JudgeBench,
-    MultiStep,
+    self, dedup::DedupBench, dedup::EmbedBench, ConstraintCase, EndToEnd, GenerateBench,
+    JudgeBench, MultiStep,
 };
 use flywheel::dedup::Shingle;
 use flywheel::engine::device;
@@ -59,6 +59,16 @@ pub struct GenerateBenchArgs {
     /// GGUF file and threads in this run, and print flywheel's speed as a ratio to it.
     #[arg(long, value_name = "PYTHON")]
     llama_cpp: Option<PathBuf>,
+    /// Chat prompts in the end-to-end case (real executor, sampling on, records written;
+    /// with --llama-cpp, llama.cpp's chat loop on the same prompts). 0: skip it.
+    #[arg(long, default_value_t = 16)]
+    e2e_records: usize,
+    /// New tokens per prompt in the end-to-end case (at most).
+    #[arg(long, default_value_t = 128)]
+    e2e_tokens: usize,
+    /// Batch sizes of the end-to-end case.
+    #[arg(long, default_value = "1,16", value_delimiter = ',')]
+    e2e_batch_sizes: Vec<usize>,
     /// Records in the multi-step case: a 1-step task and a 2-step task making the same
     /// tokens per record through the real executor, compared in tokens/s (0: skip it).
     #[arg(long, default_value_t = 16)]
@@ -101,6 +111,11 @@ impl GenerateBenchArgs {
                 }),
                 None => None,
             },
+            end_to_end: (self.e2e_records > 0).then(|| EndToEnd {
+                records: self.e2e_records,
+                tokens: self.e2e_tokens.max(1),
+                batch_sizes: self.e2e_batch_sizes.iter().map(|&b| b.max(1)).collect(),
+            }),
             multi_step: (self.multi_step_records > 0).then_some(MultiStep {
                 records: self.multi_step_records,
                 batch: self.multi_step_batch.max(1),

@@ -42,10 +42,23 @@ pub fn steps_bench(
 ) -> Result<[StepsCase; 3]> {
     let dir = std::env::temp_dir().join(format!("flywheel-steps-bench-{}", std::process::id()));
     let result = (|| {
+        let prompts: Vec<String> = (0..records)
+            .map(|i| format!("Write a long essay about subject {i}."))
+            .collect();
         let run = |steps, continues| {
-            case(
-                &dir, model, device, precision, batch, tokens, records, steps, continues,
-            )
+            Case {
+                model,
+                device,
+                precision,
+                batch,
+                tokens,
+                records,
+                steps,
+                continues,
+                sampling: None,
+                prompts: prompts.clone(),
+            }
+            .run(&dir)
         };
         Ok([run(1, false)?, run(2, true)?, run(2, false)?])
     })();
@@ -53,18 +66,82 @@ pub fn steps_bench(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-fn case(
-    dir: &std::path::Path,
+/// The end-to-end chat prompts of [`chat_bench`] (the same ones llama.cpp's reference
+/// sends to `create_chat_completion`).
+pub fn chat_prompts(records: usize) -> Vec<String> {
+    (0..records)
+        .map(|i| format!("Write a short paragraph about subject {i}."))
+        .collect()
+}
+
+/// End to end: `records` chat prompts ([`chat_prompts`]) answered by one LLM step through
+/// the real executor (journal and records written) at batch `batch`, with `sampling`.
+pub fn chat_bench(
     model: &str,
     device: &Device,
     precision: Precision,
     batch: usize,
     tokens: usize,
     records: usize,
+    sampling: &crate::spec::Sampling,
+) -> Result<StepsCase> {
+    let dir = std::env::temp_dir().join(format!("flywheel-chat-bench-{}", std::process::id()));
+    let table = format!(
+        "[teacher.sampling]\ntemperature = {}\ntop_p = {}\ntop_k = {}\nrepetition_penalty = {}\n",
+        sampling.temperature, sampling.top_p, sampling.top_k, sampling.repetition_penalty
+    );
+    let r = Case {
+        model,
+        device,
+        precision,
+        batch,
+        tokens,
+        records,
+        steps: 1,
+        continues: false,
+        sampling: Some(table),
+        prompts: chat_prompts(records),
+    }
+    .run(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+/// One measured task shape.
+struct Case<'a> {
+    model: &'a str,
+    device: &'a Device,
+    precision: Precision,
+    batch: usize,
+    tokens: usize,
+    records: usize,
     steps: usize,
     continues: bool,
-) -> Result<StepsCase> {
+    /// A `[teacher.sampling]` table (else the teacher's defaults).
+    sampling: Option<String>,
+    /// The first step's whole user message, one per record.
+    prompts: Vec<String>,
+}
+
+impl Case<'_> {
+    fn run(&self, dir: &std::path::Path) -> Result<StepsCase> {
+        case(self, dir)
+    }
+}
+
+fn case(c: &Case<'_>, dir: &std::path::Path) -> Result<StepsCase> {
+    let Case {
+        model,
+        device,
+        precision,
+        batch,
+        tokens,
+        records,
+        steps,
+        continues,
+        ..
+    } = *c;
+    let (sampling, prompts) = (c.sampling.as_deref(), &c.prompts);
     let case_dir = dir.join(format!("{steps}-step-{continues}"));
     std::fs::create_dir_all(&case_dir).map_err(|e| Error::io("creating", &case_dir, e))?;
     // A model given as a relative path stays the file the user named.
@@ -76,14 +153,13 @@ fn case(
         _ => model.to_string(),
     };
     let per_step = tokens / steps;
-    let topics: Vec<String> = (0..records).map(|i| format!("\"subject {i}\"")).collect();
+    let topics: Vec<String> = prompts.iter().map(|p| format!("{p:?}")).collect();
     let mut text = format!(
-        "[run]\nname = \"bench\"\nseed = 7\n[teacher]\nmodel = {model:?}\nbatch_size = {batch}\nmax_new_tokens = {per_step}\n[seeds]\ntopic = [{}]\n[[task]]\nname = \"t\"\n",
+        "[run]\nname = \"bench\"\nseed = 7\n[teacher]\nmodel = {model:?}\nbatch_size = {batch}\nmax_new_tokens = {per_step}\n{}[seeds]\nprompt = [{}]\n[[task]]\nname = \"t\"\n",
+        sampling.unwrap_or(""),
         topics.join(", ")
     );
-    text.push_str(
-        "  [[task.step]]\n  name = \"s1\"\n  template = \"Write a long essay about {{topic}}.\"\n",
-    );
+    text.push_str("  [[task.step]]\n  name = \"s1\"\n  template = \"{{prompt}}\"\n");
     match (steps, continues) {
         (1, _) => {}
         (_, true) => text.push_str(
