@@ -16,6 +16,7 @@ pub mod dedup;
 pub mod embed;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod export;
 pub mod generate;
 pub mod models;

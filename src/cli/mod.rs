@@ -4,6 +4,7 @@
 
 mod bench;
 mod dedup;
+mod eval;
 mod run;
 mod stages;
 mod tools;
@@ -89,6 +90,15 @@ enum Command {
     Blend(stages::BlendArgs),
     /// Write report.json and a self-contained report.html for a run directory.
     Report(stages::ReportArgs),
+    /// Does the model trained on the blend do better? Base vs tuned on a real held-out set.
+    ///
+    /// Both models answer every test prompt (greedy, batched); the answers are scored by
+    /// the verifiers (the answer check where items carry `answer`, and --verifier/--spec
+    /// ones), a pointwise judge and a pairwise judge asked in both orders. Prints each
+    /// metric with 95% bootstrap intervals, the paired difference and a sign test, and
+    /// writes eval.json + eval.html. With --train, test items found in the training blend
+    /// are reported and left out first. A killed eval resumes from its journal.
+    Eval(eval::EvalArgs),
     /// Convert a dataset to the format a trainer reads: openai (also TRL), alpaca, sharegpt, chatml.
     Export(tools::ExportArgs),
     /// Write sentence embeddings (all-MiniLM-L6-v2 by default) of a JSONL file's texts.
@@ -174,6 +184,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Audit(a) => stages::audit(a, &cx),
         Command::Blend(a) => stages::blend(a),
         Command::Report(a) => stages::report(a, &cx),
+        Command::Eval(a) => eval::eval(a, &cx),
         Command::Export(a) => tools::export(a),
         Command::Embed(a) => tools::embed(a, &cx),
         Command::Models { cmd } => tools::models(cmd),

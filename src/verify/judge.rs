@@ -132,6 +132,9 @@ pub struct Judge<'a> {
     pub scale: Scale,
     /// Per label, the single-token ids of its forms.
     label_ids: Vec<Vec<u32>>,
+    /// A pairwise judge: each item's response holds "Answer A" and "Answer B", and the
+    /// question is whether A is better (P(yes) = P(A better)).
+    pairwise: bool,
     /// Context budget for one item (prompt + verdict position).
     pub max_tokens: usize,
 }
@@ -166,7 +169,44 @@ impl<'a> Judge<'a> {
             scale,
             label_ids,
             max_tokens,
+            pairwise: false,
         })
+    }
+
+    /// A yes-no judge that compares two answers to one question: the item's response is
+    /// [`Judge::pair`], and the score is P(answer A is better). `eval` asks it in both
+    /// orders, so a preference for a position cancels.
+    pub fn pairwise(
+        name: &str,
+        llm: &'a Llm,
+        criteria: &str,
+        max_tokens: usize,
+    ) -> Result<Judge<'a>> {
+        let rubric = Rubric {
+            criteria: criteria.to_string(),
+            scale: "yes-no".into(),
+            system: Some(format!(
+                "You are a strict teacher comparing two answers to the same question. The better answer is correct, on topic, complete and helpful: {}",
+                criteria.trim()
+            )),
+            rationale: false,
+        };
+        let mut j = Judge::new(name, llm, rubric, max_tokens)?;
+        j.pairwise = true;
+        Ok(j)
+    }
+
+    /// The response text of a pairwise item: both answers, each cut to `max_chars` so
+    /// neither position loses more of its answer when the prompt must be shortened.
+    pub fn pair(a: &str, b: &str, max_chars: usize) -> String {
+        let cut = |t: &str| -> String {
+            let t = t.trim();
+            match t.char_indices().nth(max_chars) {
+                Some((i, _)) => format!("{} […]", &t[..i]),
+                None => t.to_string(),
+            }
+        };
+        format!("Answer A: {}\nAnswer B: {}", cut(a), cut(b))
     }
 
     /// The judge's prompt for an item (chat template applied, verdict next). The item's
@@ -184,7 +224,9 @@ impl<'a> Judge<'a> {
                 self.rubric.criteria.trim()
             ),
         };
-        let question = if self.rubric.rationale {
+        let question = if self.pairwise {
+            "Is Answer A better than Answer B? Reply yes or no.".to_string()
+        } else if self.rubric.rationale {
             format!(
                 "First say in one sentence why the answer is good or bad, then give your verdict. {}",
                 self.scale.question
@@ -192,12 +234,21 @@ impl<'a> Judge<'a> {
         } else {
             self.scale.question.clone()
         };
-        let user = format!(
-            "Question: {}\nAnswer: {}\n{}",
-            item.prompt.trim(),
-            item.response.trim(),
-            question
-        );
+        let user = if self.pairwise {
+            format!(
+                "Question: {}\n{}\n{}",
+                item.prompt.trim(),
+                item.response.trim(),
+                question
+            )
+        } else {
+            format!(
+                "Question: {}\nAnswer: {}\n{}",
+                item.prompt.trim(),
+                item.response.trim(),
+                question
+            )
+        };
         let msgs = [Message::new("system", system), Message::new("user", user)];
         let mut prompt = self.llm.template.render(&msgs, true)?;
         if self.rubric.rationale {
