@@ -203,6 +203,46 @@ fn eval_compares_two_real_models_guards_contamination_and_resumes() {
     assert_eq!(lines.len(), 2 * scored);
     // Greedy answers on the CPU's Q8_0 path do not depend on the batch: the same report.
     assert_eq!(read(&out2.join("eval.json")), read(&out.join("eval.json")));
+
+    // An item edited under the same id is answered again, not served a stale answer.
+    let edited = dir.path().join("edited.jsonl");
+    std::fs::write(
+        &edited,
+        read(&fixture("test.jsonl")).replace("What is 8 + 5?", "What is 8 + 6?"),
+    )
+    .unwrap();
+    let o4 = run(flywheel()
+        .arg("eval")
+        .args([
+            "--model",
+            "smollm2-135m-instruct",
+            "--model",
+            "gemma3-270m",
+            "--set",
+        ])
+        .arg(&edited)
+        .arg("--train")
+        .arg(fixture("train.jsonl"))
+        .args([
+            "--max-new-tokens",
+            "40",
+            "--device",
+            "cpu",
+            "--no-judge",
+            "--out",
+        ])
+        .arg(&out));
+    assert!(o4.status.success(), "{}", stderr(&o4));
+    for who in ["base", "tuned"] {
+        assert!(
+            stderr(&o4).contains(&format!(
+                "{who}: {} answers journaled, 1 to generate",
+                scored - 1
+            )),
+            "{}",
+            stderr(&o4)
+        );
+    }
 }
 
 #[test]

@@ -176,7 +176,7 @@ pub fn run(opts: &EvalOptions) -> Result<Value> {
         let todo: Vec<&Item> = scored
             .iter()
             .copied()
-            .filter(|i| !answers.contains_key(&(c.key.clone(), i.id.clone())))
+            .filter(|i| !answers.contains_key(&(c.key.clone(), i.key.clone())))
             .collect();
         eprintln!(
             "{}: {} answers journaled, {} to generate",
@@ -191,7 +191,7 @@ pub fn run(opts: &EvalOptions) -> Result<Value> {
         let mut reqs = Vec::with_capacity(todo.len());
         for it in &todo {
             reqs.push(Request::new(
-                it.id.clone(),
+                it.key.clone(),
                 llm.prompt_ids(&it.messages)?,
                 0,
             ));
@@ -246,7 +246,7 @@ pub fn run(opts: &EvalOptions) -> Result<Value> {
             let mut recs = Vec::new();
             for it in &subset {
                 let mut r = it.raw.clone();
-                r["response"] = Value::String(answer(c, &it.id)?.text.clone());
+                r["response"] = Value::String(answer(c, &it.key)?.text.clone());
                 recs.push(r);
             }
             let inputs: Vec<Input<'_>> = subset
@@ -342,10 +342,10 @@ pub fn run(opts: &EvalOptions) -> Result<Value> {
                 .iter()
                 .map(|it| {
                     Ok((
-                        it.id.clone(),
+                        it.key.clone(),
                         JudgeItem {
                             prompt: it.prompt.clone(),
-                            response: answer(c, &it.id)?.text.clone(),
+                            response: answer(c, &it.key)?.text.clone(),
                         },
                     ))
                 })
@@ -362,11 +362,11 @@ pub fn run(opts: &EvalOptions) -> Result<Value> {
                 .iter()
                 .map(|it| {
                     let (x, y) = (
-                        answer(&cands[first], &it.id)?,
-                        answer(&cands[second], &it.id)?,
+                        answer(&cands[first], &it.key)?,
+                        answer(&cands[second], &it.key)?,
                     );
                     Ok((
-                        it.id.clone(),
+                        it.key.clone(),
                         JudgeItem {
                             prompt: it.prompt.clone(),
                             response: Judge::pair(&x.text, &y.text, 1200),
@@ -435,7 +435,7 @@ fn cands_summary(
                 .iter()
                 .filter_map(|it| {
                     answers
-                        .get(&(c.key.clone(), it.id.clone()))
+                        .get(&(c.key.clone(), it.key.clone()))
                         .map(|a| (it.id.clone(), (a.text.clone(), a.finish.clone())))
                 })
                 .collect::<BTreeMap<_, _>>(),

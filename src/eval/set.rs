@@ -18,6 +18,9 @@ use std::path::Path;
 #[derive(Debug, Clone)]
 pub struct Item {
     pub id: String,
+    /// `id#<sha of the messages>`: what the journals key answers by, so an item whose
+    /// prompt is edited (same id) is answered again instead of reusing a stale answer.
+    pub key: String,
     /// What the model under test is sent.
     pub messages: Vec<Message>,
     /// The last user turn: what judges and decontamination read.
@@ -86,7 +89,13 @@ pub fn load(path: &Path) -> Result<(Vec<Item>, String)> {
         if !seen.insert(id.clone()) {
             return Err(at(n, format!("id {id:?} repeats an earlier line")));
         }
+        let content = serde_json::to_string(&messages).unwrap_or_default();
+        let key = format!(
+            "{id}#{}",
+            &crate::models::checksum::sha256_bytes(content.as_bytes())[..12]
+        );
         items.push(Item {
+            key,
             id,
             messages,
             prompt,

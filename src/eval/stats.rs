@@ -183,7 +183,10 @@ mod tests {
         assert_eq!(s, bootstrap(&small, 0.05, 4000, 1));
         // A constant has a zero-width interval.
         let c = bootstrap(&[0.7; 10], 0.05, 500, 3);
-        assert!((c.lo - 0.7).abs() < 1e-12 && (c.hi - 0.7).abs() < 1e-12, "{c:?}");
+        assert!(
+            (c.lo - 0.7).abs() < 1e-12 && (c.hi - 0.7).abs() < 1e-12,
+            "{c:?}"
+        );
     }
 
     #[test]
