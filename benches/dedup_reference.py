@@ -70,14 +70,15 @@ def pair_f1(group, cluster):
 
 
 def _signatures(args):
-    """Worker: the 128 MinHash values of each text (module-level, so a pool can call it)."""
+    """Worker: each text's MinHash (module-level, so a pool can call it; the objects come
+    back pickled, a cost the pool pays as any parallel datasketch user would)."""
     from datasketch import MinHash
     chunk, spec = args
     out = []
     for t in chunk:
         m = MinHash(num_perm=128)
         m.update_batch(list(shingles(t, spec)))
-        out.append(m.hashvalues)
+        out.append(m)
     return out
 
 
@@ -98,8 +99,7 @@ if mode == "minhash":
             values = [v for part in pool.map(_signatures, chunks) for v in part]
         lsh = MinHashLSH(threshold=req["threshold"], num_perm=128)
         sigs = []
-        for i, hv in enumerate(values):
-            m = MinHash(num_perm=128, hashvalues=hv)
+        for i, m in enumerate(values):
             sigs.append(m)
             lsh.insert(i, m)
         parent = list(range(len(texts)))
