@@ -47,5 +47,6 @@ def with_prefix():
 
 from_scratch()  # warm-up
 a = statistics.median(from_scratch() for _ in range(runs))
+with_prefix()  # warm-up
 b = statistics.median(with_prefix() for _ in range(runs))
 print(json.dumps({"llama_cpp_version": getattr(llama_cpp, "__version__", "?"), "items_per_s": a, "items_per_s_prefix_reuse": b, "shared_prefix_tokens": prefix, "threads": threads}))

@@ -177,6 +177,7 @@ pub fn embed(args: &EmbedBench) -> Result<BenchReport> {
             "\nflywheel / sentence-transformers: {:.2}× sentences/s; min cosine between their vectors on the first 64: {min_cos:.5}",
             sps / rs
         ));
+        out.push(format!("peer conditions: same sentences, model files and {threads} threads (torch.set_num_threads); sentence-transformers at batch 64; each side one warm-up then the median of {} runs", args.runs));
         line["reference"] = json!({"version": v["version"], "sentences_per_s": rs, "ratio": sps / rs, "min_cosine_first_64": min_cos});
     }
     Ok(BenchReport {
@@ -311,7 +312,10 @@ pub fn dedup(args: &DedupBench) -> Result<BenchReport> {
         }
         // A ratio only where both ran the same shingles (the word:5 rows show datasketch's
         // quality with another shingling, for reference).
-        for r in refs.iter().filter(|r| r["shingle"] == shingle.name().as_str()) {
+        for r in refs
+            .iter()
+            .filter(|r| r["shingle"] == shingle.name().as_str())
+        {
             notes.push(format!(
                 "flywheel / datasketch ({}): {:.1}× at {threads} workers each · {:.1}× per thread (flywheel ÷ {threads} against one datasketch process)",
                 r["shingle"].as_str().unwrap_or("?"),

@@ -801,6 +801,10 @@ pub fn judge(args: &JudgeBench) -> Result<BenchReport> {
                 "llama.cpp {} on the same token ids, {} threads, measured now: {:.2} items/s one by one, {:.2} with the {}-token shared prefix reused; flywheel best / llama.cpp best = {:.2}×",
                 v["llama_cpp_version"], threads, v["items_per_s"].as_f64().unwrap_or(0.0), v["items_per_s_prefix_reuse"].as_f64().unwrap_or(0.0), v["shared_prefix_tokens"], ours / best.max(1e-9)
             ));
+            out.push(format!(
+                "peer conditions: same GGUF file, token ids and {threads} threads; each side one warm-up then the median of {} runs; llama.cpp scores one item per call (its API reads one sequence's logits at a time), flywheel packs items into batches",
+                args.runs
+            ));
             Some(v)
         }
     };
