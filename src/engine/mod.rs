@@ -183,11 +183,22 @@ impl Llm {
         if tokens.len() < MIN_REUSE {
             return;
         }
+        let c = &self.decoder.cfg;
+        let per_position =
+            2 * c.n_layers * c.n_kv_heads * c.head_dim * self.decoder.cache_dtype().size_in_bytes();
+        let bytes = |k: &Kept| k.cache.capacity * per_position;
         if let Ok(mut pool) = self.pool.lock() {
-            pool.entries.push_back(Kept { tokens, cache });
+            let kept = Kept { tokens, cache };
+            if bytes(&kept) > POOL_BYTES {
+                return;
+            }
+            pool.entries.push_back(kept);
             // Two per running sequence: a conversation's assistant and simulated user
-            // both finish between one assistant turn and the next.
-            while pool.entries.len() > (2 * batch).max(8) {
+            // both finish between one assistant turn and the next. And a memory budget
+            // (a kept cache holds its whole capacity, used or not).
+            while pool.entries.len() > (2 * batch).max(8)
+                || pool.entries.iter().map(bytes).sum::<usize>() > POOL_BYTES
+            {
                 pool.entries.pop_front();
             }
         }
@@ -600,6 +611,10 @@ fn gguf_stop_ids(g: &crate::models::gguf::GgufFile) -> Vec<u32> {
 
 /// Fewest shared tokens worth copying from a kept cache.
 const MIN_REUSE: usize = 8;
+
+/// Most bytes the kept caches may hold together (beside the running batch's own caches):
+/// 2 GiB is ~45,000 positions of SmolLM2's f32 cache, ~16,000 of an 8B model's f16 one.
+const POOL_BYTES: usize = 2 << 30;
 
 /// A finished sequence's cache and the tokens it holds.
 struct Kept {

@@ -165,14 +165,45 @@ pub fn run(opts: &EvalOptions) -> Result<Value> {
         eprintln!("note: both --model values are the same weights; the difference will be zero");
     }
 
-    // Answers, journaled.
+    let answers = answer_all(opts, &cands, &scored)?;
+    let mut metrics = verifier_metrics(opts, &cands, &scored, &answers)?;
+    if let Some((judge_model, rubric)) = &opts.judge {
+        metrics.extend(judge_metrics(
+            opts,
+            judge_model,
+            rubric,
+            &cands,
+            &scored,
+            &answers,
+        )?);
+    }
+
+    let r = report::build(
+        opts,
+        &items,
+        &scored,
+        &cands_summary(&cands, &answers, &scored),
+        &metrics,
+        contamination.as_ref(),
+        &set_sha,
+    )?;
+    report::write(&opts.out, &r)?;
+    Ok(r)
+}
+
+/// Journaled answers: `(candidate key, item key)` → answer.
+type Answers = HashMap<(String, String), AnswerLine>;
+
+/// Each candidate's answer to every scored item: read from `answers.jsonl`, the missing
+/// ones generated (greedy, batched) and appended as they finish.
+fn answer_all(opts: &EvalOptions, cands: &[Candidate], scored: &[&Item]) -> Result<Answers> {
     let answers_path = opts.out.join("answers.jsonl");
     let (mut journal, _) = JsonlWriter::open(&answers_path)?;
     let mut answers: HashMap<(String, String), AnswerLine> = HashMap::new();
     for a in crate::store::read_jsonl::<AnswerLine>(&answers_path)? {
         answers.insert((a.key.clone(), a.id.clone()), a);
     }
-    for c in &cands {
+    for c in cands {
         let todo: Vec<&Item> = scored
             .iter()
             .copied()
@@ -219,13 +250,23 @@ pub fn run(opts: &EvalOptions) -> Result<Value> {
         })?;
         pb.finish_and_clear();
     }
-    let answer = |c: &Candidate, id: &str| -> Result<&AnswerLine> {
-        answers
-            .get(&(c.key.clone(), id.to_string()))
-            .ok_or_else(|| Error::Internal(format!("no answer of {} for item {id}", c.name)))
-    };
+    Ok(answers)
+}
 
-    // Metrics: per metric, one score per scored item for each model.
+/// The answer of candidate `c` to the item with key `key`.
+fn answer<'a>(answers: &'a Answers, c: &Candidate, key: &str) -> Result<&'a AnswerLine> {
+    answers
+        .get(&(c.key.clone(), key.to_string()))
+        .ok_or_else(|| Error::Internal(format!("no answer of {} for item {key}", c.name)))
+}
+
+/// Pass rates: the answer check where items carry `answer`, and the verifiers asked for.
+fn verifier_metrics(
+    opts: &EvalOptions,
+    cands: &[Candidate],
+    scored: &[&Item],
+    answers: &Answers,
+) -> Result<Vec<report::Metric>> {
     let mut metrics: Vec<report::Metric> = Vec::new();
     // Verifiers: the math/exact answer check where items carry `answer`, and those asked for.
     let mut checks: Vec<(&str, &dyn Verifier, bool)> = Vec::new();
@@ -242,11 +283,11 @@ pub fn run(opts: &EvalOptions) -> Result<Value> {
             .filter(|i| !needs_answer || i.answer.is_some())
             .collect();
         let mut per_model = Vec::new();
-        for c in &cands {
+        for c in cands {
             let mut recs = Vec::new();
             for it in &subset {
                 let mut r = it.raw.clone();
-                r["response"] = Value::String(answer(c, &it.key)?.text.clone());
+                r["response"] = Value::String(answer(answers, c, &it.key)?.text.clone());
                 recs.push(r);
             }
             let inputs: Vec<Input<'_>> = subset
@@ -276,147 +317,146 @@ pub fn run(opts: &EvalOptions) -> Result<Value> {
         });
     }
 
-    // Judges, journaled: pointwise on each answer, pairwise in both orders.
-    if let Some((judge_model, rubric)) = &opts.judge {
-        let jm = resolve(judge_model, opts.fetch)?;
-        let llm = crate::runtime::llm(&jm, &opts.device, opts.precision, None)?;
-        let scores_path = opts.out.join("scores.jsonl");
-        let (mut sj, _) = JsonlWriter::open(&scores_path)?;
-        let mut done: HashMap<(String, String), ScoreLine> = HashMap::new();
-        for s in crate::store::read_jsonl::<ScoreLine>(&scores_path)? {
-            done.insert((s.key.clone(), s.id.clone()), s);
-        }
-        let jkey = json!({"judge_sha256": jm.main_file().sha256, "rubric": rubric,
-            "precision": opts.precision.name()});
-        let batch = opts.batch_size.max(1);
-        // Scores `items` under `key`, reusing journaled ones.
-        let mut score = |judge: &Judge<'_>,
-                         key: &str,
-                         items: Vec<(String, JudgeItem)>|
-         -> Result<Vec<Option<f64>>> {
-            let todo: Vec<&(String, JudgeItem)> = items
-                .iter()
-                .filter(|(id, _)| !done.contains_key(&(key.to_string(), id.clone())))
-                .collect();
-            for chunk in todo.chunks(batch * 4) {
-                let ji: Vec<JudgeItem> = chunk.iter().map(|(_, j)| j.clone()).collect();
-                let got = judge.score_each(&ji, batch)?;
-                for ((id, _), g) in chunk.iter().zip(got) {
-                    let line = match g {
-                        Ok(s) => ScoreLine {
-                            key: key.into(),
-                            id: id.clone(),
-                            score: Some(s.normalized),
-                            error: None,
-                        },
-                        Err(e) => ScoreLine {
-                            key: key.into(),
-                            id: id.clone(),
-                            score: None,
-                            error: Some(e),
-                        },
-                    };
-                    sj.append(&line)?;
-                    done.insert((key.to_string(), id.clone()), line);
-                }
-                sj.sync()?;
-            }
-            Ok(items
-                .iter()
-                .map(|(id, _)| {
-                    done.get(&(key.to_string(), id.clone()))
-                        .and_then(|l| l.score)
-                })
-                .collect())
-        };
-        let pointwise = Judge::new("eval", &llm, rubric.clone(), 1024)?;
-        eprintln!(
-            "judging {} answers pointwise, then {} pairs in both orders",
-            2 * scored.len(),
-            scored.len()
-        );
-        let mut per_model = Vec::new();
-        for c in &cands {
-            let key = sha(&json!({"pointwise": jkey, "answers": c.key}));
-            let items = scored
-                .iter()
-                .map(|it| {
-                    Ok((
-                        it.key.clone(),
-                        JudgeItem {
-                            prompt: it.prompt.clone(),
-                            response: answer(c, &it.key)?.text.clone(),
-                        },
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            per_model.push(score(&pointwise, &key, items)?);
-        }
-        let pairwise = Judge::pairwise("eval-pairwise", &llm, &rubric.criteria, 1536)?;
-        let mut orders = Vec::new();
-        for (first, second) in [(0usize, 1usize), (1, 0)] {
-            let key = sha(
-                &json!({"pairwise": jkey, "first": cands[first].key, "second": cands[second].key}),
-            );
-            let items = scored
-                .iter()
-                .map(|it| {
-                    let (x, y) = (
-                        answer(&cands[first], &it.key)?,
-                        answer(&cands[second], &it.key)?,
-                    );
-                    Ok((
-                        it.key.clone(),
-                        JudgeItem {
-                            prompt: it.prompt.clone(),
-                            response: Judge::pair(&x.text, &y.text, 1200),
-                        },
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            orders.push(score(&pairwise, &key, items)?);
-        }
-        // Items every judge call scored (one that could not be judged is left out, and
-        // counted in the report).
-        let keep: Vec<usize> = (0..scored.len())
-            .filter(|&k| per_model.iter().chain(&orders).all(|v| v[k].is_some()))
-            .collect();
-        let pick = |v: &Vec<Option<f64>>| {
-            keep.iter()
-                .map(|&k| v[k].unwrap_or(f64::NAN))
-                .collect::<Vec<f64>>()
-        };
-        let ids: Vec<String> = keep.iter().map(|&k| scored[k].id.clone()).collect();
-        metrics.push(report::Metric {
-            name: "judge:pointwise".into(),
-            kind: "normalized judge score".into(),
-            ids: ids.clone(),
-            a: pick(&per_model[0]),
-            b: pick(&per_model[1]),
-            disagreement: None,
-        });
-        let (wins, rate) = stats::swap_averaged(&pick(&orders[0]), &pick(&orders[1]));
-        metrics.push(report::Metric {
-            name: "judge:pairwise".into(),
-            kind: "win probability (both orders averaged)".into(),
-            ids,
-            a: wins.iter().map(|w| 1.0 - w).collect(),
-            b: wins,
-            disagreement: Some(rate),
-        });
-    }
+    Ok(metrics)
+}
 
-    let r = report::build(
-        opts,
-        &items,
-        &scored,
-        &cands_summary(&cands, &answers, &scored),
-        &metrics,
-        contamination.as_ref(),
-        &set_sha,
-    )?;
-    report::write(&opts.out, &r)?;
-    Ok(r)
+/// The judge's metrics, journaled in `scores.jsonl`: pointwise on each answer, and
+/// pairwise in both orders.
+fn judge_metrics(
+    opts: &EvalOptions,
+    judge_model: &str,
+    rubric: &Rubric,
+    cands: &[Candidate],
+    scored: &[&Item],
+    answers: &Answers,
+) -> Result<Vec<report::Metric>> {
+    let mut metrics = Vec::new();
+    let jm = resolve(judge_model, opts.fetch)?;
+    let llm = crate::runtime::llm(&jm, &opts.device, opts.precision, None)?;
+    let scores_path = opts.out.join("scores.jsonl");
+    let (mut sj, _) = JsonlWriter::open(&scores_path)?;
+    let mut done: HashMap<(String, String), ScoreLine> = HashMap::new();
+    for s in crate::store::read_jsonl::<ScoreLine>(&scores_path)? {
+        done.insert((s.key.clone(), s.id.clone()), s);
+    }
+    let jkey = json!({"judge_sha256": jm.main_file().sha256, "rubric": rubric,
+            "precision": opts.precision.name()});
+    let batch = opts.batch_size.max(1);
+    // Scores `items` under `key`, reusing journaled ones.
+    let mut score = |judge: &Judge<'_>,
+                     key: &str,
+                     items: Vec<(String, JudgeItem)>|
+     -> Result<Vec<Option<f64>>> {
+        let todo: Vec<&(String, JudgeItem)> = items
+            .iter()
+            .filter(|(id, _)| !done.contains_key(&(key.to_string(), id.clone())))
+            .collect();
+        for chunk in todo.chunks(batch * 4) {
+            let ji: Vec<JudgeItem> = chunk.iter().map(|(_, j)| j.clone()).collect();
+            let got = judge.score_each(&ji, batch)?;
+            for ((id, _), g) in chunk.iter().zip(got) {
+                let line = match g {
+                    Ok(s) => ScoreLine {
+                        key: key.into(),
+                        id: id.clone(),
+                        score: Some(s.normalized),
+                        error: None,
+                    },
+                    Err(e) => ScoreLine {
+                        key: key.into(),
+                        id: id.clone(),
+                        score: None,
+                        error: Some(e),
+                    },
+                };
+                sj.append(&line)?;
+                done.insert((key.to_string(), id.clone()), line);
+            }
+            sj.sync()?;
+        }
+        Ok(items
+            .iter()
+            .map(|(id, _)| {
+                done.get(&(key.to_string(), id.clone()))
+                    .and_then(|l| l.score)
+            })
+            .collect())
+    };
+    let pointwise = Judge::new("eval", &llm, rubric.clone(), 1024)?;
+    eprintln!(
+        "judging {} answers pointwise, then {} pairs in both orders",
+        2 * scored.len(),
+        scored.len()
+    );
+    let mut per_model = Vec::new();
+    for c in cands {
+        let key = sha(&json!({"pointwise": jkey, "answers": c.key}));
+        let items = scored
+            .iter()
+            .map(|it| {
+                Ok((
+                    it.key.clone(),
+                    JudgeItem {
+                        prompt: it.prompt.clone(),
+                        response: answer(answers, c, &it.key)?.text.clone(),
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        per_model.push(score(&pointwise, &key, items)?);
+    }
+    let pairwise = Judge::pairwise("eval-pairwise", &llm, &rubric.criteria, 1536)?;
+    let mut orders = Vec::new();
+    for (first, second) in [(0usize, 1usize), (1, 0)] {
+        let key =
+            sha(&json!({"pairwise": jkey, "first": cands[first].key, "second": cands[second].key}));
+        let items = scored
+            .iter()
+            .map(|it| {
+                let (x, y) = (
+                    answer(answers, &cands[first], &it.key)?,
+                    answer(answers, &cands[second], &it.key)?,
+                );
+                Ok((
+                    it.key.clone(),
+                    JudgeItem {
+                        prompt: it.prompt.clone(),
+                        response: Judge::pair(&x.text, &y.text, 1200),
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        orders.push(score(&pairwise, &key, items)?);
+    }
+    // Items every judge call scored (one that could not be judged is left out, and
+    // counted in the report).
+    let keep: Vec<usize> = (0..scored.len())
+        .filter(|&k| per_model.iter().chain(&orders).all(|v| v[k].is_some()))
+        .collect();
+    let pick = |v: &Vec<Option<f64>>| {
+        keep.iter()
+            .map(|&k| v[k].unwrap_or(f64::NAN))
+            .collect::<Vec<f64>>()
+    };
+    let ids: Vec<String> = keep.iter().map(|&k| scored[k].id.clone()).collect();
+    metrics.push(report::Metric {
+        name: "judge:pointwise".into(),
+        kind: "normalized judge score".into(),
+        ids: ids.clone(),
+        a: pick(&per_model[0]),
+        b: pick(&per_model[1]),
+        disagreement: None,
+    });
+    let (wins, rate) = stats::swap_averaged(&pick(&orders[0]), &pick(&orders[1]));
+    metrics.push(report::Metric {
+        name: "judge:pairwise".into(),
+        kind: "win probability (both orders averaged)".into(),
+        ids,
+        a: wins.iter().map(|w| 1.0 - w).collect(),
+        b: wins,
+        disagreement: Some(rate),
+    });
+    Ok(metrics)
 }
 
 /// Per model: its name, id, sha256, and every scored item's answer.
