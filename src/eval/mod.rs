@@ -253,6 +253,18 @@ fn answer_all(opts: &EvalOptions, cands: &[Candidate], scored: &[&Item]) -> Resu
     Ok(answers)
 }
 
+/// What a verifier sees for an answer: the item's fields, the answer as `response`, and
+/// the fields again under `meta.vars` and `meta.steps`, where a spec's verifiers read
+/// their references on generated records (`gold = "meta.steps.gold"`).
+fn item_record(it: &Item, response: &str) -> Value {
+    let mut r = it.raw.clone();
+    if r.get("meta").is_none() {
+        r["meta"] = json!({"vars": it.raw, "steps": it.raw});
+    }
+    r["response"] = Value::String(response.to_string());
+    r
+}
+
 /// The answer of candidate `c` to the item with key `key`.
 fn answer<'a>(answers: &'a Answers, c: &Candidate, key: &str) -> Result<&'a AnswerLine> {
     answers
@@ -286,9 +298,7 @@ fn verifier_metrics(
         for c in cands {
             let mut recs = Vec::new();
             for it in &subset {
-                let mut r = it.raw.clone();
-                r["response"] = Value::String(answer(answers, c, &it.key)?.text.clone());
-                recs.push(r);
+                recs.push(item_record(it, &answer(answers, c, &it.key)?.text));
             }
             let inputs: Vec<Input<'_>> = subset
                 .iter()
@@ -542,6 +552,42 @@ mod tests {
                 record: &rec,
             })
             .pass
+    }
+
+    /// A spec's verifiers find their references on a test item: configs/sql.toml's SQL
+    /// verifier (`gold = "meta.steps.gold"`) on an item carrying `gold`.
+    #[test]
+    fn spec_verifiers_read_references_from_the_item() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let spec = crate::spec::Spec::load(&root.join("configs/sql.toml")).unwrap();
+        let v = crate::verify::verifiers::build(&spec.verifiers[0], &root.join("configs"))
+            .unwrap()
+            .unwrap();
+        let raw = json!({"prompt": "count the products", "gold": "SELECT COUNT(*) FROM products"});
+        let it = Item {
+            id: "q".into(),
+            key: "q#0".into(),
+            messages: vec![],
+            prompt: "count the products".into(),
+            answer: None,
+            category: None,
+            raw,
+        };
+        let verdict = |resp: &str| {
+            let r = item_record(&it, resp);
+            v.check(&Input {
+                prompt: &it.prompt,
+                response: resp,
+                record: &r,
+            })
+        };
+        let good = verdict("```sql\nSELECT count(*) FROM products;\n```");
+        assert!(good.pass, "{good:?}");
+        let bad = verdict("SELECT 1");
+        assert!(
+            !bad.pass && !bad.reason.clone().unwrap_or_default().contains("no gold"),
+            "{bad:?}"
+        );
     }
 
     #[test]
