@@ -33,6 +33,9 @@ pub enum Error {
     /// A model could not be found, fetched, verified or loaded.
     #[error("{0}")]
     Model(String),
+    /// `flywheel review` cannot start or serve (a bad reviewer name, a busy port).
+    #[error("{0}")]
+    Review(String),
     /// A chat template could not be read, compiled or rendered (a template's own
     /// `raise_exception` message included).
     #[error("{0}")]

@@ -293,6 +293,8 @@ pub struct PreferenceSummary {
     pub skipped: Vec<crate::record::lines::BadLine>,
     /// The rule, in words: the card beside the output says it too.
     pub rule: String,
+    /// DPO rows from reviewers' edits.
+    pub reviewed: usize,
 }
 
 /// Preference data from the samples of each prompt (`samples_per_prompt = n`; records
@@ -307,12 +309,17 @@ pub struct PreferenceSummary {
 ///   sample without verifiers: its judge score ≥ 0.5); one with neither is an error.
 ///
 /// A Markdown card beside the output (`<output>.md`) states the rule and the counts.
+///
+/// `reviewed` are DPO pairs from people's edits ([`crate::review::dpo_pairs`]), written
+/// after the samples' pairs; with some, unscored samples are not an error (they give no
+/// pair).
 pub fn preferences(
     input: &Path,
     output: &Path,
     format: Format,
     min_margin: f64,
     strict: bool,
+    reviewed: Vec<Value>,
 ) -> Result<PreferenceSummary> {
     let (recs, skipped) = crate::record::lines::read_split(input, strict)?;
     let mut groups: std::collections::BTreeMap<String, Vec<(usize, &Value)>> = Default::default();
@@ -357,6 +364,10 @@ pub fn preferences(
         }
     }
     let scored = refused.is_empty();
+    if !scored && !reviewed.is_empty() && format == Format::Dpo {
+        summary.no_pair = groups.len();
+        refused.clear();
+    }
     for g in groups.values().filter(|_| scored) {
         match format {
             Format::Kto => {
@@ -426,17 +437,23 @@ pub fn preferences(
         Format::Kto => "KTO: every sample of every prompt, label = it passed every verifier it was checked with and was not cut off at max_new_tokens (a sample without verifiers: combined judge score >= 0.5).".to_string(),
         _ => format!("DPO: per prompt (same task and seed values), chosen = the best sample (passed every verifier and not cut off at max_new_tokens, then the highest combined judge score), rejected = the worst failing sample, else the lowest-scored one when the chosen one scores at least {min_margin} higher; a prompt with neither gives no pair."),
     };
+    if format == Format::Dpo {
+        summary.reviewed = reviewed.len();
+        out.extend(reviewed);
+        summary.rule.push_str(" Then one pair per response a reviewer edited in `flywheel review`: the edited text chosen over the original (`source: review:edit`).");
+    }
     summary.written = out.len();
     write_jsonl(output, &out)?;
     let card = format!(
-        "# Preference data: {}\n\nMade by flywheel {} from `{}`.\n\n{}\n\n| prompts | rows written | prompts without a pair |\n|---|---|---|\n| {} | {} | {} |\n",
+        "# Preference data: {}\n\nMade by flywheel {} from `{}`.\n\n{}\n\n| prompts | rows written | prompts without a pair | pairs from reviewers' edits |\n|---|---|---|---|\n| {} | {} | {} | {} |\n",
         output.display(),
         env!("CARGO_PKG_VERSION"),
         input.display(),
         summary.rule,
         summary.prompts,
         summary.written,
-        summary.no_pair
+        summary.no_pair,
+        summary.reviewed
     );
     let card_path = output.with_extension("md");
     crate::store::write_atomic(&card_path, card.as_bytes())?;

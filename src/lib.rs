@@ -25,6 +25,7 @@ pub mod privacy;
 pub mod progress;
 pub mod record;
 pub mod report;
+pub mod review;
 pub mod runtime;
 pub mod spec;
 pub mod store;

@@ -33,6 +33,16 @@ pub struct BlendSummary {
     /// Records the spec asked for that the survivors could not supply.
     pub missing_synthetic: usize,
     pub missing_real: usize,
+    /// What reviews did (`flywheel review`): rejected records left out, edits taken in.
+    pub review_rejected: usize,
+    pub review_accepted: usize,
+    pub review_edited: usize,
+    /// Candidates in the review queue no one has decided yet.
+    pub awaiting_review: usize,
+    /// Unreviewed candidates left out because `[review] required = true`.
+    pub held_back: usize,
+    /// Decisions made on an earlier text of their record (no longer applied).
+    pub stale_decisions: usize,
     pub wall_seconds: f64,
     #[serde(skip)]
     pub dataset: PathBuf,
@@ -52,8 +62,18 @@ impl std::fmt::Display for BlendSummary {
 impl BlendSummary {
     /// The line `flywheel run` prints after `[5/6] blend:`.
     pub fn run_line(&self) -> String {
+        let mut review = String::new();
+        if self.review_accepted + self.review_edited + self.review_rejected + self.held_back > 0 {
+            review = format!(
+                " (review: {} accepted, {} edited, {} rejected, {} awaiting)",
+                self.review_accepted,
+                self.review_edited,
+                self.review_rejected,
+                self.awaiting_review
+            );
+        }
         format!(
-            "{} synthetic + {} real = {} records → {}",
+            "{} synthetic + {} real = {} records → {}{review}",
             self.synthetic,
             self.real,
             self.total,
@@ -128,7 +148,24 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
     )?;
     let _lock = crate::store::create_run_dir(dir.path())?;
     let started = Instant::now();
-    let synthetic = crate::record::read_records(&input)?;
+    let candidates = crate::record::read_records(&input)?;
+    // People's decisions first: rejected records never reach the ratio, edits replace
+    // their originals, and `[review] required` keeps out what no one accepted.
+    let log = crate::review::Log::load(&dir.review())?;
+    for b in &log.bad_lines {
+        eprintln!("warning: {} (skipped)", b.describe(&dir.review()));
+    }
+    let reviewed = crate::review::apply(&spec.review, &log, candidates, spec.run.seed);
+    if reviewed.stale > 0 {
+        eprintln!(
+            "warning: {} records were reviewed on an earlier text (they changed since): those decisions no longer apply and the records are back in the review queue",
+            reviewed.stale
+        );
+    }
+    if dir.review().exists() || spec.review.required {
+        write_jsonl(&dir.review_rejected(), &reviewed.rejected)?;
+    }
+    let synthetic = &reviewed.records;
     let mut real = Vec::new();
     let mut bad = Vec::new();
     for f in &spec.blend.real {
@@ -184,14 +221,21 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
         total: nr + ns,
         missing_synthetic: miss_s,
         missing_real: miss_r,
+        review_rejected: reviewed.rejected.len(),
+        review_accepted: reviewed.accepted,
+        review_edited: reviewed.edited,
+        awaiting_review: reviewed.awaiting,
+        held_back: reviewed.held_back,
+        stale_decisions: reviewed.stale,
         wall_seconds: started.elapsed().as_secs_f64(),
         dataset: dataset.clone(),
     };
     let m = Manifest::load(dir.path())?.unwrap_or_default();
     let card = card::render(spec, &m, &summary, &rows);
     write_atomic(&dir.card(), card.as_bytes())?;
+    let short = miss_r + miss_s > 0 || (spec.review.required && reviewed.awaiting > 0);
     let mut st = StageStatus {
-        status: if miss_r + miss_s > 0 { "short" } else { "done" }.into(),
+        status: if short { "short" } else { "done" }.into(),
         planned: nr + ns + miss_r + miss_s,
         done: nr + ns,
         written_this_run: nr + ns,
@@ -203,6 +247,22 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
     st.extra.insert("missing_real".into(), miss_r.into());
     st.extra.insert("missing_synthetic".into(), miss_s.into());
     st.extra.insert("real_bad_rows".into(), bad.len().into());
+    if dir.review().exists() || spec.review.required {
+        let mut by_reason: std::collections::BTreeMap<String, usize> = Default::default();
+        for r in &reviewed.rejected {
+            let why = r["decision"]["reason"].as_str().unwrap_or("").to_string();
+            *by_reason.entry(why).or_default() += 1;
+        }
+        st.extra.insert(
+            "review".into(),
+            serde_json::json!({
+                "rejected": by_reason, "accepted": reviewed.accepted, "edited": reviewed.edited,
+                "awaiting": reviewed.awaiting, "held_back": reviewed.held_back,
+                "stale": reviewed.stale, "required": spec.review.required,
+                "sample": spec.review.sample, "seed": spec.run.seed,
+            }),
+        );
+    }
     // What was asked, so the report can say how far short the blend fell.
     if let Some(t) = spec.blend.total {
         st.extra.insert("asked_total".into(), t.into());
@@ -234,6 +294,18 @@ fn curriculum(rows: &mut [Value]) {
 
 /// The shortfall as an error (exit code 3) after everything possible was written.
 pub fn shortfall(s: &BlendSummary, spec: &Spec) -> Option<Error> {
+    if spec.review.required && s.awaiting_review > 0 {
+        return Some(Error::Shortfall(format!(
+            "blend: [review] required = true and {} records await review, so they are not in the dataset ({} accepted, {} edited, {} rejected so far). Wrote {} records to {}. Review them with `flywheel review {}`, then blend again",
+            s.awaiting_review,
+            s.review_accepted,
+            s.review_edited,
+            s.review_rejected,
+            s.total,
+            s.dataset.display(),
+            spec.run_dir().display()
+        )));
+    }
     (s.missing_real + s.missing_synthetic > 0).then(|| {
         Error::Shortfall(format!(
             "blend: the spec asks for {} records ({} real) but the survivors allow {}: {} synthetic and {} real records are missing. Wrote {} records ({} synthetic + {} real, {} real) to {}. Generate more (raise samples_per_prompt or add seeds), add real data, or lower [blend].total",

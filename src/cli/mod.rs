@@ -5,6 +5,7 @@
 mod bench;
 mod dedup;
 mod eval;
+mod review;
 mod run;
 mod stages;
 mod tools;
@@ -99,6 +100,19 @@ enum Command {
     /// writes eval.json + eval.html. With --train, test items found in the training blend
     /// are reported and left out first. A killed eval resumes from its journal.
     Eval(eval::EvalArgs),
+    /// Review candidates in the browser at keyboard speed: accept, reject with a reason,
+    /// edit, undo.
+    ///
+    /// Serves a page on 127.0.0.1 (a random token in the printed URL guards every request)
+    /// showing one record of <run>/audited.jsonl at a time with its scores, flags and
+    /// provenance. Keys: a accept · r then 1-9 reject with a reason · e edit the response
+    /// (Ctrl+Enter saves) · u undo · j/k next/previous · / filter (task:NAME score:LO-HI
+    /// flag:truncated|pii|near-duplicate unreviewed disagreed) · o order (lowest judge score
+    /// first, random, file). Every action is appended to <run>/review.jsonl at once, so a
+    /// restart resumes. blend then drops rejected records, takes edits in place of the
+    /// originals, and with [review] required = true takes only accepted ones; `export
+    /// --format dpo` adds (edited, original) pairs and `--format labels` writes the labels.
+    Review(review::ReviewArgs),
     /// Convert a dataset to the format a trainer reads: openai (also TRL), alpaca, sharegpt, chatml.
     Export(tools::ExportArgs),
     /// Write sentence embeddings (all-MiniLM-L6-v2 by default) of a JSONL file's texts.
@@ -185,6 +199,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Blend(a) => stages::blend(a),
         Command::Report(a) => stages::report(a, &cx),
         Command::Eval(a) => eval::eval(a, &cx),
+        Command::Review(a) => review::review(a),
         Command::Export(a) => tools::export(a),
         Command::Embed(a) => tools::embed(a, &cx),
         Command::Models { cmd } => tools::models(cmd),

@@ -11,10 +11,13 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct ExportArgs {
     /// A run directory (its dataset.jsonl; for dpo/kto its verified.jsonl, every scored
-    /// sample) or any JSONL of chat records.
+    /// sample; for labels its review.jsonl) or any JSONL of chat records.
     input: PathBuf,
-    /// Target format. dpo: a chosen/rejected pair per prompt from its samples; kto: every
-    /// sample with a pass/fail label (both TRL's conversational forms).
+    /// Target format. dpo: a chosen/rejected pair per prompt from its samples, plus one
+    /// per response a reviewer edited (edited over original); kto: every sample with a
+    /// pass/fail label (both TRL's conversational forms); labels: every reviewed record
+    /// with its human label (accept/edit/reject, reason, reviewers, judge score), to
+    /// calibrate or train a judge (needs a run directory).
     #[arg(long, value_enum)]
     format: ExportFormat,
     /// dpo: the smallest judge-score gap between chosen and rejected when no sample failed
@@ -39,6 +42,7 @@ enum ExportFormat {
     Chatml,
     Dpo,
     Kto,
+    Labels,
 }
 
 impl From<ExportFormat> for Format {
@@ -50,11 +54,36 @@ impl From<ExportFormat> for Format {
             ExportFormat::Chatml => Format::Chatml,
             ExportFormat::Dpo => Format::Dpo,
             ExportFormat::Kto => Format::Kto,
+            // Handled before conversion (it reads a run's review, not records).
+            ExportFormat::Labels => Format::Kto,
         }
     }
 }
 
 pub fn export(a: ExportArgs) -> Result<()> {
+    if matches!(a.format, ExportFormat::Labels) {
+        if !a.input.is_dir() {
+            anyhow::bail!(
+                "--format labels reads a run directory's review.jsonl: pass runs/<name>, not {}",
+                a.input.display()
+            );
+        }
+        let rows = flywheel::review::labels(&a.input).with_context(doing("export", &a.input))?;
+        if rows.is_empty() {
+            anyhow::bail!(
+                "{}: no reviewed records (run `flywheel review {}` first)",
+                a.input.display(),
+                a.input.display()
+            );
+        }
+        flywheel::store::write_jsonl(&a.output, &rows)?;
+        println!(
+            "export: {} human labels → {}",
+            rows.len(),
+            a.output.display()
+        );
+        return Ok(());
+    }
     let pairs = matches!(a.format, ExportFormat::Dpo | ExportFormat::Kto);
     let input = match (a.input.is_dir(), pairs) {
         (true, true) => a.input.join("verified.jsonl"),
@@ -62,20 +91,27 @@ pub fn export(a: ExportArgs) -> Result<()> {
         (false, _) => a.input.clone(),
     };
     if pairs {
+        let reviewed = if a.input.is_dir() && matches!(a.format, ExportFormat::Dpo) {
+            flywheel::review::dpo_pairs(&a.input).with_context(doing("export", &a.input))?
+        } else {
+            Vec::new()
+        };
         let s = flywheel::export::preferences(
             &input,
             &a.output,
             a.format.into(),
             a.min_margin,
             a.strict,
+            reviewed,
         )
         .with_context(doing("export", &input))?;
         flywheel::record::lines::warn(&input, &s.skipped, "skipped");
         println!(
-            "export: {} rows from {} prompts ({} without a pair) → {} (how they were chosen: {})",
+            "export: {} rows from {} prompts ({} without a pair, {} from reviewers' edits) → {} (how they were chosen: {})",
             s.written,
             s.prompts,
             s.no_pair,
+            s.reviewed,
             a.output.display(),
             a.output.with_extension("md").display()
         );

@@ -234,15 +234,23 @@ impl Stage for Blend {
         "blend"
     }
     fn inputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
-        let mut v = vec![cx.dir.audited()];
+        // People's decisions are an input: a new one blends again.
+        let mut v = vec![cx.dir.audited(), cx.dir.review()];
         v.extend(resolved(cx, &cx.spec.blend.real));
         v
     }
     fn settings(&self, cx: &Ctx<'_>) -> Result<String> {
-        Ok(format!("{:?}{}", cx.spec.blend, cx.spec.run.seed))
+        Ok(format!(
+            "{:?}{}{:?}",
+            cx.spec.blend, cx.spec.run.seed, cx.spec.review
+        ))
     }
     fn outputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
-        vec![cx.dir.dataset(), cx.dir.dataset_parquet(), cx.dir.card()]
+        let mut v = vec![cx.dir.dataset(), cx.dir.dataset_parquet(), cx.dir.card()];
+        if cx.dir.review().exists() || cx.spec.review.required {
+            v.push(cx.dir.review_rejected());
+        }
+        v
     }
     fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
         let s = crate::blend::run_spec(cx.spec, None)?;
@@ -272,6 +280,8 @@ impl Stage for Report {
             // The per-step funnel reads the step journal and the step rejections.
             d.steps(),
             d.steps_rejected(),
+            // The review section: people's decisions.
+            d.review(),
         ]
     }
     fn settings(&self, cx: &Ctx<'_>) -> Result<String> {

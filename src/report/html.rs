@@ -284,6 +284,79 @@ fn pass_rates(b: &mut String, r: &Value) {
     b.push_str("</table>");
 }
 
+/// People's decisions (`flywheel review`): how much was reviewed, accept rates, reject
+/// reasons, reviewer agreement and how well the judge ranks records as people do.
+fn review(b: &mut String, r: &Value) {
+    let v = &r["review"];
+    if v.is_null() {
+        return;
+    }
+    let _ = write!(
+        b,
+        "<h2>Human review</h2><p>{} of {} candidates reviewed ({}); {} decisions undone. The judge's AUROC against the human labels (accepted as is vs rejected or edited) is {} over {} judged records: 0.5 is chance, 1 is a judge that ranks every good record above every bad one.</p>",
+        num(r, "review.reviewed", "i"),
+        num(r, "review.candidates", "i"),
+        num(r, "review.reviewed_share", "p1"),
+        num(r, "review.undone", "i"),
+        num(r, "review.judge.auroc", "f3"),
+        num(r, "review.judge.n", "i"),
+    );
+    if !v["sample"].is_null() {
+        let _ = write!(
+            b,
+            "<p class=\"lead\">Audit sample: {} of {} sampled records reviewed; {} not good as is: an estimated error rate of {} (95% interval {} to {}) for all {} records.</p>",
+            num(r, "review.sample.reviewed", "i"),
+            num(r, "review.sample.size", "i"),
+            num(r, "review.sample.not_good", "i"),
+            num(r, "review.sample.error_rate", "p1"),
+            num(r, "review.sample.ci95.0", "p1"),
+            num(r, "review.sample.ci95.1", "p1"),
+            num(r, "review.sample.population", "i"),
+        );
+    }
+    b.push_str("<table><tr><th>task</th><th>reviewed</th><th>accepted</th><th>edited</th><th>rejected</th><th>accept rate</th></tr>");
+    for (i, t) in v["by_task"].as_array().into_iter().flatten().enumerate() {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(t["task"].as_str().unwrap_or("")),
+            num(r, &format!("review.by_task.{i}.reviewed"), "i"),
+            num(r, &format!("review.by_task.{i}.accepted"), "i"),
+            num(r, &format!("review.by_task.{i}.edited"), "i"),
+            num(r, &format!("review.by_task.{i}.rejected"), "i"),
+            num(r, &format!("review.by_task.{i}.accept_rate"), "p1"),
+        );
+    }
+    b.push_str("</table>");
+    if let Some(reasons) = v["reject_reasons"].as_array().filter(|a| !a.is_empty()) {
+        b.push_str("<h3>Reject reasons</h3><table><tr><th>reason</th><th>records</th></tr>");
+        for (i, x) in reasons.iter().enumerate() {
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td></tr>",
+                esc(x["reason"].as_str().unwrap_or("")),
+                num(r, &format!("review.reject_reasons.{i}.count"), "i"),
+            );
+        }
+        b.push_str("</table>");
+    }
+    if let Some(pairs) = v["agreement"].as_array().filter(|a| !a.is_empty()) {
+        let _ = write!(b, "<h3>Reviewer agreement</h3><p>Cohen's κ on the records both reviewed (accept / edit / reject); {} records have differing decisions (filter <code>disagreed</code> in <code>flywheel review</code> to settle them).</p><table><tr><th>reviewers</th><th>both reviewed</th><th>agreed</th><th>κ</th></tr>", num(r, "review.disagreed", "i"));
+        for (i, x) in pairs.iter().enumerate() {
+            let _ = write!(
+                b,
+                "<tr><td>{} · {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(x["a"].as_str().unwrap_or("")),
+                esc(x["b"].as_str().unwrap_or("")),
+                num(r, &format!("review.agreement.{i}.both"), "i"),
+                num(r, &format!("review.agreement.{i}.agreed"), "i"),
+                num(r, &format!("review.agreement.{i}.kappa"), "f3"),
+            );
+        }
+        b.push_str("</table>");
+    }
+}
+
 /// Records that hit `max_new_tokens`, per task.
 fn truncation(b: &mut String, r: &Value) {
     let Some(rows) = r["truncation"].as_array() else {
@@ -465,6 +538,7 @@ pub fn render(r: &Value) -> String {
     structured(&mut b, r);
     truncation(&mut b, r);
     pass_rates(&mut b, r);
+    review(&mut b, r);
 
     // Judges.
     b.push_str("<h2>Judge scores</h2>");

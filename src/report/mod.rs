@@ -241,6 +241,7 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
         ("structured", structured(&f)),
         ("truncation", truncation(&f)),
         ("pass_rates", pass_rates(&f)),
+        ("review", review(dir, &f)?),
     ];
     for (k, v) in programs {
         if let Some(v) = v {
@@ -248,6 +249,25 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
         }
     }
     Ok(report)
+}
+
+/// People's decisions (`flywheel review`) on the candidates blend took from: see
+/// [`crate::review::stats::section`]. `None` when no one reviewed.
+fn review(dir: &Path, f: &Files) -> Result<Option<Value>> {
+    let rd = RunDir::new(dir);
+    if !rd.review().exists() || !rd.audited().exists() {
+        return Ok(None);
+    }
+    let r = f
+        .manifest
+        .stages
+        .get("blend")
+        .and_then(|b| b.extra.get("review"));
+    let sample = r.and_then(|r| r["sample"].as_u64()).map(|n| n as usize);
+    let seed = r.and_then(|r| r["seed"].as_u64()).unwrap_or(0);
+    let index = crate::review::queue::Index::build(&rd.audited(), &rd.rejected(), sample, seed)?;
+    let log = crate::review::Log::load(&rd.review())?;
+    Ok(crate::review::stats::section(&index, &log))
 }
 
 /// Constrained tasks (`output = { … }`): per task, the records generated under the
@@ -445,7 +465,27 @@ fn funnel_and_losses(
         };
         losses.push(json!({"stage": "audit", "reason": what, "count": c}));
     }
+    // Reviewers' rejections and records held back for review leave at blend too.
+    let mut reviewed_out = 0;
+    if let Some(r) = f
+        .manifest
+        .stages
+        .get("blend")
+        .and_then(|b| b.extra.get("review"))
+    {
+        for (why, c) in r["rejected"].as_object().into_iter().flatten() {
+            let c = c.as_u64().unwrap_or(0) as usize;
+            reviewed_out += c;
+            losses.push(json!({"stage": "review", "reason": why, "count": c}));
+        }
+        let held = r["held_back"].as_u64().unwrap_or(0) as usize;
+        if held > 0 {
+            reviewed_out += held;
+            losses.push(json!({"stage": "review", "reason": "not reviewed ([review] required = true)", "count": held}));
+        }
+    }
     if let (Some(a), Some(_)) = (n(&f.audited).or(n(&f.kept)), &f.dataset) {
+        let a = a.saturating_sub(reviewed_out);
         if a > ds_syn.len() {
             losses.push(json!({"stage": "blend", "reason": "not selected (the real/synthetic ratio or max_synthetic)", "count": a - ds_syn.len()}));
         }

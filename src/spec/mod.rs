@@ -15,6 +15,7 @@ mod judge;
 mod locate;
 mod output;
 mod privacy;
+mod review;
 mod run;
 mod seeds;
 mod step;
@@ -31,6 +32,7 @@ pub use judge::{load_rubric, Combine, JudgeSpec, Rubric, ScaleKind, Scope, Verif
 pub(crate) use locate::Locator;
 pub use output::Output;
 pub use privacy::{Policy, PrivacySection};
+pub use review::{ReviewSection, DEFAULT_REASONS};
 pub use run::RunSection;
 pub use seeds::SeedValues;
 pub use step::{
@@ -74,6 +76,8 @@ pub struct Spec {
     pub privacy: PrivacySection,
     /// `[blend]`: real data to mix in, and at what ratio.
     pub blend: BlendSection,
+    /// `[review]`: reject reasons, and whether blend needs a person's acceptance.
+    pub review: ReviewSection,
 }
 
 /// The spec as written, before the sections are checked.
@@ -101,6 +105,8 @@ struct RawSpec {
     privacy: Option<Spanned<PrivacySection>>,
     #[serde(default)]
     blend: Option<Spanned<BlendSection>>,
+    #[serde(default)]
+    review: Option<Spanned<ReviewSection>>,
 }
 
 impl Spec {
@@ -137,6 +143,7 @@ impl Spec {
         let dedup = dedup::validate(raw.dedup, &loc)?;
         let privacy = privacy::validate(raw.privacy, &loc)?;
         let blend = blend::validate(raw.blend, &loc)?;
+        let review = review::validate(raw.review, &loc)?;
         Ok(Spec {
             path: path.to_path_buf(),
             run: raw.run,
@@ -150,6 +157,7 @@ impl Spec {
             dedup,
             privacy,
             blend,
+            review,
             text,
         })
     }

@@ -72,6 +72,14 @@ impl RunDir {
     pub fn canary_outputs(&self) -> PathBuf {
         self.0.join("canary_outputs.jsonl")
     }
+    /// `flywheel review`'s journal of decisions (append-only).
+    pub fn review(&self) -> PathBuf {
+        self.0.join("review.jsonl")
+    }
+    /// blend's records that a reviewer rejected, each with its reason.
+    pub fn review_rejected(&self) -> PathBuf {
+        self.0.join("review_rejected.jsonl")
+    }
     /// blend's dataset.
     pub fn dataset(&self) -> PathBuf {
         self.0.join("dataset.jsonl")
@@ -131,6 +139,8 @@ mod tests {
             d.privacy(),
             d.canary_planted(),
             d.canary_outputs(),
+            d.review(),
+            d.review_rejected(),
             d.dataset(),
             d.dataset_parquet(),
             d.card(),

@@ -1,0 +1,132 @@
+use super::log::{append, Action, Decision, Log};
+use super::stats::{auroc, cohen_kappa, wilson};
+use super::*;
+use serde_json::json;
+
+fn rec(id: &str, answer: &str) -> Value {
+    json!({"id": id, "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}]})
+}
+
+fn act(who: &str, r: &Value, d: Decision) -> Action {
+    Action::new(who, r["id"].as_str().unwrap(), d, &content_sha256(r))
+}
+
+#[test]
+fn undo_takes_back_only_the_reviewers_own_action_and_verdicts_follow_content() {
+    let r = rec("x", "four");
+    let a1 = act("ann", &r, Decision::Accept);
+    let mut b1 = act("bob", &r, Decision::Reject);
+    b1.reason = Some("wrong".into());
+    // Ann tries to undo Bob's action: ignored.
+    let mut bad = act("ann", &r, Decision::Undo);
+    bad.undoes = Some(b1.action.clone());
+    let log = Log::fold(vec![a1.clone(), b1.clone(), bad]);
+    assert_eq!(log.undone, 0);
+    assert!(matches!(log.verdict(&r), Verdict::Rejected(a) if a.reviewer == "bob"));
+    // Bob undoes his: Ann's acceptance is the verdict again.
+    let mut u = act("bob", &r, Decision::Undo);
+    u.undoes = Some(b1.action.clone());
+    let log = Log::fold(vec![a1.clone(), b1, u]);
+    assert_eq!(log.undone, 1);
+    assert!(matches!(log.verdict(&r), Verdict::Accepted(a) if a.reviewer == "ann"));
+    // The record's answer changed: the decision was made on other content.
+    assert_eq!(log.verdict(&rec("x", "five")), Verdict::Unreviewed);
+    // A rescore (scores added) keeps it: the conversation is the same.
+    let mut scored = r.clone();
+    scored["scores"] = json!({"judge_combined": {"score": 0.2}});
+    assert!(matches!(log.verdict(&scored), Verdict::Accepted(_)));
+}
+
+#[test]
+fn appends_survive_a_torn_line_and_are_read_incrementally() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("review.jsonl");
+    let r = rec("x", "four");
+    let mut log = Log::load(&p).unwrap();
+    append(&p, &act("ann", &r, Decision::Accept)).unwrap();
+    log.refresh(&p).unwrap();
+    assert_eq!(log.effective().count(), 1);
+    // A crash mid-append leaves half a line: it is not read as an action…
+    let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+    std::io::Write::write_all(&mut f, b"{\"action\":\"torn").unwrap();
+    log.refresh(&p).unwrap();
+    assert_eq!(log.effective().count(), 1);
+    // …and the next append cuts it, so the file is whole lines again.
+    append(&p, &act("bob", &r, Decision::Accept)).unwrap();
+    log.refresh(&p).unwrap();
+    assert_eq!(log.effective().count(), 2);
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert_eq!(text.lines().count(), 2);
+    assert!(!text.contains("torn"));
+    assert_eq!(Log::load(&p).unwrap().effective().count(), 2);
+    assert!(Log::load(&p).unwrap().bad_lines.is_empty());
+}
+
+#[test]
+fn edits_replace_the_last_answer_only() {
+    let r = json!({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a1"},
+                                {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]});
+    assert_eq!(editable_text(&r).as_deref(), Some("a2"));
+    let e = with_edit(&r, "better").unwrap();
+    assert_eq!(e["messages"][1]["content"], "a1");
+    assert_eq!(e["messages"][3]["content"], "better");
+    let pr = json!({"prompt": "p", "response": "r"});
+    assert_eq!(with_edit(&pr, "s").unwrap()["response"], "s");
+    assert!(with_edit(&json!({"text": "t"}), "s").is_none());
+}
+
+#[test]
+fn kappa_auroc_and_wilson_match_hand_computed_values() {
+    // 10 items: agree on 8 (4 yes, 4 no); p_o = .8, p_e = .5 → κ = .6.
+    let mut pairs = vec![(1, 1); 4];
+    pairs.extend(vec![(0, 0); 4]);
+    pairs.push((1, 0));
+    pairs.push((0, 1));
+    assert!((cohen_kappa(&pairs).unwrap() - 0.6).abs() < 1e-12);
+    assert_eq!(cohen_kappa(&[(1, 1), (1, 1)]), Some(1.0));
+    assert_eq!(cohen_kappa::<u8>(&[]), None);
+    // Perfect ranking, reversed, and a tie counted half.
+    let s = [(0.9, true), (0.8, true), (0.2, false), (0.1, false)];
+    assert_eq!(auroc(&s), Some(1.0));
+    let rev: Vec<(f64, bool)> = s.iter().map(|&(x, l)| (x, !l)).collect();
+    assert_eq!(auroc(&rev), Some(0.0));
+    assert_eq!(auroc(&[(0.5, true), (0.5, false)]), Some(0.5));
+    assert_eq!(auroc(&[(0.5, true)]), None);
+    // Wilson 95 % for 5/10: [0.2366, 0.7634].
+    let (lo, hi) = wilson(5, 10);
+    assert!(
+        (lo - 0.2366).abs() < 1e-4 && (hi - 0.7634).abs() < 1e-4,
+        "{lo} {hi}"
+    );
+    let (lo, hi) = wilson(0, 20);
+    assert_eq!(lo, 0.0);
+    assert!(hi > 0.1 && hi < 0.2);
+}
+
+#[test]
+fn samples_are_seeded_and_independent_of_file_order() {
+    let ids: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
+    let a: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut b = a.clone();
+    b.reverse();
+    assert_eq!(sample_ids(&a, 10, 7), sample_ids(&b, 10, 7));
+    assert_eq!(sample_ids(&a, 10, 7).len(), 10);
+    assert_ne!(sample_ids(&a, 10, 7), sample_ids(&a, 10, 8));
+}
+
+#[test]
+fn filters_parse_and_refuse_what_they_do_not_know() {
+    use super::queue::{Filter, Flag};
+    let f = Filter::parse("task:qa score:0-0.5 flag:pii unreviewed").unwrap();
+    assert_eq!(f.task.as_deref(), Some("qa"));
+    assert_eq!(f.score, Some((0.0, 0.5)));
+    assert_eq!(f.flag, Some(Flag::Pii));
+    assert!(f.unreviewed && !f.disagreed);
+    assert_eq!(
+        Filter::parse("flag:near-duplicate").unwrap().flag,
+        Some(Flag::NearDuplicate)
+    );
+    assert!(Filter::parse("score:abc").is_err());
+    assert!(Filter::parse("colour:red").is_err());
+    assert!(Filter::parse("flag:nope").is_err());
+}
