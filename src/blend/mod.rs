@@ -505,3 +505,121 @@ mod tests {
         assert_eq!(percent(7.0 / 13.0), "53.8%");
     }
 }
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+    use crate::review::content_sha256;
+    use crate::review::log::{append, Action, Decision};
+
+    /// A run with 6 audited records `s0`…`s5`, blended under `[review]` + `review`, after
+    /// `decide` appended its actions; (summary, dataset, review_rejected, spec).
+    fn blend_reviewed(
+        review: &str,
+        decide: impl Fn(&[Value]) -> Vec<Action>,
+    ) -> (BlendSummary, Vec<Value>, Vec<Value>, Spec) {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let spec = format!(
+            "[run]\nname = \"b\"\nout_dir = {:?}\nseed = 3\n[[task]]\nname = \"q\"\ntemplate = \"x\"\n{review}",
+            d.join("out").display().to_string()
+        );
+        let spec = Spec::parse(&d.join("spec.toml"), spec).unwrap();
+        let syn: Vec<Value> = (0..6)
+            .map(|i| serde_json::json!({"id": format!("s{i}"), "messages": [
+                {"role": "user", "content": format!("q{i}")}, {"role": "assistant", "content": format!("a{i}")}],
+                "provenance": {"model": "m"}}))
+            .collect();
+        std::fs::create_dir_all(spec.run_dir()).unwrap();
+        let dir = RunDir::new(spec.run_dir());
+        write_jsonl(&dir.audited(), &syn).unwrap();
+        for a in decide(&syn) {
+            append(&dir.review(), &a).unwrap();
+        }
+        let s = run_spec(&spec, None).unwrap();
+        let read = |p: PathBuf| {
+            crate::record::read::read_if_exists(&p)
+                .unwrap()
+                .unwrap_or_default()
+        };
+        // Read before `tmp` is dropped (and the directory with it).
+        (s, read(dir.dataset()), read(dir.review_rejected()), spec)
+    }
+
+    fn act(who: &str, r: &Value, d: Decision) -> Action {
+        Action::new(who, r["id"].as_str().unwrap(), d, &content_sha256(r))
+    }
+
+    #[test]
+    fn rejected_records_leave_edits_replace_and_stale_decisions_do_not_count() {
+        let (s, ds, rej, spec) = blend_reviewed("", |syn| {
+            let mut r = act("ann", &syn[1], Decision::Reject);
+            r.reason = Some("wrong".into());
+            let mut e = act("ann", &syn[2], Decision::Edit);
+            e.edited = Some("a2, corrected".into());
+            // A decision on an earlier text of s3: it no longer applies.
+            let mut old = syn[3].clone();
+            old["messages"][1]["content"] = "an older answer".into();
+            let mut stale = act("ann", &old, Decision::Reject);
+            stale.reason = Some("wrong".into());
+            vec![act("ann", &syn[0], Decision::Accept), r, e, stale]
+        });
+        assert_eq!(
+            (s.review_accepted, s.review_edited, s.review_rejected),
+            (1, 1, 1)
+        );
+        assert_eq!(s.stale_decisions, 1);
+        assert_eq!(s.awaiting_review, 3, "s3, s4, s5");
+        assert!(shortfall(&s, &spec).is_none(), "review is not required");
+        let ids: std::collections::BTreeSet<&str> =
+            ds.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(
+            ids.into_iter().collect::<Vec<_>>(),
+            ["s0", "s2", "s3", "s4", "s5"]
+        );
+        let s2 = ds.iter().find(|r| r["id"] == "s2").unwrap();
+        assert_eq!(s2["messages"][1]["content"], "a2, corrected");
+        assert_eq!(s2["provenance"]["review"]["decision"], "edited");
+        assert_eq!(
+            s2["provenance"]["model"], "m",
+            "provenance is kept, review added"
+        );
+        assert_eq!(rej.len(), 1);
+        assert_eq!(rej[0]["decision"]["reason"], "review:rejected:wrong");
+    }
+
+    #[test]
+    fn required_review_keeps_out_the_unreviewed_and_exits_short() {
+        let (s, ds, _, spec) = blend_reviewed("[review]\nrequired = true\n", |syn| {
+            vec![
+                act("ann", &syn[0], Decision::Accept),
+                act("bob", &syn[4], Decision::Accept),
+            ]
+        });
+        assert_eq!(ds.len(), 2);
+        assert_eq!(s.held_back, 4);
+        let e = shortfall(&s, &spec)
+            .expect("records await review")
+            .to_string();
+        assert!(
+            e.contains("4 records await review") && e.contains("flywheel review"),
+            "{e}"
+        );
+        // Nothing reviewed at all: an empty synthetic set, and the same refusal.
+        let (s, ds, rej, spec) = blend_reviewed("[review]\nrequired = true\n", |_| vec![]);
+        assert!(ds.is_empty() && rej.is_empty());
+        assert!(shortfall(&s, &spec).is_some());
+    }
+
+    #[test]
+    fn a_sample_review_queues_only_the_sample() {
+        let (s, ds, _, spec) =
+            blend_reviewed("[review]\nsample = 2\nrequired = true\n", |_| vec![]);
+        assert_eq!(
+            s.awaiting_review, 2,
+            "only the sampled records are in the queue"
+        );
+        assert!(ds.is_empty());
+        assert!(shortfall(&s, &spec).is_some());
+    }
+}

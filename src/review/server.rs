@@ -41,6 +41,9 @@ pub struct Server {
     pub token: String,
 }
 
+/// What a cached queue was computed from: order, filter text, log version, index size.
+type QueueKey = (Order, String, u64, usize);
+
 struct State {
     dir: RunDir,
     index: Index,
@@ -55,7 +58,7 @@ struct State {
     order: Order,
     /// (order, filter text, log version, index length) → the queue, so paging through
     /// 100,000 records does not filter and sort them on every key press.
-    cache: Option<((Order, String, u64, usize), Vec<usize>)>,
+    cache: Option<(QueueKey, Vec<usize>)>,
 }
 
 fn random_hex(bytes: usize) -> String {

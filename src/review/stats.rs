@@ -76,9 +76,8 @@ pub fn wilson(k: usize, n: usize) -> (f64, f64) {
 
 /// The report's `review` section for the candidates in `index`; `None` with no reviews.
 pub fn section(index: &super::queue::Index, log: &Log) -> Option<Value> {
-    if log.effective().next().is_none() {
-        return None;
-    }
+    // No decisions: no section.
+    log.effective().next()?;
     let states = ReviewState::of(index, log);
     let mut scope = 0usize;
     let mut reviewed = 0usize;

@@ -130,3 +130,43 @@ fn filters_parse_and_refuse_what_they_do_not_know() {
     assert!(Filter::parse("colour:red").is_err());
     assert!(Filter::parse("flag:nope").is_err());
 }
+
+#[test]
+fn the_review_section_is_checked_where_it_is_written() {
+    let base = "[run]\nname = \"b\"\n[[task]]\nname = \"q\"\ntemplate = \"x\"\n";
+    let parse =
+        |extra: &str| crate::Spec::parse(std::path::Path::new("s.toml"), format!("{base}{extra}"));
+    let ok = parse("[review]\nreasons = [\"wrong\", \"too long\"]\nrequired = true\nsample = 50\n")
+        .unwrap();
+    assert_eq!(ok.review.reasons, ["wrong", "too long"]);
+    assert!(ok.review.required);
+    assert_eq!(ok.review.sample, Some(50));
+    assert_eq!(
+        parse("").unwrap().review.reasons.len(),
+        5,
+        "default reasons"
+    );
+    for (bad, want) in [
+        (
+            "[review]\nreasons = []\n",
+            "s.toml:7:11: review.reasons: 0 reasons",
+        ),
+        (
+            "[review]\nreasons = [\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\"]\n",
+            "10 reasons",
+        ),
+        (
+            "[review]\nreasons = [\"a\", \"a\"]\n",
+            "\"a\" is listed twice",
+        ),
+        ("[review]\nreasons = [\"<b>\"]\n", "a reason is 1–40"),
+        (
+            "[review]\nsample = 0\n",
+            "s.toml:7:10: review.sample: must be at least 1",
+        ),
+        ("[review]\nrequire = true\n", "unknown field `require`"),
+    ] {
+        let e = parse(bad).unwrap_err().to_string();
+        assert!(e.contains(want), "{bad}: {e}");
+    }
+}
