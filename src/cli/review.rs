@@ -71,6 +71,12 @@ fn resolve(a: &ReviewArgs) -> Result<(PathBuf, ReviewSection, u64)> {
     {
         return Ok((a.run.clone(), spec.review.clone(), spec.run.seed));
     }
+    if m.is_none() {
+        bail!(
+            "{} is not a flywheel run directory (no manifest.json): pass runs/<name> or the spec",
+            a.run.display()
+        );
+    }
     eprintln!(
         "note: the run's spec{} was not found: using the default reject reasons (pass --spec SPEC for its [review] section)",
         recorded

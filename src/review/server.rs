@@ -72,7 +72,14 @@ impl Server {
     pub fn bind(o: Options) -> Result<Server> {
         check_reviewer(&o.reviewer).map_err(Error::Review)?;
         let dir = RunDir::new(&o.run_dir);
-        let input = RunDir::input(None, dir.audited(), "run SPEC (or `flywheel audit SPEC`)")?;
+        let input = dir.audited();
+        if !input.exists() {
+            return Err(Error::MissingInput {
+                path: input,
+                run_first: "flywheel run SPEC".into(),
+                or: " (review shows the audit's survivors, the records blend takes)",
+            });
+        }
         let index = Index::build(&input, &dir.rejected(), o.sample, o.seed)?;
         let log = Log::load(&dir.review())?;
         let http = tiny_http::Server::http(("127.0.0.1", o.port))
