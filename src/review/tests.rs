@@ -170,3 +170,68 @@ fn the_review_section_is_checked_where_it_is_written() {
         assert!(e.contains(want), "{bad}: {e}");
     }
 }
+
+#[test]
+fn the_report_section_counts_verdicts_agreement_and_the_sample_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let audited = dir.path().join("audited.jsonl");
+    let recs: Vec<Value> = (0..10)
+        .map(|i| {
+            let mut r = rec(&format!("r{i}"), &format!("answer {i}"));
+            r["meta"] = json!({"task": if i < 5 { "a" } else { "b" }});
+            r["scores"] = json!({"judge_combined": {"score": i as f64 / 10.0}});
+            r
+        })
+        .collect();
+    crate::store::write_jsonl(&audited, &recs).unwrap();
+    let mut acts = Vec::new();
+    // ann: r0–r3 rejected (low scores), r6–r9 accepted; bob agrees on r0, r9, not on r6.
+    for (i, r) in recs.iter().enumerate() {
+        match i {
+            0..=3 => {
+                let mut a = act("ann", r, Decision::Reject);
+                a.reason = Some(if i == 0 { "unsafe" } else { "wrong" }.into());
+                acts.push(a);
+            }
+            6..=9 => acts.push(act("ann", r, Decision::Accept)),
+            _ => {}
+        }
+    }
+    let mut b0 = act("bob", &recs[0], Decision::Reject);
+    b0.reason = Some("unsafe".into());
+    acts.push(b0);
+    acts.push(act("bob", &recs[9], Decision::Accept));
+    let mut b6 = act("bob", &recs[6], Decision::Edit);
+    b6.edited = Some("better".into());
+    acts.push(b6);
+    let log = Log::fold(acts);
+    let index = super::queue::Index::build(&audited, &dir.path().join("none"), None, 1).unwrap();
+    let s = super::stats::section(&index, &log).unwrap();
+    assert_eq!(s["candidates"], 10);
+    assert_eq!(s["reviewed"], 8);
+    assert_eq!(
+        s["reject_reasons"][0],
+        json!({"reason": "wrong", "count": 3})
+    );
+    // r6's verdict is bob's later edit: task b has r6 edited, r7–r9 accepted.
+    assert_eq!(s["by_task"][1]["edited"], 1);
+    assert_eq!(s["by_task"][1]["accepted"], 3);
+    // The judge ranks every rejected record (0–0.3) below every accepted one (0.7–0.9);
+    // r6 (0.6) was edited, so "not good as is", and still below: AUROC 1.
+    assert_eq!(s["judge"]["auroc"], 1.0);
+    assert_eq!(s["agreement"][0]["both"], 3);
+    assert_eq!(s["agreement"][0]["agreed"], 2);
+    assert_eq!(s["disagreed"], 1);
+    assert!(s.get("sample").is_none());
+    // As an audit sample of 4: the interval is there and brackets the rate.
+    let index = super::queue::Index::build(&audited, &dir.path().join("none"), Some(4), 1).unwrap();
+    let s = super::stats::section(&index, &log).unwrap();
+    let smp = &s["sample"];
+    assert_eq!(smp["size"], 4);
+    let (rate, lo, hi) = (
+        smp["error_rate"].as_f64().unwrap(),
+        smp["ci95"][0].as_f64().unwrap(),
+        smp["ci95"][1].as_f64().unwrap(),
+    );
+    assert!(lo <= rate && rate <= hi && hi - lo > 0.3, "{smp}");
+}
