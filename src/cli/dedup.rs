@@ -143,6 +143,8 @@ fn with_flags(a: DedupArgs, cx: &Ctx) -> Result<stage::DedupSummary> {
         device: a.device.open().with_context(&context)?,
         fetch: a.offline.policy(),
         progress: cx.progress,
+        // A file given by hand: its earliest line survives, as it always has.
+        id_order: false,
     };
     let rejected = a
         .rejected

@@ -91,6 +91,21 @@ enum Command {
     Blend(stages::BlendArgs),
     /// Write report.json and a self-contained report.html for a run directory.
     Report(stages::ReportArgs),
+    /// Join the shards of a run (`run --shard I/N`) and run the global stages over them.
+    ///
+    /// Checks that runs/<name>/shards/ holds every shard, each finished, made from this spec
+    /// text with the same models, device and precision, and that every planned record is
+    /// there exactly once; refuses with the list of what is missing or mismatched. Then
+    /// writes runs/<name>/generated.jsonl and verified.jsonl (all shards') and runs dedup,
+    /// audit, blend and report there: the same dataset, byte for byte, as one process.
+    Merge(run::MergeArgs),
+    /// How a spec's work splits over shards, and how long it takes here.
+    ///
+    /// Prints records, prompt tokens and the most output tokens per shard, and an estimated
+    /// time per shard from a short calibration run of the teacher on the spec's own first
+    /// prompts (this model, device, precision and batch size); with --devices, the wall
+    /// time when that many GPUs or nodes work at once.
+    Plan(run::PlanArgs),
     /// Does the model trained on the blend do better? Base vs tuned on a real held-out set.
     ///
     /// Both models answer every test prompt (greedy, batched); the answers are scored by
@@ -164,6 +179,42 @@ impl DeviceFlag {
     }
 }
 
+/// `--shard I/N`, shared by the commands that make a shard's records (run, generate,
+/// verify).
+#[derive(Args)]
+pub struct ShardFlag {
+    /// Make only shard I of N (0-based) of the plan, in runs/<name>/shards/<I>-of-<N>/ with
+    /// its own manifest and resume; `flywheel merge` joins the shards. A record's shard is
+    /// a hash of its id. Not given: read from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT
+    /// (a Slurm job array) or JOB_COMPLETION_INDEX/FLYWHEEL_SHARDS (a Kubernetes Indexed
+    /// Job) when those are set.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+}
+
+impl ShardFlag {
+    fn get(&self) -> Result<Option<flywheel::spec::Shard>> {
+        use flywheel::spec::Shard;
+        if let Some(s) = &self.shard {
+            return Ok(Some(Shard::parse(s).map_err(anyhow::Error::msg)?));
+        }
+        let found = Shard::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
+        if let Some((s, from)) = found {
+            eprintln!("shard {s} (from {from})");
+            return Ok(Some(s));
+        }
+        Ok(None)
+    }
+
+    /// `spec` as this process should run it: the whole plan, or its shard.
+    fn apply(&self, spec: flywheel::Spec) -> Result<flywheel::Spec> {
+        Ok(match self.get()? {
+            Some(s) => spec.for_shard(s),
+            None => spec,
+        })
+    }
+}
+
 /// `--offline`, shared by every command that may fetch a model.
 #[derive(Args)]
 pub struct OfflineFlag {
@@ -198,6 +249,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Audit(a) => stages::audit(a, &cx),
         Command::Blend(a) => stages::blend(a),
         Command::Report(a) => stages::report(a, &cx),
+        Command::Merge(a) => run::merge(a, &cx),
+        Command::Plan(a) => run::plan(a, &cx),
         Command::Eval(a) => eval::eval(a, &cx),
         Command::Review(a) => review::review(a),
         Command::Export(a) => tools::export(a),

@@ -1,6 +1,6 @@
 //! `flywheel run`: every stage in order.
 
-use super::{doing, install_ctrlc, Ctx, DeviceFlag, OfflineFlag};
+use super::{doing, install_ctrlc, Ctx, DeviceFlag, OfflineFlag, ShardFlag};
 use anyhow::{Context, Result};
 use clap::Args;
 use flywheel::pipeline::{self, RunOptions};
@@ -26,6 +26,9 @@ pub struct RunArgs {
     canaries: usize,
     #[command(flatten)]
     offline: OfflineFlag,
+    /// With a shard, only generate and verify run (the global stages wait for `merge`).
+    #[command(flatten)]
+    shard: ShardFlag,
 }
 
 pub fn run(a: RunArgs, cx: &Ctx) -> Result<()> {
@@ -39,6 +42,20 @@ pub fn run(a: RunArgs, cx: &Ctx) -> Result<()> {
         force: a.force,
         canaries: a.canaries,
     };
+    if let Some(shard) = a.shard.get()? {
+        let mut i = 0;
+        pipeline::merge::run_shard(&spec, shard, &opts, |o| {
+            i += 1;
+            println!("[{i}/2] {}: {}", o.stage, o.line);
+        })
+        .with_context(&context)?;
+        println!(
+            "done: shard {shard} in {} (when every shard is done: flywheel merge {})",
+            spec.for_shard(shard).run_dir().display(),
+            a.spec.display()
+        );
+        return Ok(());
+    }
     let n = pipeline::STAGES.len();
     let mut i = 0;
     pipeline::run(&spec, &opts, |o| {
@@ -52,5 +69,169 @@ pub fn run(a: RunArgs, cx: &Ctx) -> Result<()> {
         dir.dataset().display(),
         dir.report_html().display()
     );
+    Ok(())
+}
+
+#[derive(Args)]
+#[command(mut_arg("device", |a| a.help(
+    "Where the global stages run their models (the embedder, canaries): auto, cpu, cuda:N"
+)))]
+#[command(mut_arg("offline", |a| a.help("Never download models (same as FLYWHEEL_OFFLINE=1)")))]
+pub struct MergeArgs {
+    /// The spec the shards ran (or the run directory, whose shards name their spec).
+    spec: PathBuf,
+    #[command(flatten)]
+    device: DeviceFlag,
+    /// Also run the canary test with N planted canaries during the audit.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    canaries: usize,
+    #[command(flatten)]
+    offline: OfflineFlag,
+}
+
+/// The spec from a run directory: the one its first shard recorded.
+fn spec_of_run(dir: &std::path::Path) -> Result<Spec> {
+    let shards = dir.join("shards");
+    let first = std::fs::read_dir(&shards)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find_map(|e| {
+            flywheel::store::Manifest::load(&e.path())
+                .ok()
+                .flatten()
+                .map(|m| m.spec_path)
+        });
+    match first {
+        Some(p) if std::path::Path::new(&p).is_file() => Ok(Spec::load(std::path::Path::new(&p))?),
+        Some(p) => anyhow::bail!(
+            "{}: the shards name their spec {p}, which is not there from here: pass the spec (flywheel merge SPEC)",
+            dir.display()
+        ),
+        None => anyhow::bail!(
+            "{} has no shards (runs/<name>/shards/<i>-of-<n>/): run `flywheel run SPEC --shard I/N` for each shard first",
+            dir.display()
+        ),
+    }
+}
+
+pub fn merge(a: MergeArgs, cx: &Ctx) -> Result<()> {
+    let spec = if a.spec.is_dir() {
+        spec_of_run(&a.spec)?
+    } else {
+        Spec::load(&a.spec)?
+    };
+    install_ctrlc();
+    let context = doing("merge", &a.spec);
+    let opts = RunOptions {
+        runtime: a.device.runtime(cx).with_context(&context)?,
+        fetch: a.offline.policy(),
+        progress: cx.progress,
+        force: false,
+        canaries: a.canaries,
+    };
+    let mut i = 0;
+    let (s, _) = pipeline::merge::merge(&spec, &opts, |o| {
+        i += 1;
+        println!("[{i}/4] {}: {}", o.stage, o.line);
+    })
+    .with_context(&context)?;
+    let dir = RunDir::new(spec.run_dir());
+    println!(
+        "done: {} shards, {} verified records → {} (open {} in a browser)",
+        s.shards,
+        s.records,
+        dir.dataset().display(),
+        dir.report_html().display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+#[command(mut_arg("device", |a| a.help(
+    "Where to time the calibration run (the device the shards will use): auto, cpu, cuda:N"
+)))]
+#[command(mut_arg("offline", |a| a.help("Never download models (same as FLYWHEEL_OFFLINE=1)")))]
+pub struct PlanArgs {
+    /// The TOML spec.
+    spec: PathBuf,
+    /// Split the plan over N shards (`run --shard I/N`).
+    #[arg(long, default_value_t = 1)]
+    shards: usize,
+    /// Devices (GPUs, or machines) working at once: the wall time is the shards' times
+    /// spread over them.
+    #[arg(long, default_value_t = 1)]
+    devices: usize,
+    /// Records generated to time the teacher (default: two batches).
+    #[arg(long)]
+    calibrate: Option<usize>,
+    #[command(flatten)]
+    device: DeviceFlag,
+    #[command(flatten)]
+    offline: OfflineFlag,
+}
+
+fn hms(s: f64) -> String {
+    let s = s.round() as u64;
+    format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60)
+}
+
+pub fn plan(a: PlanArgs, cx: &Ctx) -> Result<()> {
+    let spec = Spec::load(&a.spec)?;
+    let context = doing("plan", &a.spec);
+    if a.shards == 0 || a.shards > flywheel::spec::MAX_SHARDS || a.devices == 0 {
+        anyhow::bail!("--shards and --devices are at least 1 (and at most {} shards)", flywheel::spec::MAX_SHARDS);
+    }
+    let runtime = a.device.runtime(cx).with_context(&context)?;
+    let batch = spec.teacher.as_ref().map_or(8, |t| t.batch_size);
+    let calibrate = a.calibrate.unwrap_or(2 * batch);
+    let e = flywheel::generate::estimate::estimate(&spec, a.shards, calibrate, &runtime, a.offline.policy())
+        .with_context(&context)?;
+    println!(
+        "{}: {} records over {} shard(s); calibration: {} records in {:.1} s at batch {} on {runtime} ({} per record)",
+        a.spec.display(),
+        e.records,
+        a.shards,
+        e.calibration_records,
+        e.calibration_seconds,
+        e.batch_size,
+        e.seconds_per_record.map_or("-".into(), |s| format!("{s:.3} s")),
+    );
+    println!("{:>6} {:>10} {:>14} {:>16} {:>12}", "shard", "records", "prompt tokens", "max out tokens", "est. time");
+    for s in &e.shards {
+        println!(
+            "{:>6} {:>10} {:>14} {:>16} {:>12}",
+            format!("{}/{}", s.shard, a.shards),
+            s.records,
+            s.prompt_tokens,
+            s.max_output_tokens,
+            s.estimated_seconds.map_or("-".into(), hms)
+        );
+    }
+    if let Some(per) = e.seconds_per_record {
+        let total: f64 = e.shards.iter().filter_map(|s| s.estimated_seconds).sum();
+        // Shards are handed to devices as they free up: the longest device's queue.
+        let mut load = vec![0.0f64; a.devices];
+        let mut times: Vec<f64> = e.shards.iter().filter_map(|s| s.estimated_seconds).collect();
+        times.sort_by(|x, y| y.total_cmp(x));
+        for t in times {
+            let i = (0..a.devices).min_by(|&x, &y| load[x].total_cmp(&load[y])).unwrap_or(0);
+            load[i] += t;
+        }
+        let wall = load.iter().cloned().fold(0.0, f64::max);
+        println!(
+            "total {} of generation ({per:.3} s per record); on {} device(s) at once: about {} wall (generation only: verify, dedup and the merge add to it)",
+            hms(total),
+            a.devices,
+            hms(wall)
+        );
+    }
+    if e.step_records > 0 {
+        println!(
+            "note: {} records of tasks with steps are counted but not timed (each makes several model calls)",
+            e.step_records
+        );
+    }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The stages one at a time: `generate`, `verify`, `judge`, `audit`, `blend`, `report`.
 
-use super::{doing, install_ctrlc, refuse_same_file, Ctx, DeviceFlag, OfflineFlag};
+use super::{doing, install_ctrlc, refuse_same_file, Ctx, DeviceFlag, OfflineFlag, ShardFlag};
 use anyhow::{Context, Result};
 use clap::Args;
 use flywheel::generate::stage::GenerateOptions;
@@ -35,10 +35,12 @@ pub struct GenerateArgs {
     force: bool,
     #[command(flatten)]
     offline: OfflineFlag,
+    #[command(flatten)]
+    shard: ShardFlag,
 }
 
 pub fn generate(a: GenerateArgs, cx: &Ctx) -> Result<()> {
-    let spec = Spec::load(&a.spec)?;
+    let spec = a.shard.apply(Spec::load(&a.spec)?)?;
     install_ctrlc();
     let context = doing("generate", &a.spec);
     let opts = GenerateOptions {
@@ -79,10 +81,12 @@ pub struct VerifyArgs {
     strict: bool,
     #[command(flatten)]
     offline: OfflineFlag,
+    #[command(flatten)]
+    shard: ShardFlag,
 }
 
 pub fn verify(a: VerifyArgs, cx: &Ctx) -> Result<()> {
-    let spec = Spec::load(&a.spec)?;
+    let spec = a.shard.apply(Spec::load(&a.spec)?)?;
     install_ctrlc();
     let context = doing("verify", &a.spec);
     let opts = VerifyOptions {

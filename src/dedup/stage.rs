@@ -39,6 +39,12 @@ pub struct DedupOptions {
     pub device: Device,
     pub fetch: FetchPolicy,
     pub progress: bool,
+    /// Read the records in id order rather than file order. A run's records have stable
+    /// ids, and the order they were written in depends on when each finished (batching,
+    /// a resume, how many shards made them); in id order, ties (which duplicate survives)
+    /// and everything downstream (the blend's seeded shuffle) depend on the records
+    /// alone. Off for `flywheel dedup --input FILE`, where the earliest line survives.
+    pub id_order: bool,
 }
 
 impl DedupOptions {
@@ -67,6 +73,7 @@ impl DedupOptions {
             device: Device::Cpu,
             fetch: FetchPolicy::from_env(),
             progress: false,
+            id_order: true,
         }
     }
 
@@ -435,7 +442,16 @@ pub fn run(
     opts: &DedupOptions,
 ) -> Result<DedupSummary> {
     let t0 = Instant::now();
-    let lines = read_lines(input, &opts.field)?;
+    let mut lines = read_lines(input, &opts.field)?;
+    if opts.id_order {
+        // Unreadable lines first (by line number), then records by id; stable.
+        lines.sort_by(|a, b| match (a, b) {
+            (Line::Bad { line: x, .. }, Line::Bad { line: y, .. }) => x.cmp(y),
+            (Line::Bad { .. }, Line::Record { .. }) => std::cmp::Ordering::Less,
+            (Line::Record { .. }, Line::Bad { .. }) => std::cmp::Ordering::Greater,
+            (Line::Record { id: x, .. }, Line::Record { id: y, .. }) => x.cmp(y),
+        });
+    }
     // Eval sets first: a missing file fails before any work.
     let mut eval = Vec::new();
     for p in &opts.against {

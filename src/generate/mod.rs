@@ -6,6 +6,7 @@
 //! every finished record — unchanged, and a rerun resumes.
 
 pub mod bench;
+pub mod estimate;
 pub mod evolve;
 pub mod stage;
 mod steps;
@@ -37,11 +38,18 @@ pub fn plan(spec: &Spec) -> Vec<WorkItem> {
 /// The plan, item by item in spec order, built lazily: `--limit` and `sample` pay only for
 /// what they take, never for the full product.
 pub fn plan_iter(spec: &Spec) -> impl Iterator<Item = WorkItem> + '_ {
-    spec.tasks.iter().flat_map(move |t| task_iter(spec, t))
+    spec.tasks
+        .iter()
+        .flat_map(move |t| task_iter(spec, t))
+        .filter(move |i| spec.shard.is_none_or(|s| s.owns(&i.id)))
 }
 
-/// How many items the plan holds, without building it.
+/// How many items the plan holds: counted without building it, except for a shard (its
+/// share depends on the ids).
 pub fn plan_len(spec: &Spec) -> u128 {
+    if spec.shard.is_some() {
+        return plan_iter(spec).count() as u128;
+    }
     spec.tasks
         .iter()
         .map(|t| combos_of(spec, t).len() * t.samples_per_prompt as u128)
@@ -177,6 +185,9 @@ impl<'a> PlanIndex<'a> {
         let (Some(id), Some(meta)) = (record["id"].as_str(), record.get("meta")) else {
             return false;
         };
+        if self.spec.shard.is_some_and(|s| !s.owns(id)) {
+            return false;
+        }
         let Some(ti) = meta["task"].as_str().and_then(|t| self.tasks.get(t)) else {
             return false;
         };

@@ -10,6 +10,7 @@
 //! record, so a killed run loses at most the batch in flight. The audit runs before the
 //! blend so that dropping a record cannot silently shift the real/synthetic ratio.
 
+pub mod merge;
 mod stages;
 
 use crate::error::{Error, Result};

@@ -18,6 +18,7 @@ mod privacy;
 mod review;
 mod run;
 mod seeds;
+mod shard;
 mod step;
 mod task;
 mod teacher;
@@ -35,6 +36,7 @@ pub use privacy::{Policy, PrivacySection};
 pub use review::{ReviewSection, DEFAULT_REASONS};
 pub use run::RunSection;
 pub use seeds::SeedValues;
+pub use shard::{Shard, MAX_SHARDS};
 pub use step::{
     Call, Conversation, Evolve, EvolveOp, FewShot, MessageMap, Sampler, SamplingOverride, Step,
     StepKind,
@@ -78,6 +80,9 @@ pub struct Spec {
     pub blend: BlendSection,
     /// `[review]`: reject reasons, and whether blend needs a person's acceptance.
     pub review: ReviewSection,
+    /// Set by `--shard` (not in the file): this process makes only the plan's records this
+    /// shard owns, in `runs/<name>/shards/<i>-of-<N>/` ([`Spec::for_shard`]).
+    pub shard: Option<Shard>,
 }
 
 /// The spec as written, before the sections are checked.
@@ -158,6 +163,7 @@ impl Spec {
             privacy,
             blend,
             review,
+            shard: None,
             text,
         })
     }
@@ -177,6 +183,17 @@ impl Spec {
             .iter()
             .map(|p| self.resolve(p))
             .collect()
+    }
+
+    /// This spec as shard `shard` runs it: the plan restricted to the shard's records, and
+    /// the run directory `runs/<name>/shards/<i>-of-<N>/` (its own manifest, lock and
+    /// resume). `flywheel merge` puts the shards back together in `runs/<name>/`.
+    pub fn for_shard(&self, shard: Shard) -> Spec {
+        let mut s = self.clone();
+        s.run.out_dir = self.run_dir().join("shards");
+        s.run.name = Spanned::new(0..0, shard.dir_name());
+        s.shard = Some(shard);
+        s
     }
 
     /// The run directory: `<out_dir>/<name>`.

@@ -1,0 +1,313 @@
+//! Shards and `flywheel merge`: a spec run as N shard processes (`--shard i/N`, or a Slurm
+//! array / Kubernetes Indexed Job) each generate and verify their share of the plan in
+//! `runs/<name>/shards/<i>-of-<N>/`; the merge checks they add up to the whole plan, made
+//! the same way, then runs the global stages (dedup, audit, blend, report) over all of
+//! them in `runs/<name>/`, exactly as a single process would.
+//!
+//! The result is the same bytes as one process: records are made per id (seeded by id,
+//! batch-invariant on the CPU's Q8_0 path), and the global stages read a run's records in
+//! id order (`DedupOptions::id_order`), so neither the shard count nor the order records
+//! finished in reaches the dataset.
+
+use super::{run_stages, stages, Ctx, RunOptions, Stage, StageOutcome};
+use crate::error::{Error, Result};
+use crate::spec::{Shard, Spec};
+use crate::store::manifest::StageStatus;
+use crate::store::{Manifest, RunDir};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Shard `shard` of `spec`: generate and verify its records in its own directory.
+pub fn run_shard(
+    spec: &Spec,
+    shard: Shard,
+    opts: &RunOptions,
+    on_stage: impl FnMut(&StageOutcome),
+) -> Result<Vec<StageOutcome>> {
+    let s = spec.for_shard(shard);
+    let rd = RunDir::new(s.run_dir());
+    let _lock = crate::store::create_run_dir(rd.path())?;
+    let cx = Ctx {
+        spec: &s,
+        dir: &rd,
+        opts,
+    };
+    let all = stages();
+    let refs: Vec<&dyn Stage> = all
+        .iter()
+        .map(|s| s.as_ref())
+        .filter(|s| matches!(s.name(), "generate" | "verify"))
+        .collect();
+    let out = run_stages(&refs, &cx, on_stage)?;
+    // Where the shard's models ran: the merge refuses shards that ran differently.
+    let mut m = Manifest::load(rd.path())?.unwrap_or_default();
+    for stage in ["generate", "verify"] {
+        if let Some(st) = m.stages.get_mut(stage) {
+            st.extra
+                .insert("runtime".into(), opts.runtime.to_string().into());
+        }
+    }
+    m.save(rd.path())?;
+    Ok(out)
+}
+
+/// What is wrong with a set of shards, one line each (empty: they can be merged).
+pub fn check_shards(spec: &Spec) -> Result<(usize, Vec<String>)> {
+    let root = spec.run_dir().join("shards");
+    let mut problems = Vec::new();
+    let mut counts: Vec<usize> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&root) {
+        for e in rd.flatten() {
+            if let Some(s) = e.file_name().to_str().and_then(Shard::from_dir_name) {
+                if !counts.contains(&s.count) {
+                    counts.push(s.count);
+                }
+            }
+        }
+    }
+    counts.sort_unstable();
+    let n = match counts.as_slice() {
+        [] => {
+            return Err(Error::MissingInput {
+                path: root,
+                run_first: format!("flywheel run {} --shard 0/N", spec.path.display()),
+                or: " for each shard",
+            })
+        }
+        [n] => *n,
+        many => {
+            return Err(Error::RunConflict(format!(
+                "{} holds shards of different counts ({}): a run is split one way; move the other shard directories away",
+                root.display(),
+                many.iter().map(|n| format!("of-{n}")).collect::<Vec<_>>().join(", ")
+            )))
+        }
+    };
+    let spec_sha = spec.sha256();
+    let mut first: Option<(usize, Manifest)> = None;
+    let mut owner_of: HashMap<String, usize> = HashMap::new();
+    for i in 0..n {
+        let sh = Shard { index: i, count: n };
+        let dir = RunDir::new(spec.for_shard(sh).run_dir());
+        let name = format!("shard {}", sh.dir_name());
+        let Some(m) = Manifest::load(dir.path())? else {
+            problems.push(format!(
+                "{name}: missing ({} does not exist or has no manifest): run it with --shard {sh}",
+                dir.path().display()
+            ));
+            continue;
+        };
+        for stage in ["generate", "verify"] {
+            let st = m.stages.get(stage).map(|s| s.status.as_str());
+            if st != Some("done") {
+                problems.push(format!(
+                    "{name}: {stage} is {} (run the shard again with --shard {sh}; it resumes)",
+                    st.unwrap_or("not started")
+                ));
+            }
+        }
+        if m.spec_sha256 != spec_sha {
+            problems.push(format!(
+                "{name}: made from another spec text (sha256 {}…, this spec {}…): run it again with this spec",
+                &m.spec_sha256.get(..12).unwrap_or(""),
+                &spec_sha[..12]
+            ));
+        }
+        if let Some((j, f)) = &first {
+            if f.generation_fingerprint != m.generation_fingerprint {
+                problems.push(format!(
+                    "{name}: generated with other settings than shard {j}-of-{n} (model, device, precision or sampling): {} vs {}",
+                    m.generation_fingerprint.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                    f.generation_fingerprint.as_ref().map(|v| v.to_string()).unwrap_or_default()
+                ));
+            }
+            let models = |m: &Manifest| {
+                let mut v: Vec<(String, String)> = m
+                    .models
+                    .iter()
+                    .map(|e| (e.role.clone(), e.sha256.clone()))
+                    .collect();
+                v.sort();
+                v
+            };
+            if models(f) != models(&m) {
+                problems.push(format!(
+                    "{name}: used other models than shard {j}-of-{n}: {:?} vs {:?}",
+                    models(&m),
+                    models(f)
+                ));
+            }
+            let runtime = |m: &Manifest| {
+                m.stages
+                    .get("verify")
+                    .and_then(|s| s.extra.get("runtime").cloned())
+            };
+            if runtime(f) != runtime(&m) {
+                problems.push(format!(
+                    "{name}: verified on another device or precision than shard {j}-of-{n}"
+                ));
+            }
+        } else {
+            first = Some((i, m.clone()));
+        }
+        // Every record the shard holds is its own and in the plan, once.
+        for (file, what) in [(dir.verified(), "verified"), (dir.steps_rejected(), "failed a step")] {
+            if !file.exists() {
+                continue;
+            }
+            for l in crate::record::lines::read(&file, false)? {
+                let crate::record::lines::Line::Record { value, line } = l else {
+                    continue;
+                };
+                let Some(id) = value["id"].as_str() else {
+                    continue;
+                };
+                if !sh.owns(id) {
+                    problems.push(format!("{name}: {}:{line}: record {id} belongs to shard {}-of-{n}", file.display(), Shard::of(id, n)));
+                } else if let Some(prev) = owner_of.insert(id.to_string(), i) {
+                    if prev == i {
+                        problems.push(format!("{name}: record {id} is there twice ({what})"));
+                    }
+                }
+            }
+        }
+    }
+    // Every planned record, exactly once.
+    let mut missing: Vec<(usize, String)> = Vec::new();
+    let mut planned = 0usize;
+    let whole = {
+        let mut s = spec.clone();
+        s.shard = None;
+        s
+    };
+    let mut in_plan = std::collections::HashSet::new();
+    for item in crate::generate::plan_iter(&whole) {
+        planned += 1;
+        if !owner_of.contains_key(&item.id) {
+            missing.push((Shard::of(&item.id, n), item.id.clone()));
+        }
+        in_plan.insert(item.id);
+    }
+    if !missing.is_empty() {
+        let mut per: std::collections::BTreeMap<usize, usize> = Default::default();
+        for (s, _) in &missing {
+            *per.entry(*s).or_default() += 1;
+        }
+        problems.push(format!(
+            "{} of {planned} planned records are missing ({}), e.g. {}",
+            missing.len(),
+            per.iter()
+                .map(|(s, c)| format!("{c} from shard {s}-of-{n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            missing.iter().take(3).map(|m| m.1.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let extra = owner_of.keys().filter(|id| !in_plan.contains(*id)).count();
+    if extra > 0 {
+        problems.push(format!(
+            "{extra} records in the shards are not in this spec's plan (the spec changed since they ran): run the shards again"
+        ));
+    }
+    Ok((n, problems))
+}
+
+/// What `flywheel merge` did before the global stages.
+#[derive(Debug, Clone, Default)]
+pub struct MergeSummary {
+    pub shards: usize,
+    pub records: usize,
+}
+
+/// `flywheel merge`: checks the shards, gathers their records into `runs/<name>/`, and
+/// runs dedup, audit, blend and report there.
+pub fn merge(
+    spec: &Spec,
+    opts: &RunOptions,
+    on_stage: impl FnMut(&StageOutcome),
+) -> Result<(MergeSummary, Vec<StageOutcome>)> {
+    let rd = RunDir::new(spec.run_dir());
+    let _lock = crate::store::create_run_dir(rd.path())?;
+    let (n, problems) = check_shards(spec)?;
+    if !problems.is_empty() {
+        const SHOWN: usize = 20;
+        let more = problems.len().saturating_sub(SHOWN);
+        let mut msg = format!(
+            "cannot merge the {n} shards of {}:\n  {}",
+            rd.path().display(),
+            problems[..problems.len().min(SHOWN)].join("\n  ")
+        );
+        if more > 0 {
+            msg.push_str(&format!("\n  … and {more} more"));
+        }
+        return Err(Error::RunConflict(msg));
+    }
+    // Gather: each file is the shards' files one after another (the global stages read a
+    // run's records in id order, so this order does not reach the dataset).
+    let dirs: Vec<RunDir> = (0..n)
+        .map(|i| RunDir::new(spec.for_shard(Shard { index: i, count: n }).run_dir()))
+        .collect();
+    let mut records = 0;
+    let gather = |pick: fn(&RunDir) -> PathBuf| -> Result<Option<usize>> {
+        let parts: Vec<PathBuf> = dirs.iter().map(pick).filter(|p| p.exists()).collect();
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        let mut bytes = Vec::new();
+        let mut lines = 0;
+        for p in &parts {
+            let b = std::fs::read(p).map_err(|e| Error::io("cannot read", p, e))?;
+            lines += b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count();
+            bytes.extend_from_slice(&b);
+            if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+                bytes.push(b'\n');
+            }
+        }
+        crate::store::write_atomic(&pick(&rd), &bytes)?;
+        Ok(Some(lines))
+    };
+    gather(RunDir::generated)?;
+    if let Some(v) = gather(RunDir::verified)? {
+        records = v;
+    }
+    gather(RunDir::steps)?;
+    gather(RunDir::steps_rejected)?;
+    // The run's manifest says what made it: the shards' (identical) generation settings
+    // and models, and generate/verify done by N shards.
+    let first = Manifest::load(dirs[0].path())?.unwrap_or_default();
+    let mut m = Manifest::load(rd.path())?.unwrap_or_default();
+    m.flywheel = env!("CARGO_PKG_VERSION").into();
+    m.spec_path = spec.path.display().to_string();
+    m.spec_sha256 = spec.sha256();
+    m.generation_fingerprint = first.generation_fingerprint.clone();
+    m.models = first.models.clone();
+    for stage in ["generate", "verify"] {
+        let mut st = StageStatus {
+            status: "done".into(),
+            ..Default::default()
+        };
+        for d in &dirs {
+            if let Some(s) = Manifest::load(d.path())?.and_then(|x| x.stages.get(stage).cloned()) {
+                st.planned += s.planned;
+                st.done += s.done;
+                st.wall_seconds = st.wall_seconds.max(s.wall_seconds);
+            }
+        }
+        st.extra.insert("shards".into(), n.into());
+        m.stages.insert(stage.into(), st);
+    }
+    m.save(rd.path())?;
+    let cx = Ctx {
+        spec,
+        dir: &rd,
+        opts,
+    };
+    let all = stages();
+    let refs: Vec<&dyn Stage> = all
+        .iter()
+        .map(|s| s.as_ref())
+        .filter(|s| !matches!(s.name(), "generate" | "verify"))
+        .collect();
+    let out = run_stages(&refs, &cx, on_stage)?;
+    Ok((MergeSummary { shards: n, records }, out))
+}

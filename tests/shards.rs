@@ -1,0 +1,163 @@
+//! Scale-out: a spec run as 3 shard processes (`run --shard i/3`) and `flywheel merge`
+//! gives the same dataset, byte for byte, as one `flywheel run` (the CPU's Q8_0 path):
+//! with one shard killed mid-run and run again; and merge refuses missing, unfinished and
+//! mismatched shards, saying which.
+
+mod common;
+
+use common::{flywheel, model_file, records_by_id, run, stderr, stdout};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The same spec text in `dir` (relative `out_dir`, so two working directories hold two
+/// runs of one spec: the spec's sha256 is in every record's provenance).
+fn spec(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/real/anchor.jsonl"),
+        dir.join("anchor.jsonl"),
+    )
+    .unwrap();
+    let text = r#"[run]
+name = "sh"
+seed = 9
+out_dir = "runs"
+
+[teacher]
+model = "smollm2-135m-instruct"
+max_new_tokens = 24
+batch_size = 2
+
+[seeds]
+topic = ["tides", "volcanoes", "rainbows", "magnets", "clouds", "erosion", "comets", "fossils"]
+audience = ["a child", "a student"]
+
+[[task]]
+name = "explain"
+template = "Explain {{topic}} to {{audience}}."
+
+[[judge]]
+name = "quality"
+model = "smollm2-135m-instruct"
+criteria = "The answer is correct and clear."
+
+[filter]
+require = []
+allow_truncated = true
+
+[dedup]
+semantic = 0.9
+
+[blend]
+real = ["anchor.jsonl"]
+real_share = 0.3
+"#;
+    let p = dir.join("spec.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn in_dir(dir: &Path, args: &[&str]) -> std::process::Output {
+    let o = run(flywheel().current_dir(dir).args(args));
+    assert!(
+        o.status.success(),
+        "flywheel {args:?}: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    o
+}
+
+fn bytes(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn three_shards_and_a_merge_make_the_single_process_dataset() {
+    model_file("smollm2-135m-instruct");
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, many) = (tmp.path().join("one"), tmp.path().join("many"));
+    spec(&one);
+    spec(&many);
+    in_dir(&one, &["run", "-q", "--device", "cpu", "spec.toml"]);
+
+    // Shard 1 is killed mid-generate: a merge now is refused, naming it.
+    let mut child = flywheel()
+        .current_dir(&many)
+        .args(["run", "-q", "--device", "cpu", "spec.toml", "--shard", "1/3"])
+        .spawn()
+        .unwrap();
+    let gen1 = many.join("runs/sh/shards/1-of-3/generated.jsonl");
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&gen1).map(|s| s.lines().count()).unwrap_or(0) < 1 {
+        assert!(t0.elapsed() < Duration::from_secs(240), "shard 1 wrote nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    in_dir(&many, &["run", "-q", "--device", "cpu", "spec.toml", "--shard", "0/3"]);
+    // Slurm's variables name the shard when --shard is not given.
+    let o = run(flywheel()
+        .current_dir(&many)
+        .env("SLURM_ARRAY_TASK_ID", "2")
+        .env("SLURM_ARRAY_TASK_COUNT", "3")
+        .args(["run", "--device", "cpu", "spec.toml"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("shard 2/3 (from SLURM_ARRAY_TASK_ID"), "{}", stderr(&o));
+    assert!(many.join("runs/sh/shards/2-of-3/verified.jsonl").exists());
+    let o = run(flywheel().current_dir(&many).args(["merge", "--device", "cpu", "spec.toml"]));
+    assert!(!o.status.success(), "a merge with a killed shard must be refused");
+    let e = stderr(&o);
+    assert!(e.contains("shard 1-of-3") && e.contains("missing"), "{e}");
+    assert!(!many.join("runs/sh/dataset.jsonl").exists(), "nothing merged");
+
+    // Only shard 1 runs again; it resumes from what it had.
+    let had = std::fs::read_to_string(&gen1).unwrap().lines().count();
+    let o = in_dir(&many, &["run", "--device", "cpu", "spec.toml", "--shard", "1/3"]);
+    assert!(stdout(&o).contains("generate:"), "{}", stdout(&o));
+    assert!(had >= 1);
+    let sizes: Vec<usize> = (0..3)
+        .map(|i| records_by_id(&many.join(format!("runs/sh/shards/{i}-of-3/verified.jsonl"))).len())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 16, "{sizes:?}");
+    assert!(sizes.iter().all(|&n| n > 0), "every shard has work: {sizes:?}");
+
+    let o = in_dir(&many, &["merge", "--device", "cpu", "spec.toml"]);
+    assert!(stdout(&o).contains("done: 3 shards, 16 verified records"), "{}", stdout(&o));
+    let (a, b) = (one.join("runs/sh"), many.join("runs/sh"));
+    // The same records, verified the same…
+    assert_eq!(records_by_id(&a.join("verified.jsonl")), records_by_id(&b.join("verified.jsonl")));
+    // …and the same bytes from dedup on, whatever order the shards finished in.
+    for f in ["kept.jsonl", "rejected.jsonl", "audited.jsonl", "dataset.jsonl", "dataset.parquet"] {
+        assert!(bytes(&a.join(f)) == bytes(&b.join(f)), "{f} differs between one process and 3 shards + merge");
+    }
+    // A second merge has nothing to do.
+    let o = in_dir(&many, &["merge", "--device", "cpu", "spec.toml"]);
+    assert!(stdout(&o).contains("up to date"), "{}", stdout(&o));
+
+    // A shard made with other settings is refused: its manifest says so.
+    let m2 = b.join("shards/2-of-3/manifest.json");
+    let orig = std::fs::read_to_string(&m2).unwrap();
+    std::fs::write(&m2, orig.replace("\"seed\": 9", "\"seed\": 10")).unwrap();
+    let o = run(flywheel().current_dir(&many).args(["merge", "--device", "cpu", "spec.toml"]));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("shard 2-of-3: generated with other settings"), "{}", stderr(&o));
+    std::fs::write(&m2, &orig).unwrap();
+    // A shard of another spec text is refused too.
+    let edited = std::fs::read_to_string(many.join("spec.toml")).unwrap().replace("max_new_tokens = 24", "max_new_tokens = 25");
+    std::fs::write(many.join("edited.toml"), edited).unwrap();
+    let o = run(flywheel().current_dir(&many).args(["merge", "--device", "cpu", "edited.toml"]));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("made from another spec text"), "{}", stderr(&o));
+    // A missing shard, by name; and shards of two different counts.
+    std::fs::rename(b.join("shards/0-of-3"), tmp.path().join("away")).unwrap();
+    let o = run(flywheel().current_dir(&many).args(["merge", "--device", "cpu", "runs/sh"]));
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("shard 0-of-3: missing") && e.contains("planned records are missing"), "{e}");
+    std::fs::rename(tmp.path().join("away"), b.join("shards/0-of-3")).unwrap();
+    std::fs::create_dir_all(b.join("shards/0-of-4")).unwrap();
+    let o = run(flywheel().current_dir(&many).args(["merge", "--device", "cpu", "spec.toml"]));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("shards of different counts"), "{}", stderr(&o));
+}
