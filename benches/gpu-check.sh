@@ -188,7 +188,7 @@ if [ "$DRY" = 1 ]; then
   DEV=cpu
   GEN=(--batch-sizes 1,4 --tokens 4 --prompt-tokens 16 --runs 1 --multi-step-records 4 --multi-step-tokens 8 --multi-step-batch 2 --e2e-records 2 --e2e-tokens 4)
   JUDGE=(--items 4 --batch-sizes 1,4 --runs 1)
-  DEDUP=(--n 500 --kmeans-n 0 --device cpu)
+  DEDUP=(--n 500 --kmeans-n 0 --merge-n 3000 --device cpu)
 else
   command -v nvidia-smi >/dev/null || { echo "gpu-check: no nvidia-smi; use --dry-run where there is no GPU" >&2; exit 2; }
   CAP="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n1 | tr -d ' .')"

@@ -31,7 +31,10 @@ fn the_slurm_array_script_is_valid_and_chains_the_merge() {
         let o = Command::new("shellcheck").arg(&p).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     } else {
-        let _ = writeln!(std::io::stderr(), "SKIPPED shellcheck of the sbatch script: no shellcheck on PATH");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED shellcheck of the sbatch script: no shellcheck on PATH"
+        );
     }
     // Run as a shard without Slurm: it says what it needs instead of running unsharded.
     let o = Command::new("bash")
@@ -62,7 +65,10 @@ fn the_kubernetes_jobs_parse_and_agree_on_the_shard_count() {
     for d in [shards, merge] {
         assert_eq!(get(d, "apiVersion").as_str(), Some("batch/v1"));
         assert_eq!(get(d, "kind").as_str(), Some("Job"));
-        assert_eq!(get(d, "spec.template.spec.restartPolicy").as_str(), Some("Never"));
+        assert_eq!(
+            get(d, "spec.template.spec.restartPolicy").as_str(),
+            Some("Never")
+        );
     }
     assert_eq!(get(shards, "spec.completionMode").as_str(), Some("Indexed"));
     let completions = get(shards, "spec.completions").as_i64().unwrap();
@@ -75,12 +81,24 @@ fn the_kubernetes_jobs_parse_and_agree_on_the_shard_count() {
         .expect("FLYWHEEL_SHARDS");
     assert_eq!(shards_env.parse::<i64>().unwrap(), completions);
     let cmd = |c: &Yaml| -> Vec<String> {
-        c["command"].as_vec().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect()
+        c["command"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(&cmd(c)[..2], ["flywheel", "run"]);
-    assert_eq!(&cmd(get(merge, "spec.template.spec.containers.0"))[..2], ["flywheel", "merge"]);
+    assert_eq!(
+        &cmd(get(merge, "spec.template.spec.containers.0"))[..2],
+        ["flywheel", "merge"]
+    );
     if Command::new("kubeconform").arg("-v").output().is_ok() {
-        let o = Command::new("kubeconform").args(["-strict", "-summary"]).arg(&p).output().unwrap();
+        let o = Command::new("kubeconform")
+            .args(["-strict", "-summary"])
+            .arg(&p)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     } else {
         let _ = writeln!(std::io::stderr(), "SKIPPED the Kubernetes schema check: no kubeconform on PATH (the YAML was parsed and its fields checked)");

@@ -84,18 +84,44 @@ fn three_shards_and_a_merge_make_the_single_process_dataset() {
     // Shard 1 is killed mid-generate: a merge now is refused, naming it.
     let mut child = flywheel()
         .current_dir(&many)
-        .args(["run", "-q", "--device", "cpu", "spec.toml", "--shard", "1/3"])
+        .args([
+            "run",
+            "-q",
+            "--device",
+            "cpu",
+            "spec.toml",
+            "--shard",
+            "1/3",
+        ])
         .spawn()
         .unwrap();
     let gen1 = many.join("runs/sh/shards/1-of-3/generated.jsonl");
     let t0 = Instant::now();
-    while std::fs::read_to_string(&gen1).map(|s| s.lines().count()).unwrap_or(0) < 1 {
-        assert!(t0.elapsed() < Duration::from_secs(240), "shard 1 wrote nothing");
+    while std::fs::read_to_string(&gen1)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 1
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(240),
+            "shard 1 wrote nothing"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    in_dir(&many, &["run", "-q", "--device", "cpu", "spec.toml", "--shard", "0/3"]);
+    in_dir(
+        &many,
+        &[
+            "run",
+            "-q",
+            "--device",
+            "cpu",
+            "spec.toml",
+            "--shard",
+            "0/3",
+        ],
+    );
     // Slurm's variables name the shard when --shard is not given.
     let o = run(flywheel()
         .current_dir(&many)
@@ -103,33 +129,67 @@ fn three_shards_and_a_merge_make_the_single_process_dataset() {
         .env("SLURM_ARRAY_TASK_COUNT", "3")
         .args(["run", "--device", "cpu", "spec.toml"]));
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("shard 2/3 (from SLURM_ARRAY_TASK_ID"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("shard 2/3 (from SLURM_ARRAY_TASK_ID"),
+        "{}",
+        stderr(&o)
+    );
     assert!(many.join("runs/sh/shards/2-of-3/verified.jsonl").exists());
-    let o = run(flywheel().current_dir(&many).args(["merge", "--device", "cpu", "spec.toml"]));
-    assert!(!o.status.success(), "a merge with a killed shard must be refused");
+    let o = run(flywheel()
+        .current_dir(&many)
+        .args(["merge", "--device", "cpu", "spec.toml"]));
+    assert!(
+        !o.status.success(),
+        "a merge with a killed shard must be refused"
+    );
     let e = stderr(&o);
     assert!(e.contains("shard 1-of-3") && e.contains("missing"), "{e}");
-    assert!(!many.join("runs/sh/dataset.jsonl").exists(), "nothing merged");
+    assert!(
+        !many.join("runs/sh/dataset.jsonl").exists(),
+        "nothing merged"
+    );
 
     // Only shard 1 runs again; it resumes from what it had.
     let had = std::fs::read_to_string(&gen1).unwrap().lines().count();
-    let o = in_dir(&many, &["run", "--device", "cpu", "spec.toml", "--shard", "1/3"]);
+    let o = in_dir(
+        &many,
+        &["run", "--device", "cpu", "spec.toml", "--shard", "1/3"],
+    );
     assert!(stdout(&o).contains("generate:"), "{}", stdout(&o));
     assert!(had >= 1);
     let sizes: Vec<usize> = (0..3)
         .map(|i| records_by_id(&many.join(format!("runs/sh/shards/{i}-of-3/verified.jsonl"))).len())
         .collect();
     assert_eq!(sizes.iter().sum::<usize>(), 16, "{sizes:?}");
-    assert!(sizes.iter().all(|&n| n > 0), "every shard has work: {sizes:?}");
+    assert!(
+        sizes.iter().all(|&n| n > 0),
+        "every shard has work: {sizes:?}"
+    );
 
     let o = in_dir(&many, &["merge", "--device", "cpu", "spec.toml"]);
-    assert!(stdout(&o).contains("done: 3 shards, 16 verified records"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("done: 3 shards, 16 verified records"),
+        "{}",
+        stdout(&o)
+    );
     let (a, b) = (one.join("runs/sh"), many.join("runs/sh"));
     // The same records, verified the same…
-    assert_eq!(records_by_id(&a.join("verified.jsonl")), records_by_id(&b.join("verified.jsonl")));
+    assert_eq!(
+        records_by_id(&a.join("verified.jsonl")),
+        records_by_id(&b.join("verified.jsonl"))
+    );
     // …and the same bytes from dedup on, whatever order the shards finished in.
-    for f in ["kept.jsonl", "rejected.jsonl", "audited.jsonl", "dataset.jsonl", "dataset.parquet"] {
-        assert!(bytes(&a.join(f)) == bytes(&b.join(f)), "{f} differs between one process and 3 shards + merge");
+    for f in [
+        "kept.jsonl",
+        "rejected.jsonl",
+        "audited.jsonl",
+        "dataset.jsonl",
+        "dataset.parquet",
+    ] {
+        assert!(
+            bytes(&a.join(f)) == bytes(&b.join(f)),
+            "{f} differs between one process and 3 shards + merge"
+        );
     }
     // A second merge has nothing to do.
     let o = in_dir(&many, &["merge", "--device", "cpu", "spec.toml"]);
@@ -139,25 +199,50 @@ fn three_shards_and_a_merge_make_the_single_process_dataset() {
     let m2 = b.join("shards/2-of-3/manifest.json");
     let orig = std::fs::read_to_string(&m2).unwrap();
     std::fs::write(&m2, orig.replace("\"seed\": 9", "\"seed\": 10")).unwrap();
-    let o = run(flywheel().current_dir(&many).args(["merge", "--device", "cpu", "spec.toml"]));
+    let o = run(flywheel()
+        .current_dir(&many)
+        .args(["merge", "--device", "cpu", "spec.toml"]));
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("shard 2-of-3: generated with other settings"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("shard 2-of-3: generated with other settings"),
+        "{}",
+        stderr(&o)
+    );
     std::fs::write(&m2, &orig).unwrap();
     // A shard of another spec text is refused too.
-    let edited = std::fs::read_to_string(many.join("spec.toml")).unwrap().replace("max_new_tokens = 24", "max_new_tokens = 25");
+    let edited = std::fs::read_to_string(many.join("spec.toml"))
+        .unwrap()
+        .replace("max_new_tokens = 24", "max_new_tokens = 25");
     std::fs::write(many.join("edited.toml"), edited).unwrap();
-    let o = run(flywheel().current_dir(&many).args(["merge", "--device", "cpu", "edited.toml"]));
+    let o = run(flywheel()
+        .current_dir(&many)
+        .args(["merge", "--device", "cpu", "edited.toml"]));
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("made from another spec text"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("made from another spec text"),
+        "{}",
+        stderr(&o)
+    );
     // A missing shard, by name; and shards of two different counts.
     std::fs::rename(b.join("shards/0-of-3"), tmp.path().join("away")).unwrap();
-    let o = run(flywheel().current_dir(&many).args(["merge", "--device", "cpu", "runs/sh"]));
+    let o = run(flywheel()
+        .current_dir(&many)
+        .args(["merge", "--device", "cpu", "runs/sh"]));
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(e.contains("shard 0-of-3: missing") && e.contains("planned records are missing"), "{e}");
+    assert!(
+        e.contains("shard 0-of-3: missing") && e.contains("planned records are missing"),
+        "{e}"
+    );
     std::fs::rename(tmp.path().join("away"), b.join("shards/0-of-3")).unwrap();
     std::fs::create_dir_all(b.join("shards/0-of-4")).unwrap();
-    let o = run(flywheel().current_dir(&many).args(["merge", "--device", "cpu", "spec.toml"]));
+    let o = run(flywheel()
+        .current_dir(&many)
+        .args(["merge", "--device", "cpu", "spec.toml"]));
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("shards of different counts"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("shards of different counts"),
+        "{}",
+        stderr(&o)
+    );
 }

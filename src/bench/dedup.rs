@@ -49,6 +49,9 @@ pub struct DedupBench {
     /// Where the all-pairs similarity kernel also runs (a CUDA device), checked against
     /// the CPU's pairs; the CPU: not run.
     pub device: Device,
+    /// Signatures for the merge case (the global MinHash of `flywheel merge`: LSH banding
+    /// and clusters over every shard's signatures); 0 skips it.
+    pub merge_n: usize,
 }
 
 fn cpu_name() -> String {
@@ -420,11 +423,104 @@ pub fn dedup(args: &DedupBench) -> Result<BenchReport> {
         ));
         line["kmeans"] = json!({"n": args.kmeans_n, "seconds": t_km, "pairs_found": got.len(), "sampled_recall": recall});
     }
+    if args.merge_n > 0 {
+        let m = merge_case(args.merge_n);
+        out.push(format!(
+            "| merge: LSH banding + clusters over precomputed signatures (128 perms, 0.8) | {} | {:.3} s | {:.0} signatures/s | {} clusters found of {} planted; peak memory +{:.0} MiB ({:.0} bytes per signature) |",
+            m["n"], m["seconds"].as_f64().unwrap_or(0.0), m["signatures_per_s"].as_f64().unwrap_or(0.0),
+            m["clusters_found"], m["clusters_planted"], m["peak_mib"].as_f64().unwrap_or(0.0),
+            m["bytes_per_signature"].as_f64().unwrap_or(0.0)
+        ));
+        notes.push(format!(
+            "merge memory: {:.0} bytes per signature measured, so 10 million signatures need about {:.1} GiB (signatures, band hashes, buckets and ids; records stream from disk)",
+            m["bytes_per_signature"].as_f64().unwrap_or(0.0),
+            m["bytes_per_signature"].as_f64().unwrap_or(0.0) * 1e7 / (1u64 << 30) as f64
+        ));
+        line["merge"] = m;
+    }
     out.extend(notes);
     Ok(BenchReport {
         lines: out,
         json: line,
     })
+}
+
+/// This process's resident memory and its peak so far (`VmRSS`, `VmHWM`), in bytes.
+fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    (kb("VmRSS:"), kb("VmHWM:"))
+}
+
+/// The merge's global MinHash over `n` precomputed signatures (what shards hand over):
+/// seeded random signatures, a third of them near copies of another (each of 128 values
+/// kept with probability 0.95, so estimated Jaccard ≈ 0.95), banded for 0.8, clustered
+/// with union-find. Time, clusters found against those planted, and the peak memory it
+/// added (Linux `VmHWM` minus the resident size before).
+fn merge_case(n: usize) -> serde_json::Value {
+    use crate::dedup::minhash::{candidate_pairs, estimate, optimal_bands};
+    use crate::dedup::unionfind::UnionFind;
+    use rand::{Rng, SeedableRng};
+    // Reset the peak to what is resident now (Linux ≥ 4.0), so earlier cases do not count.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let (rss0, _) = memory();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed);
+    let perms = 128;
+    let mut sigs: Vec<Option<Vec<u32>>> = Vec::with_capacity(n);
+    let mut planted = 0usize;
+    for i in 0..n {
+        if i % 3 == 2 {
+            let base = sigs[i - 1].clone().unwrap_or_default();
+            let s: Vec<u32> = base
+                .iter()
+                .map(|&v| {
+                    if rng.random_bool(0.95) {
+                        v
+                    } else {
+                        rng.random()
+                    }
+                })
+                .collect();
+            sigs.push(Some(s));
+            planted += 1;
+        } else {
+            sigs.push(Some((0..perms).map(|_| rng.random()).collect()));
+        }
+    }
+    let t0 = Instant::now();
+    let (bands, rows) = optimal_bands(0.8, perms);
+    let mut uf = UnionFind::new(n);
+    candidate_pairs(&sigs, bands, rows, |a, b| {
+        if uf.find(a) == uf.find(b) {
+            return true;
+        }
+        let (Some(x), Some(y)) = (&sigs[a], &sigs[b]) else {
+            return false;
+        };
+        if estimate(x, y) >= 0.8 {
+            uf.union(a, b);
+            return true;
+        }
+        false
+    });
+    let found = (0..n)
+        .filter(|&i| i % 3 == 2 && uf.find(i) == uf.find(i - 1))
+        .count();
+    let secs = t0.elapsed().as_secs_f64();
+    let (_, hwm) = memory();
+    let peak = hwm.saturating_sub(rss0);
+    json!({"n": n, "seconds": secs, "signatures_per_s": n as f64 / secs,
+           "clusters_planted": planted, "clusters_found": found,
+           "peak_mib": peak as f64 / (1u64 << 20) as f64,
+           "bytes_per_signature": peak as f64 / n as f64})
 }
 
 /// Times the CUDA similarity kernel on `v` (median of 3) and compares its pairs with the

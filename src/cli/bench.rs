@@ -221,6 +221,9 @@ pub struct DedupBenchArgs {
     /// (`cuda:N`; needs a build with `--features cuda`), checked against the CPU pairs.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Signatures for the merge case (the global MinHash of `flywheel merge`); 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    merge_n: usize,
 }
 
 impl DedupBenchArgs {
@@ -237,6 +240,7 @@ impl DedupBenchArgs {
             shingle,
             reference: self.reference,
             device,
+            merge_n: self.merge_n,
         })
     }
 }

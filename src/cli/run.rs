@@ -181,13 +181,22 @@ pub fn plan(a: PlanArgs, cx: &Ctx) -> Result<()> {
     let spec = Spec::load(&a.spec)?;
     let context = doing("plan", &a.spec);
     if a.shards == 0 || a.shards > flywheel::spec::MAX_SHARDS || a.devices == 0 {
-        anyhow::bail!("--shards and --devices are at least 1 (and at most {} shards)", flywheel::spec::MAX_SHARDS);
+        anyhow::bail!(
+            "--shards and --devices are at least 1 (and at most {} shards)",
+            flywheel::spec::MAX_SHARDS
+        );
     }
     let runtime = a.device.runtime(cx).with_context(&context)?;
     let batch = spec.teacher.as_ref().map_or(8, |t| t.batch_size);
     let calibrate = a.calibrate.unwrap_or(2 * batch);
-    let e = flywheel::generate::estimate::estimate(&spec, a.shards, calibrate, &runtime, a.offline.policy())
-        .with_context(&context)?;
+    let e = flywheel::generate::estimate::estimate(
+        &spec,
+        a.shards,
+        calibrate,
+        &runtime,
+        a.offline.policy(),
+    )
+    .with_context(&context)?;
     println!(
         "{}: {} records over {} shard(s); calibration: {} records in {:.1} s at batch {} on {runtime} ({} per record)",
         a.spec.display(),
@@ -198,7 +207,10 @@ pub fn plan(a: PlanArgs, cx: &Ctx) -> Result<()> {
         e.batch_size,
         e.seconds_per_record.map_or("-".into(), |s| format!("{s:.3} s")),
     );
-    println!("{:>6} {:>10} {:>14} {:>16} {:>12}", "shard", "records", "prompt tokens", "max out tokens", "est. time");
+    println!(
+        "{:>6} {:>10} {:>14} {:>16} {:>12}",
+        "shard", "records", "prompt tokens", "max out tokens", "est. time"
+    );
     for s in &e.shards {
         println!(
             "{:>6} {:>10} {:>14} {:>16} {:>12}",
@@ -213,10 +225,16 @@ pub fn plan(a: PlanArgs, cx: &Ctx) -> Result<()> {
         let total: f64 = e.shards.iter().filter_map(|s| s.estimated_seconds).sum();
         // Shards are handed to devices as they free up: the longest device's queue.
         let mut load = vec![0.0f64; a.devices];
-        let mut times: Vec<f64> = e.shards.iter().filter_map(|s| s.estimated_seconds).collect();
+        let mut times: Vec<f64> = e
+            .shards
+            .iter()
+            .filter_map(|s| s.estimated_seconds)
+            .collect();
         times.sort_by(|x, y| y.total_cmp(x));
         for t in times {
-            let i = (0..a.devices).min_by(|&x, &y| load[x].total_cmp(&load[y])).unwrap_or(0);
+            let i = (0..a.devices)
+                .min_by(|&x, &y| load[x].total_cmp(&load[y]))
+                .unwrap_or(0);
             load[i] += t;
         }
         let wall = load.iter().cloned().fold(0.0, f64::max);

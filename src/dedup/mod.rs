@@ -15,7 +15,7 @@ pub mod minhash;
 pub mod semantic;
 pub mod stage;
 pub mod text;
-mod unionfind;
+pub(crate) mod unionfind;
 
 use crate::error::{Error, Result};
 /// MinHash takes the spec's shingle setting as it is.

@@ -151,7 +151,10 @@ pub fn check_shards(spec: &Spec) -> Result<(usize, Vec<String>)> {
             first = Some((i, m.clone()));
         }
         // Every record the shard holds is its own and in the plan, once.
-        for (file, what) in [(dir.verified(), "verified"), (dir.steps_rejected(), "failed a step")] {
+        for (file, what) in [
+            (dir.verified(), "verified"),
+            (dir.steps_rejected(), "failed a step"),
+        ] {
             if !file.exists() {
                 continue;
             }
@@ -163,7 +166,11 @@ pub fn check_shards(spec: &Spec) -> Result<(usize, Vec<String>)> {
                     continue;
                 };
                 if !sh.owns(id) {
-                    problems.push(format!("{name}: {}:{line}: record {id} belongs to shard {}-of-{n}", file.display(), Shard::of(id, n)));
+                    problems.push(format!(
+                        "{name}: {}:{line}: record {id} belongs to shard {}-of-{n}",
+                        file.display(),
+                        Shard::of(id, n)
+                    ));
                 } else if let Some(prev) = owner_of.insert(id.to_string(), i) {
                     if prev == i {
                         problems.push(format!("{name}: record {id} is there twice ({what})"));
@@ -200,7 +207,12 @@ pub fn check_shards(spec: &Spec) -> Result<(usize, Vec<String>)> {
                 .map(|(s, c)| format!("{c} from shard {s}-of-{n}"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            missing.iter().take(3).map(|m| m.1.as_str()).collect::<Vec<_>>().join(", ")
+            missing
+                .iter()
+                .take(3)
+                .map(|m| m.1.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     let extra = owner_of.keys().filter(|id| !in_plan.contains(*id)).count();

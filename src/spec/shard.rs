@@ -28,7 +28,7 @@ impl Shard {
     }
 
     pub fn new(index: usize, count: usize) -> Option<Shard> {
-        (count >= 1 && count <= MAX_SHARDS && index < count).then_some(Shard { index, count })
+        ((1..=MAX_SHARDS).contains(&count) && index < count).then_some(Shard { index, count })
     }
 
     /// The shard a scheduler gave this process, and where it was read from:
@@ -48,12 +48,13 @@ impl Shard {
                     .map_err(|_| format!("{k}={v:?} is not a number")),
             }
         };
-        if let (Some(id), Some(count)) = (
-            num("SLURM_ARRAY_TASK_ID")?,
-            num("SLURM_ARRAY_TASK_COUNT")?,
-        ) {
+        if let (Some(id), Some(count)) =
+            (num("SLURM_ARRAY_TASK_ID")?, num("SLURM_ARRAY_TASK_COUNT")?)
+        {
             let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-            let index = id.checked_sub(min).ok_or("SLURM_ARRAY_TASK_ID is below SLURM_ARRAY_TASK_MIN")?;
+            let index = id
+                .checked_sub(min)
+                .ok_or("SLURM_ARRAY_TASK_ID is below SLURM_ARRAY_TASK_MIN")?;
             return Shard::new(index, count)
                 .map(|s| Some((s, "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT")))
                 .ok_or_else(|| format!("Slurm array task {index} of {count}: the array must be contiguous (--array=0-{})", count.saturating_sub(1)));
@@ -64,7 +65,9 @@ impl Shard {
             )?;
             return Shard::new(index, count)
                 .map(|s| Some((s, "JOB_COMPLETION_INDEX/FLYWHEEL_SHARDS")))
-                .ok_or_else(|| format!("JOB_COMPLETION_INDEX {index} is not below FLYWHEEL_SHARDS {count}"));
+                .ok_or_else(|| {
+                    format!("JOB_COMPLETION_INDEX {index} is not below FLYWHEEL_SHARDS {count}")
+                });
         }
         Ok(None)
     }
@@ -108,7 +111,9 @@ mod tests {
         let ids: Vec<String> = (0..3000).map(|i| format!("{i:032x}")).collect();
         let mut sizes = [0usize; 3];
         for id in &ids {
-            let owners: Vec<usize> = (0..3).filter(|&i| Shard { index: i, count: 3 }.owns(id)).collect();
+            let owners: Vec<usize> = (0..3)
+                .filter(|&i| Shard { index: i, count: 3 }.owns(id))
+                .collect();
             assert_eq!(owners.len(), 1);
             sizes[owners[0]] += 1;
         }
@@ -126,12 +131,25 @@ mod tests {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
             move |k: &str| pairs.iter().find(|p| p.0 == k).map(|p| p.1.to_string())
         };
-        let s = Shard::from_env(env(&[("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_COUNT", "4"), ("SLURM_ARRAY_TASK_MIN", "3")])).unwrap();
+        let s = Shard::from_env(env(&[
+            ("SLURM_ARRAY_TASK_ID", "5"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+            ("SLURM_ARRAY_TASK_MIN", "3"),
+        ]))
+        .unwrap();
         assert_eq!(s.unwrap().0, Shard { index: 2, count: 4 });
-        let s = Shard::from_env(env(&[("JOB_COMPLETION_INDEX", "1"), ("FLYWHEEL_SHARDS", "2")])).unwrap();
+        let s = Shard::from_env(env(&[
+            ("JOB_COMPLETION_INDEX", "1"),
+            ("FLYWHEEL_SHARDS", "2"),
+        ]))
+        .unwrap();
         assert_eq!(s.unwrap().0, Shard { index: 1, count: 2 });
         assert!(Shard::from_env(env(&[("JOB_COMPLETION_INDEX", "1")])).is_err());
-        assert!(Shard::from_env(env(&[("JOB_COMPLETION_INDEX", "2"), ("FLYWHEEL_SHARDS", "2")])).is_err());
+        assert!(Shard::from_env(env(&[
+            ("JOB_COMPLETION_INDEX", "2"),
+            ("FLYWHEEL_SHARDS", "2")
+        ]))
+        .is_err());
         assert_eq!(Shard::from_env(env(&[])).unwrap(), None);
     }
 }
