@@ -191,6 +191,22 @@ fn three_shards_and_a_merge_make_the_single_process_dataset() {
             "{f} differs between one process and 3 shards + merge"
         );
     }
+    // Several devices in one command: one engine per device (here two CPU processes),
+    // one run, the same bytes.
+    let two = tmp.path().join("two");
+    spec(&two);
+    let o = in_dir(&two, &["run", "--device", "cpu,cpu", "spec.toml"]);
+    assert!(
+        stdout(&o).contains("2 devices (cpu, cpu)"),
+        "{}",
+        stdout(&o)
+    );
+    for f in ["kept.jsonl", "audited.jsonl", "dataset.jsonl"] {
+        assert!(
+            bytes(&a.join(f)) == bytes(&two.join("runs/sh").join(f)),
+            "{f} differs with --device cpu,cpu"
+        );
+    }
     // A second merge has nothing to do.
     let o = in_dir(&many, &["merge", "--device", "cpu", "spec.toml"]);
     assert!(stdout(&o).contains("up to date"), "{}", stdout(&o));

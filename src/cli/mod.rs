@@ -162,7 +162,8 @@ pub struct Ctx {
 /// otherwise override the text with `mut_arg` (the flag is the same).
 #[derive(Args)]
 pub struct DeviceFlag {
-    /// Where to run: auto, cpu, cuda:N.
+    /// Where to run: auto, cpu, cuda:N (`run` also takes a list, cuda:0,cuda:1: one
+    /// engine per device, merged into one run).
     #[arg(long, default_value = "auto")]
     device: String,
 }

@@ -71,7 +71,7 @@ fn resolve(a: &ReviewArgs) -> Result<(PathBuf, ReviewSection, u64)> {
     {
         return Ok((a.run.clone(), spec.review.clone(), spec.run.seed));
     }
-    if m.is_none() {
+    if m.is_none() && !a.run.join("audited.jsonl").exists() {
         bail!(
             "{} is not a flywheel run directory (no manifest.json): pass runs/<name> or the spec",
             a.run.display()

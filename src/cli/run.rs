@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 #[command(mut_arg("device", |a| a.help(
-    "Where to run models: auto (CUDA if built with it and a GPU answers, else CPU), cpu, cuda:N"
+    "Where to run models: auto (CUDA if built with it and a GPU answers, else CPU), cpu, cuda:N; or a list (cuda:0,cuda:1): one engine per device, the plan split as shards are, merged into one run"
 )))]
 #[command(mut_arg("offline", |a| a.help("Never download models (same as FLYWHEEL_OFFLINE=1)")))]
 pub struct RunArgs {
@@ -33,6 +33,15 @@ pub struct RunArgs {
 
 pub fn run(a: RunArgs, cx: &Ctx) -> Result<()> {
     let spec = Spec::load(&a.spec)?;
+    let devices: Vec<String> = a
+        .device
+        .device
+        .split(',')
+        .map(|d| d.trim().to_string())
+        .collect();
+    if devices.len() > 1 {
+        return run_on_devices(&a, &spec, &devices, cx);
+    }
     install_ctrlc();
     let context = doing("run", &a.spec);
     let opts = RunOptions {
@@ -251,5 +260,113 @@ pub fn plan(a: PlanArgs, cx: &Ctx) -> Result<()> {
             e.step_records
         );
     }
+    Ok(())
+}
+
+/// `run --device cuda:0,cuda:1,…`: one engine per device, each a shard process
+/// (`run --shard I/D --device DEV_I`), one progress bar over all of them, then the merge
+/// here: the same dataset as one device makes.
+fn run_on_devices(a: &RunArgs, spec: &Spec, devices: &[String], cx: &Ctx) -> Result<()> {
+    let context = doing("run", &a.spec);
+    if a.shard.shard.is_some() {
+        anyhow::bail!("--device with several devices splits the run itself: leave out --shard");
+    }
+    if devices.len() > flywheel::spec::MAX_SHARDS {
+        anyhow::bail!("at most {} devices", flywheel::spec::MAX_SHARDS);
+    }
+    // Every device must exist before any work starts.
+    for d in devices {
+        super::DeviceFlag { device: d.clone() }
+            .runtime(cx)
+            .with_context(|| format!("--device {d}"))?;
+    }
+    let exe = std::env::current_exe().context("cannot find the flywheel binary")?;
+    let n = devices.len();
+    let mut children = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        let mut c = std::process::Command::new(&exe);
+        c.args(["--quiet", "--dtype", &cx.dtype, "run", "--device", d])
+            .arg(&a.spec)
+            .args(["--shard", &format!("{i}/{n}")])
+            .stdout(std::process::Stdio::null());
+        if a.force {
+            c.arg("--force");
+        }
+        if a.offline.offline {
+            c.arg("--offline");
+        }
+        children.push((d.clone(), c.spawn().with_context(&context)?));
+    }
+    // One bar over every device: records generated and verified in the shard directories.
+    let planned = flywheel::generate::plan_len(spec) as usize;
+    let pb = flywheel::progress::bar(2 * planned, cx.progress, "generate + verify");
+    let lines = |p: std::path::PathBuf| {
+        std::fs::read(p)
+            .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+            .unwrap_or(0)
+    };
+    let mut failed = Vec::new();
+    loop {
+        let mut running = 0;
+        for (d, c) in children.iter_mut() {
+            match c.try_wait() {
+                Ok(None) => running += 1,
+                Ok(Some(st)) if !st.success() && !failed.iter().any(|(x, _)| x == d) => {
+                    failed.push((d.clone(), st))
+                }
+                _ => {}
+            }
+        }
+        let done: usize = (0..n)
+            .map(|i| {
+                let dir = RunDir::new(
+                    spec.for_shard(flywheel::spec::Shard { index: i, count: n })
+                        .run_dir(),
+                );
+                lines(dir.generated()) + lines(dir.verified())
+            })
+            .sum();
+        pb.set_position(done.min(2 * planned) as u64);
+        if running == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    pb.finish_and_clear();
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{}: the shard on {} failed ({}); its records so far are kept: run the same command again to resume",
+            a.spec.display(),
+            failed.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>().join(", "),
+            failed.iter().map(|(_, s)| s.to_string()).collect::<Vec<_>>().join("; ")
+        );
+    }
+    let opts = RunOptions {
+        runtime: super::DeviceFlag {
+            device: devices[0].clone(),
+        }
+        .runtime(cx)
+        .with_context(&context)?,
+        fetch: a.offline.policy(),
+        progress: cx.progress,
+        force: false,
+        canaries: a.canaries,
+    };
+    println!(
+        "[1-2/6] generate, verify: {n} devices ({})",
+        devices.join(", ")
+    );
+    let mut i = 2;
+    pipeline::merge::merge(spec, &opts, |o| {
+        i += 1;
+        println!("[{i}/6] {}: {}", o.stage, o.line);
+    })
+    .with_context(&context)?;
+    let dir = RunDir::new(spec.run_dir());
+    println!(
+        "done: {} (open {} in a browser)",
+        dir.dataset().display(),
+        dir.report_html().display()
+    );
     Ok(())
 }
