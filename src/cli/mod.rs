@@ -156,6 +156,8 @@ pub struct Ctx {
     progress: bool,
     /// The global `--dtype`, resolved with a command's `--device` into a [`Runtime`].
     dtype: String,
+    /// The global `--threads`, passed on to the processes `run --device A,B` starts.
+    threads: Option<usize>,
 }
 
 /// `--device`, shared by every command that runs a model. Commands whose help words it
@@ -240,6 +242,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let cx = Ctx {
         progress: !cli.quiet && std::io::stderr().is_terminal(),
         dtype: cli.dtype,
+        threads: cli.threads,
     };
     match cli.cmd {
         Command::Run(a) => run::run(a, &cx),

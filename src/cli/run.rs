@@ -292,6 +292,9 @@ fn run_on_devices(a: &RunArgs, spec: &Spec, devices: &[String], cx: &Ctx) -> Res
         if a.force {
             c.arg("--force");
         }
+        if let Some(t) = cx.threads {
+            c.args(["--threads", &t.to_string()]);
+        }
         if a.offline.offline {
             c.arg("--offline");
         }

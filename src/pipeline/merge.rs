@@ -179,7 +179,14 @@ pub fn check_shards(spec: &Spec) -> Result<(usize, Vec<String>)> {
             }
         }
     }
-    // Every planned record, exactly once.
+    problems.extend(coverage(spec, n, &owner_of));
+    Ok((n, problems))
+}
+
+/// Every planned record, exactly once: what is missing (counted per shard) and what the
+/// shards hold that the plan does not make. `owner_of`: each record id the shards hold.
+fn coverage(spec: &Spec, n: usize, owner_of: &HashMap<String, usize>) -> Vec<String> {
+    let mut problems = Vec::new();
     let mut missing: Vec<(usize, String)> = Vec::new();
     let mut planned = 0usize;
     let whole = {
@@ -221,7 +228,7 @@ pub fn check_shards(spec: &Spec) -> Result<(usize, Vec<String>)> {
             "{extra} records in the shards are not in this spec's plan (the spec changed since they ran): run the shards again"
         ));
     }
-    Ok((n, problems))
+    problems
 }
 
 /// What `flywheel merge` did before the global stages.
