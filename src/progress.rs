@@ -16,3 +16,19 @@ pub fn bar(len: usize, show: bool, stage: &str) -> indicatif::ProgressBar {
     );
     pb
 }
+
+/// A counter for work of unknown length (lines of a file read as it streams): records
+/// done, rate, elapsed. Hidden when `show` is false.
+pub fn spinner(show: bool, stage: &str) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{stage} {{spinner}} {{pos}} records · {{per_sec}} · {{elapsed}} elapsed"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    pb
+}

@@ -133,36 +133,54 @@ pub fn candidate_pairs(
     sigs: &[Option<Vec<u32>>],
     bands: usize,
     rows: usize,
+    on_pair: impl FnMut(usize, usize) -> bool,
+) {
+    candidate_pairs_by(sigs.len(), |i| sigs[i].as_deref(), bands, rows, on_pair)
+}
+
+/// [`candidate_pairs`] over `n` signatures given by `sig(i)`, wherever they live (in
+/// memory, or memory-mapped from the index a shard wrote). Holds only the band hashes.
+pub fn candidate_pairs_by<'a>(
+    n: usize,
+    sig: impl Fn(usize) -> Option<&'a [u32]> + Sync,
+    bands: usize,
+    rows: usize,
     mut on_pair: impl FnMut(usize, usize) -> bool,
 ) {
-    let band_hashes: Vec<Option<Vec<u64>>> = sigs
-        .par_iter()
-        .map(|s| {
-            s.as_ref().map(|s| {
-                (0..bands)
-                    .map(|b| {
-                        let mut h: u64 = (b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                        for &v in &s[b * rows..(b + 1) * rows] {
-                            h = text::fmix(h ^ v as u64);
-                        }
-                        h
-                    })
-                    .collect()
-            })
-        })
-        .collect();
+    // One flat array (bands per text), no per-text allocation: 10M texts × 9 bands is
+    // 720 MB. A text without a signature has no band hashes and joins no bucket.
+    const NONE: u64 = u64::MAX;
+    let mut band_hashes = vec![NONE; n * bands];
+    band_hashes
+        .par_chunks_mut(bands.max(1))
+        .enumerate()
+        .for_each(|(i, out)| {
+            if let Some(s) = sig(i) {
+                for (b, o) in out.iter_mut().enumerate() {
+                    let mut h: u64 = (b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    for &v in &s[b * rows..(b + 1) * rows] {
+                        h = text::fmix(h ^ v as u64);
+                    }
+                    // NONE marks "no signature"; a real hash equal to it moves by one.
+                    *o = if h == NONE { h - 1 } else { h };
+                }
+            }
+        });
     for b in 0..bands {
-        let mut buckets: HashMap<u64, Vec<usize>> = HashMap::new();
-        for (i, bh) in band_hashes.iter().enumerate() {
-            let Some(bh) = bh else { continue };
-            let members = buckets.entry(bh[b]).or_default();
+        let mut buckets: HashMap<u64, Vec<u32>> = HashMap::new();
+        for i in 0..n {
+            let h = band_hashes[i * bands + b];
+            if h == NONE {
+                continue;
+            }
+            let members = buckets.entry(h).or_default();
             for &e in members.iter() {
                 // on_pair returns true once i is joined to e's cluster: nothing more to learn here.
-                if on_pair(e, i) {
+                if on_pair(e as usize, i) {
                     break;
                 }
             }
-            members.push(i);
+            members.push(i as u32);
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod corpus;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod decontam;
+pub mod index;
 pub mod minhash;
 pub mod semantic;
 pub mod stage;
@@ -138,72 +139,122 @@ impl Default for SemanticOptions {
     }
 }
 
-/// Order of preference within a cluster: best score first, then input order.
-fn better(items: &[Item], a: usize, b: usize) -> bool {
-    let (sa, sb) = (
-        items[a].score.unwrap_or(f64::NEG_INFINITY),
-        items[b].score.unwrap_or(f64::NEG_INFINITY),
-    );
-    sa > sb || (sa == sb && a < b)
+/// What ranks the texts being deduplicated, without their texts: each one's id (named in
+/// `dup_of`) and priority. Index order is input order; it breaks ties.
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    pub ids: Vec<String>,
+    pub scores: Vec<Option<f64>>,
 }
 
-/// Cluster → best member, then a reason for every other member.
+impl Keys {
+    pub fn of(items: &[Item]) -> Keys {
+        Keys {
+            ids: items.iter().map(|i| i.id.clone()).collect(),
+            scores: items.iter().map(|i| i.score).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Order of preference within a cluster: best score first, then input order.
+    fn better(&self, a: usize, b: usize) -> bool {
+        let (sa, sb) = (
+            self.scores[a].unwrap_or(f64::NEG_INFINITY),
+            self.scores[b].unwrap_or(f64::NEG_INFINITY),
+        );
+        sa > sb || (sa == sb && a < b)
+    }
+}
+
+/// Cluster → best member, then a reason for every other member. `uf` is over positions in
+/// `alive` (global indices, increasing); `reason` gets positions too.
 fn resolve_clusters(
-    items: &[Item],
+    keys: &Keys,
     alive: &[usize],
     uf: &mut UnionFind,
     mut reason: impl FnMut(usize, usize) -> Reason,
     out: &mut [Option<Reason>],
 ) {
     let mut best: HashMap<usize, usize> = HashMap::new();
-    for &i in alive {
-        let r = uf.find(i);
+    for k in 0..alive.len() {
+        let r = uf.find(k);
         match best.get(&r) {
-            Some(&b) if !better(items, i, b) => {}
+            Some(&b) if !keys.better(alive[k], alive[b]) => {}
             _ => {
-                best.insert(r, i);
+                best.insert(r, k);
             }
         }
     }
-    for &i in alive {
-        let b = best[&uf.find(i)];
-        if b != i {
-            out[i] = Some(reason(i, b));
+    for k in 0..alive.len() {
+        let b = best[&uf.find(k)];
+        if b != k {
+            out[alive[k]] = Some(reason(k, b));
         }
     }
 }
 
+/// The exact-dedup key of a text: a 128-bit prefix of the sha256 of its normalized form
+/// ([`text::normalize_exact`]), or `None` when nothing visible is left (an empty text).
+pub fn exact_key(t: &str) -> Option<u128> {
+    use sha2::{Digest, Sha256};
+    let norm = text::normalize_exact(t);
+    // Empty means nothing visible: "🎉🎉" has no words but is an answer, and exact dedup
+    // still compares it.
+    if norm.is_empty() {
+        return None;
+    }
+    let h = Sha256::digest(norm.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    Some(u128::from_le_bytes(b))
+}
+
 /// Exact duplicates of normalized text ([`text::normalize_exact`]); empty texts are removed.
 pub fn exact(items: &[Item], out: &mut [Option<Reason>]) {
-    use sha2::{Digest, Sha256};
-    let alive: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
-    let mut uf = UnionFind::new(items.len());
-    let mut first: HashMap<[u8; 32], usize> = HashMap::new();
-    for &i in &alive {
-        let norm = text::normalize_exact(&items[i].text);
-        // Empty means nothing visible: "🎉🎉" has no words but is an answer, and exact
-        // dedup still compares it.
-        if norm.is_empty() {
-            out[i] = Some(Reason::Empty);
+    use rayon::prelude::*;
+    let keys: Vec<Option<u128>> = items.par_iter().map(|i| exact_key(&i.text)).collect();
+    exact_by_key(&Keys::of(items), &keys, out);
+}
+
+/// [`exact`] from precomputed [`exact_key`]s.
+pub fn exact_by_key(keys: &Keys, hashes: &[Option<u128>], out: &mut [Option<Reason>]) {
+    let mut alive = Vec::new();
+    for i in 0..keys.len() {
+        if out[i].is_some() {
             continue;
         }
-        let h: [u8; 32] = Sha256::digest(norm.as_bytes()).into();
-        match first.get(&h) {
-            Some(&f) => {
-                uf.union(f, i);
-            }
-            None => {
-                first.insert(h, i);
+        match hashes[i] {
+            None => out[i] = Some(Reason::Empty),
+            Some(_) => alive.push(i),
+        }
+    }
+    let mut uf = UnionFind::new(alive.len());
+    let mut first: HashMap<u128, usize> = HashMap::new();
+    for (k, &i) in alive.iter().enumerate() {
+        if let Some(h) = hashes[i] {
+            match first.get(&h) {
+                Some(&f) => {
+                    uf.union(f, k);
+                }
+                None => {
+                    first.insert(h, k);
+                }
             }
         }
     }
-    let alive: Vec<usize> = alive.into_iter().filter(|&i| out[i].is_none()).collect();
     resolve_clusters(
-        items,
+        keys,
         &alive,
         &mut uf,
         |_, b| Reason::Exact {
-            of: items[b].id.clone(),
+            of: keys.ids[alive[b]].clone(),
         },
         out,
     );
@@ -211,17 +262,10 @@ pub fn exact(items: &[Item], out: &mut [Option<Reason>]) {
 
 /// Near-duplicates by MinHash-LSH; candidates are confirmed against the threshold.
 pub fn minhash(items: &[Item], opts: &MinHashOptions, out: &mut [Option<Reason>]) {
-    let alive: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
     let hasher = minhash::MinHasher::new(opts.num_perm, opts.shingle, opts.seed);
-    let texts: Vec<&str> = alive.iter().map(|&i| items[i].text.as_str()).collect();
+    let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
     let sigs = hasher.signatures(&texts);
-    for (k, s) in sigs.iter().enumerate() {
-        // No shingles: blank (already removed by exact dedup when it ran), or only symbols
-        // such as emoji, which have no words to shingle and simply stay unpaired here.
-        if s.is_none() && texts[k].trim().is_empty() {
-            out[alive[k]] = Some(Reason::Empty);
-        }
-    }
+    let blank: Vec<bool> = texts.iter().map(|t| t.trim().is_empty()).collect();
     let sets: Option<Vec<Vec<u64>>> = opts.exact_jaccard.then(|| {
         use rayon::prelude::*;
         texts
@@ -229,10 +273,48 @@ pub fn minhash(items: &[Item], opts: &MinHashOptions, out: &mut [Option<Reason>]
             .map(|t| text::shingle_hashes(t, opts.shingle))
             .collect()
     });
+    let jaccard = sets
+        .as_ref()
+        .map(|s| move |a: usize, b: usize| minhash::jaccard(&s[a], &s[b]));
+    minhash_by_sig(
+        &Keys::of(items),
+        |i| sigs[i].as_deref(),
+        |i| blank[i],
+        jaccard.as_ref().map(|f| f as &dyn Fn(usize, usize) -> f32),
+        opts,
+        out,
+    );
+}
+
+/// [`minhash`] from precomputed signatures (`sig(i)`: `None` when text i has no shingles;
+/// `blank(i)`: it has nothing but whitespace). With `jaccard`, candidates are confirmed by
+/// that exact similarity instead of the signature estimate.
+pub fn minhash_by_sig<'a>(
+    keys: &Keys,
+    sig: impl Fn(usize) -> Option<&'a [u32]> + Sync,
+    blank: impl Fn(usize) -> bool,
+    jaccard: Option<&dyn Fn(usize, usize) -> f32>,
+    opts: &MinHashOptions,
+    out: &mut [Option<Reason>],
+) {
+    let mut alive = Vec::new();
+    for i in 0..keys.len() {
+        if out[i].is_some() {
+            continue;
+        }
+        // No shingles: blank (already removed by exact dedup when it ran), or only symbols
+        // such as emoji, which have no words to shingle and simply stay unpaired here.
+        if sig(i).is_none() && blank(i) {
+            out[i] = Some(Reason::Empty);
+        } else {
+            alive.push(i);
+        }
+    }
     let sim = |a: usize, b: usize| -> f32 {
-        match &sets {
-            Some(s) => minhash::jaccard(&s[a], &s[b]),
-            None => match (&sigs[a], &sigs[b]) {
+        let (ga, gb) = (alive[a], alive[b]);
+        match jaccard {
+            Some(j) => j(ga, gb),
+            None => match (sig(ga), sig(gb)) {
                 (Some(x), Some(y)) => minhash::estimate(x, y),
                 _ => 0.0,
             },
@@ -244,36 +326,34 @@ pub fn minhash(items: &[Item], opts: &MinHashOptions, out: &mut [Option<Reason>]
         minhash::RECALL_WEIGHT,
     );
     let mut uf = UnionFind::new(alive.len());
-    minhash::candidate_pairs(&sigs, bands, rows, |a, b| {
-        if uf.find(a) == uf.find(b) {
-            return true;
-        }
-        if sim(a, b) >= opts.threshold {
-            uf.union(a, b);
-            true
-        } else {
-            false
-        }
-    });
-    // Clusters over local indices → reasons on global ones.
-    let local_items: Vec<Item> = alive.iter().map(|&i| items[i].clone()).collect();
-    let live_local: Vec<usize> = (0..alive.len()).filter(|&k| sigs[k].is_some()).collect();
-    let mut local_out: Vec<Option<Reason>> = vec![None; alive.len()];
-    resolve_clusters(
-        &local_items,
-        &live_local,
-        &mut uf,
-        |i, b| Reason::MinHash {
-            of: local_items[b].id.clone(),
-            sim: sim(i, b),
+    minhash::candidate_pairs_by(
+        alive.len(),
+        |k| sig(alive[k]),
+        bands,
+        rows,
+        |a, b| {
+            if uf.find(a) == uf.find(b) {
+                return true;
+            }
+            if sim(a, b) >= opts.threshold {
+                uf.union(a, b);
+                true
+            } else {
+                false
+            }
         },
-        &mut local_out,
     );
-    for (k, r) in local_out.into_iter().enumerate() {
-        if r.is_some() {
-            out[alive[k]] = r;
-        }
-    }
+    // Texts without a signature are in no cluster but their own, and stay.
+    resolve_clusters(
+        keys,
+        &alive,
+        &mut uf,
+        |k, b| Reason::MinHash {
+            of: keys.ids[alive[b]].clone(),
+            sim: sim(k, b),
+        },
+        out,
+    );
 }
 
 /// Semantic duplicates: cosine ≥ threshold between unit embeddings (`vectors[i]` for item i;
@@ -303,62 +383,91 @@ pub fn semantic_on(
             items.len()
         )));
     }
+    let dim = vectors.iter().map(Vec::len).max().unwrap_or(0);
+    semantic_by_vector(
+        &Keys::of(items),
+        |i| Some(vectors[i].as_slice()).filter(|v| v.len() == dim),
+        dim,
+        opts,
+        device,
+        out,
+    )
+}
+
+/// Rows of `vector(i)` for the texts still in the running.
+struct Alive<'a, F> {
+    vector: &'a F,
+    alive: &'a [usize],
+}
+
+impl<'a, 'v: 'a, F: Fn(usize) -> Option<&'v [f32]> + Sync> semantic::Rows for Alive<'a, F> {
+    fn len(&self) -> usize {
+        self.alive.len()
+    }
+    fn row(&self, k: usize) -> &[f32] {
+        (self.vector)(self.alive[k]).unwrap_or(&[])
+    }
+}
+
+/// [`semantic_on`] from vectors given by `vector(i)` (`dim` floats, or `None` where text i
+/// has none), wherever they live: the large-N path reads them in place.
+pub fn semantic_by_vector<'v>(
+    keys: &Keys,
+    vector: impl Fn(usize) -> Option<&'v [f32]> + Sync,
+    dim: usize,
+    opts: &SemanticOptions,
+    device: &candle_core::Device,
+    out: &mut [Option<Reason>],
+) -> Result<()> {
+    use semantic::Rows;
     let mut alive = Vec::new();
-    for i in 0..items.len() {
+    for i in 0..keys.len() {
         if out[i].is_some() {
             continue;
         }
-        if vectors[i].iter().any(|x| !x.is_finite()) {
-            out[i] = Some(Reason::BadEmbedding);
-        } else {
-            alive.push(i);
+        match vector(i) {
+            Some(v) if v.iter().all(|x| x.is_finite()) => alive.push(i),
+            _ => out[i] = Some(Reason::BadEmbedding),
         }
     }
-    let Some(dim) = alive.first().map(|&i| vectors[i].len()) else {
+    if alive.is_empty() || dim == 0 {
         return Ok(());
+    }
+    let rows = Alive {
+        vector: &vector,
+        alive: &alive,
     };
-    let flat: Vec<f32> = alive
-        .iter()
-        .flat_map(|&i| vectors[i].iter().copied())
-        .collect();
     let pairs = if alive.len() <= opts.exact_up_to {
+        let flat = rows.gather(0..alive.len());
         match device {
             #[cfg(feature = "cuda")]
             candle_core::Device::Cuda(d) => cuda::pairs(d, &flat, None, dim, opts.threshold)?,
             _ => semantic::self_pairs(&flat, dim, opts.threshold),
         }
     } else {
-        semantic::pairs_clustered(&flat, dim, opts.threshold, opts.cluster_size, opts.seed)
+        semantic::pairs_clustered_rows(&rows, dim, opts.threshold, opts.cluster_size, opts.seed)
     };
     let mut uf = UnionFind::new(alive.len());
     for p in &pairs {
         uf.union(p.i as usize, p.j as usize);
     }
-    let local_items: Vec<Item> = alive.iter().map(|&i| items[i].clone()).collect();
-    let mut local_out: Vec<Option<Reason>> = vec![None; alive.len()];
     let cos = |a: usize, b: usize| -> f32 {
-        flat[a * dim..(a + 1) * dim]
+        rows.row(a)
             .iter()
-            .zip(&flat[b * dim..(b + 1) * dim])
+            .zip(rows.row(b))
             .map(|(x, y)| x * y)
             .sum()
     };
-    let all: Vec<usize> = (0..alive.len()).collect();
     resolve_clusters(
-        &local_items,
-        &all,
+        keys,
+        &alive,
         &mut uf,
-        |i, b| Reason::Semantic {
-            of: local_items[b].id.clone(),
-            sim: cos(i, b),
+        |k, b| Reason::Semantic {
+            of: keys.ids[alive[b]].clone(),
+            sim: cos(k, b),
         },
-        &mut local_out,
+        out,
     );
-    for (k, r) in local_out.into_iter().enumerate() {
-        if r.is_some() {
-            out[alive[k]] = r;
-        }
-    }
     Ok(())
 }
 
@@ -387,16 +496,18 @@ pub fn decontaminate(items: &[Item], index: &decontam::EvalIndex, out: &mut [Opt
 
 /// Cluster labels from the reasons: a removed text joins its survivor's cluster. For scoring.
 pub fn clusters(items: &[Item], out: &[Option<Reason>]) -> Vec<usize> {
-    let pos: HashMap<&str, usize> = items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| (it.id.as_str(), i))
-        .collect();
-    (0..items.len())
+    let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    clusters_by_id(&ids, out)
+}
+
+/// [`clusters`] from the ids alone.
+pub fn clusters_by_id(ids: &[&str], out: &[Option<Reason>]) -> Vec<usize> {
+    let pos: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    (0..ids.len())
         .map(|i| {
             let mut cur = i;
             // Follow dup_of links to the final survivor (chains are short).
-            for _ in 0..items.len() {
+            for _ in 0..ids.len() {
                 match out[cur].as_ref().and_then(|r| r.dup_of()) {
                     Some((of, _)) => cur = pos[of],
                     None => break,

@@ -154,11 +154,58 @@ pub fn self_pairs_reference(v: &[f32], dim: usize, threshold: f32) -> Vec<Pair> 
     out
 }
 
+/// Rows of unit vectors wherever they live: a flat buffer, or a memory-mapped index with a
+/// stride and a subset of its rows. The large-N path reads rows through this, so a merge
+/// never copies ten million vectors into memory.
+pub trait Rows: Sync {
+    /// How many rows.
+    fn len(&self) -> usize;
+    /// Row `i` (`dim` floats).
+    fn row(&self, i: usize) -> &[f32];
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Rows `idx` copied into one flat buffer.
+    fn gather(&self, idx: impl Iterator<Item = usize>) -> Vec<f32> {
+        let mut out = Vec::new();
+        for i in idx {
+            out.extend_from_slice(self.row(i));
+        }
+        out
+    }
+}
+
+/// A flat `n × dim` buffer as [`Rows`].
+pub struct Flat<'a> {
+    pub v: &'a [f32],
+    pub dim: usize,
+}
+
+impl Rows for Flat<'_> {
+    fn len(&self) -> usize {
+        self.v.len() / self.dim.max(1)
+    }
+    fn row(&self, i: usize) -> &[f32] {
+        &self.v[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
 /// Spherical k-means (cosine), seeded: returns each row's nearest and second-nearest
 /// cluster. Centroids start at `k` distinct random rows; each round assigns by the largest
 /// dot product (tiled gemm) and re-normalizes the means.
 pub fn kmeans(v: &[f32], dim: usize, k: usize, rounds: usize, seed: u64) -> Vec<(u32, u32)> {
-    let n = v.len() / dim;
+    kmeans_rows(&Flat { v, dim }, dim, k, rounds, seed)
+}
+
+/// [`kmeans`] over any [`Rows`].
+pub fn kmeans_rows(
+    v: &impl Rows,
+    dim: usize,
+    k: usize,
+    rounds: usize,
+    seed: u64,
+) -> Vec<(u32, u32)> {
+    let n = v.len();
     let k = k.clamp(1, n.max(1));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut picks: Vec<usize> = Vec::with_capacity(k);
@@ -168,18 +215,17 @@ pub fn kmeans(v: &[f32], dim: usize, k: usize, rounds: usize, seed: u64) -> Vec<
             picks.push(r);
         }
     }
-    let mut c: Vec<f32> = picks
-        .iter()
-        .flat_map(|&r| v[r * dim..(r + 1) * dim].iter().copied())
-        .collect();
+    let mut c: Vec<f32> = v.gather(picks.iter().copied());
     let mut assign = vec![(0u32, 0u32); n];
+    let chunks = n.div_ceil(TILE);
     for round in 0..rounds.max(1) {
-        assign = v
-            .par_chunks(TILE * dim)
-            .flat_map_iter(|rows| {
+        assign = (0..chunks)
+            .into_par_iter()
+            .flat_map_iter(|t| {
+                let rows = v.gather(t * TILE..((t + 1) * TILE).min(n));
                 let m = rows.len() / dim;
                 let mut dst = vec![0f32; m * k];
-                tile_dot(rows, &c, dim, &mut dst);
+                tile_dot(&rows, &c, dim, &mut dst);
                 dst.chunks_exact(k)
                     .map(|row| {
                         let (mut best, mut second) =
@@ -203,9 +249,7 @@ pub fn kmeans(v: &[f32], dim: usize, k: usize, rounds: usize, seed: u64) -> Vec<
         let mut sums = vec![0f32; k * dim];
         for (i, &(a, _)) in assign.iter().enumerate() {
             let s = &mut sums[a as usize * dim..(a as usize + 1) * dim];
-            s.iter_mut()
-                .zip(&v[i * dim..(i + 1) * dim])
-                .for_each(|(x, y)| *x += y);
+            s.iter_mut().zip(v.row(i)).for_each(|(x, y)| *x += y);
         }
         for (j, s) in sums.chunks_exact_mut(dim).enumerate() {
             // An empty cluster keeps its old centroid.
@@ -231,9 +275,21 @@ pub fn pairs_clustered(
     cluster_size: usize,
     seed: u64,
 ) -> Vec<Pair> {
-    let n = v.len() / dim;
+    pairs_clustered_rows(&Flat { v, dim }, dim, threshold, cluster_size, seed)
+}
+
+/// [`pairs_clustered`] over any [`Rows`]: memory is the assignments, one cluster's rows
+/// per thread, and the pairs found.
+pub fn pairs_clustered_rows(
+    v: &impl Rows,
+    dim: usize,
+    threshold: f32,
+    cluster_size: usize,
+    seed: u64,
+) -> Vec<Pair> {
+    let n = v.len();
     let k = n.div_ceil(cluster_size.max(1));
-    let assign = kmeans(v, dim, k, 8, seed);
+    let assign = kmeans_rows(v, dim, k, 8, seed);
     let mut home: Vec<Vec<u32>> = vec![Vec::new(); k];
     let mut guest: Vec<Vec<u32>> = vec![Vec::new(); k];
     for (i, &(a, b)) in assign.iter().enumerate() {
@@ -242,11 +298,7 @@ pub fn pairs_clustered(
             guest[b as usize].push(i as u32);
         }
     }
-    let rows = |m: &[u32]| -> Vec<f32> {
-        m.iter()
-            .flat_map(|&i| v[i as usize * dim..(i as usize + 1) * dim].iter().copied())
-            .collect()
-    };
+    let rows = |m: &[u32]| -> Vec<f32> { v.gather(m.iter().map(|&i| i as usize)) };
     let pair = |a: u32, b: u32, sim: f32| Pair {
         i: a.min(b),
         j: a.max(b),

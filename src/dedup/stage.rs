@@ -8,7 +8,8 @@
 //! atomically, so a crash leaves the previous result or none, never a half.
 
 use super::decontam::{EvalIndex, EvalItem};
-use super::{Item, MinHashOptions, Reason, SemanticOptions, Shingle};
+use super::index;
+use super::{MinHashOptions, Reason, SemanticOptions, Shingle};
 use crate::error::{Error, Result};
 use crate::models::FetchPolicy;
 use crate::spec::{DedupSection, FilterSection, Spec};
@@ -77,7 +78,7 @@ impl DedupOptions {
         }
     }
 
-    fn needs_embedder(&self) -> bool {
+    pub fn needs_embedder(&self) -> bool {
         self.semantic.is_some() || (self.against_semantic.is_some() && !self.against.is_empty())
     }
 }
@@ -174,7 +175,7 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>, opts: &DedupOptions) -> Resul
         &format!("verify {}", spec.path.display()),
     )?;
     let _lock = crate::store::create_run_dir(dir.path())?;
-    let s = run(&input, &dir.kept(), &dir.rejected(), opts)?;
+    let s = run_indexed(&input, &dir.index(), &dir.kept(), &dir.rejected(), opts)?;
     let mut st = StageStatus {
         status: "done".into(),
         planned: s.records,
@@ -206,54 +207,6 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>, opts: &DedupOptions) -> Resul
     Ok(s)
 }
 
-/// One input line: a record, or why it could not be read.
-enum Line {
-    Record {
-        value: Value,
-        id: String,
-        text: Option<String>,
-    },
-    Bad {
-        line: usize,
-        raw: String,
-        why: String,
-    },
-}
-
-/// Reads a JSONL file with the shared tolerant reader, so one bad line (not UTF-8, not
-/// JSON) becomes a rejection naming it instead of failing the whole file.
-fn read_lines(path: &Path, field: &str) -> Result<Vec<Line>> {
-    let mut out = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for l in crate::record::lines::read(path, false)? {
-        let (line, value) = match l {
-            crate::record::lines::Line::Record { line, value } => (line, value),
-            crate::record::lines::Line::Bad(b) => {
-                out.push(Line::Bad {
-                    line: b.line,
-                    raw: b.raw,
-                    why: b.reason,
-                });
-                continue;
-            }
-        };
-        let mut id = match value.get("id") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => format!("line:{line}"),
-        };
-        // Ids name survivors in `dup_of`; a repeated id would make that ambiguous.
-        let count = seen.entry(id.clone()).or_insert(0);
-        *count += 1;
-        if *count > 1 {
-            id = format!("{id}@line:{line}");
-        }
-        let text = crate::record::View::new(&value).text(field);
-        out.push(Line::Record { value, id, text });
-    }
-    Ok(out)
-}
-
 /// The survivor priority: the combined judge score when the record has one.
 fn priority(v: &Value) -> Option<f64> {
     v.pointer("/scores/judge_combined/score")
@@ -266,47 +219,41 @@ fn sample_index(v: &Value) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// `[filter] per_prompt`: the passing samples that are not selected, by line, with the
-/// reason (`per_prompt:not_best`, `per_prompt:not_first`).
-fn per_prompt(lines: &[Line], f: &FilterSection) -> HashMap<usize, String> {
+/// `[filter] per_prompt`: the passing samples that are not selected, as (row, reason)
+/// (`per_prompt:not_best`, `per_prompt:not_first`). `order`: rows in processing order.
+fn per_prompt(rows: &[Row], order: &[u32], f: &FilterSection) -> HashMap<u32, &'static str> {
     use crate::spec::PerPrompt;
     let reason = match f.per_prompt {
         PerPrompt::All | PerPrompt::AllPassing => return HashMap::new(),
         PerPrompt::Best => "per_prompt:not_best",
         PerPrompt::FirstPassing => "per_prompt:not_first",
     };
-    let mut groups: HashMap<String, Vec<(usize, &Value)>> = HashMap::new();
-    for (k, l) in lines.iter().enumerate() {
-        if let Line::Record {
-            value,
-            text: Some(_),
-            ..
-        } = l
-        {
-            if value.get("bad_input").is_none() && filter_reason(value, f).is_none() {
-                if let Some(key) = crate::record::prompt_key(value) {
-                    groups.entry(key).or_default().push((k, value));
-                }
-            }
+    let mut groups: HashMap<u128, Vec<u32>> = HashMap::new();
+    for &k in order {
+        let r = &rows[k as usize];
+        if let (None, Some(key)) = (&r.pre, r.prompt) {
+            groups.entry(key).or_default().push(k);
         }
     }
     let mut out = HashMap::new();
     for (_, mut g) in groups {
-        // Best first: the highest combined judge score, then the lowest sample index.
-        g.sort_by(|(_, a), (_, b)| {
+        // Best first: the highest combined judge score, then the lowest sample index
+        // (stable: then processing order).
+        g.sort_by(|&a, &b| {
+            let (a, b) = (&rows[a as usize], &rows[b as usize]);
             let (sa, sb) = (
-                priority(a).unwrap_or(f64::NEG_INFINITY),
-                priority(b).unwrap_or(f64::NEG_INFINITY),
+                a.score.unwrap_or(f64::NEG_INFINITY),
+                b.score.unwrap_or(f64::NEG_INFINITY),
             );
             let by_score = if f.per_prompt == PerPrompt::Best {
                 sb.total_cmp(&sa)
             } else {
                 std::cmp::Ordering::Equal
             };
-            by_score.then(sample_index(a).cmp(&sample_index(b)))
+            by_score.then(a.sample.cmp(&b.sample))
         });
-        for (k, _) in g.into_iter().skip(1) {
-            out.insert(k, reason.to_string());
+        for k in g.into_iter().skip(1) {
+            out.insert(k, reason);
         }
     }
     out
@@ -434,24 +381,171 @@ pub fn load_eval(path: &Path) -> Result<Vec<EvalItem>> {
     Ok(out)
 }
 
-/// Filters and deduplicates `input` into `kept` and `rejected`.
+/// One input line, as the global pass keeps it: where it is and what decides its fate, but
+/// not its text (about 100 bytes a line, so ten million lines fit in about a gigabyte).
+struct Row {
+    offset: u64,
+    len: u32,
+    line: u32,
+    /// The record's id (repeated ids get `@line:N`); empty for a line that is not a record.
+    id: Box<str>,
+    /// Why it is out before dedup: unreadable, no text, a keep-rule.
+    pre: Option<Box<str>>,
+    score: Option<f64>,
+    /// Its prompt's group, for `[filter] per_prompt`.
+    prompt: Option<u128>,
+    sample: u64,
+    /// The eval item it shares an n-gram with (file, id).
+    contaminated: Option<Box<(String, String)>>,
+}
+
+fn prompt_hash(key: &str) -> u128 {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(key.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    u128::from_le_bytes(b)
+}
+
+/// Reads one line's bytes back by offset (the write pass, and exact Jaccard).
+struct Source {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Source {
+    fn open(path: &Path) -> Result<Source> {
+        Ok(Source {
+            file: std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn bytes(&self, r: &Row) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut b = vec![0u8; r.len as usize];
+        self.file
+            .read_exact_at(&mut b, r.offset)
+            .map_err(|e| Error::io("cannot read", &self.path, e))?;
+        Ok(b)
+    }
+}
+
+/// The index parts this dedup needs for `input`, fresh: reused when they were made from
+/// these very bytes with these settings (a shard's, joined by the merge), else made here.
+fn index_for(
+    input: &Path,
+    dir: &Path,
+    sha: &str,
+    opts: &DedupOptions,
+    summary: &mut DedupSummary,
+) -> Result<(index::Signatures, Option<index::Embeddings>)> {
+    let st = sig_settings(opts);
+    let sigs = match index::Signatures::fresh(dir, sha, &st)? {
+        Some(s) => s,
+        None => {
+            index::build_signatures(input, dir, &st, opts.progress)?;
+            index::Signatures::fresh(dir, sha, &st)?.ok_or_else(|| changed(input))?
+        }
+    };
+    let embs = match emb_settings(opts) {
+        None => None,
+        Some(st) => Some(match index::Embeddings::fresh(dir, sha, &st)? {
+            Some(e) => e,
+            None => {
+                let emb = crate::runtime::embedder(&opts.embedder, opts.fetch, &opts.device)?;
+                let m = index::build_embeddings(input, dir, &st, &emb, opts.progress)?;
+                summary.embed_seconds = m.seconds;
+                index::Embeddings::fresh(dir, sha, &st)?.ok_or_else(|| changed(input))?
+            }
+        }),
+    };
+    Ok((sigs, embs))
+}
+
+fn changed(input: &Path) -> Error {
+    Error::RunConflict(format!(
+        "{} changed while dedup read it (another process is writing it?): run dedup again",
+        input.display()
+    ))
+}
+
+/// The signature settings of these options (0 permutations: exact keys only).
+pub fn sig_settings(opts: &DedupOptions) -> index::SigSettings {
+    let m = opts.minhash.unwrap_or_default();
+    index::SigSettings {
+        field: opts.field.clone(),
+        num_perm: opts.minhash.map_or(0, |m| m.num_perm),
+        shingle: m.shingle.name(),
+        seed: m.seed,
+    }
+}
+
+/// The embedding settings of these options, when they embed at all.
+pub fn emb_settings(opts: &DedupOptions) -> Option<index::EmbSettings> {
+    opts.needs_embedder().then(|| index::EmbSettings {
+        field: opts.field.clone(),
+        model: opts.embedder.clone(),
+        device: crate::engine::device::name(&opts.device),
+    })
+}
+
+/// Makes the index of `input` in `dir` (the shard side of a sharded run): the signature
+/// part, and the embedding part when these options embed. Parts already fresh are kept.
+/// Returns the seconds spent building.
+pub fn build_index(input: &Path, dir: &Path, opts: &DedupOptions, embed_only: bool) -> Result<f64> {
+    let t0 = Instant::now();
+    let sha = crate::models::checksum::sha256_stream(input)?;
+    if !embed_only {
+        let st = sig_settings(opts);
+        if index::Signatures::fresh(dir, &sha, &st)?.is_none() {
+            index::build_signatures(input, dir, &st, opts.progress)?;
+        }
+    }
+    if let Some(st) = emb_settings(opts) {
+        if index::Embeddings::fresh(dir, &sha, &st)?.is_none() {
+            let emb = crate::runtime::embedder(&opts.embedder, opts.fetch, &opts.device)?;
+            index::build_embeddings(input, dir, &st, &emb, opts.progress)?;
+        }
+    }
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// Filters and deduplicates `input` into `kept` and `rejected`; the index is made (or
+/// found) in a temporary directory beside `kept`.
 pub fn run(
     input: &Path,
     kept: &Path,
     rejected: &Path,
     opts: &DedupOptions,
 ) -> Result<DedupSummary> {
+    let parent = kept
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot create", parent, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".flywheel-index-")
+        .tempdir_in(parent)
+        .map_err(|e| Error::io("cannot create a directory in", parent, e))?;
+    run_indexed(input, tmp.path(), kept, rejected, opts)
+}
+
+/// Filters and deduplicates `input` into `kept` and `rejected`, with the index in
+/// `index_dir`.
+///
+/// Streaming, in three passes: the index (per record, parallel; reused when fresh); one
+/// read of the records keeping a [`Row`] each; the decisions over ids, scores, keys,
+/// signatures and vectors (read in place); then a write pass that reads each record back
+/// by offset. Memory holds no text: about 100 bytes per record plus the LSH band hashes.
+pub fn run_indexed(
+    input: &Path,
+    index_dir: &Path,
+    kept: &Path,
+    rejected: &Path,
+    opts: &DedupOptions,
+) -> Result<DedupSummary> {
     let t0 = Instant::now();
-    let mut lines = read_lines(input, &opts.field)?;
-    if opts.id_order {
-        // Unreadable lines first (by line number), then records by id; stable.
-        lines.sort_by(|a, b| match (a, b) {
-            (Line::Bad { line: x, .. }, Line::Bad { line: y, .. }) => x.cmp(y),
-            (Line::Bad { .. }, Line::Record { .. }) => std::cmp::Ordering::Less,
-            (Line::Record { .. }, Line::Bad { .. }) => std::cmp::Ordering::Greater,
-            (Line::Record { id: x, .. }, Line::Record { id: y, .. }) => x.cmp(y),
-        });
-    }
     // Eval sets first: a missing file fails before any work.
     let mut eval = Vec::new();
     for p in &opts.against {
@@ -463,127 +557,218 @@ pub fn run(
         }
         eval.extend(load_eval(p)?);
     }
-
-    let not_selected = per_prompt(&lines, &opts.filter);
-    let mut items: Vec<Item> = Vec::new();
-    let mut line_of_item: Vec<usize> = Vec::new();
-    let mut pre: Vec<Option<String>> = vec![None; lines.len()];
-    for (k, l) in lines.iter().enumerate() {
-        match l {
-            Line::Bad { why, .. } => pre[k] = Some(why.clone()),
-            Line::Record { value, id, text } => {
-                // A line verify could not read, carried to here with its reason.
-                if let Some(why) = value.pointer("/bad_input/reason").and_then(Value::as_str) {
-                    pre[k] = Some(why.to_string());
-                } else if text.is_none() {
-                    pre[k] = Some(format!(
-                        "bad_input:no_text (no {:?} field to compare)",
-                        opts.field
-                    ));
-                } else if let Some(r) = filter_reason(value, &opts.filter) {
-                    pre[k] = Some(r);
-                } else if let Some(r) = not_selected.get(&k) {
-                    pre[k] = Some(r.clone());
-                } else {
-                    items.push(Item {
-                        id: id.clone(),
-                        text: text.clone().unwrap_or_default(),
-                        score: priority(value),
-                    });
-                    line_of_item.push(k);
-                }
-            }
-        }
-    }
-
-    let mut out: Vec<Option<Reason>> = vec![None; items.len()];
-    let index = (!eval.is_empty()).then(|| EvalIndex::build(eval.clone(), opts.ngram));
-    if let Some(idx) = &index {
-        super::decontaminate(&items, idx, &mut out);
-    }
-    if opts.exact {
-        super::exact(&items, &mut out);
-    }
-    if let Some(m) = &opts.minhash {
-        super::minhash(&items, m, &mut out);
-    }
-
     let mut summary = DedupSummary {
         kept_path: kept.to_path_buf(),
         rejected_path: rejected.to_path_buf(),
         eval_items: eval.len(),
-        eval_skipped_short: index.as_ref().map_or(0, |i| i.skipped),
         ..Default::default()
     };
-    let mut embed_info: Vec<Option<(usize, usize)>> = vec![None; items.len()];
+    let sha = crate::models::checksum::sha256_stream(input)?;
+    let (sigs, embs) = index_for(input, index_dir, &sha, opts, &mut summary)?;
+    let eval_index = (!eval.is_empty()).then(|| EvalIndex::build(eval.clone(), opts.ngram));
+    summary.eval_skipped_short = eval_index.as_ref().map_or(0, |i| i.skipped);
+
+    // One read of the records: a Row each.
+    let mut rows: Vec<Row> = Vec::new();
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    let mut hasher = sha2::Sha256::default();
+    crate::record::lines::for_each_raw(
+        input,
+        |b| sha2::Digest::update(&mut hasher, b),
+        |line, offset, raw| {
+            let k = rows.len();
+            let mut r = Row {
+                offset,
+                len: raw.len() as u32,
+                line: line as u32,
+                id: "".into(),
+                pre: None,
+                score: None,
+                prompt: None,
+                sample: u64::MAX,
+                contaminated: None,
+            };
+            let value = match crate::record::lines::parse_line(raw) {
+                Ok(v) => v,
+                Err(why) => {
+                    r.pre = Some(why.into());
+                    rows.push(r);
+                    return Ok(());
+                }
+            };
+            if k >= sigs.rows() || sigs.id_hash(k) != index::id_hash(&value) {
+                return Err(changed(input));
+            }
+            let mut id = match value.get("id") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => format!("line:{line}"),
+            };
+            // Ids name survivors in `dup_of`; a repeated id would make that ambiguous.
+            let count = seen.entry(id.clone()).or_insert(0);
+            *count += 1;
+            if *count > 1 {
+                id = format!("{id}@line:{line}");
+            }
+            r.id = id.into();
+            r.score = priority(&value);
+            r.sample = sample_index(&value);
+            // A line verify could not read, carried to here with its reason.
+            r.pre = if let Some(why) = value.pointer("/bad_input/reason").and_then(Value::as_str) {
+                Some(why.into())
+            } else if !sigs.has_text(k) {
+                Some(format!("bad_input:no_text (no {:?} field to compare)", opts.field).into())
+            } else {
+                filter_reason(&value, &opts.filter).map(Into::into)
+            };
+            if r.pre.is_none() {
+                r.prompt = crate::record::prompt_key(&value).map(|k| prompt_hash(&k));
+                if let Some(idx) = &eval_index {
+                    let text = crate::record::View::new(&value)
+                        .text(&opts.field)
+                        .unwrap_or_default();
+                    r.contaminated = idx
+                        .find(&text)
+                        .map(|e| Box::new((e.file.clone(), e.id.clone())));
+                }
+            }
+            rows.push(r);
+            Ok(())
+        },
+    )?;
+    drop(seen);
+    if rows.len() != sigs.rows() || format!("{:x}", sha2::Digest::finalize(hasher)) != sha {
+        return Err(changed(input));
+    }
+
+    // Processing order: file order, or unreadable lines first (by line) then records by id.
+    let mut order: Vec<u32> = (0..rows.len() as u32).collect();
+    if opts.id_order {
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&rows[a as usize], &rows[b as usize]);
+            (!a.id.is_empty(), &a.id, a.line).cmp(&(!b.id.is_empty(), &b.id, b.line))
+        });
+    }
+    let not_selected = per_prompt(&rows, &order, &opts.filter);
+
+    // The texts still in the running, in processing order.
+    let mut keys = super::Keys::default();
+    let mut item_row: Vec<u32> = Vec::new();
+    let mut item_of: Vec<u32> = vec![u32::MAX; rows.len()];
+    for &k in &order {
+        let r = &rows[k as usize];
+        if r.pre.is_none() && !not_selected.contains_key(&k) {
+            item_of[k as usize] = item_row.len() as u32;
+            item_row.push(k);
+            keys.ids.push(r.id.to_string());
+            keys.scores.push(r.score);
+        }
+    }
+    let n = item_row.len();
+    let row_of = |i: usize| item_row[i] as usize;
+    let mut out: Vec<Option<Reason>> = vec![None; n];
+    for (i, o) in out.iter_mut().enumerate() {
+        if let Some(c) = &rows[row_of(i)].contaminated {
+            *o = Some(Reason::Contaminated {
+                file: c.0.clone(),
+                id: c.1.clone(),
+            });
+        }
+    }
+    if opts.exact {
+        let hashes: Vec<Option<u128>> = (0..n).map(|i| sigs.exact(row_of(i))).collect();
+        super::exact_by_key(&keys, &hashes, &mut out);
+    }
+    if let Some(m) = &opts.minhash {
+        let src = Source::open(input)?;
+        let shingles = |i: usize| -> Vec<u64> {
+            let r = &rows[row_of(i)];
+            let text = src
+                .bytes(r)
+                .ok()
+                .and_then(|b| crate::record::lines::parse_line(&b).ok())
+                .and_then(|v| crate::record::View::new(&v).text(&opts.field))
+                .unwrap_or_default();
+            super::text::shingle_hashes(&text, m.shingle)
+        };
+        let jaccard = |a: usize, b: usize| super::minhash::jaccard(&shingles(a), &shingles(b));
+        super::minhash_by_sig(
+            &keys,
+            |i| sigs.sig(row_of(i)),
+            |i| sigs.blank(row_of(i)),
+            m.exact_jaccard
+                .then_some(&jaccard as &dyn Fn(usize, usize) -> f32),
+            m,
+            &mut out,
+        );
+    }
+
+    let mut embed_info: Vec<Option<(usize, usize)>> = vec![None; n];
     let mut embedder_id = String::new();
-    if opts.needs_embedder() {
-        let emb = crate::runtime::embedder(&opts.embedder, opts.fetch, &opts.device)?;
-        embedder_id = emb.id.clone();
+    if let Some(embs) = &embs {
+        embedder_id = embs.meta.model_id.clone();
         summary.embedder = Some(ModelEntry {
             role: "embedder".into(),
-            id: emb.id.clone(),
+            id: embs.meta.model_id.clone(),
             file: opts.embedder.clone(),
-            sha256: emb.weights_sha256.clone(),
+            sha256: embs.meta.model_sha256.clone(),
         });
-        let alive: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
-        let texts: Vec<&str> = alive.iter().map(|&i| items[i].text.as_str()).collect();
-        let te = Instant::now();
-        let pb = crate::progress::bar(texts.len(), opts.progress, "embed");
-        let vecs = emb.embed(&texts, |n| pb.inc(n as u64))?;
-        pb.finish_and_clear();
-        summary.embed_seconds = te.elapsed().as_secs_f64();
-        summary.embedded = texts.len();
-        let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); items.len()];
-        for (&i, e) in alive.iter().zip(vecs) {
-            embed_info[i] = Some((e.tokens, e.truncated_tokens));
-            summary.truncated += (e.truncated_tokens > 0) as usize;
-            vectors[i] = e.vector;
+        let alive: Vec<usize> = (0..n).filter(|&i| out[i].is_none()).collect();
+        summary.embedded = alive.len();
+        for &i in &alive {
+            let t = embs.tokens(row_of(i));
+            embed_info[i] = Some(t);
+            summary.truncated += (t.1 > 0) as usize;
         }
-        if let (Some(t), Some(_)) = (opts.against_semantic, &index) {
-            let evecs = emb.embed(
-                &eval.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
-                |_| {},
-            )?;
-            let dim = emb.dim();
+        let dim = embs.dim();
+        let vector = |i: usize| embs.vector(row_of(i));
+        if let (Some(t), Some(_)) = (opts.against_semantic, &eval_index) {
+            let emb = crate::runtime::embedder(&opts.embedder, opts.fetch, &opts.device)?;
+            let b: Vec<f32> = emb
+                .embed(
+                    &eval.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
+                    |_| {},
+                )?
+                .into_iter()
+                .flat_map(|e| e.vector)
+                .collect();
             let live: Vec<usize> = alive
                 .iter()
                 .copied()
-                .filter(|&i| vectors[i].iter().all(|x| x.is_finite()))
+                .filter(|&i| vector(i).is_some_and(|v| v.iter().all(|x| x.is_finite())))
                 .collect();
-            let a: Vec<f32> = live
-                .iter()
-                .flat_map(|&i| vectors[i].iter().copied())
-                .collect();
-            let b: Vec<f32> = evecs
-                .iter()
-                .flat_map(|e| e.vector.iter().copied())
-                .collect();
-            for p in super::semantic::cross_pairs(&a, &b, dim, t) {
-                let i = live[p.i as usize];
-                if out[i].is_none() {
-                    let e = &eval[p.j as usize];
-                    out[i] = Some(Reason::Contaminated {
-                        file: e.file.clone(),
-                        id: e.id.clone(),
-                    });
+            // In slices, so the vectors compared are never all in memory at once.
+            for part in live.chunks(1 << 16) {
+                let a: Vec<f32> = part
+                    .iter()
+                    .flat_map(|&i| vector(i).unwrap_or(&[]).iter().copied())
+                    .collect();
+                for p in super::semantic::cross_pairs(&a, &b, dim, t) {
+                    let i = part[p.i as usize];
+                    if out[i].is_none() {
+                        let e = &eval[p.j as usize];
+                        out[i] = Some(Reason::Contaminated {
+                            file: e.file.clone(),
+                            id: e.id.clone(),
+                        });
+                    }
                 }
             }
         }
         if let Some(s) = &opts.semantic {
-            super::semantic_on(&items, &vectors, s, &opts.device, &mut out)?;
+            super::semantic_by_vector(&keys, vector, dim, s, &opts.device, &mut out)?;
         }
     }
 
     // A record matched to one that a later method removed (exact, then MinHash…) names its
     // match in `dup_of` and, in `survivor`, the kept record at the end of that chain.
-    let survivor = super::clusters(&items, &out);
+    let survivor = {
+        let ids: Vec<&str> = keys.ids.iter().map(String::as_str).collect();
+        super::clusters_by_id(&ids, &out)
+    };
 
-    // Write both files in input order, atomically.
-    let mut item_at: Vec<Option<usize>> = vec![None; lines.len()];
-    for (i, &k) in line_of_item.iter().enumerate() {
-        item_at[k] = Some(i);
-    }
+    // Write both files in processing order, atomically, reading each record back.
+    let src = Source::open(input)?;
     let tmp = |p: &Path| p.with_extension("jsonl.tmp");
     let open = |p: &Path| -> Result<std::io::BufWriter<std::fs::File>> {
         if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -593,20 +778,25 @@ pub fn run(
         Ok(std::io::BufWriter::new(f))
     };
     let (mut kw, mut rw) = (open(kept)?, open(rejected)?);
-    for (k, l) in lines.into_iter().enumerate() {
-        let (mut value, decision, keep) = match l {
-            Line::Bad { line, raw, why } => {
+    for &k in &order {
+        let r = &rows[k as usize];
+        let raw = src.bytes(r)?;
+        let (mut value, decision, keep) = match crate::record::lines::to_line(r.line as usize, &raw)
+        {
+            crate::record::lines::Line::Bad(b) => {
                 *summary.by_method.entry("bad_input".into()).or_default() += 1;
                 (
-                    json!({"line": line, "raw": raw}),
-                    json!({"kept": false, "reason": why, "stage": "input"}),
+                    json!({"line": b.line, "raw": b.raw}),
+                    json!({"kept": false, "reason": b.reason, "stage": "input"}),
                     false,
                 )
             }
-            Line::Record { value, .. } => {
+            crate::record::lines::Line::Record { value, .. } => {
                 let mut d = serde_json::Map::new();
-                let keep = match (&pre[k], item_at[k]) {
-                    (Some(why), _) => {
+                let pre = r.pre.as_deref().or_else(|| not_selected.get(&k).copied());
+                let item = item_of[k as usize];
+                let keep = match pre {
+                    Some(why) => {
                         let stage = if why.starts_with("bad_input") {
                             "input"
                         } else {
@@ -623,11 +813,13 @@ pub fn run(
                                 .into(),
                             )
                             .or_default() += 1;
-                        d.insert("reason".into(), why.clone().into());
+                        d.insert("reason".into(), why.into());
                         d.insert("stage".into(), stage.into());
                         false
                     }
-                    (None, Some(i)) => {
+                    None if item == u32::MAX => false,
+                    None => {
+                        let i = item as usize;
                         if let Some((tokens, trunc)) = embed_info[i] {
                             d.insert(
                                 "embedding".into(),
@@ -639,13 +831,13 @@ pub fn run(
                                 d.insert("reason".into(), Value::Null);
                                 true
                             }
-                            Some(r) => {
-                                *summary.by_method.entry(r.method().into()).or_default() += 1;
-                                d.insert("reason".into(), r.to_string().into());
-                                d.insert("stage".into(), r.method().into());
-                                if let Some((of, sim)) = r.dup_of() {
+                            Some(reason) => {
+                                *summary.by_method.entry(reason.method().into()).or_default() += 1;
+                                d.insert("reason".into(), reason.to_string().into());
+                                d.insert("stage".into(), reason.method().into());
+                                if let Some((of, sim)) = reason.dup_of() {
                                     d.insert("dup_of".into(), of.into());
-                                    let last = &items[survivor[i]].id;
+                                    let last = &keys.ids[survivor[i]];
                                     if last != of {
                                         d.insert("survivor".into(), last.as_str().into());
                                     }
@@ -660,7 +852,6 @@ pub fn run(
                             }
                         }
                     }
-                    (None, None) => false,
                 };
                 d.insert("kept".into(), keep.into());
                 (value, Value::Object(d), keep)

@@ -34,7 +34,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     if let Some(h) = cached {
         return Ok(h);
     }
-    let h = hash_file(path)?;
+    let h = sha256_stream(path)?;
     if let Ok(mut m) = HASHED.lock() {
         m.get_or_insert_with(Default::default)
             .insert(key, h.clone());
@@ -42,7 +42,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(h)
 }
 
-fn hash_file(path: &Path) -> Result<String> {
+/// sha256 of a file, read in 1 MiB pieces and never cached: for run files, which change in
+/// place (a cache keyed by size and mtime could miss a same-size edit).
+pub fn sha256_stream(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -113,6 +113,49 @@ pub fn read(path: &Path, strict: bool) -> Result<Vec<Line>> {
     Ok(out)
 }
 
+/// Calls `f(line, offset, raw)` for every non-blank line of `path`, streaming: memory is
+/// one line. `raw` is the line without its `\n`; `offset` is its first byte in the file.
+/// `on_bytes` sees every byte read, blank lines included (to hash the file on the way).
+pub fn for_each_raw(
+    path: &Path,
+    mut on_bytes: impl FnMut(&[u8]),
+    mut f: impl FnMut(usize, u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot read input", path, e))?;
+    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut buf = Vec::new();
+    let (mut line, mut offset) = (0usize, 0u64);
+    loop {
+        buf.clear();
+        let n = r
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io("cannot read input", path, e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        on_bytes(&buf);
+        line += 1;
+        let raw = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        if !raw.iter().all(u8::is_ascii_whitespace) {
+            f(line, offset, raw)?;
+        }
+        offset += n as u64;
+    }
+}
+
+/// One line's bytes as a [`Line`] (bad lines keep their raw text).
+pub fn to_line(line: usize, raw: &[u8]) -> Line {
+    match parse_line(raw) {
+        Ok(value) => Line::Record { line, value },
+        Err(reason) => Line::Bad(BadLine {
+            line,
+            reason,
+            raw: String::from_utf8_lossy(raw).into_owned(),
+        }),
+    }
+}
+
 /// Records with their line numbers.
 pub type Numbered = Vec<(usize, Value)>;
 

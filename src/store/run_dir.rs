@@ -32,6 +32,11 @@ impl RunDir {
         }
         Ok(input)
     }
+    /// The dedup index: each record's exact-dedup key, MinHash signature and embedding,
+    /// made where the records are (a shard, or the run) for the global dedup.
+    pub fn index(&self) -> PathBuf {
+        self.0.join("index")
+    }
     /// generate's output.
     pub fn generated(&self) -> PathBuf {
         self.0.join("generated.jsonl")
