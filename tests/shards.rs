@@ -173,6 +173,19 @@ fn three_shards_and_a_merge_make_the_single_process_dataset() {
         stdout(&o)
     );
     let (a, b) = (one.join("runs/sh"), many.join("runs/sh"));
+    // The merge's dedup started from the indexes the shards wrote: no note that it had to
+    // make its own, and the run's index is the shards' rows, joined.
+    assert!(!stderr(&o).contains("note: dedup made"), "{}", stderr(&o));
+    for part in ["signatures.bin", "embeddings.bin"] {
+        let joined: Vec<u8> = (0..3)
+            .flat_map(|i| bytes(&b.join(format!("shards/{i}-of-3/index/{part}"))))
+            .collect();
+        assert!(!joined.is_empty(), "{part}: the shards wrote none");
+        assert!(
+            joined == bytes(&b.join("index").join(part)),
+            "{part}: the run's index is not the shards' joined"
+        );
+    }
     // The same records, verified the same…
     assert_eq!(
         records_by_id(&a.join("verified.jsonl")),
@@ -210,6 +223,39 @@ fn three_shards_and_a_merge_make_the_single_process_dataset() {
     // A second merge has nothing to do.
     let o = in_dir(&many, &["merge", "--device", "cpu", "spec.toml"]);
     assert!(stdout(&o).contains("up to date"), "{}", stdout(&o));
+
+    // A shard whose index is gone costs time, never correctness: dedup makes the index of
+    // the joined records itself, says so, and writes the same bytes.
+    std::fs::remove_file(b.join("shards/2-of-3/index/embeddings.json")).unwrap();
+    std::fs::remove_file(b.join("kept.jsonl")).unwrap();
+    let o = in_dir(&many, &["merge", "--device", "cpu", "spec.toml"]);
+    let e = stderr(&o);
+    assert!(
+        e.contains("note: dedup made its index of the joined records itself")
+            && e.contains("embeddings part has none"),
+        "{e}"
+    );
+    assert!(
+        bytes(&a.join("kept.jsonl")) == bytes(&b.join("kept.jsonl")),
+        "kept.jsonl differs when dedup made the index itself"
+    );
+    // `embed --shard` makes that shard's embeddings again, `dedup --shard` its whole index
+    // (through the stage contract); then the merge starts from them again.
+    let o = in_dir(
+        &many,
+        &["embed", "--device", "cpu", "spec.toml", "--shard", "2/3"],
+    );
+    assert!(stdout(&o).contains("embeddings of"), "{}", stdout(&o));
+    assert!(b.join("shards/2-of-3/index/embeddings.json").exists());
+    let o = in_dir(
+        &many,
+        &["dedup", "--device", "cpu", "spec.toml", "--shard", "2/3"],
+    );
+    assert!(stdout(&o).contains("index → "), "{}", stdout(&o));
+    std::fs::remove_file(b.join("kept.jsonl")).unwrap();
+    let o = in_dir(&many, &["merge", "--device", "cpu", "spec.toml"]);
+    assert!(!stderr(&o).contains("note: dedup made"), "{}", stderr(&o));
+    assert!(bytes(&a.join("kept.jsonl")) == bytes(&b.join("kept.jsonl")));
 
     // A shard made with other settings is refused: its manifest says so.
     let m2 = b.join("shards/2-of-3/manifest.json");

@@ -4,6 +4,7 @@
 //! do rather than as absolute claims.
 
 pub mod dedup;
+pub mod merge;
 
 use crate::engine::model::{Decoder, Segment};
 use crate::engine::{device, Llm, Precision, Runtime};

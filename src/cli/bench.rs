@@ -22,6 +22,10 @@ pub enum BenchCmd {
     /// MinHash-LSH docs/s and F1, semantic all-pairs and k-means timings, optionally against
     /// datasketch, numpy and FAISS.
     Dedup(DedupBenchArgs),
+    /// The merge's global dedup at scale: synthetic records in shards, each shard's index
+    /// made as `run --shard` makes it, then the merge's join and streamed global pass, with
+    /// its time and peak memory (anonymous, and resident with the mapped index).
+    Merge(MergeBenchArgs),
 }
 
 pub fn bench(cmd: BenchCmd, cx: &Ctx) -> Result<()> {
@@ -30,9 +34,37 @@ pub fn bench(cmd: BenchCmd, cx: &Ctx) -> Result<()> {
         BenchCmd::Judge(a) => bench::judge(&a.settings(cx)?)?,
         BenchCmd::Embed(a) => bench::dedup::embed(&a.settings()?)?,
         BenchCmd::Dedup(a) => bench::dedup::dedup(&a.settings()?)?,
+        BenchCmd::Merge(a) => bench::merge::merge(&bench::merge::MergeBench {
+            records: a.records,
+            shards: a.shards,
+            semantic_dim: if a.semantic { a.dim } else { 0 },
+            dir: a.dir,
+        })?,
     };
     println!("{report}");
     Ok(())
+}
+
+/// Arguments of `flywheel bench merge`.
+#[derive(Args)]
+pub struct MergeBenchArgs {
+    /// Synthetic records (about 330 bytes of JSONL each; 10,000,000 needs about 20 GB of
+    /// disk for records and indexes, 35 GB with --semantic).
+    #[arg(long, default_value_t = 1_000_000)]
+    records: usize,
+    /// Shards that make them.
+    #[arg(long, default_value_t = 4)]
+    shards: usize,
+    /// Semantic dedup too, on seeded unit vectors planted in the shards' indexes (the
+    /// k-means path; slow on a CPU past a few million).
+    #[arg(long)]
+    semantic: bool,
+    /// Vector width with --semantic.
+    #[arg(long, default_value_t = 384)]
+    dim: usize,
+    /// Keep the shards and the merged run here (default: a temporary directory, removed).
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 /// Arguments of `flywheel bench generate`.

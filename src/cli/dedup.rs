@@ -1,7 +1,7 @@
 //! `flywheel dedup`: with a spec, its `[filter]` and `[dedup]` sections; without one, the
 //! same settings from flags, checked as the spec checks them.
 
-use super::{doing, Ctx, DeviceFlag, OfflineFlag};
+use super::{doing, Ctx, DeviceFlag, OfflineFlag, ShardFlag};
 use anyhow::{Context, Result};
 use clap::Args;
 use flywheel::dedup::stage::{self, DedupOptions};
@@ -71,15 +71,51 @@ pub struct DedupArgs {
     device: DeviceFlag,
     #[command(flatten)]
     offline: OfflineFlag,
+    /// With a SPEC: the signature pass of shard I of N only. It writes the shard's dedup
+    /// index (exact keys, MinHash signatures, and embeddings when [dedup] is semantic) to
+    /// runs/<name>/shards/<I>-of-<N>/index/; the global dedup runs in `flywheel merge`,
+    /// from those. `run --shard` does this after verify.
+    #[command(flatten)]
+    shard: ShardFlag,
 }
 
 pub fn dedup(a: DedupArgs, cx: &Ctx) -> Result<()> {
+    if let Some(path) = &a.spec {
+        if let Some(shard) = a.shard.get()? {
+            anyhow::ensure!(
+                a.input.is_none(),
+                "--shard indexes the shard's own verified records: --input does not go with it"
+            );
+            let spec = Spec::load(path)?.for_shard(shard);
+            println!("{}", index_shard(&spec, &a.device, &a.offline, cx, false)?);
+            return Ok(());
+        }
+    }
     let s = match &a.spec {
         Some(path) => with_spec(path, &a, cx)?,
         None => with_flags(a, cx)?,
     };
     println!("{s}");
     Ok(())
+}
+
+/// The index of a spec's run (or shard) through the pipeline: `dedup --shard`, `embed --shard`.
+pub(super) fn index_shard(
+    spec: &Spec,
+    device: &DeviceFlag,
+    offline: &OfflineFlag,
+    cx: &Ctx,
+    embed_only: bool,
+) -> Result<String> {
+    let context = doing(if embed_only { "embed" } else { "dedup" }, &spec.path);
+    let opts = flywheel::pipeline::RunOptions {
+        runtime: device.runtime(cx).with_context(&context)?,
+        fetch: offline.policy(),
+        progress: cx.progress,
+        force: false,
+        canaries: 0,
+    };
+    Ok(flywheel::pipeline::merge::index_shard(spec, &opts, embed_only).with_context(&context)?)
 }
 
 fn with_spec(path: &Path, a: &DedupArgs, cx: &Ctx) -> Result<stage::DedupSummary> {

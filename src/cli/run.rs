@@ -55,7 +55,7 @@ pub fn run(a: RunArgs, cx: &Ctx) -> Result<()> {
         let mut i = 0;
         pipeline::merge::run_shard(&spec, shard, &opts, |o| {
             i += 1;
-            println!("[{i}/2] {}: {}", o.stage, o.line);
+            println!("[{i}/3] {}: {}", o.stage, o.line);
         })
         .with_context(&context)?;
         println!(
@@ -146,6 +146,9 @@ pub fn merge(a: MergeArgs, cx: &Ctx) -> Result<()> {
         println!("[{i}/4] {}: {}", o.stage, o.line);
     })
     .with_context(&context)?;
+    for n in &s.index_notes {
+        eprintln!("note: dedup made its index of the joined records itself: {n}");
+    }
     let dir = RunDir::new(spec.run_dir());
     println!(
         "done: {} shards, {} verified records → {} (open {} in a browser)",
@@ -360,11 +363,14 @@ fn run_on_devices(a: &RunArgs, spec: &Spec, devices: &[String], cx: &Ctx) -> Res
         devices.join(", ")
     );
     let mut i = 2;
-    pipeline::merge::merge(spec, &opts, |o| {
+    let (s, _) = pipeline::merge::merge(spec, &opts, |o| {
         i += 1;
         println!("[{i}/6] {}: {}", o.stage, o.line);
     })
     .with_context(&context)?;
+    for n in &s.index_notes {
+        eprintln!("note: dedup made its index of the joined records itself: {n}");
+    }
     let dir = RunDir::new(spec.run_dir());
     println!(
         "done: {} (open {} in a browser)",

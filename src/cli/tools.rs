@@ -131,12 +131,17 @@ pub fn export(a: ExportArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct EmbedArgs {
+    /// A spec: embed its run's verified records (or, with --shard, one shard's) into the
+    /// dedup index, runs/<name>/[shards/<I>-of-<N>/]index/, as [dedup] asks (embedder,
+    /// field); the merge's semantic dedup starts from them.
+    #[arg(conflicts_with_all = ["input", "output"], required_unless_present = "input")]
+    spec: Option<PathBuf>,
     /// JSONL records (or any JSONL with a text field).
-    #[arg(long)]
-    input: PathBuf,
+    #[arg(long, requires = "output")]
+    input: Option<PathBuf>,
     /// Output: .npy (float32, rows × dim) or .safetensors (tensor `embeddings`).
-    #[arg(long)]
-    output: PathBuf,
+    #[arg(long, requires = "input")]
+    output: Option<PathBuf>,
     /// Text to embed: auto, assistant, user, or a field name.
     #[arg(long, default_value = "auto")]
     field: String,
@@ -147,9 +152,41 @@ pub struct EmbedArgs {
     device: DeviceFlag,
     #[command(flatten)]
     offline: OfflineFlag,
+    /// With a SPEC: shard I of N only (also read from Slurm/Kubernetes variables).
+    #[command(flatten)]
+    shard: super::ShardFlag,
+}
+
+/// `embed --input --output`'s arguments, once given.
+struct EmbedFile {
+    input: PathBuf,
+    output: PathBuf,
+    field: String,
+    embedder: String,
+    device: DeviceFlag,
+    offline: OfflineFlag,
 }
 
 pub fn embed(a: EmbedArgs, cx: &Ctx) -> Result<()> {
+    if let Some(path) = &a.spec {
+        let spec = a.shard.apply(flywheel::Spec::load(path)?)?;
+        println!(
+            "embed: {}",
+            super::dedup::index_shard(&spec, &a.device, &a.offline, cx, true)?
+        );
+        return Ok(());
+    }
+    let (Some(input), Some(output)) = (a.input, a.output) else {
+        anyhow::bail!("give a SPEC, or --input FILE and --output FILE (see flywheel embed --help)");
+    };
+    let a = EmbedFile {
+        input,
+        output,
+        field: a.field,
+        embedder: a.embedder,
+        device: a.device,
+        offline: a.offline,
+    };
     let context = doing("embed", &a.input);
     let dev = a.device.open().with_context(&context)?;
     let s = flywheel::embed::embed_file(

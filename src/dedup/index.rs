@@ -537,3 +537,39 @@ pub fn join(parts: &[(PathBuf, String)], out: &Path, joined_sha256: &str) -> Res
     }
     Ok(notes)
 }
+
+/// Writes an embedding part from vectors made elsewhere (`flywheel bench merge` plants
+/// synthetic ones): row `k` is `rows`' `k`-th item, (id hash, unit vector or `None`), for
+/// the source whose sha256 is `source_sha256`.
+pub fn write_embeddings(
+    dir: &Path,
+    source_sha256: &str,
+    settings: &EmbSettings,
+    model_id: &str,
+    dim: usize,
+    rows: impl Iterator<Item = (u64, Option<Vec<f32>>)>,
+) -> Result<Meta<EmbSettings>> {
+    let mut w = PartWriter::new(Part::Embeddings, dir)?;
+    let mut row = vec![0u32; dim + 5];
+    for (id, v) in rows {
+        row.fill(0);
+        if let Some(v) = v {
+            row[..dim].copy_from_slice(bytemuck::cast_slice(&v[..dim]));
+            row[dim + 4] = HAS_TEXT;
+        }
+        row[dim] = id as u32;
+        row[dim + 1] = (id >> 32) as u32;
+        w.row(&row)?;
+    }
+    w.finish(Meta {
+        version: VERSION,
+        source_sha256: source_sha256.to_string(),
+        rows: 0,
+        row_words: dim + 5,
+        settings: settings.clone(),
+        model_id: model_id.to_string(),
+        model_sha256: String::new(),
+        dim,
+        seconds: 0.0,
+    })
+}

@@ -33,11 +33,13 @@ pub fn run_shard(
         opts,
     };
     let all = stages();
-    let refs: Vec<&dyn Stage> = all
+    let index = super::stages::Index;
+    let mut refs: Vec<&dyn Stage> = all
         .iter()
         .map(|s| s.as_ref())
         .filter(|s| matches!(s.name(), "generate" | "verify"))
         .collect();
+    refs.push(&index);
     let out = run_stages(&refs, &cx, on_stage)?;
     // Where the shard's models ran: the merge refuses shards that ran differently.
     let mut m = Manifest::load(rd.path())?.unwrap_or_default();
@@ -49,6 +51,45 @@ pub fn run_shard(
     }
     m.save(rd.path())?;
     Ok(out)
+}
+
+/// `flywheel dedup SPEC --shard I/N` (and `embed SPEC --shard I/N` with `embed_only`):
+/// the dedup index of the shard's verified records, which the merge's dedup starts from.
+/// Through the stage contract (a fresh index is left alone); `embed_only` makes just the
+/// embedding part. Returns the line to print.
+pub fn index_shard(spec: &Spec, opts: &RunOptions, embed_only: bool) -> Result<String> {
+    let rd = RunDir::new(spec.run_dir());
+    let what = match spec.shard {
+        Some(s) => format!("verify {} --shard {s}", spec.path.display()),
+        None => format!("verify {}", spec.path.display()),
+    };
+    RunDir::input(None, rd.verified(), &what)?;
+    let _lock = crate::store::create_run_dir(rd.path())?;
+    let cx = Ctx {
+        spec,
+        dir: &rd,
+        opts,
+    };
+    if embed_only {
+        let o = super::stages::Index::options(&cx);
+        if !o.needs_embedder() {
+            return Err(Error::Spec(format!(
+                "{}: [dedup] has no semantic dedup or semantic decontamination, so nothing is embedded for it",
+                spec.path.display()
+            )));
+        }
+        let secs = crate::dedup::stage::build_index(&rd.verified(), &rd.index(), &o, true)?;
+        return Ok(format!(
+            "embeddings of {} → {} in {secs:.1}s",
+            rd.verified().display(),
+            rd.index().display()
+        ));
+    }
+    let out = run_stages(&[&super::stages::Index], &cx, |_| {})?;
+    Ok(out
+        .first()
+        .map(|o| format!("{} → {}: {}", o.stage, rd.index().display(), o.line))
+        .unwrap_or_default())
 }
 
 /// What is wrong with a set of shards, one line each (empty: they can be merged).
@@ -158,25 +199,30 @@ pub fn check_shards(spec: &Spec) -> Result<(usize, Vec<String>)> {
             if !file.exists() {
                 continue;
             }
-            for l in crate::record::lines::read(&file, false)? {
-                let crate::record::lines::Line::Record { value, line } = l else {
-                    continue;
-                };
-                let Some(id) = value["id"].as_str() else {
-                    continue;
-                };
-                if !sh.owns(id) {
-                    problems.push(format!(
-                        "{name}: {}:{line}: record {id} belongs to shard {}-of-{n}",
-                        file.display(),
-                        Shard::of(id, n)
-                    ));
-                } else if let Some(prev) = owner_of.insert(id.to_string(), i) {
-                    if prev == i {
-                        problems.push(format!("{name}: record {id} is there twice ({what})"));
+            crate::record::lines::for_each_raw(
+                &file,
+                |_| {},
+                |line, _, raw| {
+                    let Ok(value) = crate::record::lines::parse_line(raw) else {
+                        return Ok(());
+                    };
+                    let Some(id) = value["id"].as_str() else {
+                        return Ok(());
+                    };
+                    if !sh.owns(id) {
+                        problems.push(format!(
+                            "{name}: {}:{line}: record {id} belongs to shard {}-of-{n}",
+                            file.display(),
+                            Shard::of(id, n)
+                        ));
+                    } else if let Some(prev) = owner_of.insert(id.to_string(), i) {
+                        if prev == i {
+                            problems.push(format!("{name}: record {id} is there twice ({what})"));
+                        }
                     }
-                }
-            }
+                    Ok(())
+                },
+            )?;
         }
     }
     problems.extend(coverage(spec, n, &owner_of));
@@ -236,6 +282,9 @@ fn coverage(spec: &Spec, n: usize, owner_of: &HashMap<String, usize>) -> Vec<Str
 pub struct MergeSummary {
     pub shards: usize,
     pub records: usize,
+    /// Why the shards' dedup indexes could not be used as they are (dedup then made the
+    /// index of the joined records itself), one line per part.
+    pub index_notes: Vec<String>,
 }
 
 /// `flywheel merge`: checks the shards, gathers their records into `runs/<name>/`, and
@@ -267,27 +316,81 @@ pub fn merge(
         .map(|i| RunDir::new(spec.for_shard(Shard { index: i, count: n }).run_dir()))
         .collect();
     let mut records = 0;
-    let gather = |pick: fn(&RunDir) -> PathBuf| -> Result<Option<usize>> {
+    // Streamed, and hashed on the way: each shard's records as its index saw them, and the
+    // joined file as the run's dedup will see it.
+    let gather = |pick: fn(&RunDir) -> PathBuf| -> Result<Option<(usize, Vec<String>, String)>> {
+        use sha2::Digest;
         let parts: Vec<PathBuf> = dirs.iter().map(pick).filter(|p| p.exists()).collect();
         if parts.is_empty() {
             return Ok(None);
         }
-        let mut bytes = Vec::new();
+        let out = pick(&rd);
+        let tmp = out.with_extension("jsonl.merge.tmp");
+        let f = std::fs::File::create(&tmp).map_err(|e| Error::io("cannot write", &tmp, e))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let mut joined = sha2::Sha256::new();
+        let mut shas = Vec::new();
         let mut lines = 0;
+        let mut write = |b: &[u8], joined: &mut sha2::Sha256| -> Result<()> {
+            use std::io::Write;
+            joined.update(b);
+            w.write_all(b)
+                .map_err(|e| Error::io("cannot write", &tmp, e))
+        };
         for p in &parts {
-            let b = std::fs::read(p).map_err(|e| Error::io("cannot read", p, e))?;
-            lines += b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count();
-            bytes.extend_from_slice(&b);
-            if !bytes.is_empty() && !bytes.ends_with(b"\n") {
-                bytes.push(b'\n');
+            let mut part = sha2::Sha256::new();
+            let mut last = b'\n';
+            crate::record::lines::for_each_raw(
+                p,
+                |b| {
+                    part.update(b);
+                    if let Some(&c) = b.last() {
+                        last = c;
+                    }
+                },
+                |_, _, _| {
+                    lines += 1;
+                    Ok(())
+                },
+            )?;
+            // Copy the bytes as they are (a second read, from the page cache).
+            let mut r = std::fs::File::open(p).map_err(|e| Error::io("cannot read", p, e))?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                use std::io::Read;
+                let k = r
+                    .read(&mut buf)
+                    .map_err(|e| Error::io("cannot read", p, e))?;
+                if k == 0 {
+                    break;
+                }
+                write(&buf[..k], &mut joined)?;
             }
+            if last != b'\n' {
+                write(b"\n", &mut joined)?;
+            }
+            shas.push(format!("{:x}", part.finalize()));
         }
-        crate::store::write_atomic(&pick(&rd), &bytes)?;
-        Ok(Some(lines))
+        drop(write);
+        let f = w
+            .into_inner()
+            .map_err(|e| Error::io("cannot write", &tmp, e.into_error()))?;
+        f.sync_all()
+            .map_err(|e| Error::io("cannot sync", &tmp, e))?;
+        std::fs::rename(&tmp, &out).map_err(|e| Error::io("cannot replace", &out, e))?;
+        Ok(Some((lines, shas, format!("{:x}", joined.finalize()))))
     };
     gather(RunDir::generated)?;
-    if let Some(v) = gather(RunDir::verified)? {
+    let mut index_notes = Vec::new();
+    if let Some((v, shas, joined)) = gather(RunDir::verified)? {
         records = v;
+        // The shards' dedup indexes, row for row as their records were joined. A shard
+        // whose index is missing or stale costs time, not correctness: dedup then makes
+        // the index of the joined records itself.
+        let parts: Vec<(PathBuf, String)> = dirs.iter().map(|d| d.index()).zip(shas).collect();
+        if parts.len() == dirs.len() {
+            index_notes = crate::dedup::index::join(&parts, &rd.index(), &joined)?;
+        }
     }
     gather(RunDir::steps)?;
     gather(RunDir::steps_rejected)?;
@@ -328,5 +431,12 @@ pub fn merge(
         .filter(|s| !matches!(s.name(), "generate" | "verify"))
         .collect();
     let out = run_stages(&refs, &cx, on_stage)?;
-    Ok((MergeSummary { shards: n, records }, out))
+    Ok((
+        MergeSummary {
+            shards: n,
+            records,
+            index_notes,
+        },
+        out,
+    ))
 }

@@ -14,7 +14,6 @@ pub mod merge;
 mod stages;
 
 use crate::error::{Error, Result};
-use crate::models::checksum::sha256_bytes;
 use crate::models::FetchPolicy;
 use crate::spec::Spec;
 use crate::store::manifest::StageStatus;
@@ -98,8 +97,9 @@ fn fingerprint(files: &[PathBuf], settings: &str) -> String {
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.update(settings.as_bytes());
     for f in files {
-        match std::fs::read(f) {
-            Ok(b) => h.update(sha256_bytes(&b).as_bytes()),
+        // Streamed: a run's records can be larger than memory.
+        match crate::models::checksum::sha256_stream(f) {
+            Ok(s) => h.update(s.as_bytes()),
             Err(_) => h.update(b"<absent>"),
         }
     }
@@ -110,9 +110,9 @@ fn fingerprint(files: &[PathBuf], settings: &str) -> String {
 fn output_hashes(outputs: &[PathBuf]) -> Option<serde_json::Map<String, serde_json::Value>> {
     let mut m = serde_json::Map::new();
     for p in outputs {
-        let bytes = std::fs::read(p).ok()?;
+        let sha = crate::models::checksum::sha256_stream(p).ok()?;
         let name = p.file_name()?.to_string_lossy().into_owned();
-        m.insert(name, sha256_bytes(&bytes).into());
+        m.insert(name, sha.into());
     }
     Some(m)
 }

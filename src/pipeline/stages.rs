@@ -181,6 +181,61 @@ impl Stage for Dedup {
     }
 }
 
+/// A shard's share of dedup (`run --shard`): the dedup index of its records (exact keys,
+/// MinHash signatures, embeddings), so the merge's global dedup starts from them. Not a
+/// stage of a single run: there, dedup makes its index itself.
+pub struct Index;
+
+impl Index {
+    pub(super) fn options(cx: &Ctx<'_>) -> DedupOptions {
+        let spec = cx.spec;
+        let mut o = DedupOptions::from_spec(
+            &spec.filter,
+            &spec.dedup,
+            spec.path.parent().unwrap_or(Path::new(".")),
+        );
+        o.device = cx.opts.runtime.device.clone();
+        o.fetch = cx.opts.fetch;
+        o.progress = cx.opts.progress;
+        o
+    }
+}
+
+impl Stage for Index {
+    fn name(&self) -> &'static str {
+        "index"
+    }
+    fn inputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
+        vec![cx.dir.verified()]
+    }
+    fn settings(&self, cx: &Ctx<'_>) -> Result<String> {
+        let o = Index::options(cx);
+        Ok(format!(
+            "{:?}{:?}",
+            crate::dedup::stage::sig_settings(&o),
+            crate::dedup::stage::emb_settings(&o)
+        ))
+    }
+    fn outputs(&self, cx: &Ctx<'_>) -> Vec<PathBuf> {
+        use crate::dedup::index::Part;
+        let d = cx.dir.index();
+        let mut v = vec![Part::Signatures.meta(&d), Part::Signatures.bin(&d)];
+        if Index::options(cx).needs_embedder() {
+            v.extend([Part::Embeddings.meta(&d), Part::Embeddings.bin(&d)]);
+        }
+        v
+    }
+    fn run(&self, cx: &Ctx<'_>) -> Result<StageReport> {
+        let o = Index::options(cx);
+        let secs =
+            crate::dedup::stage::build_index(&cx.dir.verified(), &cx.dir.index(), &o, false)?;
+        Ok(StageReport::done(format!(
+            "signatures{} of the shard's records in {secs:.1}s (the merge's dedup starts from them)",
+            if o.needs_embedder() { " and embeddings" } else { "" }
+        )))
+    }
+}
+
 struct Audit;
 
 impl Stage for Audit {
