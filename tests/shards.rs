@@ -297,14 +297,68 @@ fn three_shards_and_a_merge_make_the_single_process_dataset() {
         "{e}"
     );
     std::fs::rename(tmp.path().join("away"), b.join("shards/0-of-3")).unwrap();
+    // Split another way: the new shards take the records the old ones made (same spec, same
+    // settings) and make none again; with both counts there, merge takes the complete one.
     std::fs::create_dir_all(b.join("shards/0-of-4")).unwrap();
+    let o = in_dir(&many, &["merge", "--device", "cpu", "spec.toml"]);
+    assert!(
+        stderr(&o).contains("merging the 3 complete ones, ignoring of-4"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir(b.join("shards/0-of-4")).unwrap();
+    let mut took = 0;
+    for i in 0..2 {
+        let o = in_dir(
+            &many,
+            &[
+                "run",
+                "--device",
+                "cpu",
+                "spec.toml",
+                "--shard",
+                &format!("{i}/2"),
+            ],
+        );
+        let e = stderr(&o);
+        let n: usize = e
+            .split("note: took ")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("shard {i}/2 took nothing: {e}"));
+        took += n;
+    }
+    assert_eq!(took, 16, "every record was taken from the 3 shards");
+    for i in 0..3 {
+        std::fs::rename(
+            b.join(format!("shards/{i}-of-3")),
+            tmp.path().join(format!("old{i}")),
+        )
+        .unwrap();
+    }
+    let o = in_dir(&many, &["merge", "--device", "cpu", "spec.toml"]);
+    assert!(
+        stdout(&o).contains("done: 2 shards, 16 verified records"),
+        "{}",
+        stdout(&o)
+    );
+    for f in ["kept.jsonl", "rejected.jsonl", "dataset.jsonl"] {
+        assert!(
+            bytes(&a.join(f)) == bytes(&b.join(f)),
+            "{f} differs after re-sharding 3 → 2"
+        );
+    }
+    // Incomplete shards of two counts: refused, each named.
+    std::fs::create_dir_all(b.join("shards/0-of-5")).unwrap();
+    std::fs::remove_dir_all(b.join("shards/1-of-2")).unwrap();
     let o = run(flywheel()
         .current_dir(&many)
         .args(["merge", "--device", "cpu", "spec.toml"]));
     assert!(!o.status.success());
+    let e = stderr(&o);
     assert!(
-        stderr(&o).contains("shards of different counts"),
-        "{}",
-        stderr(&o)
+        e.contains("shards of different counts (of-2, of-5) and none is complete"),
+        "{e}"
     );
 }

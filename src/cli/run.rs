@@ -146,8 +146,8 @@ pub fn merge(a: MergeArgs, cx: &Ctx) -> Result<()> {
         println!("[{i}/4] {}: {}", o.stage, o.line);
     })
     .with_context(&context)?;
-    for n in &s.index_notes {
-        eprintln!("note: dedup made its index of the joined records itself: {n}");
+    for n in &s.notes {
+        eprintln!("note: {n}");
     }
     let dir = RunDir::new(spec.run_dir());
     println!(
@@ -368,8 +368,8 @@ fn run_on_devices(a: &RunArgs, spec: &Spec, devices: &[String], cx: &Ctx) -> Res
         println!("[{i}/6] {}: {}", o.stage, o.line);
     })
     .with_context(&context)?;
-    for n in &s.index_notes {
-        eprintln!("note: dedup made its index of the joined records itself: {n}");
+    for n in &s.notes {
+        eprintln!("note: {n}");
     }
     let dir = RunDir::new(spec.run_dir());
     println!(

@@ -61,6 +61,9 @@ pub struct Meta<S> {
     pub version: u32,
     pub source_sha256: String,
     pub rows: u64,
+    /// sha256 of the `.bin`: a damaged or edited index is made again, never read.
+    #[serde(default)]
+    pub bin_sha256: String,
     /// u32 words per row.
     pub row_words: usize,
     pub settings: S,
@@ -130,6 +133,7 @@ struct PartWriter {
     dir: PathBuf,
     w: std::io::BufWriter<std::fs::File>,
     rows: u64,
+    sha: Sha256,
 }
 
 impl PartWriter {
@@ -144,11 +148,13 @@ impl PartWriter {
             dir: dir.to_path_buf(),
             w: std::io::BufWriter::with_capacity(1 << 20, f),
             rows: 0,
+            sha: Sha256::new(),
         })
     }
 
     fn row(&mut self, words: &[u32]) -> Result<()> {
         self.rows += 1;
+        self.sha.update(bytemuck::cast_slice::<u32, u8>(words));
         self.w
             .write_all(bytemuck::cast_slice(words))
             .map_err(|e| Error::io("cannot write", self.part.bin(&self.dir), e))
@@ -165,6 +171,7 @@ impl PartWriter {
         let bin = self.part.bin(&self.dir);
         std::fs::rename(&tmp, &bin).map_err(|e| Error::io("cannot replace", &bin, e))?;
         meta.rows = self.rows;
+        meta.bin_sha256 = format!("{:x}", self.sha.finalize());
         let json = serde_json::to_vec_pretty(&meta)
             .map_err(|e| Error::Internal(format!("index meta: {e}")))?;
         crate::store::write_atomic(&self.part.meta(&self.dir), &json)?;
@@ -251,6 +258,7 @@ pub fn build_signatures(
     w.finish(Meta {
         version: VERSION,
         source_sha256: sha,
+        bin_sha256: String::new(),
         rows: 0,
         row_words: words,
         settings: settings.clone(),
@@ -306,6 +314,7 @@ pub fn build_embeddings(
     w.finish(Meta {
         version: VERSION,
         source_sha256: sha,
+        bin_sha256: String::new(),
         rows: 0,
         row_words: words,
         settings: settings.clone(),
@@ -325,7 +334,7 @@ struct Mapped {
 
 impl Mapped {
     /// Maps a part whose meta says `rows` × `words`; `None` when the file disagrees.
-    fn open(bin: &Path, rows: u64, words: usize) -> Result<Option<Mapped>> {
+    fn open(bin: &Path, rows: u64, words: usize, sha: &str) -> Result<Option<Mapped>> {
         let Ok(f) = std::fs::File::open(bin) else {
             return Ok(None);
         };
@@ -334,6 +343,9 @@ impl Mapped {
             .map_err(|e| Error::io("cannot read", bin, e))?
             .len();
         if len != rows * words as u64 * 4 {
+            return Ok(None);
+        }
+        if crate::models::checksum::sha256_stream(bin)? != sha {
             return Ok(None);
         }
         let map = if len == 0 {
@@ -375,10 +387,13 @@ impl Signatures {
         {
             return Ok(None);
         }
-        Ok(
-            Mapped::open(&Part::Signatures.bin(dir), meta.rows, meta.row_words)?
-                .map(|m| Signatures { m, meta }),
-        )
+        Ok(Mapped::open(
+            &Part::Signatures.bin(dir),
+            meta.rows,
+            meta.row_words,
+            &meta.bin_sha256,
+        )?
+        .map(|m| Signatures { m, meta }))
     }
 
     pub fn rows(&self) -> usize {
@@ -427,10 +442,13 @@ impl Embeddings {
         {
             return Ok(None);
         }
-        Ok(
-            Mapped::open(&Part::Embeddings.bin(dir), meta.rows, meta.row_words)?
-                .map(|m| Embeddings { m, meta }),
-        )
+        Ok(Mapped::open(
+            &Part::Embeddings.bin(dir),
+            meta.rows,
+            meta.row_words,
+            &meta.bin_sha256,
+        )?
+        .map(|m| Embeddings { m, meta }))
     }
 
     pub fn dim(&self) -> usize {
@@ -512,21 +530,52 @@ pub fn join(parts: &[(PathBuf, String)], out: &Path, joined_sha256: &str) -> Res
         let mut w = std::fs::File::create(&tmp).map_err(|e| Error::io("cannot write", &tmp, e))?;
         let mut rows = 0;
         let mut seconds: f64 = 0.0;
-        for ((dir, _), m) in parts.iter().zip(&metas) {
+        let mut joined = Sha256::new();
+        let mut damaged = None;
+        for (k, ((dir, _), m)) in parts.iter().zip(&metas).enumerate() {
+            use std::io::Read;
             let m = m
                 .as_ref()
                 .ok_or_else(|| Error::Internal("index part vanished".into()))?;
             let bin = part.bin(dir);
             let mut r = std::fs::File::open(&bin).map_err(|e| Error::io("cannot read", &bin, e))?;
-            std::io::copy(&mut r, &mut w).map_err(|e| Error::io("cannot write", &tmp, e))?;
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = r
+                    .read(&mut buf)
+                    .map_err(|e| Error::io("cannot read", &bin, e))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                joined.update(&buf[..n]);
+                w.write_all(&buf[..n])
+                    .map_err(|e| Error::io("cannot write", &tmp, e))?;
+            }
+            if format!("{:x}", h.finalize()) != m.bin_sha256 {
+                damaged = Some(format!(
+                    "index {k} ({}): its {} part is damaged (its .bin is not what was written)",
+                    dir.display(),
+                    part.name()
+                ));
+                break;
+            }
             rows += m.rows;
             seconds = seconds.max(m.seconds);
+        }
+        if let Some(d) = damaged {
+            drop(w);
+            let _ = std::fs::remove_file(&tmp);
+            notes.push(d);
+            continue;
         }
         w.sync_all()
             .map_err(|e| Error::io("cannot sync", &tmp, e))?;
         std::fs::rename(&tmp, part.bin(out)).map_err(|e| Error::io("cannot replace", out, e))?;
         let meta = Meta {
             source_sha256: joined_sha256.to_string(),
+            bin_sha256: format!("{:x}", joined.finalize()),
             rows,
             seconds,
             ..first.clone()
@@ -564,6 +613,7 @@ pub fn write_embeddings(
     w.finish(Meta {
         version: VERSION,
         source_sha256: source_sha256.to_string(),
+        bin_sha256: String::new(),
         rows: 0,
         row_words: dim + 5,
         settings: settings.clone(),

@@ -137,14 +137,20 @@ impl std::fmt::Display for DedupSummary {
             self.by_method().unwrap_or_else(|| "none".into()),
             self.wall_seconds
         )?;
-        if self.embedded > 0 {
+        if self.embedded > 0 && self.embed_seconds > 0.0 {
             writeln!(
                 f,
                 "embedded {} texts in {:.1}s ({:.0}/s), {} truncated to the model's window",
                 self.embedded,
                 self.embed_seconds,
-                self.embedded as f64 / self.embed_seconds.max(1e-9),
+                self.embedded as f64 / self.embed_seconds,
                 self.truncated
+            )?;
+        } else if self.embedded > 0 {
+            writeln!(
+                f,
+                "compared {} embeddings from the dedup index (made earlier), {} truncated to the model's window",
+                self.embedded, self.truncated
             )?;
         }
         if self.eval_items > 0 {
@@ -439,11 +445,13 @@ fn index_for(
     sha: &str,
     opts: &DedupOptions,
     summary: &mut DedupSummary,
-) -> Result<(index::Signatures, Option<index::Embeddings>)> {
+) -> Result<(index::Signatures, Option<index::Embeddings>, bool)> {
     let st = sig_settings(opts);
+    let mut built = false;
     let sigs = match index::Signatures::fresh(dir, sha, &st)? {
         Some(s) => s,
         None => {
+            built = true;
             index::build_signatures(input, dir, &st, opts.progress)?;
             index::Signatures::fresh(dir, sha, &st)?.ok_or_else(|| changed(input))?
         }
@@ -453,6 +461,7 @@ fn index_for(
         Some(st) => Some(match index::Embeddings::fresh(dir, sha, &st)? {
             Some(e) => e,
             None => {
+                built = true;
                 let emb = crate::runtime::embedder(&opts.embedder, opts.fetch, &opts.device)?;
                 let m = index::build_embeddings(input, dir, &st, &emb, opts.progress)?;
                 summary.embed_seconds = m.seconds;
@@ -460,7 +469,7 @@ fn index_for(
             }
         }),
     };
-    Ok((sigs, embs))
+    Ok((sigs, embs, built))
 }
 
 fn changed(input: &Path) -> Error {
@@ -509,6 +518,102 @@ pub fn build_index(input: &Path, dir: &Path, opts: &DedupOptions, embed_only: bo
         }
     }
     Ok(t0.elapsed().as_secs_f64())
+}
+
+/// One read of the records: a [`Row`] each, checked row for row against the index
+/// (`None`: the index does not line up with them).
+fn read_rows(
+    input: &Path,
+    sha: &str,
+    sigs: &index::Signatures,
+    embs: Option<&index::Embeddings>,
+    opts: &DedupOptions,
+    eval_index: Option<&EvalIndex>,
+) -> Result<Option<Vec<Row>>> {
+    let mut rows: Vec<Row> = Vec::new();
+    let mut misaligned = false;
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    let mut hasher = sha2::Sha256::default();
+    let read = crate::record::lines::for_each_raw(
+        input,
+        |b| sha2::Digest::update(&mut hasher, b),
+        |line, offset, raw| {
+            let k = rows.len();
+            let mut r = Row {
+                offset,
+                len: raw.len() as u32,
+                line: line as u32,
+                id: "".into(),
+                pre: None,
+                score: None,
+                prompt: None,
+                sample: u64::MAX,
+                contaminated: None,
+            };
+            let value = match crate::record::lines::parse_line(raw) {
+                Ok(v) => v,
+                Err(why) => {
+                    r.pre = Some(why.into());
+                    rows.push(r);
+                    return Ok(());
+                }
+            };
+            let h = index::id_hash(&value);
+            if k >= sigs.rows()
+                || sigs.id_hash(k) != h
+                || embs.is_some_and(|e| k >= e.rows() || e.id_hash(k) != h)
+            {
+                misaligned = true;
+                return Err(Error::Interrupted);
+            }
+            let mut id = match value.get("id") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => format!("line:{line}"),
+            };
+            // Ids name survivors in `dup_of`; a repeated id would make that ambiguous.
+            let count = seen.entry(id.clone()).or_insert(0);
+            *count += 1;
+            if *count > 1 {
+                id = format!("{id}@line:{line}");
+            }
+            r.id = id.into();
+            r.score = priority(&value);
+            r.sample = sample_index(&value);
+            // A line verify could not read, carried to here with its reason.
+            r.pre = if let Some(why) = value.pointer("/bad_input/reason").and_then(Value::as_str) {
+                Some(why.into())
+            } else if !sigs.has_text(k) {
+                Some(format!("bad_input:no_text (no {:?} field to compare)", opts.field).into())
+            } else {
+                filter_reason(&value, &opts.filter).map(Into::into)
+            };
+            if r.pre.is_none() {
+                r.prompt = crate::record::prompt_key(&value).map(|k| prompt_hash(&k));
+                if let Some(idx) = eval_index {
+                    let text = crate::record::View::new(&value)
+                        .text(&opts.field)
+                        .unwrap_or_default();
+                    r.contaminated = idx
+                        .find(&text)
+                        .map(|e| Box::new((e.file.clone(), e.id.clone())));
+                }
+            }
+            rows.push(r);
+            Ok(())
+        },
+    );
+    if misaligned {
+        return Ok(None);
+    }
+    read?;
+    if format!("{:x}", sha2::Digest::finalize(hasher)) != sha {
+        return Err(changed(input));
+    }
+    if rows.len() != sigs.rows() || embs.is_some_and(|e| e.rows() != rows.len()) {
+        return Ok(None);
+    }
+    Ok(Some(rows))
 }
 
 /// Filters and deduplicates `input` into `kept` and `rejected`; the index is made (or
@@ -564,82 +669,23 @@ pub fn run_indexed(
         ..Default::default()
     };
     let sha = crate::models::checksum::sha256_stream(input)?;
-    let (sigs, embs) = index_for(input, index_dir, &sha, opts, &mut summary)?;
     let eval_index = (!eval.is_empty()).then(|| EvalIndex::build(eval.clone(), opts.ngram));
     summary.eval_skipped_short = eval_index.as_ref().map_or(0, |i| i.skipped);
-
-    // One read of the records: a Row each.
-    let mut rows: Vec<Row> = Vec::new();
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    let mut hasher = sha2::Sha256::default();
-    crate::record::lines::for_each_raw(
-        input,
-        |b| sha2::Digest::update(&mut hasher, b),
-        |line, offset, raw| {
-            let k = rows.len();
-            let mut r = Row {
-                offset,
-                len: raw.len() as u32,
-                line: line as u32,
-                id: "".into(),
-                pre: None,
-                score: None,
-                prompt: None,
-                sample: u64::MAX,
-                contaminated: None,
-            };
-            let value = match crate::record::lines::parse_line(raw) {
-                Ok(v) => v,
-                Err(why) => {
-                    r.pre = Some(why.into());
-                    rows.push(r);
-                    return Ok(());
-                }
-            };
-            if k >= sigs.rows() || sigs.id_hash(k) != index::id_hash(&value) {
-                return Err(changed(input));
+    // An index whose rows do not line up with the records (edited, or from other records
+    // of the same count) is made again, once; made here and still off, the input changed.
+    let mut retried = false;
+    let (sigs, embs, rows) = loop {
+        let (sigs, embs, built) = index_for(input, index_dir, &sha, opts, &mut summary)?;
+        match read_rows(input, &sha, &sigs, embs.as_ref(), opts, eval_index.as_ref())? {
+            Some(rows) => break (sigs, embs, rows),
+            None if !built && !retried => {
+                retried = true;
+                let _ = std::fs::remove_file(index::Part::Signatures.meta(index_dir));
+                let _ = std::fs::remove_file(index::Part::Embeddings.meta(index_dir));
             }
-            let mut id = match value.get("id") {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
-                _ => format!("line:{line}"),
-            };
-            // Ids name survivors in `dup_of`; a repeated id would make that ambiguous.
-            let count = seen.entry(id.clone()).or_insert(0);
-            *count += 1;
-            if *count > 1 {
-                id = format!("{id}@line:{line}");
-            }
-            r.id = id.into();
-            r.score = priority(&value);
-            r.sample = sample_index(&value);
-            // A line verify could not read, carried to here with its reason.
-            r.pre = if let Some(why) = value.pointer("/bad_input/reason").and_then(Value::as_str) {
-                Some(why.into())
-            } else if !sigs.has_text(k) {
-                Some(format!("bad_input:no_text (no {:?} field to compare)", opts.field).into())
-            } else {
-                filter_reason(&value, &opts.filter).map(Into::into)
-            };
-            if r.pre.is_none() {
-                r.prompt = crate::record::prompt_key(&value).map(|k| prompt_hash(&k));
-                if let Some(idx) = &eval_index {
-                    let text = crate::record::View::new(&value)
-                        .text(&opts.field)
-                        .unwrap_or_default();
-                    r.contaminated = idx
-                        .find(&text)
-                        .map(|e| Box::new((e.file.clone(), e.id.clone())));
-                }
-            }
-            rows.push(r);
-            Ok(())
-        },
-    )?;
-    drop(seen);
-    if rows.len() != sigs.rows() || format!("{:x}", sha2::Digest::finalize(hasher)) != sha {
-        return Err(changed(input));
-    }
+            None => return Err(changed(input)),
+        }
+    };
 
     // Processing order: file order, or unreadable lines first (by line) then records by id.
     let mut order: Vec<u32> = (0..rows.len() as u32).collect();

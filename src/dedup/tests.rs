@@ -310,3 +310,152 @@ fn chained_cluster_reports_similarity_to_its_survivor() {
     assert!((sim - 44f32.to_radians().cos()).abs() < 1e-5, "{sim}");
     assert!(*sim < 0.92, "below the threshold, through b");
 }
+
+/// Records as a run holds them: ids, a text each, a few near copies and a bad line.
+fn run_records(
+    dir: &std::path::Path,
+    name: &str,
+    ids: std::ops::Range<usize>,
+) -> std::path::PathBuf {
+    let c = corpus::build(CorpusSpec {
+        bases: 100,
+        ..Default::default()
+    });
+    let mut s = String::new();
+    for i in ids {
+        let t = &c.texts[i % c.texts.len()];
+        s.push_str(&serde_json::json!({"id": format!("r{i:03}"), "text": t}).to_string());
+        s.push('\n');
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+fn options() -> stage::DedupOptions {
+    let mut o = stage::DedupOptions::from_spec(
+        &Default::default(),
+        &Default::default(),
+        std::path::Path::new("."),
+    );
+    o.field = "text".into();
+    o.semantic = None;
+    o
+}
+
+/// The index is used only for the bytes and settings it was made from, with its .bin
+/// whole; anything else reads as stale (made again), never as data.
+#[test]
+fn index_is_fresh_only_for_its_source_settings_and_bytes() {
+    use index::{Part, Signatures};
+    let d = tempfile::tempdir().unwrap();
+    let src = run_records(d.path(), "a.jsonl", 0..60);
+    let sha = crate::models::checksum::sha256_stream(&src).unwrap();
+    let o = options();
+    let st = stage::sig_settings(&o);
+    let dir = d.path().join("index");
+    let m = index::build_signatures(&src, &dir, &st, false).unwrap();
+    assert_eq!((m.rows, m.source_sha256.as_str()), (60, sha.as_str()));
+    let s = Signatures::fresh(&dir, &sha, &st).unwrap().expect("fresh");
+    assert_eq!(s.rows(), 60);
+    assert!(s.sig(0).is_some_and(|x| x.len() == st.num_perm) && s.exact(0).is_some());
+    assert!(
+        Signatures::fresh(&dir, "0", &st).unwrap().is_none(),
+        "other bytes"
+    );
+    let other = index::SigSettings {
+        num_perm: 64,
+        ..st.clone()
+    };
+    assert!(
+        Signatures::fresh(&dir, &sha, &other).unwrap().is_none(),
+        "other settings"
+    );
+    // One flipped byte in the .bin, same length: stale.
+    let bin = Part::Signatures.bin(&dir);
+    let mut b = std::fs::read(&bin).unwrap();
+    b[100] ^= 1;
+    std::fs::write(&bin, &b).unwrap();
+    assert!(
+        Signatures::fresh(&dir, &sha, &st).unwrap().is_none(),
+        "damaged"
+    );
+    // Cut short: stale.
+    std::fs::write(&bin, &b[..b.len() - 4]).unwrap();
+    assert!(
+        Signatures::fresh(&dir, &sha, &st).unwrap().is_none(),
+        "short"
+    );
+}
+
+/// Two shards' indexes joined give the same dedup as an index of the joined records made
+/// in one go; a stale shard index is left out with a note, and dedup makes its own.
+#[test]
+fn joined_shard_indexes_dedup_like_one_index() {
+    let d = tempfile::tempdir().unwrap();
+    let a = run_records(d.path(), "a.jsonl", 0..70);
+    let b = run_records(d.path(), "b.jsonl", 70..150);
+    let whole = d.path().join("whole.jsonl");
+    let joined_bytes = [std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap()].concat();
+    std::fs::write(&whole, &joined_bytes).unwrap();
+    let o = options();
+    let st = stage::sig_settings(&o);
+    let mut parts = Vec::new();
+    for (p, name) in [(&a, "ia"), (&b, "ib")] {
+        let m = index::build_signatures(p, &d.path().join(name), &st, false).unwrap();
+        parts.push((d.path().join(name), m.source_sha256));
+    }
+    let sha = crate::models::checksum::sha256_stream(&whole).unwrap();
+    let notes = index::join(&parts, &d.path().join("joined"), &sha).unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
+    let joined = index::Signatures::fresh(&d.path().join("joined"), &sha, &st)
+        .unwrap()
+        .expect("joined index is fresh for the joined records");
+    assert_eq!(joined.rows(), 150);
+    let run = |idx: &str, tag: &str| {
+        let (k, r) = (
+            d.path().join(format!("k{tag}")),
+            d.path().join(format!("r{tag}")),
+        );
+        let s = stage::run_indexed(&whole, &d.path().join(idx), &k, &r, &o).unwrap();
+        (s.kept, std::fs::read(k).unwrap(), std::fs::read(r).unwrap())
+    };
+    let from_shards = run("joined", "1");
+    let fresh = run("fresh", "2");
+    assert!(
+        from_shards.0 < 150,
+        "near copies removed: {}",
+        from_shards.0
+    );
+    assert_eq!(from_shards, fresh);
+    // Shard b's records changed after its index was made: no join, a note, same result.
+    std::fs::write(
+        &b,
+        [
+            std::fs::read(&b).unwrap(),
+            b"{\"id\":\"x\",\"text\":\"y\"}\n".to_vec(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    parts[1].1 = crate::models::checksum::sha256_stream(&b).unwrap();
+    let notes = index::join(&parts, &d.path().join("joined"), &sha).unwrap();
+    assert!(
+        notes.len() == 1 && notes[0].contains("other records than it now holds"),
+        "{notes:?}"
+    );
+    assert!(!index::Part::Signatures
+        .meta(&d.path().join("joined"))
+        .exists());
+    // An index whose rows belong to other records of the same count is made again.
+    let c = run_records(d.path(), "c.jsonl", 500..650);
+    let sha_c = crate::models::checksum::sha256_stream(&c).unwrap();
+    let m = index::build_signatures(&c, &d.path().join("lying"), &st, false).unwrap();
+    let meta_path = index::Part::Signatures.meta(&d.path().join("lying"));
+    let lie = std::fs::read_to_string(&meta_path)
+        .unwrap()
+        .replace(&sha_c, &sha);
+    assert_eq!(m.rows, 150);
+    std::fs::write(&meta_path, lie).unwrap();
+    assert_eq!(run("lying", "3"), fresh);
+}

@@ -246,13 +246,29 @@ pub fn run(spec: &Spec, opts: &GenerateOptions) -> Result<GenerateSummary> {
             to.display()
         );
     }
-    let (mut writer, existing) = JsonlWriter::open(&gen_path)?;
+    let (mut writer, mut existing) = JsonlWriter::open(&gen_path)?;
     if existing.torn_bytes > 0 {
         eprintln!(
             "note: cut a torn last line ({} bytes) from {}; that record will be generated again",
             existing.torn_bytes,
             gen_path.display()
         );
+    }
+    if let Some(shard) = spec.shard {
+        let n = adopt(
+            spec,
+            shard,
+            &fingerprint,
+            &index,
+            &mut writer,
+            &mut existing.ids,
+        )?;
+        if n > 0 {
+            writer.sync()?;
+            eprintln!(
+                "note: took {n} records this shard owns from shards of another count, made from this spec with these settings: they are not generated again"
+            );
+        }
     }
     let mut journal = if has_steps {
         Some(Journal::open(&rd)?)
@@ -589,4 +605,76 @@ fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String>
             )
         })
         .collect()
+}
+
+/// Records shard `shard` owns that shards of another count already made (the run was split
+/// another way before), from this very spec text with this generation fingerprint: copied
+/// byte for byte into this shard's file, so changing the number of shards never makes a
+/// finished record again. Records of tasks with steps are left to be made again (their
+/// step journal stays with the shard that made them).
+fn adopt(
+    spec: &Spec,
+    shard: crate::spec::Shard,
+    fingerprint: &serde_json::Value,
+    index: &PlanIndex,
+    writer: &mut JsonlWriter,
+    have: &mut std::collections::HashSet<String>,
+) -> Result<usize> {
+    use crate::spec::Shard;
+    let run = spec.run_dir();
+    let Some(root) = run.parent() else {
+        return Ok(0);
+    };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Ok(0);
+    };
+    let mut dirs: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(Shard::from_dir_name)
+                .is_some_and(|s| s.count != shard.count)
+        })
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    let spec_sha = spec.sha256();
+    let mut n = 0;
+    for d in dirs {
+        let Some(m) = Manifest::load(&d)? else {
+            continue;
+        };
+        if m.spec_sha256 != spec_sha || m.generation_fingerprint.as_ref() != Some(fingerprint) {
+            continue;
+        }
+        let file = crate::store::RunDir::new(&d).generated();
+        if !file.is_file() {
+            continue;
+        }
+        crate::record::lines::for_each_raw(
+            &file,
+            |_| {},
+            |_, _, raw| {
+                let Ok(v) = crate::record::lines::parse_line(raw) else {
+                    return Ok(());
+                };
+                let Some(id) = v["id"].as_str() else {
+                    return Ok(());
+                };
+                let steps = v["meta"]["task"].as_str().is_some_and(|t| {
+                    spec.tasks
+                        .iter()
+                        .any(|task| task.name == t && task.has_steps())
+                });
+                if shard.owns(id) && !steps && !have.contains(id) && index.contains(&v) {
+                    writer.append_raw(raw)?;
+                    have.insert(id.to_string());
+                    n += 1;
+                }
+                Ok(())
+            },
+        )?;
+    }
+    Ok(n)
 }

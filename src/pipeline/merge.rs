@@ -92,10 +92,12 @@ pub fn index_shard(spec: &Spec, opts: &RunOptions, embed_only: bool) -> Result<S
         .unwrap_or_default())
 }
 
-/// What is wrong with a set of shards, one line each (empty: they can be merged).
-pub fn check_shards(spec: &Spec) -> Result<(usize, Vec<String>)> {
+/// The shard count to merge and what is wrong with its shards, one line each (empty: they
+/// can be merged), plus notes. Shards of several counts (the run was split another way
+/// before) are fine: the largest count whose shards are complete and consistent is merged,
+/// and the others are named in a note.
+pub fn check_shards(spec: &Spec) -> Result<(usize, Vec<String>, Vec<String>)> {
     let root = spec.run_dir().join("shards");
-    let mut problems = Vec::new();
     let mut counts: Vec<usize> = Vec::new();
     if let Ok(rd) = std::fs::read_dir(&root) {
         for e in rd.flatten() {
@@ -107,23 +109,58 @@ pub fn check_shards(spec: &Spec) -> Result<(usize, Vec<String>)> {
         }
     }
     counts.sort_unstable();
-    let n = match counts.as_slice() {
-        [] => {
-            return Err(Error::MissingInput {
-                path: root,
-                run_first: format!("flywheel run {} --shard 0/N", spec.path.display()),
-                or: " for each shard",
-            })
-        }
-        [n] => *n,
+    match counts.as_slice() {
+        [] => Err(Error::MissingInput {
+            path: root,
+            run_first: format!("flywheel run {} --shard 0/N", spec.path.display()),
+            or: " for each shard",
+        }),
+        [n] => Ok((*n, check_count(spec, *n)?, Vec::new())),
         many => {
-            return Err(Error::RunConflict(format!(
-                "{} holds shards of different counts ({}): a run is split one way; move the other shard directories away",
+            let mut checked = Vec::new();
+            for &n in many.iter().rev() {
+                let p = check_count(spec, n)?;
+                if p.is_empty() {
+                    let others: Vec<String> = many
+                        .iter()
+                        .filter(|&&m| m != n)
+                        .map(|m| format!("of-{m}"))
+                        .collect();
+                    return Ok((
+                        n,
+                        p,
+                        vec![format!(
+                            "{} holds shards of several counts: merging the {n} complete ones, ignoring {}",
+                            root.display(),
+                            others.join(", ")
+                        )],
+                    ));
+                }
+                checked.push((n, p));
+            }
+            Err(Error::RunConflict(format!(
+                "{} holds shards of different counts ({}) and none is complete:\n  {}",
                 root.display(),
-                many.iter().map(|n| format!("of-{n}")).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|n| format!("of-{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                checked
+                    .iter()
+                    .map(|(n, p)| format!(
+                        "of-{n}: {}",
+                        p.first().map(String::as_str).unwrap_or("")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
             )))
         }
-    };
+    }
+}
+
+/// What is wrong with the `n` shards of `spec`, one line each.
+fn check_count(spec: &Spec, n: usize) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
     let spec_sha = spec.sha256();
     let mut first: Option<(usize, Manifest)> = None;
     let mut owner_of: HashMap<String, usize> = HashMap::new();
@@ -226,7 +263,7 @@ pub fn check_shards(spec: &Spec) -> Result<(usize, Vec<String>)> {
         }
     }
     problems.extend(coverage(spec, n, &owner_of));
-    Ok((n, problems))
+    Ok(problems)
 }
 
 /// Every planned record, exactly once: what is missing (counted per shard) and what the
@@ -282,9 +319,10 @@ fn coverage(spec: &Spec, n: usize, owner_of: &HashMap<String, usize>) -> Vec<Str
 pub struct MergeSummary {
     pub shards: usize,
     pub records: usize,
-    /// Why the shards' dedup indexes could not be used as they are (dedup then made the
-    /// index of the joined records itself), one line per part.
-    pub index_notes: Vec<String>,
+    /// What the user should know: shards of other counts ignored, and why the shards'
+    /// dedup indexes could not be used as they are (dedup then made the index of the
+    /// joined records itself).
+    pub notes: Vec<String>,
 }
 
 /// `flywheel merge`: checks the shards, gathers their records into `runs/<name>/`, and
@@ -296,7 +334,7 @@ pub fn merge(
 ) -> Result<(MergeSummary, Vec<StageOutcome>)> {
     let rd = RunDir::new(spec.run_dir());
     let _lock = crate::store::create_run_dir(rd.path())?;
-    let (n, problems) = check_shards(spec)?;
+    let (n, problems, notes) = check_shards(spec)?;
     if !problems.is_empty() {
         const SHOWN: usize = 20;
         let more = problems.len().saturating_sub(SHOWN);
@@ -381,7 +419,7 @@ pub fn merge(
         Ok(Some((lines, shas, format!("{:x}", joined.finalize()))))
     };
     gather(RunDir::generated)?;
-    let mut index_notes = Vec::new();
+    let mut index_notes = notes;
     if let Some((v, shas, joined)) = gather(RunDir::verified)? {
         records = v;
         // The shards' dedup indexes, row for row as their records were joined. A shard
@@ -389,7 +427,11 @@ pub fn merge(
         // the index of the joined records itself.
         let parts: Vec<(PathBuf, String)> = dirs.iter().map(|d| d.index()).zip(shas).collect();
         if parts.len() == dirs.len() {
-            index_notes = crate::dedup::index::join(&parts, &rd.index(), &joined)?;
+            index_notes.extend(
+                crate::dedup::index::join(&parts, &rd.index(), &joined)?
+                    .into_iter()
+                    .map(|w| format!("dedup made its index of the joined records itself: {w}")),
+            );
         }
     }
     gather(RunDir::steps)?;
@@ -435,7 +477,7 @@ pub fn merge(
         MergeSummary {
             shards: n,
             records,
-            index_notes,
+            notes: index_notes,
         },
         out,
     ))

@@ -104,6 +104,17 @@ impl JsonlWriter {
             .map_err(|e| Error::io("cannot write (is the disk full?) to", &self.path, e))
     }
 
+    /// Appends one line exactly as given (a record copied from another file, kept byte for
+    /// byte), with its newline, in a single call.
+    pub fn append_raw(&mut self, raw: &[u8]) -> Result<()> {
+        let mut line = raw.to_vec();
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .and_then(|_| self.file.flush())
+            .map_err(|e| Error::io("cannot write (is the disk full?) to", &self.path, e))
+    }
+
     /// Forces written records to disk (called once per step).
     pub fn sync(&mut self) -> Result<()> {
         self.file
