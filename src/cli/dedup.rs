@@ -115,7 +115,7 @@ pub(super) fn index_shard(
         force: false,
         canaries: 0,
     };
-    Ok(flywheel::pipeline::merge::index_shard(spec, &opts, embed_only).with_context(&context)?)
+    flywheel::pipeline::merge::index_shard(spec, &opts, embed_only).with_context(&context)
 }
 
 fn with_spec(path: &Path, a: &DedupArgs, cx: &Ctx) -> Result<stage::DedupSummary> {

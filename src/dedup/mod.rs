@@ -298,14 +298,14 @@ pub fn minhash_by_sig<'a>(
     out: &mut [Option<Reason>],
 ) {
     let mut alive = Vec::new();
-    for i in 0..keys.len() {
-        if out[i].is_some() {
+    for (i, o) in out.iter_mut().enumerate().take(keys.len()) {
+        if o.is_some() {
             continue;
         }
         // No shingles: blank (already removed by exact dedup when it ran), or only symbols
         // such as emoji, which have no words to shingle and simply stay unpaired here.
         if sig(i).is_none() && blank(i) {
-            out[i] = Some(Reason::Empty);
+            *o = Some(Reason::Empty);
         } else {
             alive.push(i);
         }
@@ -421,13 +421,13 @@ pub fn semantic_by_vector<'v>(
 ) -> Result<()> {
     use semantic::Rows;
     let mut alive = Vec::new();
-    for i in 0..keys.len() {
-        if out[i].is_some() {
+    for (i, o) in out.iter_mut().enumerate().take(keys.len()) {
+        if o.is_some() {
             continue;
         }
         match vector(i) {
             Some(v) if v.iter().all(|x| x.is_finite()) => alive.push(i),
-            _ => out[i] = Some(Reason::BadEmbedding),
+            _ => *o = Some(Reason::BadEmbedding),
         }
     }
     if alive.is_empty() || dim == 0 {

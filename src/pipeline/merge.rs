@@ -409,7 +409,6 @@ pub fn merge(
             }
             shas.push(format!("{:x}", part.finalize()));
         }
-        drop(write);
         let f = w
             .into_inner()
             .map_err(|e| Error::io("cannot write", &tmp, e.into_error()))?;
