@@ -349,6 +349,41 @@ fn three_shards_and_a_merge_make_the_single_process_dataset() {
             "{f} differs after re-sharding 3 → 2"
         );
     }
+    // A [dedup] edit: the shards' records still stand; merge asks for the shards to be
+    // brought up to date, a rerun of each skips what is fresh, and the merge goes through.
+    let edited = std::fs::read_to_string(many.join("spec.toml"))
+        .unwrap()
+        .replace("semantic = 0.9", "semantic = 0.95");
+    std::fs::write(many.join("spec.toml"), edited).unwrap();
+    let o = run(flywheel()
+        .current_dir(&many)
+        .args(["merge", "--device", "cpu", "spec.toml"]));
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("made from another spec text"),
+        "{}",
+        stderr(&o)
+    );
+    for i in 0..2 {
+        let o = in_dir(
+            &many,
+            &[
+                "run",
+                "--device",
+                "cpu",
+                "spec.toml",
+                "--shard",
+                &format!("{i}/2"),
+            ],
+        );
+        let out = stdout(&o);
+        assert!(
+            out.contains("generate: up to date") && out.contains("verify: up to date"),
+            "{out}"
+        );
+    }
+    let o = in_dir(&many, &["merge", "--device", "cpu", "spec.toml"]);
+    assert!(stdout(&o).contains("dedup: 16 →"), "{}", stdout(&o));
     // Incomplete shards of two counts: refused, each named.
     std::fs::create_dir_all(b.join("shards/0-of-5")).unwrap();
     std::fs::remove_dir_all(b.join("shards/1-of-2")).unwrap();

@@ -80,6 +80,10 @@ pub struct DedupArgs {
 }
 
 pub fn dedup(a: DedupArgs, cx: &Ctx) -> Result<()> {
+    anyhow::ensure!(
+        a.spec.is_some() || a.shard.shard.is_none(),
+        "--shard needs a SPEC: it indexes that shard's verified records (see flywheel dedup --help)"
+    );
     if let Some(path) = &a.spec {
         if let Some(shard) = a.shard.get()? {
             anyhow::ensure!(

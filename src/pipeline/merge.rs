@@ -41,8 +41,13 @@ pub fn run_shard(
         .collect();
     refs.push(&index);
     let out = run_stages(&refs, &cx, on_stage)?;
-    // Where the shard's models ran: the merge refuses shards that ran differently.
+    // Where the shard's models ran: the merge refuses shards that ran differently. And the
+    // spec text it is now up to date with: every stage above is fresh for this text (an
+    // edit that touched none of them, a [dedup] threshold say, left them skipped), so the
+    // merge's same-spec check holds after a rerun.
     let mut m = Manifest::load(rd.path())?.unwrap_or_default();
+    m.spec_sha256 = spec.sha256();
+    m.spec_path = spec.path.display().to_string();
     for stage in ["generate", "verify"] {
         if let Some(st) = m.stages.get_mut(stage) {
             st.extra
@@ -334,6 +339,25 @@ pub fn merge(
 ) -> Result<(MergeSummary, Vec<StageOutcome>)> {
     let rd = RunDir::new(spec.run_dir());
     let _lock = crate::store::create_run_dir(rd.path())?;
+    // No shard may change while it is checked and gathered: a shard process still running
+    // (or started again) holds its directory's lock, and the merge says so and stops.
+    let mut _shard_locks = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(rd.path().join("shards")) {
+        let mut dirs: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(Shard::from_dir_name)
+                    .is_some()
+            })
+            .map(|e| e.path())
+            .collect();
+        dirs.sort();
+        for d in dirs {
+            _shard_locks.push(crate::store::RunLock::acquire(&d)?);
+        }
+    }
     let (n, problems, notes) = check_shards(spec)?;
     if !problems.is_empty() {
         const SHOWN: usize = 20;
