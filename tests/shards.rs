@@ -306,7 +306,7 @@ fn three_shards_and_a_merge_make_the_single_process_dataset() {
         "{}",
         stderr(&o)
     );
-    std::fs::remove_dir(b.join("shards/0-of-4")).unwrap();
+    std::fs::remove_dir_all(b.join("shards/0-of-4")).unwrap();
     let mut took = 0;
     for i in 0..2 {
         let o = in_dir(

@@ -142,11 +142,12 @@ pub struct EmbedArgs {
     /// Output: .npy (float32, rows × dim) or .safetensors (tensor `embeddings`).
     #[arg(long, requires = "input")]
     output: Option<PathBuf>,
-    /// Text to embed: auto, assistant, user, or a field name.
-    #[arg(long, default_value = "auto")]
+    /// Text to embed: auto, assistant, user, or a field name (with a SPEC: its
+    /// [dedup].field).
+    #[arg(long, default_value = "auto", conflicts_with = "spec")]
     field: String,
     /// Embedder: a built-in id or a local sentence-transformers folder.
-    #[arg(long, default_value = "all-minilm-l6-v2")]
+    #[arg(long, default_value = "all-minilm-l6-v2", conflicts_with = "spec")]
     embedder: String,
     #[command(flatten)]
     device: DeviceFlag,
