@@ -11,6 +11,7 @@ pub mod corpus;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod decontam;
+mod global;
 pub mod index;
 pub mod minhash;
 pub mod semantic;
