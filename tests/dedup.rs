@@ -310,8 +310,24 @@ against = ["eval.txt"]
         .iter()
         .any(|x| x["role"] == "embedder"));
 
-    // A rerun gives the same files, byte for byte.
+    // A rerun gives the same files, byte for byte, from the index the first run made: the
+    // records are not embedded again.
     let before = std::fs::read(run_dir.join("kept.jsonl")).unwrap();
+    assert!(stdout(&o).contains("embedded "), "{}", stdout(&o));
+    let o = run(flywheel().arg("dedup").arg(&spec));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(before, std::fs::read(run_dir.join("kept.jsonl")).unwrap());
+    assert!(
+        stdout(&o).contains("embeddings from the dedup index (made earlier)"),
+        "{}",
+        stdout(&o)
+    );
+    // A damaged index is made again, never read: the same files.
+    let sig = run_dir.join("index/signatures.bin");
+    let mut b = std::fs::read(&sig).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 0xff;
+    std::fs::write(&sig, b).unwrap();
     let o = run(flywheel().arg("dedup").arg(&spec));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(before, std::fs::read(run_dir.join("kept.jsonl")).unwrap());
