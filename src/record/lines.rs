@@ -83,34 +83,30 @@ fn json_error(e: &serde_json::Error) -> String {
 /// Reads every non-blank line of `path`. A bad line is returned as [`Line::Bad`], or with
 /// `strict` is an error naming `file:line`. Only an unreadable file is an error otherwise.
 pub fn read(path: &Path, strict: bool) -> Result<Vec<Line>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read input", path, e))?;
     let mut out = Vec::new();
-    for (n, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = n + 1;
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match parse_line(raw) {
-            Ok(value) => out.push(Line::Record { line, value }),
-            Err(reason) => {
-                let bad = BadLine {
-                    line,
-                    reason,
-                    raw: String::from_utf8_lossy(raw).into_owned(),
-                };
-                if strict {
-                    return Err(Error::BadInput {
-                        path: path.to_path_buf(),
-                        line: bad.line,
-                        reason: bad.reason,
-                        advice: "; fix or remove that line",
-                    });
-                }
-                out.push(Line::Bad(bad));
-            }
-        }
-    }
+    for_each(path, strict, |l| {
+        out.push(l);
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// [`read`], streamed: `f` sees each non-blank line in turn and memory is one line, so a
+/// stage can fold a file of millions of records without holding it.
+pub fn for_each(path: &Path, strict: bool, mut f: impl FnMut(Line) -> Result<()>) -> Result<()> {
+    for_each_raw(
+        path,
+        |_| {},
+        |line, _, raw| match to_line(line, raw) {
+            Line::Bad(bad) if strict => Err(Error::BadInput {
+                path: path.to_path_buf(),
+                line: bad.line,
+                reason: bad.reason,
+                advice: "; fix or remove that line",
+            }),
+            l => f(l),
+        },
+    )
 }
 
 /// Calls `f(line, offset, raw)` for every non-blank line of `path`, streaming: memory is

@@ -19,6 +19,16 @@ pub fn read_if_exists(path: &Path) -> Result<Option<Vec<Value>>> {
     read_records(path).map(Some)
 }
 
+/// Calls `f` with each record of `path` in file order, streamed (memory is one record); a
+/// record without an `id` gets one from its content, and a line that is not a JSON object
+/// is an error naming `file:line`, as in [`read_records`].
+pub fn for_each_record(path: &Path, mut f: impl FnMut(Value) -> Result<()>) -> Result<()> {
+    lines::for_each(path, true, |l| match l {
+        Line::Record { value, .. } => f(with_id(value)),
+        Line::Bad(_) => Ok(()),
+    })
+}
+
 /// Reads records in file order with [`lines::read`]. A bad line becomes a placeholder
 /// record `{"id", "bad_input": {"line", "reason", "raw"}}` in its place (so it is carried
 /// to the output, not lost) and is also returned in the list of bad lines.

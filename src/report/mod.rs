@@ -5,14 +5,14 @@
 
 pub mod diversity;
 pub mod html;
+mod scan;
 mod steps;
 
 use crate::error::{Error, Result};
 use crate::models::FetchPolicy;
-use crate::record::read::read_if_exists;
-use crate::record::View;
 use crate::store::{write_atomic, Manifest, RunDir};
 use candle_core::Device;
+use scan::Scan;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -90,87 +90,45 @@ fn words(s: &str) -> usize {
     s.split_whitespace().count()
 }
 
-/// The run directory's files, as read once for the report (`None`: that stage has not run).
-struct Files {
-    manifest: Manifest,
-    generated: Option<Vec<Value>>,
-    verified: Option<Vec<Value>>,
-    kept: Option<Vec<Value>>,
-    rejected: Vec<Value>,
-    audited: Option<Vec<Value>>,
-    dataset: Option<Vec<Value>>,
-    privacy: Option<Value>,
-}
-
-impl Files {
-    fn read(dir: &Path) -> Result<Files> {
-        let manifest = Manifest::load(dir)?.ok_or_else(|| {
-            Error::Spec(format!(
-                "{} has no manifest.json: is it a flywheel run directory? (runs/<name>)",
-                dir.display()
-            ))
-        })?;
-        let rd = RunDir::new(dir);
-        let records = |p: PathBuf| read_if_exists(&p);
-        Ok(Files {
-            manifest,
-            generated: records(rd.generated())?,
-            verified: records(rd.verified())?,
-            kept: records(rd.kept())?,
-            rejected: records(rd.rejected())?.unwrap_or_default(),
-            audited: records(rd.audited())?,
-            dataset: records(rd.dataset())?,
-            privacy: match std::fs::read(rd.privacy()) {
-                Ok(b) => serde_json::from_slice(&b).ok(),
-                Err(_) => None,
-            },
-        })
+/// The loss-table group of a rejection: filter reasons by their first word, duplicates by
+/// method (their reasons name the survivor), eval overlap as one row.
+fn loss_group(stage: &str, reason: &str) -> String {
+    if reason.starts_with("contaminated:") {
+        "contaminated (eval overlap)".into()
+    } else if stage == "filter" || stage == "bad_input" {
+        reason.split(' ').next().unwrap_or("").to_string()
+    } else {
+        format!("{stage} duplicate")
     }
-
-    /// The dataset's synthetic and real records.
-    fn dataset_split(&self) -> (Vec<&Value>, Vec<&Value>) {
-        self.dataset
-            .iter()
-            .flatten()
-            .partition(|r| r["source"] != "real")
-    }
-}
-
-fn n(v: &Option<Vec<Value>>) -> Option<usize> {
-    v.as_ref().map(Vec::len)
 }
 
 /// Builds `report.json`'s value from a run directory.
 pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
-    let f = Files::read(dir)?;
+    let f = Scan::read(dir)?;
     let step_rejected = steps::read_step_rejections(&RunDir::new(dir));
     let (funnel, losses) = funnel_and_losses(&f, &step_rejected);
     let (judges, agreement) = judge_scores(&f);
-    let (ds_syn, ds_real) = f.dataset_split();
     // ---- lengths and diversity ----
-    let syn_src: Vec<&Value> = if f.dataset.is_some() {
-        ds_syn.clone()
-    } else {
-        f.kept.iter().flatten().collect()
-    };
-    let syn_text: Vec<String> = syn_src
-        .iter()
-        .map(|r| View::new(r).last_assistant())
-        .collect();
-    let real_text: Vec<String> = ds_real
-        .iter()
-        .map(|r| View::new(r).last_assistant())
-        .collect();
-    let lengths = lengths(&syn_text, &real_text);
-    let (k, mut div_syn, mut div_real) = text_diversity(&syn_text, &real_text);
-    let similarity = embedding_diversity(
+    let lengths = lengths(&f.synthetic.words, &f.real.words);
+    let (syn_text, real_text) = (&f.synthetic.sample, &f.real.sample);
+    let (k, mut div_syn, mut div_real) = text_diversity(syn_text, real_text);
+    div_syn["n"] = json!(f.synthetic.n);
+    if !div_real.is_null() {
+        div_real["n"] = json!(f.real.n);
+    }
+    let mut similarity = embedding_diversity(
         &f.manifest,
         opts,
-        &syn_text,
-        &real_text,
+        syn_text,
+        real_text,
         &mut div_syn,
         &mut div_real,
     )?;
+    if similarity.is_object() {
+        // Nearest neighbours are searched within the sample (see scan::TEXT_SAMPLE).
+        similarity["n"] = json!(syn_text.len());
+        similarity["of"] = json!(f.synthetic.n);
+    }
     let warnings = collapse_warnings(&div_syn, &div_real);
     let manifest = &f.manifest;
     // A blend that fell short of the spec (exit code 3) says so here too.
@@ -183,16 +141,17 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
                    "missing_real": get("missing_real")})
         })
     });
-    let dataset_v = f.dataset.as_ref().map(|d| {
+    let dataset_v = f.dataset.map(|(syn, real)| {
+        let total = syn + real;
         let share = |k: usize| {
-            if d.is_empty() {
+            if total == 0 {
                 0.0
             } else {
-                k as f64 / d.len() as f64
+                k as f64 / total as f64
             }
         };
-        json!({"total": d.len(), "synthetic": ds_syn.len(), "real": ds_real.len(),
-               "synthetic_share": share(ds_syn.len()), "real_share": share(ds_real.len()),
+        json!({"total": total, "synthetic": syn, "real": real,
+               "synthetic_share": share(syn), "real_share": share(real),
                "short": short})
     });
     let privacy_v = f.privacy.as_ref().map(|p| {
@@ -229,14 +188,17 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
     // Generation programs' sections, only where the run has such data: a plain task's
     // report keeps exactly its keys.
     let programs = [
-        ("step_funnel", steps::step_funnel(dir, &f, &step_rejected)),
+        (
+            "step_funnel",
+            steps::step_funnel(dir, &f.steps, &step_rejected),
+        ),
         (
             "turns",
-            steps::latest_synthetic(&f).and_then(|(set, r)| steps::turns(set, &r)),
+            f.programs.as_ref().and_then(|(set, t)| t.turns(set)),
         ),
         (
             "difficulty",
-            steps::latest_synthetic(&f).and_then(|(set, r)| steps::difficulty(set, &r)),
+            f.programs.as_ref().and_then(|(set, t)| t.difficulty(set)),
         ),
         ("structured", structured(&f)),
         ("truncation", truncation(&f)),
@@ -253,7 +215,7 @@ pub fn build(dir: &Path, opts: &ReportOptions) -> Result<Value> {
 
 /// People's decisions (`flywheel review`) on the candidates blend took from: see
 /// [`crate::review::stats::section`]. `None` when no one reviewed.
-fn review(dir: &Path, f: &Files) -> Result<Option<Value>> {
+fn review(dir: &Path, f: &Scan) -> Result<Option<Value>> {
     let rd = RunDir::new(dir);
     if !rd.review().exists() || !rd.audited().exists() {
         return Ok(None);
@@ -273,24 +235,14 @@ fn review(dir: &Path, f: &Files) -> Result<Option<Value>> {
 /// Constrained tasks (`output = { … }`): per task, the records generated under the
 /// constraint, how many match it in full, and how many ran out of tokens mid-grammar
 /// (rejected as `truncated_in_grammar`). `None` when no record was constrained.
-fn structured(f: &Files) -> Option<Value> {
-    let mut by: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
-    for r in f.generated.iter().flatten() {
-        let o = &r["meta"]["output"];
-        let Some(kind) = o["constraint"].as_str() else {
-            continue;
-        };
-        let task = r["meta"]["task"].as_str().unwrap_or("").to_string();
-        let e = by.entry((task, kind.to_string())).or_default();
-        e.0 += 1;
-        e.1 += usize::from(o["valid"] == true);
-    }
-    if by.is_empty() {
+fn structured(f: &Scan) -> Option<Value> {
+    if f.structured.is_empty() {
         return None;
     }
     Some(Value::Array(
-        by.into_iter()
-            .map(|((task, kind), (n, valid))| {
+        f.structured
+            .iter()
+            .map(|((task, kind), &(n, valid))| {
                 json!({"task": task, "constraint": kind, "records": n, "valid": valid,
                        "truncated_in_grammar": n - valid})
             })
@@ -316,30 +268,13 @@ pub fn pass_at_k(n: usize, c: usize, k: usize) -> f64 {
 /// Per task with verifiers: samples, how many passed every verifier they were checked
 /// with, pass@1 and pass@n over prompts (n = the samples per prompt), and prompts no
 /// sample solved. `None` when no record has a verifier verdict.
-fn pass_rates(f: &Files) -> Option<Value> {
-    let verified = f.verified.as_ref()?;
-    // task → prompt → (samples, passed)
-    let mut by: BTreeMap<String, BTreeMap<String, (usize, usize)>> = BTreeMap::new();
-    for r in verified {
-        let Some(vs) = r.pointer("/scores/verifiers").and_then(Value::as_object) else {
-            continue;
-        };
-        if vs.is_empty() {
-            continue;
-        }
-        let pass = vs.values().all(|v| v["pass"] == true);
-        let task = r["meta"]["task"].as_str().unwrap_or("").to_string();
-        let prompt = crate::record::prompt_key(r)
-            .unwrap_or_else(|| r["id"].as_str().unwrap_or("").to_string());
-        let e = by.entry(task).or_default().entry(prompt).or_default();
-        e.0 += 1;
-        e.1 += usize::from(pass);
-    }
+fn pass_rates(f: &Scan) -> Option<Value> {
+    let by = &f.pass;
     if by.is_empty() {
         return None;
     }
     Some(Value::Array(
-        by.into_iter()
+        by.iter()
             .map(|(task, prompts)| {
                 let samples: usize = prompts.values().map(|p| p.0).sum();
                 let passed: usize = prompts.values().map(|p| p.1).sum();
@@ -365,18 +300,15 @@ fn pass_rates(f: &Files) -> Option<Value> {
 /// "length"`: they stop mid-sentence), and how many of those the filter rejected as
 /// `truncated` (all of them unless `[filter] allow_truncated = true`). `None` when no
 /// record hit the limit.
-fn truncation(f: &Files) -> Option<Value> {
-    let mut by: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
-    let task = |r: &Value| r["meta"]["task"].as_str().unwrap_or("").to_string();
-    for r in f.generated.iter().flatten() {
-        let e = by.entry(task(r)).or_default();
-        e.0 += 1;
-        e.1 += usize::from(r["provenance"]["finish_reason"] == "length");
+fn truncation(f: &Scan) -> Option<Value> {
+    let mut by: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
+    for (task, &(n, length)) in &f.generated_by_task {
+        let e = by.entry(task).or_default();
+        e.0 += n;
+        e.1 += length;
     }
-    for r in &f.rejected {
-        if r["decision"]["reason"] == "truncated" {
-            by.entry(task(r)).or_default().2 += 1;
-        }
+    for (task, &c) in &f.rejected_truncated {
+        by.entry(task).or_default().2 += c;
     }
     if by.values().all(|e| e.1 == 0) {
         return None;
@@ -393,35 +325,15 @@ fn truncation(f: &Files) -> Option<Value> {
 
 /// The funnel (records left after each stage) and the losses (how many each stage
 /// removed, and why).
-fn funnel_and_losses(
-    f: &Files,
-    step_rejected: &[steps::StepRejection],
-) -> (Vec<Value>, Vec<Value>) {
+fn funnel_and_losses(f: &Scan, step_rejected: &[steps::StepRejection]) -> (Vec<Value>, Vec<Value>) {
     let planned = f.manifest.stages.get("generate").map(|s| s.planned);
-    let (ds_syn, _) = f.dataset_split();
+    let syn = f.dataset.map(|d| d.0);
     let mut losses: Vec<Value> = Vec::new();
-    let mut by_reason: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for r in &f.rejected {
-        let d = &r["decision"];
-        let stage = d["stage"].as_str().unwrap_or("dedup").to_string();
-        let reason = d["reason"].as_str().unwrap_or("").to_string();
-        // Duplicate reasons name their survivor; group those by method.
-        let key = if stage == "filter" || stage == "bad_input" {
-            reason.split(' ').next().unwrap_or("").to_string()
-        } else {
-            format!("{stage} duplicate")
-        };
-        let key = if reason.starts_with("contaminated:") {
-            "contaminated (eval overlap)".into()
-        } else {
-            key
-        };
-        *by_reason.entry((stage, key)).or_default() += 1;
-    }
+    let by_reason = &f.rejected;
     // Records that failed a step (tasks with steps) are lost at generation, each for a
     // reason; the rest of the shortfall is the plain "not generated".
     losses.extend(steps::step_losses(step_rejected));
-    if let (Some(p), Some(g)) = (planned, n(&f.generated)) {
+    if let (Some(p), Some(g)) = (planned, f.generated) {
         let g = g + step_rejected.len();
         if p > g {
             losses.push(json!({"stage": "generate", "reason": "not generated (prompt too long for the model, or the run was stopped)", "count": p - g}));
@@ -432,7 +344,7 @@ fn funnel_and_losses(
         .filter(|((s, _), _)| s == "filter" || s == "bad_input")
         .map(|(_, c)| c)
         .sum();
-    for ((stage, reason), count) in &by_reason {
+    for ((stage, reason), count) in by_reason {
         let stage = if stage == "filter" || stage == "bad_input" {
             "filter"
         } else {
@@ -484,13 +396,13 @@ fn funnel_and_losses(
             losses.push(json!({"stage": "review", "reason": "not reviewed ([review] required = true)", "count": held}));
         }
     }
-    if let (Some(a), Some(_)) = (n(&f.audited).or(n(&f.kept)), &f.dataset) {
+    if let (Some(a), Some(syn)) = (f.audited.or(f.kept), syn) {
         let a = a.saturating_sub(reviewed_out);
-        if a > ds_syn.len() {
-            losses.push(json!({"stage": "blend", "reason": "not selected (the real/synthetic ratio or max_synthetic)", "count": a - ds_syn.len()}));
+        if a > syn {
+            losses.push(json!({"stage": "blend", "reason": "not selected (the real/synthetic ratio or max_synthetic)", "count": a - syn}));
         }
     }
-    let verified_n = n(&f.verified);
+    let verified_n = f.verified;
     let mut funnel = vec![];
     let mut step = |stage: &str, count: Option<usize>| {
         if let Some(c) = count {
@@ -498,57 +410,40 @@ fn funnel_and_losses(
         }
     };
     step("planned", planned);
-    step("generated", n(&f.generated));
+    step("generated", f.generated);
     step("verified", verified_n);
     step(
         "passed filter",
         verified_n.map(|v| v.saturating_sub(filtered_out)),
     );
-    step("deduped", n(&f.kept));
-    step("passed audit", n(&f.audited));
-    step(
-        "blended (synthetic)",
-        f.dataset.as_ref().map(|_| ds_syn.len()),
-    );
+    step("deduped", f.kept);
+    step("passed audit", f.audited);
+    step("blended (synthetic)", syn);
 
     (funnel, losses)
 }
 
 /// Each judge's score histogram and mean, and the agreement of every pair of judges on
 /// the records both scored.
-fn judge_scores(f: &Files) -> (serde_json::Map<String, Value>, Vec<Value>) {
+fn judge_scores(f: &Scan) -> (serde_json::Map<String, Value>, Vec<Value>) {
     let mut judges = serde_json::Map::new();
-    let mut per_judge: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
-    for r in f.verified.iter().flatten() {
-        if let Some(js) = r["scores"]["judge"].as_object() {
-            for (name, j) in js {
-                if let Some(s) = j["normalized"].as_f64().or(j["score"].as_f64()) {
-                    per_judge
-                        .entry(name.clone())
-                        .or_default()
-                        .push((r["id"].as_str().unwrap_or("").into(), s));
-                }
-            }
-        }
-    }
-    for (name, v) in &per_judge {
-        let s: Vec<f64> = v.iter().map(|x| x.1).collect();
+    for (name, v) in &f.judges {
+        let s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
         judges.insert(
             name.clone(),
             json!({"histogram": histogram(&s, 0.0, 1.0, 10), "mean": s.iter().sum::<f64>() / s.len().max(1) as f64, "n": s.len()}),
         );
     }
-    let names: Vec<&String> = per_judge.keys().collect();
+    // Both judges' scores of the same line are of the same record.
+    let names: Vec<&String> = f.judges.keys().collect();
     let mut agreement = Vec::new();
     for a in 0..names.len() {
         for b in a + 1..names.len() {
-            let mb: BTreeMap<&str, f64> = per_judge[names[b]]
+            let (x, y): (Vec<f64>, Vec<f64>) = f.judges[names[a]]
                 .iter()
-                .map(|(i, s)| (i.as_str(), *s))
-                .collect();
-            let (x, y): (Vec<f64>, Vec<f64>) = per_judge[names[a]]
-                .iter()
-                .filter_map(|(i, s)| mb.get(i.as_str()).map(|t| (*s, *t)))
+                .zip(&f.judges[names[b]])
+                .filter(|(s, t)| !s.is_nan() && !t.is_nan())
+                .map(|(s, t)| (*s, *t))
                 .unzip();
             agreement.push(json!({"a": names[a], "b": names[b], "pearson": crate::verify::stage::pearson(&x, &y), "n": x.len()}));
         }
@@ -558,9 +453,9 @@ fn judge_scores(f: &Files) -> (serde_json::Map<String, Value>, Vec<Value>) {
 }
 
 /// Response lengths in words, synthetic beside real.
-fn lengths(syn_text: &[String], real_text: &[String]) -> Value {
-    let syn_len: Vec<f64> = syn_text.iter().map(|t| words(t) as f64).collect();
-    let real_len: Vec<f64> = real_text.iter().map(|t| words(t) as f64).collect();
+fn lengths(syn_words: &[u32], real_words: &[u32]) -> Value {
+    let syn_len: Vec<f64> = syn_words.iter().map(|&w| f64::from(w)).collect();
+    let real_len: Vec<f64> = real_words.iter().map(|&w| f64::from(w)).collect();
     let max_len = syn_len
         .iter()
         .chain(&real_len)
@@ -599,16 +494,12 @@ fn text_diversity(syn_text: &[String], real_text: &[String]) -> (usize, Value, V
     } else {
         syn_text.len().min(real_text.len())
     };
-    let mut div_syn = text_div(&syn_text[..k]);
-    let mut div_real = if real_text.is_empty() {
+    let div_syn = text_div(&syn_text[..k]);
+    let div_real = if real_text.is_empty() {
         Value::Null
     } else {
         text_div(&real_text[..k])
     };
-    div_syn["n"] = json!(syn_text.len());
-    if !div_real.is_null() {
-        div_real["n"] = json!(real_text.len());
-    }
     (k, div_syn, div_real)
 }
 

@@ -3,9 +3,9 @@
 //! evolved records. Each is `None` when the run has no such data, so a plain task's report
 //! keeps exactly its keys.
 
-use super::Files;
 use crate::record::lines::{self, Line};
 use crate::spec::Spec;
+use crate::store::Manifest;
 use crate::store::RunDir;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -54,14 +54,67 @@ pub(super) struct StepRejection {
     pub reason: String,
 }
 
+/// What the per-step funnel needs from `generated.jsonl`, gathered as it streams by.
+pub(super) struct StepTally {
+    /// The order from the spec that made the run, when it is still there unchanged.
+    from_spec: Option<Vec<(String, Vec<String>)>>,
+    /// Tasks with steps in the order their first record appears, with its step names.
+    seen: Vec<(String, Vec<String>)>,
+    /// Records per task with steps.
+    finished: BTreeMap<String, usize>,
+    /// Each step record's task (an index into `seen`), to place the journal's values;
+    /// only gathered when the order must come from the journal.
+    task_of: HashMap<String, usize>,
+    /// `(task, step)` → its place among the first record's `meta.steps` keys that has it.
+    key_pos: BTreeMap<(String, String), usize>,
+}
+
+impl StepTally {
+    pub fn new(m: &Manifest) -> StepTally {
+        StepTally {
+            from_spec: order_from_spec(&m.spec_path, &m.spec_sha256),
+            seen: Vec::new(),
+            finished: BTreeMap::new(),
+            task_of: HashMap::new(),
+            key_pos: BTreeMap::new(),
+        }
+    }
+
+    pub fn add(&mut self, r: &Value) {
+        let Some(steps) = r["meta"]["steps"].as_object().filter(|o| !o.is_empty()) else {
+            return;
+        };
+        let Some(task) = r["meta"]["task"].as_str() else {
+            return;
+        };
+        for (i, k) in steps.keys().enumerate() {
+            self.key_pos
+                .entry((task.to_string(), k.clone()))
+                .or_insert(i);
+        }
+        let i = match self.seen.iter().position(|(t, _)| t == task) {
+            Some(i) => i,
+            None => {
+                self.seen
+                    .push((task.to_string(), steps.keys().cloned().collect()));
+                self.seen.len() - 1
+            }
+        };
+        *self.finished.entry(task.to_string()).or_default() += 1;
+        if let (None, Some(id)) = (&self.from_spec, r["id"].as_str()) {
+            self.task_of.insert(id.to_string(), i);
+        }
+    }
+}
+
 /// Each task's step names in the order they run: from the spec that made the run when it
 /// is still where the manifest says and unchanged (same sha256), else as `steps.jsonl`
 /// shows them (each step at its mean position in the records' value sequences).
-fn step_order(dir: &Path, f: &Files, rejected: &[StepRejection]) -> Vec<(String, Vec<String>)> {
-    if let Some(order) = order_from_spec(&f.manifest.spec_path, &f.manifest.spec_sha256) {
-        return order;
+fn step_order(dir: &Path, t: &StepTally, rejected: &[StepRejection]) -> Vec<(String, Vec<String>)> {
+    if let Some(order) = &t.from_spec {
+        return order.clone();
     }
-    order_from_journal(&RunDir::new(dir), f, rejected)
+    order_from_journal(&RunDir::new(dir), t, rejected)
 }
 
 fn order_from_spec(spec_path: &str, sha: &str) -> Option<Vec<(String, Vec<String>)>> {
@@ -85,29 +138,30 @@ fn order_from_spec(spec_path: &str, sha: &str) -> Option<Vec<(String, Vec<String
 
 fn order_from_journal(
     rd: &RunDir,
-    f: &Files,
+    t: &StepTally,
     rejected: &[StepRejection],
 ) -> Vec<(String, Vec<String>)> {
-    // Which task each record belongs to.
-    let mut task_of: HashMap<&str, &str> = HashMap::new();
-    for r in f.generated.iter().flatten() {
-        if let (Some(id), Some(t)) = (r["id"].as_str(), r["meta"]["task"].as_str()) {
-            task_of.insert(id, t);
-        }
-    }
-    for r in rejected {
-        task_of.insert(&r.id, &r.task);
-    }
+    // Which task each record belongs to (a failed record's own line wins).
+    let failed_task: HashMap<&str, &str> = rejected
+        .iter()
+        .map(|r| (r.id.as_str(), r.task.as_str()))
+        .collect();
+    let task_of = |id: &str| {
+        failed_task
+            .get(id)
+            .copied()
+            .or_else(|| t.task_of.get(id).map(|&i| t.seen[i].0.as_str()))
+    };
     // Each record's steps in the order their values were written.
     let mut seq: HashMap<String, Vec<String>> = HashMap::new();
     let path = rd.steps();
     if path.exists() {
-        for line in lines::read(&path, false).unwrap_or_default() {
+        let _ = lines::for_each(&path, false, |line| {
             let Line::Record { value, .. } = line else {
-                continue;
+                return Ok(());
             };
             let (Some(id), Some(step)) = (value["id"].as_str(), value["step"].as_str()) else {
-                continue;
+                return Ok(());
             };
             // `step#turn.role` / `step#round`: a turn or round inside one step.
             let step = step.split('#').next().unwrap_or(step);
@@ -115,7 +169,8 @@ fn order_from_journal(
             if !s.iter().any(|x| x == step) {
                 s.push(step.to_string());
             }
-        }
+            Ok(())
+        });
     }
     // The failed step comes right after the last value its record has.
     let mut positions: BTreeMap<(String, String), (f64, usize)> = BTreeMap::new();
@@ -127,7 +182,7 @@ fn order_from_journal(
         e.1 += 1;
     };
     for (id, steps) in &seq {
-        let Some(task) = task_of.get(id.as_str()) else {
+        let Some(task) = task_of(id) else {
             continue;
         };
         for (i, s) in steps.iter().enumerate() {
@@ -142,20 +197,8 @@ fn order_from_journal(
         }
     }
     // Steps with no journal at all: the keys of `meta.steps` (alphabetical, the best left).
-    for r in f.generated.iter().flatten() {
-        let Some(task) = r["meta"]["task"].as_str() else {
-            continue;
-        };
-        for (i, k) in r["meta"]["steps"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            positions
-                .entry((task.to_string(), k.0.clone()))
-                .or_insert((i as f64 + 1e6, 1));
-        }
+    for (k, &i) in &t.key_pos {
+        positions.entry(k.clone()).or_insert((i as f64 + 1e6, 1));
     }
     let mut by_task: BTreeMap<String, Vec<(f64, String)>> = BTreeMap::new();
     for ((task, step), (sum, n)) in positions {
@@ -177,32 +220,16 @@ fn order_from_journal(
 /// (by reason) and passed it. Failed records never reach `generated.jsonl`, so failures
 /// come from `steps_rejected.jsonl`; the records that started a task are its generated
 /// records plus its failed ones. `None` without a task with steps.
-pub(super) fn step_funnel(dir: &Path, f: &Files, rejected: &[StepRejection]) -> Option<Value> {
-    let has_steps = |r: &&Value| {
-        r["meta"]["steps"]
-            .as_object()
-            .is_some_and(|o| !o.is_empty())
-    };
-    let step_records: Vec<&Value> = f.generated.iter().flatten().filter(has_steps).collect();
-    if rejected.is_empty() && step_records.is_empty() {
+pub(super) fn step_funnel(dir: &Path, t: &StepTally, rejected: &[StepRejection]) -> Option<Value> {
+    if rejected.is_empty() && t.seen.is_empty() {
         return None;
     }
-    let mut order = step_order(dir, f, rejected);
+    let mut order = step_order(dir, t, rejected);
     // Tasks seen in the files but not in the order (a spec edited since): their steps are
     // appended below as they appear.
-    let mut generated: BTreeMap<String, HashSet<&str>> = BTreeMap::new();
-    for r in &step_records {
-        if let (Some(t), Some(id)) = (r["meta"]["task"].as_str(), r["id"].as_str()) {
-            generated.entry(t.to_string()).or_default().insert(id);
-        }
-    }
-    for r in &step_records {
-        let Some(t) = r["meta"]["task"].as_str() else {
-            continue;
-        };
-        if !order.iter().any(|(o, _)| o == t) {
-            let names = r["meta"]["steps"].as_object().into_iter().flatten();
-            order.push((t.to_string(), names.map(|(k, _)| k.clone()).collect()));
+    for (task, names) in &t.seen {
+        if !order.iter().any(|(o, _)| o == task) {
+            order.push((task.clone(), names.clone()));
         }
     }
     let mut failed: BTreeMap<(&str, &str), BTreeMap<&str, usize>> = BTreeMap::new();
@@ -226,7 +253,7 @@ pub(super) fn step_funnel(dir: &Path, f: &Files, rejected: &[StepRejection]) -> 
     }
     let mut tasks = Vec::new();
     for (task, steps) in &order {
-        let finished = generated.get(task).map_or(0, HashSet::len);
+        let finished = t.finished.get(task).copied().unwrap_or(0);
         let task_failed: usize = rejected.iter().filter(|r| &r.task == task).count();
         let started = finished + task_failed;
         if started == 0 {
@@ -275,110 +302,113 @@ pub(super) fn step_losses(rejected: &[StepRejection]) -> Vec<Value> {
         .collect()
 }
 
-/// The latest synthetic set the run has: the dataset's synthetic records, else audit's,
-/// dedup's, verify's or generate's records. Turns and difficulty describe what the run
-/// delivers, so they are counted on the furthest stage reached; the name says which.
-pub(super) fn latest_synthetic(f: &Files) -> Option<(&'static str, Vec<&Value>)> {
-    if f.dataset.is_some() {
-        return Some(("dataset", f.dataset_split().0));
-    }
-    [
-        ("audited", &f.audited),
-        ("kept", &f.kept),
-        ("verified", &f.verified),
-        ("generated", &f.generated),
-    ]
-    .into_iter()
-    .find_map(|(name, v)| v.as_ref().map(|v| (name, v.iter().collect())))
+/// Turns and difficulty, tallied record by record on the latest synthetic set the run
+/// has: the dataset's synthetic records, else audit's, dedup's, verify's or generate's
+/// records. They describe what the run delivers, so they are counted on the furthest
+/// stage reached; the report names which.
+#[derive(Default)]
+pub(super) struct ProgramTally {
+    /// Records per number of assistant turns (`meta.turns`).
+    turns: BTreeMap<u64, usize>,
+    /// Records evolved (with `meta.difficulty` or a lineage).
+    evolved: usize,
+    /// Records per difficulty level.
+    levels: BTreeMap<u64, usize>,
+    /// Failed evolution rounds per reason group.
+    failures: BTreeMap<String, usize>,
+    /// Per operator: rounds that succeeded and failed.
+    by_operator: BTreeMap<String, (usize, usize)>,
 }
 
-/// `[{key: value, "count": n}]` for every value from the smallest to the largest seen (a
-/// gap shows as 0, so the bars read as a histogram).
-fn integer_histogram(values: &[u64], key: &str) -> Vec<Value> {
-    let (Some(&lo), Some(&hi)) = (values.iter().min(), values.iter().max()) else {
-        return Vec::new();
-    };
-    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
-    for &v in values {
-        *counts.entry(v).or_default() += 1;
-    }
-    (lo..=hi)
-        .map(|v| json!({key: v, "count": counts.get(&v).copied().unwrap_or(0)}))
-        .collect()
-}
-
-/// Records per number of assistant turns (`meta.turns`), or `None` when no record has it.
-pub(super) fn turns(set: &str, records: &[&Value]) -> Option<Value> {
-    let t: Vec<u64> = records
-        .iter()
-        .filter_map(|r| r["meta"]["turns"].as_u64())
-        .collect();
-    if t.is_empty() {
-        return None;
-    }
-    let mean = t.iter().sum::<u64>() as f64 / t.len() as f64;
-    Some(json!({
-        "set": set,
-        "n": t.len(),
-        "mean": mean,
-        "histogram": integer_histogram(&t, "turns"),
-    }))
-}
-
-/// Records per difficulty level (`meta.difficulty`, the evolution rounds that succeeded)
-/// and the rounds that failed (`meta.lineage[].failed`) by reason, or `None` when no
-/// record was evolved.
-pub(super) fn difficulty(set: &str, records: &[&Value]) -> Option<Value> {
-    let evolved: Vec<&&Value> = records
-        .iter()
-        .filter(|r| {
-            r["meta"]["difficulty"].is_u64()
-                || r["meta"]["lineage"]
-                    .as_array()
-                    .is_some_and(|a| !a.is_empty())
-        })
-        .collect();
-    if evolved.is_empty() {
-        return None;
-    }
-    let levels: Vec<u64> = evolved
-        .iter()
-        .filter_map(|r| r["meta"]["difficulty"].as_u64())
-        .collect();
-    let mut failures: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut by_operator: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for r in &evolved {
-        for l in r["meta"]["lineage"].as_array().into_iter().flatten() {
+impl ProgramTally {
+    pub fn add(&mut self, r: &Value) {
+        let meta = &r["meta"];
+        if let Some(t) = meta["turns"].as_u64() {
+            *self.turns.entry(t).or_default() += 1;
+        }
+        let lineage = meta["lineage"].as_array().filter(|a| !a.is_empty());
+        if !meta["difficulty"].is_u64() && lineage.is_none() {
+            return;
+        }
+        self.evolved += 1;
+        if let Some(d) = meta["difficulty"].as_u64() {
+            *self.levels.entry(d).or_default() += 1;
+        }
+        for l in lineage.into_iter().flatten() {
             let op = l["operator"].as_str().unwrap_or("?");
             if op == "seed" {
                 continue;
             }
-            let e = by_operator.entry(op).or_default();
+            let e = self.by_operator.entry(op.to_string()).or_default();
             match l["failed"].as_str() {
                 Some(why) => {
-                    *failures.entry(reason_group(why)).or_default() += 1;
+                    *self
+                        .failures
+                        .entry(reason_group(why).to_string())
+                        .or_default() += 1;
                     e.1 += 1;
                 }
                 None => e.0 += 1,
             }
         }
     }
-    let mut failures: Vec<(&str, usize)> = failures.into_iter().collect();
-    failures.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    let mean = if levels.is_empty() {
-        Value::Null
-    } else {
-        json!(levels.iter().sum::<u64>() as f64 / levels.len() as f64)
+
+    /// Records per number of assistant turns, or `None` when no record has it.
+    pub fn turns(&self, set: &str) -> Option<Value> {
+        let n: usize = self.turns.values().sum();
+        if n == 0 {
+            return None;
+        }
+        Some(json!({
+            "set": set,
+            "n": n,
+            "mean": mean(&self.turns),
+            "histogram": integer_histogram(&self.turns, "turns"),
+        }))
+    }
+
+    /// Records per difficulty level (`meta.difficulty`, the evolution rounds that
+    /// succeeded) and the rounds that failed (`meta.lineage[].failed`) by reason, or
+    /// `None` when no record was evolved.
+    pub fn difficulty(&self, set: &str) -> Option<Value> {
+        if self.evolved == 0 {
+            return None;
+        }
+        let mut failures: Vec<(&String, &usize)> = self.failures.iter().collect();
+        failures.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let mean = if self.levels.is_empty() {
+            Value::Null
+        } else {
+            json!(mean(&self.levels))
+        };
+        Some(json!({
+            "set": set,
+            "n": self.evolved,
+            "mean": mean,
+            "levels": integer_histogram(&self.levels, "level"),
+            "failed_rounds": failures.iter().map(|(_, c)| **c).sum::<usize>(),
+            "failures": failures.iter().map(|(r, c)| json!({"reason": r, "count": c})).collect::<Vec<_>>(),
+            "operators": self.by_operator.iter().map(|(op, (ok, bad))| json!({"operator": op, "succeeded": ok, "failed": bad})).collect::<Vec<_>>(),
+        }))
+    }
+}
+
+/// The mean of values given as value → count.
+fn mean(counts: &BTreeMap<u64, usize>) -> f64 {
+    let n: usize = counts.values().sum();
+    let sum: u64 = counts.iter().map(|(v, c)| v * *c as u64).sum();
+    sum as f64 / n as f64
+}
+
+/// `[{key: value, "count": n}]` for every value from the smallest to the largest seen (a
+/// gap shows as 0, so the bars read as a histogram).
+fn integer_histogram(counts: &BTreeMap<u64, usize>, key: &str) -> Vec<Value> {
+    let (Some(&lo), Some(&hi)) = (counts.keys().next(), counts.keys().next_back()) else {
+        return Vec::new();
     };
-    Some(json!({
-        "set": set,
-        "n": evolved.len(),
-        "mean": mean,
-        "levels": integer_histogram(&levels, "level"),
-        "failed_rounds": failures.iter().map(|(_, c)| c).sum::<usize>(),
-        "failures": failures.iter().map(|(r, c)| json!({"reason": r, "count": c})).collect::<Vec<_>>(),
-        "operators": by_operator.iter().map(|(op, (ok, bad))| json!({"operator": op, "succeeded": ok, "failed": bad})).collect::<Vec<_>>(),
-    }))
+    (lo..=hi)
+        .map(|v| json!({key: v, "count": counts.get(&v).copied().unwrap_or(0)}))
+        .collect()
 }
 
 #[cfg(test)]

@@ -171,10 +171,8 @@ fn stamp(path: &Path) -> (u64, Option<std::time::SystemTime>) {
 /// Ids of records whose near-duplicates dedup dropped (from `rejected.jsonl`).
 fn cluster_survivors(rejected: &Path) -> HashSet<String> {
     let mut out = HashSet::new();
-    let Ok(lines) = crate::record::lines::read(rejected, false) else {
-        return out;
-    };
-    for l in lines {
+    // A missing or unreadable file has no survivors to mark.
+    let _ = crate::record::lines::for_each(rejected, false, |l| {
         if let crate::record::lines::Line::Record { value, .. } = l {
             let d = &value["decision"];
             for k in ["survivor", "dup_of"] {
@@ -183,7 +181,8 @@ fn cluster_survivors(rejected: &Path) -> HashSet<String> {
                 }
             }
         }
-    }
+        Ok(())
+    });
     out
 }
 
@@ -212,58 +211,57 @@ impl Index {
     /// Indexes `path`; `rejected` (dedup's rejections) marks cluster survivors.
     pub fn build(path: &Path, rejected: &Path, sample: Option<usize>, seed: u64) -> Result<Index> {
         let st = stamp(path);
-        let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
         let survivors = cluster_survivors(rejected);
         let mut items = Vec::new();
         let mut by_id = HashMap::new();
         let mut tasks: Vec<String> = Vec::new();
         let mut seen_tasks = HashSet::new();
-        let mut start = 0usize;
-        for (lineno, line) in bytes.split(|&b| b == b'\n').enumerate() {
-            let offset = start;
-            start += line.len() + 1;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            // Candidates are records a stage wrote; a bad line is skipped here as every
-            // stage skips it (the stage that wrote the file already reported it).
-            let Ok(r) = crate::record::lines::parse_line(line) else {
-                continue;
-            };
-            let r = crate::record::with_id(r);
-            let id = View::new(&r).id().unwrap_or_default().to_string();
-            if id.is_empty() || by_id.contains_key(&id) {
-                return Err(Error::BadInput {
-                    path: path.to_path_buf(),
-                    line: lineno + 1,
-                    reason: format!(
-                        "{} record id",
-                        if id.is_empty() { "no" } else { "a repeated" }
-                    ),
-                    advice: ": review needs one id per record",
+        // Streamed: memory is the items, not the file.
+        crate::record::lines::for_each_raw(
+            path,
+            |_| {},
+            |lineno, offset, line| {
+                // Candidates are records a stage wrote; a bad line is skipped here as every
+                // stage skips it (the stage that wrote the file already reported it).
+                let Ok(r) = crate::record::lines::parse_line(line) else {
+                    return Ok(());
+                };
+                let r = crate::record::with_id(r);
+                let id = View::new(&r).id().unwrap_or_default().to_string();
+                if id.is_empty() || by_id.contains_key(&id) {
+                    return Err(Error::BadInput {
+                        path: path.to_path_buf(),
+                        line: lineno,
+                        reason: format!(
+                            "{} record id",
+                            if id.is_empty() { "no" } else { "a repeated" }
+                        ),
+                        advice: ": review needs one id per record",
+                    });
+                }
+                let task = r
+                    .pointer("/meta/task")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                if seen_tasks.insert(task.clone()) {
+                    tasks.push(task.clone());
+                }
+                by_id.insert(id.clone(), items.len());
+                items.push(Item {
+                    flags: flags_of(&r, &survivors, &id),
+                    score: r
+                        .pointer("/scores/judge_combined/score")
+                        .and_then(Value::as_f64),
+                    sha: content_sha256(&r),
+                    task,
+                    offset,
+                    len: line.len(),
+                    id,
                 });
-            }
-            let task = r
-                .pointer("/meta/task")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            if seen_tasks.insert(task.clone()) {
-                tasks.push(task.clone());
-            }
-            by_id.insert(id.clone(), items.len());
-            items.push(Item {
-                flags: flags_of(&r, &survivors, &id),
-                score: r
-                    .pointer("/scores/judge_combined/score")
-                    .and_then(Value::as_f64),
-                sha: content_sha256(&r),
-                task,
-                offset: offset as u64,
-                len: line.len(),
-                id,
-            });
-        }
+                Ok(())
+            },
+        )?;
         let sample = sample.map(|n| {
             let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
             super::sample_ids(&ids, n, seed)
