@@ -5,7 +5,6 @@
 use super::BlendSummary;
 use crate::spec::Spec;
 use crate::store::Manifest;
-use serde_json::Value;
 use std::fmt::Write;
 
 fn size_category(n: usize) -> &'static str {
@@ -19,7 +18,7 @@ fn size_category(n: usize) -> &'static str {
 }
 
 /// The card's text.
-pub fn render(spec: &Spec, m: &Manifest, s: &BlendSummary, rows: &[Value]) -> String {
+pub fn render(spec: &Spec, m: &Manifest, s: &BlendSummary, flagged: usize) -> String {
     let mut c = String::new();
     let share = if s.total > 0 {
         100.0 * s.synthetic as f64 / s.total as f64
@@ -124,7 +123,6 @@ pub fn render(spec: &Spec, m: &Manifest, s: &BlendSummary, rows: &[Value]) -> St
             serde_json::to_string(&spec.filter).unwrap_or_default()
         );
     }
-    let flagged = rows.iter().filter(|r| r.get("privacy").is_some()).count();
     let _ = writeln!(c, "Privacy audit: see `privacy.json`; {flagged} records in this dataset carry a `privacy` note (redacted or flagged).\n");
     if s.missing_real + s.missing_synthetic > 0 {
         let _ = writeln!(
@@ -184,13 +182,13 @@ mod tests {
             total: 3,
             ..Default::default()
         };
-        let card = render(&spec(""), &manifest(), &s, &[]);
+        let card = render(&spec(""), &manifest(), &s, 0);
         assert!(!card.contains("language:"), "{card}");
         let card = render(
             &spec("[blend]\nlanguage = [\"de\", \"fr\"]\n"),
             &manifest(),
             &s,
-            &[],
+            0,
         );
         assert!(card.contains("language:\n- de\n- fr\n"), "{card}");
     }
@@ -198,7 +196,7 @@ mod tests {
     #[test]
     fn card_says_verify_did_not_run_instead_of_zero_to_zero() {
         let s = BlendSummary::default();
-        let card = render(&spec(""), &manifest(), &s, &[]);
+        let card = render(&spec(""), &manifest(), &s, 0);
         assert!(!card.contains("| verify | 0 | 0 |"), "{card}");
         assert!(
             card.contains("| verify | not run: no judges or verifiers"),
@@ -209,10 +207,10 @@ mod tests {
     #[test]
     fn card_says_when_the_order_is_a_curriculum() {
         let s = BlendSummary::default();
-        let card = render(&spec(""), &manifest(), &s, &[]);
+        let card = render(&spec(""), &manifest(), &s, 0);
         assert!(!card.contains("curriculum"), "{card}");
         let sp = spec("[blend]\norder = \"curriculum\"\n");
-        let card = render(&sp, &manifest(), &s, &[]);
+        let card = render(&sp, &manifest(), &s, 0);
         assert!(
             card.contains("**Order: a curriculum.** Synthetic records go from easy to hard"),
             "{card}"
@@ -230,7 +228,7 @@ mod tests {
             missing_real: 9,
             ..Default::default()
         };
-        let card = render(&sp, &manifest(), &s, &[]);
+        let card = render(&sp, &manifest(), &s, 0);
         assert!(
             card.contains("asked for 30 records (50% real); 9 synthetic and 9 real were missing, so this dataset has 12 (50% real)"),
             "{card}"

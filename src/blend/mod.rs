@@ -11,13 +11,15 @@ pub mod card;
 pub mod parquet_out;
 
 use crate::error::{Error, Result};
+use crate::record::read::for_each_record;
 use crate::spec::{BlendOrder, BlendSection, Spec};
 use crate::store::manifest::StageStatus;
-use crate::store::{write_atomic, write_jsonl, Manifest, RunDir};
+use crate::store::{write_atomic, write_jsonl, AtomicWriter, Manifest, RunDir};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
 use serde_json::Value;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -148,14 +150,34 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
     )?;
     let _lock = crate::store::create_run_dir(dir.path())?;
     let started = Instant::now();
-    let candidates = crate::record::read_records(&input)?;
     // People's decisions first: rejected records never reach the ratio, edits replace
-    // their originals, and `[review] required` keeps out what no one accepted.
+    // their originals, and `[review] required` keeps out what no one accepted. The
+    // candidates are streamed twice (what review needs from all of them, then each
+    // decision), never held.
     let log = crate::review::Log::load(&dir.review())?;
     for b in &log.bad_lines {
         eprintln!("warning: {} (skipped)", b.describe(&dir.review()));
     }
-    let reviewed = crate::review::apply(&spec.review, &log, candidates, spec.run.seed);
+    let mut first = crate::review::Reviewer::first_pass(&spec.review, &log);
+    for_each_record(&input, |r| {
+        first.see(&r);
+        Ok(())
+    })?;
+    let reviewer = first.finish(spec.run.seed);
+    // The candidates blend may take, then the real records, spilled to one scratch file:
+    // only their places are held.
+    let mut pool = Pool::create(dir.path())?;
+    let mut reviewed = crate::review::Applied::default();
+    for_each_record(&input, |r| match reviewer.decide(&r, &mut reviewed) {
+        Some(mut r) => {
+            if let Some(o) = r.as_object_mut() {
+                o.insert("source".into(), "synthetic".into());
+                o.remove("decision");
+            }
+            pool.push(&r)
+        }
+        None => Ok(()),
+    })?;
     if reviewed.stale > 0 {
         eprintln!(
             "warning: {} records were reviewed on an earlier text (they changed since): those decisions no longer apply and the records are back in the review queue",
@@ -165,56 +187,51 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
     if dir.review().exists() || spec.review.required {
         write_jsonl(&dir.review_rejected(), &reviewed.rejected)?;
     }
-    let synthetic = &reviewed.records;
-    let mut real = Vec::new();
+    let n_syn = pool.len();
     let mut bad = Vec::new();
     for f in &spec.blend.real {
-        let r = crate::record::real::read(&spec.resolve(f), spec.blend.strict)?;
-        real.extend(r.records);
-        bad.extend(r.bad);
+        crate::record::real::for_each(
+            &spec.resolve(f),
+            spec.blend.strict,
+            |r| pool.push(&r),
+            |b| bad.push(b),
+        )?;
     }
+    let n_real = pool.len() - n_syn;
     for b in &bad {
         eprintln!(
             "warning: real data: {b} (skipped; --strict or [blend] strict = true fails instead)"
         );
     }
-    if !spec.blend.real.is_empty() && real.is_empty() {
+    if !spec.blend.real.is_empty() && n_real == 0 {
         return Err(Error::Spec(format!(
             "{}: blend.real: the real data files hold no readable records ({} bad rows)",
             spec.path.display(),
             bad.len()
         )));
     }
-    let (nr, ns, miss_r, miss_s) = counts(&spec.blend, real.len(), synthetic.len());
+    let (nr, ns, miss_r, miss_s) = counts(&spec.blend, n_real, n_syn);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.run.seed ^ 0xb1e4d);
-    let mut syn_idx: Vec<usize> = (0..synthetic.len()).collect();
+    let mut syn_idx: Vec<usize> = (0..n_syn).collect();
     syn_idx.shuffle(&mut rng);
-    let mut real_idx: Vec<usize> = (0..real.len()).collect();
+    let mut real_idx: Vec<usize> = (0..n_real).collect();
     real_idx.shuffle(&mut rng);
-    let mut rows: Vec<Value> = Vec::with_capacity(nr + ns);
-    for &i in &syn_idx[..ns] {
-        let mut r = synthetic[i].clone();
-        if let Some(o) = r.as_object_mut() {
-            o.insert("source".into(), "synthetic".into());
-            o.remove("decision");
-        }
-        rows.push(r);
-    }
-    for &i in &real_idx[..nr] {
-        rows.push(real[i].clone());
-    }
+    // Places in the pool: synthetic ones are below `n_syn`.
+    let mut rows: Vec<usize> = syn_idx[..ns].to_vec();
+    rows.extend(real_idx[..nr].iter().map(|&i| n_syn + i));
     // A seeded shuffle of the whole set, so training order mixes the sources.
     rows.shuffle(&mut rng);
     if spec.blend.order == BlendOrder::Curriculum {
-        curriculum(&mut rows);
+        curriculum(&mut rows, |i| (i < n_syn).then(|| pool.difficulty[i]));
     }
 
     let dataset = dir.dataset();
-    write_jsonl(&dataset, &rows)?;
-    parquet_out::write(&dir.dataset_parquet(), &rows)?;
+    let flagged = pool.write(&rows, &dataset, &dir.dataset_parquet())?;
+    let synthetic_available = n_syn;
+    let real_available = n_real;
     let summary = BlendSummary {
-        synthetic_available: synthetic.len(),
-        real_available: real.len(),
+        synthetic_available,
+        real_available,
         real_bad_rows: bad.len(),
         synthetic: ns,
         real: nr,
@@ -231,7 +248,7 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
         dataset: dataset.clone(),
     };
     let m = Manifest::load(dir.path())?.unwrap_or_default();
-    let card = card::render(spec, &m, &summary, &rows);
+    let card = card::render(spec, &m, &summary, flagged);
     write_atomic(&dir.card(), card.as_bytes())?;
     let short = miss_r + miss_s > 0 || (spec.review.required && reviewed.awaiting > 0);
     let mut st = StageStatus {
@@ -277,18 +294,105 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
 /// `order = "curriculum"`: the places the shuffle gave synthetic records, refilled with
 /// them from easy to hard (`meta.difficulty`, 0 when absent; ties keep the shuffled
 /// order). Real records keep their places, so real data stays spread through the
-/// curriculum instead of bunching at one end.
-fn curriculum(rows: &mut [Value]) {
+/// curriculum instead of bunching at one end. `difficulty` is `None` for a real row.
+fn curriculum<T: Copy>(rows: &mut [T], difficulty: impl Fn(T) -> Option<u64>) {
     let places: Vec<usize> = (0..rows.len())
-        .filter(|&i| rows[i]["source"] == "synthetic")
+        .filter(|&i| difficulty(rows[i]).is_some())
         .collect();
-    let mut synthetic: Vec<Value> = places
-        .iter()
-        .map(|&i| std::mem::take(&mut rows[i]))
-        .collect();
-    synthetic.sort_by_key(|r| r["meta"]["difficulty"].as_u64().unwrap_or(0));
+    let mut synthetic: Vec<T> = places.iter().map(|&i| rows[i]).collect();
+    synthetic.sort_by_key(|&r| difficulty(r).unwrap_or(0));
     for (i, r) in places.into_iter().zip(synthetic) {
         rows[i] = r;
+    }
+}
+
+/// Blend's records spilled to a scratch file in the run directory (removed when dropped),
+/// each held only as its place: offset, length, difficulty and whether it carries a
+/// privacy note. So a blend of millions of records holds a few bytes per record.
+struct Pool {
+    file: tempfile::NamedTempFile,
+    out: std::io::BufWriter<std::fs::File>,
+    at: Vec<(u64, u32)>,
+    difficulty: Vec<u64>,
+    privacy: Vec<bool>,
+    end: u64,
+}
+
+impl Pool {
+    fn create(dir: &Path) -> Result<Pool> {
+        let file = tempfile::Builder::new()
+            .prefix(".blend-")
+            .suffix(".jsonl")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io("cannot create a scratch file in", dir, e))?;
+        let out = std::io::BufWriter::new(
+            file.reopen()
+                .map_err(|e| Error::io("cannot write", file.path(), e))?,
+        );
+        Ok(Pool {
+            file,
+            out,
+            at: Vec::new(),
+            difficulty: Vec::new(),
+            privacy: Vec::new(),
+            end: 0,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    fn push(&mut self, r: &Value) -> Result<()> {
+        let mut line = serde_json::to_vec(r)
+            .map_err(|e| Error::Internal(format!("cannot serialize record: {e}")))?;
+        line.push(b'\n');
+        self.out
+            .write_all(&line)
+            .map_err(|e| Error::io("cannot write (is the disk full?)", self.file.path(), e))?;
+        let len = u32::try_from(line.len())
+            .map_err(|_| Error::Internal("a record of 4 GiB or more".into()))?;
+        self.at.push((self.end, len));
+        self.end += u64::from(len);
+        self.difficulty
+            .push(r["meta"]["difficulty"].as_u64().unwrap_or(0));
+        self.privacy.push(r.get("privacy").is_some());
+        Ok(())
+    }
+
+    /// Writes the rows at `places`, in that order, to `jsonl` and `parquet`; returns how
+    /// many carry a privacy note.
+    fn write(&mut self, places: &[usize], jsonl: &Path, parquet: &Path) -> Result<usize> {
+        use std::io::{Read, Seek, SeekFrom};
+        self.out
+            .flush()
+            .map_err(|e| Error::io("cannot write", self.file.path(), e))?;
+        let src = self.file.path().to_path_buf();
+        let mut f = std::fs::File::open(&src).map_err(|e| Error::io("cannot read", &src, e))?;
+        let mut out = AtomicWriter::create(jsonl)?;
+        let mut pq = parquet_out::Writer::create(parquet)?;
+        let mut buf = Vec::new();
+        let mut flagged = 0;
+        let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let bar = crate::progress::bar(places.len(), show, "blend: write");
+        for &i in places {
+            let (offset, len) = self.at[i];
+            buf.resize(len as usize, 0);
+            f.seek(SeekFrom::Start(offset))
+                .and_then(|_| f.read_exact(&mut buf))
+                .map_err(|e| Error::io("cannot read", &src, e))?;
+            out.write_all(&buf)
+                .map_err(|e| Error::io("cannot write", jsonl, e))?;
+            let v: Value = serde_json::from_slice(&buf)
+                .map_err(|e| Error::Internal(format!("blend scratch line: {e}")))?;
+            pq.push(v)?;
+            flagged += usize::from(self.privacy[i]);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        out.commit()?;
+        pq.finish()?;
+        Ok(flagged)
     }
 }
 
@@ -428,7 +532,13 @@ mod tests {
         rows.insert(4, real("r1"));
         rows.push(real("r2"));
         assert_eq!(ids(&rows), ["s0", "r0", "s1", "s2", "r1", "s3", "s4", "r2"]);
-        curriculum(&mut rows);
+        // The blend sorts places in its pool; here the places are the rows themselves.
+        let mut places: Vec<usize> = (0..rows.len()).collect();
+        curriculum(&mut places, |i| {
+            (rows[i]["source"] == "synthetic")
+                .then(|| rows[i]["meta"]["difficulty"].as_u64().unwrap_or(0))
+        });
+        let rows: Vec<Value> = places.iter().map(|&i| rows[i].clone()).collect();
         // No difficulty counts as 0; ties (s1, s4) keep their order.
         assert_eq!(ids(&rows), ["s2", "r0", "s1", "s4", "r1", "s3", "s0", "r2"]);
     }

@@ -3,13 +3,14 @@
 //! nested provenance kept as JSON text.
 
 use crate::error::{Error, Result};
+use crate::store::AtomicWriter;
 use arrow_array::{ArrayRef, ListArray, RecordBatch, StringArray, StructArray};
 use arrow_schema::{DataType, Field, Fields, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 fn msg_fields() -> Fields {
@@ -32,6 +33,85 @@ fn last(rec: &Value, role: &str) -> Option<String> {
 
 /// Writes records (chat JSON values) as a Parquet file, atomically.
 pub fn write(path: &Path, rows: &[Value]) -> Result<()> {
+    let mut w = Writer::create(path)?;
+    for r in rows {
+        w.push(r.clone())?;
+    }
+    w.finish()
+}
+
+/// Rows per Arrow batch, and per Parquet row group: what the writer holds at once.
+const BATCH: usize = 65_536;
+
+/// `dataset.parquet` written as the records stream by: they are buffered a batch at a
+/// time and the file is put in place atomically by [`Writer::finish`].
+pub struct Writer {
+    path: PathBuf,
+    w: ArrowWriter<AtomicWriter>,
+    rows: Vec<Value>,
+}
+
+impl Writer {
+    pub fn create(path: &Path) -> Result<Writer> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(BATCH))
+            .build();
+        let file = AtomicWriter::create(path)?;
+        let w = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| perr(path, e))?;
+        Ok(Writer {
+            path: path.to_path_buf(),
+            w,
+            rows: Vec::new(),
+        })
+    }
+
+    pub fn push(&mut self, row: Value) -> Result<()> {
+        self.rows.push(row);
+        if self.rows.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let b = batch(&self.rows)?;
+        self.rows.clear();
+        self.w.write(&b).map_err(|e| perr(&self.path, e))
+    }
+
+    /// Writes what is buffered and the footer, and puts the file in place.
+    pub fn finish(mut self) -> Result<()> {
+        self.flush()?;
+        let file = self.w.into_inner().map_err(|e| perr(&self.path, e))?;
+        file.commit()
+    }
+}
+
+fn perr(path: &Path, e: parquet::errors::ParquetError) -> Error {
+    Error::Model(format!("cannot write {}: {e}", path.display()))
+}
+
+fn schema() -> Arc<Schema> {
+    let item = Arc::new(Field::new("item", DataType::Struct(msg_fields()), false));
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, true),
+        Field::new("source", DataType::Utf8, true),
+        Field::new("messages", DataType::List(item), false),
+        Field::new("prompt", DataType::Utf8, true),
+        Field::new("response", DataType::Utf8, true),
+        Field::new("meta", DataType::Utf8, true),
+        Field::new("provenance", DataType::Utf8, true),
+        Field::new("scores", DataType::Utf8, true),
+        Field::new("privacy", DataType::Utf8, true),
+    ]))
+}
+
+/// One Arrow batch of records.
+fn batch(rows: &[Value]) -> Result<RecordBatch> {
     let s = |k: &str| -> ArrayRef {
         Arc::new(StringArray::from(
             rows.iter()
@@ -81,19 +161,9 @@ pub fn write(path: &Path, rows: &[Value]) -> Result<()> {
             rows.iter().map(|r| last(r, k)).collect::<Vec<_>>(),
         ))
     };
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Utf8, true),
-        Field::new("source", DataType::Utf8, true),
-        Field::new("messages", DataType::List(item), false),
-        Field::new("prompt", DataType::Utf8, true),
-        Field::new("response", DataType::Utf8, true),
-        Field::new("meta", DataType::Utf8, true),
-        Field::new("provenance", DataType::Utf8, true),
-        Field::new("scores", DataType::Utf8, true),
-        Field::new("privacy", DataType::Utf8, true),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
+    let schema = schema();
+    RecordBatch::try_new(
+        schema,
         vec![
             s("id"),
             s("source"),
@@ -106,19 +176,7 @@ pub fn write(path: &Path, rows: &[Value]) -> Result<()> {
             js("privacy"),
         ],
     )
-    .map_err(|e| Error::Internal(format!("dataset.parquet batch: {e}")))?;
-    let tmp = path.with_extension("parquet.tmp");
-    let file = std::fs::File::create(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
-    let perr = |e: parquet::errors::ParquetError| {
-        Error::Model(format!("cannot write {}: {e}", path.display()))
-    };
-    let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(perr)?;
-    w.write(&batch).map_err(perr)?;
-    w.close().map_err(perr)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot replace", path, e))
+    .map_err(|e| Error::Internal(format!("dataset.parquet batch: {e}")))
 }
 
 #[cfg(test)]

@@ -14,13 +14,14 @@ pub mod pii;
 use crate::engine::{GenParams, Request, Runtime};
 use crate::error::{Error, Result};
 use crate::models::{resolve, FetchPolicy};
-use crate::record::View;
+use crate::record::{Line, View};
 use crate::spec::{Policy, PrivacySection, Spec};
 use crate::store::manifest::{ModelEntry, StageStatus};
-use crate::store::{write_atomic, write_jsonl, Manifest, RunDir};
+use crate::store::{write_atomic, write_jsonl, AtomicWriter, Manifest, RunDir};
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -212,6 +213,193 @@ pub fn read_real(files: &[PathBuf]) -> Result<(Vec<Value>, Vec<String>)> {
     Ok((recs, bad))
 }
 
+/// The real records an audit compares against: ids, whole texts (for copies) and
+/// responses (for DCR). Read streamed, so only these strings are held.
+#[derive(Default)]
+struct Real {
+    ids: Vec<String>,
+    all: Vec<String>,
+    response: Vec<String>,
+    bad: Vec<String>,
+}
+
+impl Real {
+    fn read(files: &[PathBuf]) -> Result<Real> {
+        let (mut ids, mut all, mut response, mut bad) = (vec![], vec![], vec![], vec![]);
+        for f in files {
+            crate::record::real::for_each(
+                f,
+                false,
+                |r| {
+                    let v = View::new(&r);
+                    all.push(v.text("auto").unwrap_or_default());
+                    response.push(v.response_text());
+                    ids.push(r["id"].as_str().unwrap_or("").to_string());
+                    Ok(())
+                },
+                |b| bad.push(b),
+            )?;
+        }
+        Ok(Real {
+            ids,
+            all,
+            response,
+            bad,
+        })
+    }
+}
+
+/// Synthetic responses embedded per chunk: bounds what the audit holds at once.
+const DCR_CHUNK: usize = 2048;
+
+/// Distance to closest record, computed a chunk of synthetic records at a time as the
+/// input streams by. The embedder is loaded, and the real data embedded, at the first
+/// record: an audit with no records or no real data embeds nothing.
+struct Dcr<'a> {
+    cfg: &'a PrivacySection,
+    real: &'a Real,
+    seed: u64,
+    opts: &'a AuditOptions,
+    loaded: Option<DcrModel>,
+    chunk: Vec<String>,
+    nearest: Vec<(f32, u32)>,
+    to_rest: Vec<f32>,
+}
+
+/// The embedder and the real side, embedded once.
+struct DcrModel {
+    emb: std::rc::Rc<crate::embed::Embedder>,
+    entry: ModelEntry,
+    real: Vec<f32>,
+    /// The real rows left after the holdout, and each held-out row's nearest cosine to
+    /// them (`None` with fewer than 2 real rows).
+    rest: Option<(Vec<f32>, Vec<f32>, usize)>,
+    bar: indicatif::ProgressBar,
+}
+
+/// What the DCR pass found: each record's nearest real record (cosine, row), empty with
+/// no embedder; the comparison with held-out real data; the embedder used.
+struct DcrFound {
+    nearest: Vec<(f32, u32)>,
+    stats: Option<dcr::DcrStats>,
+    embedder: Option<ModelEntry>,
+}
+
+impl<'a> Dcr<'a> {
+    fn new(cfg: &'a PrivacySection, real: &'a Real, seed: u64, opts: &'a AuditOptions) -> Self {
+        Dcr {
+            cfg,
+            real,
+            seed,
+            opts,
+            loaded: None,
+            chunk: Vec::new(),
+            nearest: Vec::new(),
+            to_rest: Vec::new(),
+        }
+    }
+
+    fn on(&self) -> bool {
+        self.cfg.embedder != "none" && !self.real.ids.is_empty()
+    }
+
+    fn add(&mut self, response: String) -> Result<()> {
+        if !self.on() {
+            return Ok(());
+        }
+        self.chunk.push(response);
+        if self.chunk.len() >= DCR_CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn load(&self) -> Result<DcrModel> {
+        let opts = self.opts;
+        let emb = crate::runtime::embedder(&self.cfg.embedder, opts.fetch, &opts.runtime.device)?;
+        let entry = ModelEntry {
+            role: "embedder".into(),
+            id: emb.id.clone(),
+            file: String::new(),
+            sha256: emb.weights_sha256.clone(),
+        };
+        let d = emb.dim();
+        let real = emb.embed_flat(&self.real.response, opts.progress, "audit: embed real")?;
+        let rest =
+            dcr::split(self.real.ids.len(), self.cfg.holdout, self.seed).map(|(rest, hold)| {
+                let pick = |idx: &[usize]| -> Vec<f32> {
+                    idx.iter()
+                        .flat_map(|&i| real[i * d..(i + 1) * d].iter().copied())
+                        .collect()
+                };
+                let restv = pick(&rest);
+                let h = dcr::nearest(&pick(&hold), &restv, d)
+                    .into_iter()
+                    .map(|x| x.0)
+                    .collect();
+                (restv, h, rest.len())
+            });
+        Ok(DcrModel {
+            bar: crate::progress::spinner(opts.progress, "audit: embed synthetic"),
+            emb,
+            entry,
+            real,
+            rest,
+        })
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        if self.loaded.is_none() {
+            self.loaded = Some(self.load()?);
+        }
+        let Some(m) = &self.loaded else {
+            return Ok(());
+        };
+        let d = m.emb.dim();
+        let refs: Vec<&str> = self.chunk.iter().map(String::as_str).collect();
+        let sv: Vec<f32> = m
+            .emb
+            .embed(&refs, |n| m.bar.inc(n as u64))?
+            .into_iter()
+            .flat_map(|e| e.vector)
+            .collect();
+        self.nearest.extend(
+            dcr::nearest(&sv, &m.real, d)
+                .into_iter()
+                .map(|(c, j)| (c, j as u32)),
+        );
+        if let Some((restv, _, _)) = &m.rest {
+            self.to_rest
+                .extend(dcr::nearest(&sv, restv, d).into_iter().map(|x| x.0));
+        }
+        self.chunk.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<DcrFound> {
+        self.flush()?;
+        let Some(m) = self.loaded else {
+            return Ok(DcrFound {
+                nearest: Vec::new(),
+                stats: None,
+                embedder: None,
+            });
+        };
+        m.bar.finish_and_clear();
+        Ok(DcrFound {
+            stats: m
+                .rest
+                .as_ref()
+                .map(|(_, h, n)| dcr::compare(&self.to_rest, h, *n)),
+            nearest: self.nearest,
+            embedder: Some(m.entry),
+        })
+    }
+}
+
 /// The files of one audit.
 #[derive(Debug, Clone, Copy)]
 pub struct AuditFiles<'a> {
@@ -324,118 +512,81 @@ pub fn audit_files(
         strict,
     } = *files;
     let started = Instant::now();
-    let (lines, bad_lines) = crate::record::lines::read_split(input, strict)?;
+    let real = Real::read(sensitive)?;
+    // Pass 1: bad lines, the record count, and each record's nearest real record (its
+    // response embedded a chunk at a time, so no record is held).
+    let mut bad_lines = Vec::new();
+    let mut dcr = Dcr::new(cfg, &real, seed, opts);
+    let mut n_records = 0usize;
+    crate::record::lines::for_each(input, strict, |l| {
+        match l {
+            Line::Record { value, .. } => {
+                n_records += 1;
+                dcr.add(View::new(&value).response_text())?;
+            }
+            Line::Bad(b) => bad_lines.push(b),
+        }
+        Ok(())
+    })?;
+    let dcr = dcr.finish()?;
     crate::record::lines::warn(
         input,
         &bad_lines,
         "not audited, left out; listed under bad_input in privacy.json",
     );
-    let records: Vec<Value> = lines
-        .into_iter()
-        .map(|(_, v)| crate::record::with_id(v))
-        .collect();
-    let (real, real_bad) = read_real(sensitive)?;
-    for b in &real_bad {
+    for b in &real.bad {
         eprintln!("warning: real data: {b} (skipped)");
     }
-    // The model wrote only the responses; prompts come from the spec, so comparing them
-    // with real prompts would flag every record that shares a template.
-    let response = |r: &Value| View::new(r).response_text();
-    let syn_text: Vec<String> = records.iter().map(response).collect();
-    let real_all: Vec<String> = real
-        .iter()
-        .map(|r| View::new(r).text("auto").unwrap_or_default())
-        .collect();
-    let real_text: Vec<String> = real.iter().map(response).collect();
-    let real_ids: Vec<String> = real
-        .iter()
-        .map(|r| r["id"].as_str().unwrap_or("").to_string())
-        .collect();
 
     // Copies: the longest run over the record's response fields, located by field and span.
     let index = copy::CopyIndex::build(
-        real_ids
+        real.ids
             .iter()
             .map(String::as_str)
-            .zip(real_all.iter().map(String::as_str)),
+            .zip(real.all.iter().map(String::as_str)),
     );
-    let copies: Vec<Option<(String, copy::Copy)>> = records
-        .iter()
-        .map(|r| {
-            response_fields(r)
-                .into_iter()
-                .filter_map(|(field, t)| index.longest(t).map(|c| (field, c)))
-                .filter(|(_, c)| c.words >= cfg.copy_words || c.chars >= cfg.copy_chars)
-                .max_by_key(|(_, c)| c.words)
-        })
-        .collect();
-
-    // Distance to closest record.
     let mut summary = AuditSummary {
-        records: records.len(),
-        real_records: real.len(),
-        real_bad_rows: real_bad.len(),
+        records: n_records,
+        real_records: real.ids.len(),
+        real_bad_rows: real.bad.len(),
         bad_input: bad_lines.len(),
         audited_path: audited.to_path_buf(),
         privacy_path: privacy_json.to_path_buf(),
+        embedder: dcr.embedder.clone(),
+        dcr: dcr.stats.clone(),
         ..Default::default()
     };
-    let mut nearest_real: Vec<Option<(f32, usize)>> = vec![None; records.len()];
-    let mut dcr_closest = Vec::new();
-    let embed_on = cfg.embedder != "none" && !real.is_empty() && !records.is_empty();
-    if embed_on {
-        let emb = crate::runtime::embedder(&cfg.embedder, opts.fetch, &opts.runtime.device)?;
-        summary.embedder = Some(ModelEntry {
-            role: "embedder".into(),
-            id: emb.id.clone(),
-            file: String::new(),
-            sha256: emb.weights_sha256.clone(),
-        });
-        let d = emb.dim();
-        let sv = emb.embed_flat(&syn_text, opts.progress, "audit: embed synthetic")?;
-        let rv = emb.embed_flat(&real_text, opts.progress, "audit: embed real")?;
-        for (i, (c, j)) in dcr::nearest(&sv, &rv, d).into_iter().enumerate() {
-            nearest_real[i] = Some((c, j));
-        }
-        if let Some((rest, hold)) = dcr::split(real.len(), cfg.holdout, seed) {
-            let pick = |idx: &[usize]| -> Vec<f32> {
-                idx.iter()
-                    .flat_map(|&i| rv[i * d..(i + 1) * d].iter().copied())
-                    .collect()
-            };
-            let restv = pick(&rest);
-            let hv = pick(&hold);
-            let h: Vec<f32> = dcr::nearest(&hv, &restv, d)
-                .into_iter()
-                .map(|x| x.0)
-                .collect();
-            let s: Vec<f32> = dcr::nearest(&sv, &restv, d)
-                .into_iter()
-                .map(|x| x.0)
-                .collect();
-            summary.dcr = Some(dcr::compare(&s, &h, rest.len()));
-        }
-        let mut order: Vec<usize> = (0..records.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (x, y) = (
-                nearest_real[a].map_or(0.0, |v| v.0),
-                nearest_real[b].map_or(0.0, |v| v.0),
-            );
-            y.total_cmp(&x)
-        });
-        for &i in order.iter().take(10) {
-            if let Some((c, j)) = nearest_real[i] {
-                dcr_closest
-                    .push(json!({"id": records[i]["id"], "real_id": real_ids[j], "cosine": c}));
-            }
-        }
-    }
-
-    // Apply the policies, record by record.
-    let mut out = Vec::with_capacity(records.len());
+    // The ten records closest to a real one, for privacy.json (their ids come in pass 2).
+    let mut order: Vec<usize> = (0..dcr.nearest.len()).collect();
+    order.sort_by(|&a, &b| dcr.nearest[b].0.total_cmp(&dcr.nearest[a].0));
+    order.truncate(10);
+    let mut closest_ids: HashMap<usize, Value> = HashMap::new();
+    // Pass 2: the policies, record by record, written as they go.
+    let mut out = AtomicWriter::create(audited)?;
     let mut findings = Vec::new();
     let mut dropped = Vec::new();
-    for (i, mut rec) in records.into_iter().enumerate() {
+    let mut i = 0usize;
+    crate::record::lines::for_each(input, false, |l| {
+        let Line::Record { value, .. } = l else {
+            return Ok(());
+        };
+        let mut rec = crate::record::with_id(value);
+        if i >= n_records {
+            return Err(Error::Spec(format!(
+                "{} changed while it was audited; run the audit again",
+                input.display()
+            )));
+        }
+        if order.contains(&i) {
+            closest_ids.insert(i, rec["id"].clone());
+        }
+        let nearest = dcr.nearest.get(i).copied();
+        let copy = response_fields(&rec)
+            .into_iter()
+            .filter_map(|(field, t)| index.longest(t).map(|c| (field, c)))
+            .filter(|(_, c)| c.words >= cfg.copy_words || c.chars >= cfg.copy_chars)
+            .max_by_key(|(_, c)| c.words);
+        i += 1;
         let id = rec["id"].as_str().unwrap_or("").to_string();
         let mut flags: Vec<Value> = Vec::new();
         let mut drop_reasons: Vec<String> = Vec::new();
@@ -469,7 +620,7 @@ pub fn audit_files(
                 Policy::Redact => {}
             }
         }
-        if let Some((field, c)) = &copies[i] {
+        if let Some((field, c)) = &copy {
             summary.copies += 1;
             findings.push(json!({"id": id, "check": "copy", "real_id": c.real_id, "words": c.words, "chars": c.chars,
                                  "field": field, "start": c.start, "end": c.end}));
@@ -479,18 +630,19 @@ pub fn audit_files(
                 _ => flags.push(json!({"check": "copy", "real_id": c.real_id, "words": c.words, "chars": c.chars})),
             }
         }
-        if let Some((cos, j)) = nearest_real[i].filter(|(c, _)| *c as f64 >= cfg.dcr_threshold) {
+        if let Some((cos, j)) = nearest.filter(|(c, _)| *c as f64 >= cfg.dcr_threshold) {
+            let j = j as usize;
             summary.dcr_flagged += 1;
-            findings.push(json!({"id": id, "check": "dcr", "real_id": real_ids[j], "cosine": cos}));
+            findings.push(json!({"id": id, "check": "dcr", "real_id": real.ids[j], "cosine": cos}));
             match cfg.dcr {
-                Policy::Drop => drop_reasons.push(format!("dcr:{}:{cos:.3}", real_ids[j])),
-                _ => flags.push(json!({"check": "dcr", "real_id": real_ids[j], "cosine": cos})),
+                Policy::Drop => drop_reasons.push(format!("dcr:{}:{cos:.3}", real.ids[j])),
+                _ => flags.push(json!({"check": "dcr", "real_id": real.ids[j], "cosine": cos})),
             }
         }
         if !drop_reasons.is_empty() {
             summary.dropped += 1;
             dropped.push(json!({"id": id, "reasons": drop_reasons}));
-            continue;
+            return Ok(());
         }
         if !redacted.is_empty() || !flags.is_empty() {
             let mut p = serde_json::Map::new();
@@ -504,17 +656,32 @@ pub fn audit_files(
             }
             rec["privacy"] = Value::Object(p);
         }
-        out.push(rec);
+        summary.passed += 1;
+        serde_json::to_writer(&mut out, &rec)
+            .map_err(|e| Error::Internal(format!("cannot serialize record: {e}")))?;
+        out.write_all(b"\n")
+            .map_err(|e| Error::io("cannot write", audited, e))
+    })?;
+    if i != n_records {
+        return Err(Error::Spec(format!(
+            "{} changed while it was audited; run the audit again",
+            input.display()
+        )));
     }
-    summary.passed = out.len();
+    let dcr_closest: Vec<Value> = order
+        .iter()
+        .map(|&i| {
+            let (c, j) = dcr.nearest[i];
+            json!({"id": closest_ids.get(&i), "real_id": real.ids[j as usize], "cosine": c})
+        })
+        .collect();
     summary.wall_seconds = started.elapsed().as_secs_f64();
-
-    write_jsonl(audited, &out)?;
+    out.commit()?;
     let report = json!({
         "summary": summary,
         "policy": cfg,
         "sensitive": sensitive.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "real_bad_rows": real_bad,
+        "real_bad_rows": real.bad,
         // Where each unreadable input line is and why; its text could hold what this
         // report protects, so it is not repeated.
         "bad_input": bad_lines.iter().map(|b| json!({"line": b.line, "reason": b.reason})).collect::<Vec<_>>(),

@@ -21,65 +21,83 @@ pub struct RealData {
 
 /// Reads one real-data file by extension (`.jsonl`/`.json`, `.csv`, `.parquet`).
 pub fn read(path: &Path, strict: bool) -> Result<RealData> {
+    let mut out = RealData::default();
+    for_each(
+        path,
+        strict,
+        |r| {
+            out.records.push(r);
+            Ok(())
+        },
+        |b| out.bad.push(b),
+    )?;
+    Ok(out)
+}
+
+/// [`read`], streamed: `on_record` gets each record in file order and `on_bad` each
+/// unreadable row's `file:line: why`; memory is one row (a Parquet batch), so real data
+/// larger than memory can be blended and audited.
+pub fn for_each(
+    path: &Path,
+    strict: bool,
+    mut on_record: impl FnMut(Value) -> Result<()>,
+    mut on_bad: impl FnMut(String),
+) -> Result<()> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let rows: Vec<Row> = match ext.as_str() {
-        "jsonl" | "json" | "ndjson" => jsonl_rows(path)?,
-        "csv" => csv_rows(path)?,
-        "parquet" => parquet_rows(path)?,
-        _ => {
-            return Err(Error::Spec(format!(
-                "{}: unknown real-data format {ext:?}; use .jsonl, .csv or .parquet",
-                path.display()
-            )))
-        }
-    };
     let file = path.file_name().and_then(|f| f.to_str()).unwrap_or("real");
-    let mut out = RealData::default();
-    for (line, row) in rows {
-        let rec = row.and_then(|obj| to_chat(obj, file, line));
-        match rec {
-            Ok(r) => out.records.push(r),
+    let mut each = |(line, row): Row| -> Result<()> {
+        match row.and_then(|obj| to_chat(obj, file, line)) {
+            Ok(r) => on_record(r),
+            Err(why) if strict => Err(Error::BadInput {
+                path: path.to_path_buf(),
+                line,
+                reason: why,
+                advice: " (--strict: fix or remove it)",
+            }),
             Err(why) => {
-                if strict {
-                    return Err(Error::BadInput {
-                        path: path.to_path_buf(),
-                        line,
-                        reason: why,
-                        advice: " (--strict: fix or remove it)",
-                    });
-                }
-                out.bad.push(format!("{}:{line}: {why}", path.display()));
+                on_bad(format!("{}:{line}: {why}", path.display()));
+                Ok(())
             }
         }
+    };
+    match ext.as_str() {
+        "jsonl" | "json" | "ndjson" => jsonl_rows(path, &mut each),
+        "csv" => csv_rows(path, &mut each),
+        "parquet" => parquet_rows(path, &mut each),
+        _ => Err(Error::Spec(format!(
+            "{}: unknown real-data format {ext:?}; use .jsonl, .csv or .parquet",
+            path.display()
+        ))),
     }
-    Ok(out)
 }
 
-fn jsonl_rows(path: &Path) -> Result<Vec<Row>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read real data", path, e))?;
-    let mut rows = Vec::new();
-    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let row = match std::str::from_utf8(raw) {
-            Err(_) => Err("not UTF-8".to_string()),
-            Ok(s) => match serde_json::from_str::<Value>(s) {
-                Ok(Value::Object(o)) => Ok(o),
-                Ok(_) => Err("not a JSON object".into()),
-                Err(e) => Err(format!("invalid JSON ({e})")),
-            },
-        };
-        rows.push((i + 1, row));
-    }
-    Ok(rows)
+fn jsonl_rows(path: &Path, each: &mut impl FnMut(Row) -> Result<()>) -> Result<()> {
+    crate::record::lines::for_each_raw(
+        path,
+        |_| {},
+        |line, _, raw| {
+            let row = match std::str::from_utf8(raw) {
+                Err(_) => Err("not UTF-8".to_string()),
+                Ok(s) => match serde_json::from_str::<Value>(s) {
+                    Ok(Value::Object(o)) => Ok(o),
+                    Ok(_) => Err("not a JSON object".into()),
+                    Err(e) => Err(format!("invalid JSON ({e})")),
+                },
+            };
+            each((line, row))
+        },
+    )
+    .map_err(|e| match e {
+        Error::Io { path, cause, .. } => Error::io("cannot read real data", path, cause),
+        e => e,
+    })
 }
 
-fn csv_rows(path: &Path) -> Result<Vec<Row>> {
+fn csv_rows(path: &Path, each: &mut impl FnMut(Row) -> Result<()>) -> Result<()> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(false)
         .from_path(path)
@@ -93,7 +111,6 @@ fn csv_rows(path: &Path) -> Result<Vec<Row>> {
             advice: "",
         })?
         .clone();
-    let mut rows = Vec::new();
     for (i, rec) in rdr.byte_records().enumerate() {
         // Header is line 1; a record's own line is what csv reports (quoted newlines count).
         let (line, row) = match rec {
@@ -116,12 +133,12 @@ fn csv_rows(path: &Path) -> Result<Vec<Row>> {
                 (line, Err(format!("bad CSV row ({e})")))
             }
         };
-        rows.push((line, row));
+        each((line, row))?;
     }
-    Ok(rows)
+    Ok(())
 }
 
-fn parquet_rows(path: &Path) -> Result<Vec<Row>> {
+fn parquet_rows(path: &Path, each: &mut impl FnMut(Row) -> Result<()>) -> Result<()> {
     use arrow_array::{Array, StringArray};
     let bad = |e: &dyn std::fmt::Display| {
         Error::Spec(format!("{}: cannot read Parquet: {e}", path.display()))
@@ -132,7 +149,6 @@ fn parquet_rows(path: &Path) -> Result<Vec<Row>> {
         .map_err(|e| bad(&e))?
         .build()
         .map_err(|e| bad(&e))?;
-    let mut rows = Vec::new();
     let mut n = 0usize;
     for batch in reader {
         let batch = batch.map_err(|e| bad(&e))?;
@@ -157,10 +173,10 @@ fn parquet_rows(path: &Path) -> Result<Vec<Row>> {
         }
         for m in maps {
             n += 1;
-            rows.push((n, Ok(m)));
+            each((n, Ok(m)))?;
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// `messages` column (list of struct{role, content}) as JSON values, row by row.

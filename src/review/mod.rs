@@ -141,35 +141,97 @@ pub fn apply(
     candidates: Vec<Value>,
     seed: u64,
 ) -> Applied {
-    let sample = section.sample.map(|n| {
-        let ids: Vec<&str> = candidates
-            .iter()
-            .filter_map(|r| View::new(r).id())
-            .collect();
-        sample_ids(&ids, n, seed)
-    });
+    let mut first = Reviewer::first_pass(section, log);
+    for r in &candidates {
+        first.see(r);
+    }
+    let reviewer = first.finish(seed);
     let mut out = Applied::default();
-    let mut current: std::collections::HashMap<&str, String> = Default::default();
     for r in &candidates {
-        if let Some(id) = View::new(r).id() {
-            current.insert(id, content_sha256(r));
+        if let Some(kept) = reviewer.decide(r, &mut out) {
+            out.records.push(kept);
         }
     }
-    // Stale: a record's decisions were all made on content it no longer has.
-    let mut stale_ids = std::collections::HashSet::new();
-    for a in log.effective() {
-        if current
-            .get(a.id.as_str())
-            .is_some_and(|s| *s != a.content_sha256)
-        {
-            stale_ids.insert(a.id.as_str());
+    out
+}
+
+/// What a [`Reviewer`] needs from every candidate before deciding any: the ids (for
+/// `[review] sample`) and the content of records the log names (to tell stale decisions).
+/// Kept apart so blend can stream its candidates twice instead of holding them.
+pub struct FirstPass<'a> {
+    section: &'a crate::spec::ReviewSection,
+    log: &'a Log,
+    logged: std::collections::HashSet<&'a str>,
+    ids: Vec<String>,
+    current: std::collections::HashMap<String, String>,
+}
+
+impl<'a> FirstPass<'a> {
+    pub fn see(&mut self, r: &Value) {
+        let Some(id) = View::new(r).id() else {
+            return;
+        };
+        if self.section.sample.is_some() {
+            self.ids.push(id.to_string());
+        }
+        if self.logged.contains(id) {
+            self.current.insert(id.to_string(), content_sha256(r));
         }
     }
-    for r in &candidates {
+
+    pub fn finish(self, seed: u64) -> Reviewer<'a> {
+        let sample = self.section.sample.map(|n| {
+            let ids: Vec<&str> = self.ids.iter().map(String::as_str).collect();
+            sample_ids(&ids, n, seed)
+        });
+        // Stale: a record's decisions were all made on content it no longer has.
+        let mut stale_ids = std::collections::HashSet::new();
+        for a in self.log.effective() {
+            if self
+                .current
+                .get(a.id.as_str())
+                .is_some_and(|s| *s != a.content_sha256)
+            {
+                stale_ids.insert(a.id.clone());
+            }
+        }
+        Reviewer {
+            section: self.section,
+            log: self.log,
+            sample,
+            stale_ids,
+        }
+    }
+}
+
+/// People's decisions, applied one candidate at a time.
+pub struct Reviewer<'a> {
+    section: &'a crate::spec::ReviewSection,
+    log: &'a Log,
+    sample: Option<std::collections::HashSet<String>>,
+    stale_ids: std::collections::HashSet<String>,
+}
+
+impl<'a> Reviewer<'a> {
+    /// Starts the pass over every candidate that must come before any decision.
+    pub fn first_pass(section: &'a crate::spec::ReviewSection, log: &'a Log) -> FirstPass<'a> {
+        FirstPass {
+            section,
+            log,
+            logged: log.effective().map(|a| a.id.as_str()).collect(),
+            ids: Vec::new(),
+            current: Default::default(),
+        }
+    }
+
+    /// The candidate as it may enter the dataset (accepted and edited ones marked in
+    /// their provenance), or `None`: rejected (added to `out.rejected`) or held back.
+    /// Counts go to `out`.
+    pub fn decide(&self, r: &Value, out: &mut Applied) -> Option<Value> {
         let id = View::new(r).id().unwrap_or_default();
-        let in_queue = sample.as_ref().is_none_or(|s| s.contains(id));
-        let verdict = log.verdict(r);
-        if verdict == Verdict::Unreviewed && stale_ids.contains(id) {
+        let in_queue = self.sample.as_ref().is_none_or(|s| s.contains(id));
+        let verdict = self.log.verdict(r);
+        if verdict == Verdict::Unreviewed && self.stale_ids.contains(id) {
             out.stale += 1;
         }
         let mark = |r: &Value, a: &Action, what: &str| {
@@ -192,17 +254,19 @@ pub fn apply(
         match verdict {
             Verdict::Accepted(a) => {
                 out.accepted += 1;
-                out.records.push(mark(r, a, "accepted"));
+                Some(mark(r, a, "accepted"))
             }
             Verdict::Edited(a) => {
-                let edited = a.edited.as_deref().and_then(|t| with_edit(r, t));
-                match edited {
+                match a.edited.as_deref().and_then(|t| with_edit(r, t)) {
                     Some(e) => {
                         out.edited += 1;
-                        out.records.push(mark(&e, a, "edited"));
+                        Some(mark(&e, a, "edited"))
                     }
                     // Cannot happen for a record the server let be edited; never guess.
-                    None => out.held_back += 1,
+                    None => {
+                        out.held_back += 1;
+                        None
+                    }
                 }
             }
             Verdict::Rejected(a) => {
@@ -213,20 +277,21 @@ pub fn apply(
                     "reviewer": a.reviewer, "at": a.at,
                 });
                 out.rejected.push(x);
+                None
             }
             Verdict::Unreviewed => {
                 if in_queue {
                     out.awaiting += 1;
                 }
-                if section.required {
+                if self.section.required {
                     out.held_back += 1;
+                    None
                 } else {
-                    out.records.push(r.clone());
+                    Some(r.clone())
                 }
             }
         }
     }
-    out
 }
 
 /// The candidates of run directory `run` and its review log.

@@ -298,22 +298,77 @@ fn atomic_temp(path: &Path) -> PathBuf {
 /// Writes a file atomically: a temporary sibling, synced, renamed over the target, and the
 /// directory synced so the rename survives a power cut.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = atomic_temp(path);
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        // On disk before the rename, or a crash could leave the new name on empty content.
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io("cannot write", &tmp, e));
+    let mut w = AtomicWriter::create(path)?;
+    w.write_all(bytes)
+        .map_err(|e| Error::io("cannot write", &w.tmp, e))?;
+    w.commit()
+}
+
+/// A file written in pieces and put in place all at once: [`write_atomic`] for output
+/// streamed record by record. Dropped without [`AtomicWriter::commit`] (an error, a
+/// crash), it leaves the target as it was and removes its temporary sibling.
+pub struct AtomicWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: Option<std::io::BufWriter<File>>,
+}
+
+impl AtomicWriter {
+    pub fn create(path: &Path) -> Result<AtomicWriter> {
+        let tmp = atomic_temp(path);
+        let f = File::create(&tmp).map_err(|e| Error::io("cannot write", &tmp, e))?;
+        Ok(AtomicWriter {
+            path: path.to_path_buf(),
+            tmp,
+            out: Some(std::io::BufWriter::with_capacity(1 << 20, f)),
+        })
     }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io("cannot replace", path, e)
-    })?;
-    // The rename itself is durable once the directory is synced.
+
+    /// Syncs the data, renames it over the target and syncs the directory.
+    pub fn commit(mut self) -> Result<()> {
+        let tmp = self.tmp.clone();
+        let Some(out) = self.out.take() else {
+            return Err(Error::Internal("atomic writer committed twice".into()));
+        };
+        // On disk before the rename, or a crash could leave the new name on empty content.
+        let put = || -> std::result::Result<(), (&'static str, std::io::Error)> {
+            let file = out
+                .into_inner()
+                .map_err(|e| ("cannot write", e.into_error()))?;
+            file.sync_all().map_err(|e| ("cannot write", e))?;
+            std::fs::rename(&tmp, &self.path).map_err(|e| ("cannot replace", e))
+        };
+        if let Err((what, e)) = put() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io(what, &self.path, e));
+        }
+        sync_dir(&self.path)
+    }
+}
+
+impl Write for AtomicWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &mut self.out {
+            Some(w) => w.write(buf),
+            None => Err(std::io::Error::other("atomic writer already committed")),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.as_mut().map_or(Ok(()), Write::flush)
+    }
+}
+
+impl Drop for AtomicWriter {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Syncs `path`'s directory, so a rename into it survives a power cut.
+fn sync_dir(path: &Path) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

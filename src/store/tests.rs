@@ -65,3 +65,30 @@ fn atomic_writes_use_one_temp_file_per_target() {
     left.sort();
     assert_eq!(left, ["report.html", "report.json", "report.tmp"]);
 }
+
+#[test]
+fn a_streamed_atomic_file_appears_whole_at_commit_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("dataset.jsonl");
+    std::fs::write(&p, "old\n").unwrap();
+    // Dropped part-way (an error mid-stream): the old file stays, no temp is left.
+    {
+        let mut w = AtomicWriter::create(&p).unwrap();
+        w.write_all(b"half").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "old\n");
+    }
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), "old\n");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    let mut w = AtomicWriter::create(&p).unwrap();
+    for i in 0..3 {
+        writeln!(w, "{i}").unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&p).unwrap(),
+        "old\n",
+        "not before commit"
+    );
+    w.commit().unwrap();
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), "0\n1\n2\n");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
