@@ -29,6 +29,8 @@ pub struct MergeBench {
     pub semantic_dim: usize,
     /// Where the shards and the merged run go (default: a temporary directory, removed).
     pub dir: Option<PathBuf>,
+    /// Audit, blend and report the kept records too, each measured.
+    pub stages: bool,
 }
 
 const WORDS: usize = 40;
@@ -289,6 +291,11 @@ pub fn merge(args: &MergeBench) -> Result<BenchReport> {
             per * 1e7 / (1u64 << 30) as f64
         ),
     ];
+    let stages = if args.stages {
+        later_stages(&root, n, &mut lines)?
+    } else {
+        json!(null)
+    };
     if args.dir.is_some() {
         lines.push(format!("files kept in {}", root.display()));
     }
@@ -298,6 +305,102 @@ pub fn merge(args: &MergeBench) -> Result<BenchReport> {
             "semantic_dim": args.semantic_dim, "planted": planted, "kept": s.kept, "removed": removed,
             "removed_by": s.by_method, "seconds": {"write": t_write, "index": t_index, "join": t_join, "global": t_global},
             "peak_anon_bytes": anon, "peak_resident_bytes": hwm, "anon_bytes_per_record": per,
-            "threads": rayon::current_num_threads()}),
+            "stages": stages, "threads": rayon::current_num_threads()}),
     })
+}
+
+/// The merge's stages after dedup, on the kept records in a run directory `root/merged`
+/// with a spec of their own: audit (PII, copies against a real set of `n / 10` records,
+/// no DCR embedder), blend (30 % real) and report (no embedder), as `flywheel merge` runs
+/// them, each with its seconds and peak anonymous memory.
+fn later_stages(root: &Path, n: usize, lines: &mut Vec<String>) -> Result<serde_json::Value> {
+    let real = root.join("real.jsonl");
+    {
+        let f = std::fs::File::create(&real).map_err(|e| Error::io("cannot write", &real, e))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        for i in 0..(n / 10).max(2) {
+            let r = json!({"id": format!("real{i:09}"), "prompt": format!("Write note {i}."),
+                           "response": text(n + 3 * i)});
+            serde_json::to_writer(&mut w, &r).map_err(|e| Error::Internal(e.to_string()))?;
+            w.write_all(b"\n")
+                .map_err(|e| Error::io("cannot write", &real, e))?;
+        }
+        w.flush().map_err(|e| Error::io("cannot write", &real, e))?;
+    }
+    let spec_path = root.join("spec.toml");
+    let text = format!(
+        "[run]\nname = \"merged\"\nout_dir = {:?}\nseed = 1\n[[task]]\nname = \"note\"\ntemplate = \"Write a note.\"\n[privacy]\nembedder = \"none\"\n[blend]\nreal = [\"real.jsonl\"]\nreal_share = 0.3\n",
+        root.display().to_string()
+    );
+    std::fs::write(&spec_path, &text).map_err(|e| Error::io("cannot write", &spec_path, e))?;
+    let spec = crate::spec::Spec::parse(&spec_path, text)?;
+    let run = spec.run_dir();
+    std::fs::create_dir_all(&run).map_err(|e| Error::io("cannot create", &run, e))?;
+    for f in ["kept.jsonl", "rejected.jsonl"] {
+        std::fs::rename(root.join(f), run.join(f))
+            .map_err(|e| Error::io("cannot move", root.join(f), e))?;
+    }
+    let runtime = crate::engine::Runtime::parse("cpu", "auto")?;
+    let measure = |f: &mut dyn FnMut() -> Result<String>| -> Result<(f64, u64, String)> {
+        // Memory the stage before freed goes back to the system first, or the allocator's
+        // free lists would hide this stage's own peak.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases free heap pages.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        let anon0 = status_kb("RssAnon:");
+        let sampler = AnonPeak::start();
+        let t = Instant::now();
+        let what = f()?;
+        Ok((
+            t.elapsed().as_secs_f64(),
+            sampler.finish().saturating_sub(anon0),
+            what,
+        ))
+    };
+    let audit = measure(&mut || {
+        let opts = crate::privacy::AuditOptions {
+            runtime: runtime.clone(),
+            fetch: crate::models::FetchPolicy::Offline,
+            progress: false,
+            canaries: 0,
+        };
+        let s = crate::privacy::run_spec(&spec, None, &opts)?;
+        Ok(format!(
+            "{} records, {} passed, {} copies",
+            s.records, s.passed, s.copies
+        ))
+    })?;
+    let blend = measure(&mut || {
+        let s = crate::blend::run_spec(&spec, None)?;
+        Ok(format!("{} synthetic + {} real", s.synthetic, s.real))
+    })?;
+    let report = measure(&mut || {
+        let opts = crate::report::ReportOptions {
+            embedder: Some("none".into()),
+            device: candle_core::Device::Cpu,
+            fetch: crate::models::FetchPolicy::Offline,
+            progress: false,
+        };
+        crate::report::write(&run, &opts)?;
+        Ok("report.json, report.html".into())
+    })?;
+    let mut out = serde_json::Map::new();
+    lines.push(
+        "| later stage | seconds | peak anonymous memory | bytes per merged record | |".into(),
+    );
+    lines.push("|---|---|---|---|---|".into());
+    for (name, (secs, anon, what)) in [("audit", audit), ("blend", blend), ("report", report)] {
+        let per = anon as f64 / n.max(1) as f64;
+        lines.push(format!(
+            "| {name} | {secs:.1} | {:.2} GiB | {per:.0} | {what} |",
+            gib(anon)
+        ));
+        out.insert(
+            name.into(),
+            json!({"seconds": secs, "peak_anon_bytes": anon, "anon_bytes_per_record": per}),
+        );
+    }
+    Ok(serde_json::Value::Object(out))
 }

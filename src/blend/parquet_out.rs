@@ -40,8 +40,10 @@ pub fn write(path: &Path, rows: &[Value]) -> Result<()> {
     w.finish()
 }
 
-/// Rows per Arrow batch, and per Parquet row group: what the writer holds at once.
-const BATCH: usize = 65_536;
+/// Rows per Arrow batch: what the writer holds parsed at once.
+const BATCH: usize = 8_192;
+/// Rows per Parquet row group (held encoded until it is written out).
+const ROW_GROUP: usize = 65_536;
 
 /// `dataset.parquet` written as the records stream by: they are buffered a batch at a
 /// time and the file is put in place atomically by [`Writer::finish`].
@@ -55,7 +57,7 @@ impl Writer {
     pub fn create(path: &Path) -> Result<Writer> {
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(BATCH))
+            .set_max_row_group_row_count(Some(ROW_GROUP))
             .build();
         let file = AtomicWriter::create(path)?;
         let w = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| perr(path, e))?;

@@ -24,7 +24,8 @@ pub enum BenchCmd {
     Dedup(DedupBenchArgs),
     /// The merge's global dedup at scale: synthetic records in shards, each shard's index
     /// made as `run --shard` makes it, then the merge's join and streamed global pass, with
-    /// its time and peak memory (anonymous, and resident with the mapped index).
+    /// its time and peak memory (anonymous, and resident with the mapped index); with
+    /// --stages, audit, blend and report after it.
     Merge(MergeBenchArgs),
 }
 
@@ -39,6 +40,7 @@ pub fn bench(cmd: BenchCmd, cx: &Ctx) -> Result<()> {
             shards: a.shards,
             semantic_dim: if a.semantic { a.dim } else { 0 },
             dir: a.dir,
+            stages: a.stages,
         })?,
     };
     println!("{report}");
@@ -65,6 +67,11 @@ pub struct MergeBenchArgs {
     /// Keep the shards and the merged run here (default: a temporary directory, removed).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Then the merge's later stages on the kept records, as `flywheel merge` runs them:
+    /// audit (PII and copies against a real set of a tenth the size; no DCR embedder),
+    /// blend (30 % real) and report (no embedder), each with its time and peak memory.
+    #[arg(long)]
+    stages: bool,
 }
 
 /// Arguments of `flywheel bench generate`.

@@ -6,7 +6,6 @@
 
 use crate::dedup::text::hash_bytes;
 use serde::Serialize;
-use std::collections::HashMap;
 
 /// Seed length of the index: runs shorter than this are not looked for.
 pub const SEED_WORDS: usize = 5;
@@ -48,30 +47,54 @@ fn seed_hash(ws: &[(u64, usize, usize)]) -> u64 {
     })
 }
 
-/// The real data's word sequences and an n-gram → (record, position) index.
+/// The real data's word sequences and an n-gram → (record, position) index, in flat
+/// arrays: 16 bytes per n-gram and 8 per word, so a million real records fit in a few GB.
 pub struct CopyIndex {
     ids: Vec<String>,
-    docs: Vec<Vec<u64>>,
-    index: HashMap<u64, Vec<(u32, u32)>>,
+    /// Every real record's word hashes, one record after another.
+    words: Vec<u64>,
+    /// Record `d`'s words are `words[starts[d]..starts[d + 1]]`.
+    starts: Vec<usize>,
+    /// (seed n-gram hash, record, word position), sorted; an n-gram found at more than
+    /// [`MAX_POSTINGS`] places is boilerplate and left out.
+    seeds: Vec<(u64, u32, u32)>,
 }
 
 impl CopyIndex {
     pub fn build<'a>(real: impl IntoIterator<Item = (&'a str, &'a str)>) -> CopyIndex {
         let mut ids = Vec::new();
-        let mut docs = Vec::new();
-        let mut index: HashMap<u64, Vec<(u32, u32)>> = HashMap::new();
+        let mut all = Vec::new();
+        let mut starts = vec![0];
+        let mut seeds = Vec::new();
         for (d, (id, text)) in real.into_iter().enumerate() {
             let ws = words(text);
             for (p, win) in ws.windows(SEED_WORDS).enumerate() {
-                let e = index.entry(seed_hash(win)).or_default();
-                if e.len() <= MAX_POSTINGS {
-                    e.push((d as u32, p as u32));
-                }
+                seeds.push((seed_hash(win), d as u32, p as u32));
             }
             ids.push(id.to_string());
-            docs.push(ws.into_iter().map(|w| w.0).collect());
+            all.extend(ws.into_iter().map(|w| w.0));
+            starts.push(all.len());
         }
-        CopyIndex { ids, docs, index }
+        // Each n-gram's places in record and position order: the order lookups try them.
+        seeds.sort_unstable();
+        let seeds = seeds
+            .chunk_by(|a, b| a.0 == b.0)
+            .filter(|g| g.len() <= MAX_POSTINGS)
+            .flatten()
+            .copied()
+            .collect();
+        CopyIndex {
+            ids,
+            words: all,
+            starts,
+            seeds,
+        }
+    }
+
+    fn posts(&self, h: u64) -> &[(u64, u32, u32)] {
+        let lo = self.seeds.partition_point(|s| s.0 < h);
+        let n = self.seeds[lo..].partition_point(|s| s.0 == h);
+        &self.seeds[lo..lo + n]
     }
 
     /// The longest run `text` shares with one real record (at least [`SEED_WORDS`] words).
@@ -80,21 +103,17 @@ impl CopyIndex {
         let mut best: Option<(usize, usize, usize)> = None; // (words, start word, doc)
         let mut i = 0;
         while i + SEED_WORDS <= ws.len() {
-            if let Some(posts) = self.index.get(&seed_hash(&ws[i..i + SEED_WORDS])) {
-                if posts.len() <= MAX_POSTINGS {
-                    for &(d, p) in posts {
-                        let doc = &self.docs[d as usize];
-                        let mut n = 0;
-                        while i + n < ws.len()
-                            && (p as usize) + n < doc.len()
-                            && ws[i + n].0 == doc[p as usize + n]
-                        {
-                            n += 1;
-                        }
-                        if n >= SEED_WORDS && best.is_none_or(|b| n > b.0) {
-                            best = Some((n, i, d as usize));
-                        }
-                    }
+            for &(_, d, p) in self.posts(seed_hash(&ws[i..i + SEED_WORDS])) {
+                let doc = &self.words[self.starts[d as usize]..self.starts[d as usize + 1]];
+                let mut n = 0;
+                while i + n < ws.len()
+                    && (p as usize) + n < doc.len()
+                    && ws[i + n].0 == doc[p as usize + n]
+                {
+                    n += 1;
+                }
+                if n >= SEED_WORDS && best.is_none_or(|b| n > b.0) {
+                    best = Some((n, i, d as usize));
                 }
             }
             i += 1;

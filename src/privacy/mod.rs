@@ -512,7 +512,16 @@ pub fn audit_files(
         strict,
     } = *files;
     let started = Instant::now();
-    let real = Real::read(sensitive)?;
+    let mut real = Real::read(sensitive)?;
+    // Copies: the longest run over the record's response fields, located by field and span.
+    let index = copy::CopyIndex::build(
+        real.ids
+            .iter()
+            .map(String::as_str)
+            .zip(real.all.iter().map(String::as_str)),
+    );
+    // The index holds the words; the texts are not needed again.
+    real.all = Vec::new();
     // Pass 1: bad lines, the record count, and each record's nearest real record (its
     // response embedded a chunk at a time, so no record is held).
     let mut bad_lines = Vec::new();
@@ -538,13 +547,6 @@ pub fn audit_files(
         eprintln!("warning: real data: {b} (skipped)");
     }
 
-    // Copies: the longest run over the record's response fields, located by field and span.
-    let index = copy::CopyIndex::build(
-        real.ids
-            .iter()
-            .map(String::as_str)
-            .zip(real.all.iter().map(String::as_str)),
-    );
     let mut summary = AuditSummary {
         records: n_records,
         real_records: real.ids.len(),
