@@ -320,6 +320,15 @@ struct Pool {
 
 impl Pool {
     fn create(dir: &Path) -> Result<Pool> {
+        // A blend killed outright leaves its scratch file; the run lock is held, so any
+        // found now is such a leftover.
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".blend-") && name.ends_with(".jsonl") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         let file = tempfile::Builder::new()
             .prefix(".blend-")
             .suffix(".jsonl")
@@ -541,6 +550,59 @@ mod tests {
         let rows: Vec<Value> = places.iter().map(|&i| rows[i].clone()).collect();
         // No difficulty counts as 0; ties (s1, s4) keep their order.
         assert_eq!(ids(&rows), ["s2", "r0", "s1", "s4", "r1", "s3", "s0", "r2"]);
+    }
+
+    /// Blend's scratch file (its pool of candidates) never outlives the blend, whether it
+    /// succeeds or stops on a bad real row.
+    #[test]
+    fn the_scratch_file_is_gone_after_a_blend_and_after_a_failed_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let spec = format!(
+            "[run]\nname = \"b\"\nout_dir = {:?}\nseed = 7\n[[task]]\nname = \"q\"\ntemplate = \"x\"\n[blend]\nreal = [\"real.jsonl\"]\nstrict = true\n",
+            d.join("out").display().to_string()
+        );
+        std::fs::write(
+            d.join("real.jsonl"),
+            "{\"prompt\": \"p\", \"response\": \"y\"}\nnot json\n",
+        )
+        .unwrap();
+        let spec = Spec::parse(&d.join("spec.toml"), spec).unwrap();
+        std::fs::create_dir_all(spec.run_dir()).unwrap();
+        write_jsonl(
+            &RunDir::new(spec.run_dir()).audited(),
+            &synthetic(&[Some(1), None, Some(2)]),
+        )
+        .unwrap();
+        let scratch = || {
+            std::fs::read_dir(spec.run_dir())
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(".blend-")
+                })
+                .count()
+        };
+        // A leftover of a blend killed outright goes at the next blend.
+        std::fs::write(spec.run_dir().join(".blend-killed.jsonl"), "{}\n").unwrap();
+        let e = run_spec(&spec, None).unwrap_err().to_string();
+        assert!(e.contains("real.jsonl") && e.contains(":2"), "{e}");
+        assert_eq!(scratch(), 0, "removed after the failed blend");
+        assert!(!RunDir::new(spec.run_dir()).dataset().exists());
+        std::fs::write(
+            d.join("real.jsonl"),
+            "{\"prompt\": \"p\", \"response\": \"y\"}\n",
+        )
+        .unwrap();
+        let s = run_spec(&spec, None).unwrap();
+        assert_eq!((s.synthetic, s.real), (3, 1));
+        assert_eq!(scratch(), 0, "removed after the blend");
+        let text = std::fs::read_to_string(&s.dataset).unwrap();
+        assert_eq!(text.lines().count(), 4);
+        assert!(text.lines().all(|l| !l.contains("\"decision\"")));
     }
 
     /// A run directory with `difficulties` as audited records and four real ones, blended

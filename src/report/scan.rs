@@ -235,3 +235,111 @@ fn fold(path: &Path, mut f: impl FnMut(Value)) -> Result<usize> {
     })?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{build, ReportOptions};
+    use super::TEXT_SAMPLE;
+    use crate::models::FetchPolicy;
+    use serde_json::{json, Value};
+    use std::path::Path;
+
+    fn write(path: &Path, rows: impl Iterator<Item = Value>) {
+        let body: String = rows.map(|r| format!("{r}\n")).collect();
+        std::fs::write(path, body).unwrap();
+    }
+
+    fn rec(i: usize, source: &str) -> Value {
+        let words = "w ".repeat(1 + i % 5);
+        json!({"id": format!("{source}{i}"), "source": source,
+               "messages": [{"role": "user", "content": "q"},
+                            {"role": "assistant", "content": format!("{words}{i}")}],
+               "meta": {"task": "t", "turns": 1 + i % 3}})
+    }
+
+    /// A run larger than the text sample: counts, lengths and turns cover every record,
+    /// the text metrics only the sample; two judges agree on the lines both scored.
+    #[test]
+    fn counts_cover_every_record_and_text_metrics_a_bounded_sample() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let n = TEXT_SAMPLE + 50;
+        let m = json!({"flywheel": "0.1.0", "spec_path": "", "spec_sha256": "", "models": [],
+                       "stages": {}});
+        std::fs::write(d.join("manifest.json"), m.to_string()).unwrap();
+        // Judge b scores every other line; agreement pairs only those.
+        write(
+            &d.join("verified.jsonl"),
+            (0..100).map(|i| {
+                let mut r = rec(i, "synthetic");
+                let s = (i % 10) as f64 / 10.0;
+                r["scores"] = json!({"judge": {"a": {"normalized": s}}});
+                if i % 2 == 0 {
+                    r["scores"]["judge"]["b"] = json!({"score": 1.0 - s});
+                }
+                r
+            }),
+        );
+        write(&d.join("kept.jsonl"), (0..n).map(|i| rec(i, "synthetic")));
+        let opts = ReportOptions {
+            embedder: Some("none".into()),
+            device: candle_core::Device::Cpu,
+            fetch: FetchPolicy::Offline,
+            progress: false,
+        };
+        // Before blend: the kept records are the synthetic side, sampled alone.
+        let r = build(d, &opts).unwrap();
+        assert_eq!(r["diversity"]["synthetic"]["n"], n);
+        assert_eq!(r["diversity"]["text_metrics_sample"], TEXT_SAMPLE);
+        assert_eq!(r["lengths"]["synthetic"]["n"], n);
+        assert_eq!(r["turns"]["n"], n);
+        assert_eq!(r["turns"]["set"], "kept");
+        assert_eq!(r["judges"]["a"]["n"], 100);
+        assert_eq!(r["judges"]["b"]["n"], 50);
+        let ag = &r["judge_agreement"][0];
+        assert_eq!(ag["n"], 50);
+        assert!((ag["pearson"].as_f64().unwrap() + 1.0).abs() < 1e-9, "{ag}");
+        // After blend: the dataset's two sides, the text metrics on equal samples.
+        write(
+            &d.join("dataset.jsonl"),
+            (0..n)
+                .map(|i| rec(i, "synthetic"))
+                .chain((0..20).map(|i| rec(i, "real"))),
+        );
+        let r = build(d, &opts).unwrap();
+        assert_eq!(r["dataset"]["total"], n + 20);
+        assert_eq!(r["dataset"]["real"], 20);
+        assert_eq!(r["diversity"]["synthetic"]["n"], n);
+        assert_eq!(r["diversity"]["real"]["n"], 20);
+        assert_eq!(r["diversity"]["text_metrics_sample"], 20);
+        assert_eq!(r["lengths"]["synthetic"]["n"], n);
+        assert_eq!(r["lengths"]["real"]["n"], 20);
+        let hist: u64 = r["turns"]["histogram"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(hist as usize, n, "turns on the dataset's synthetic side");
+        assert_eq!(r["turns"]["set"], "dataset");
+    }
+
+    /// A bad line in a stage's file stops the report, naming the file and line.
+    #[test]
+    fn a_bad_line_is_an_error_naming_its_file_and_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let m = json!({"flywheel": "0.1.0", "spec_path": "", "spec_sha256": "", "models": [],
+                       "stages": {}});
+        std::fs::write(d.join("manifest.json"), m.to_string()).unwrap();
+        std::fs::write(d.join("kept.jsonl"), "{\"id\":\"a\"}\nnot json\n").unwrap();
+        let opts = ReportOptions {
+            embedder: Some("none".into()),
+            device: candle_core::Device::Cpu,
+            fetch: FetchPolicy::Offline,
+            progress: false,
+        };
+        let e = build(d, &opts).unwrap_err().to_string();
+        assert!(e.contains("kept.jsonl") && e.contains(":2"), "{e}");
+    }
+}
