@@ -58,6 +58,10 @@ pub struct CopyIndex {
     /// (seed n-gram hash, record, word position), sorted; an n-gram found at more than
     /// [`MAX_POSTINGS`] places is boilerplate and left out.
     seeds: Vec<(u64, u32, u32)>,
+    /// `seeds[buckets[b]..buckets[b + 1]]` are the hashes whose top `bits` bits are `b`:
+    /// a lookup reads one bucket of a few entries, not a binary search through gigabytes.
+    buckets: Vec<usize>,
+    bits: u32,
 }
 
 impl CopyIndex {
@@ -77,24 +81,39 @@ impl CopyIndex {
         }
         // Each n-gram's places in record and position order: the order lookups try them.
         seeds.sort_unstable();
-        let seeds = seeds
+        let seeds: Vec<(u64, u32, u32)> = seeds
             .chunk_by(|a, b| a.0 == b.0)
             .filter(|g| g.len() <= MAX_POSTINGS)
             .flatten()
             .copied()
             .collect();
+        // About two to four entries per bucket.
+        let bits = (usize::BITS - seeds.len().leading_zeros())
+            .saturating_sub(2)
+            .clamp(1, 30);
+        let mut buckets = vec![0usize; (1 << bits) + 1];
+        for s in &seeds {
+            buckets[(s.0 >> (64 - bits)) as usize + 1] += 1;
+        }
+        for b in 1..buckets.len() {
+            buckets[b] += buckets[b - 1];
+        }
         CopyIndex {
             ids,
             words: all,
             starts,
             seeds,
+            buckets,
+            bits,
         }
     }
 
     fn posts(&self, h: u64) -> &[(u64, u32, u32)] {
-        let lo = self.seeds.partition_point(|s| s.0 < h);
-        let n = self.seeds[lo..].partition_point(|s| s.0 == h);
-        &self.seeds[lo..lo + n]
+        let b = (h >> (64 - self.bits)) as usize;
+        let bucket = &self.seeds[self.buckets[b]..self.buckets[b + 1]];
+        let lo = bucket.partition_point(|s| s.0 < h);
+        let n = bucket[lo..].partition_point(|s| s.0 == h);
+        &bucket[lo..lo + n]
     }
 
     /// The longest run `text` shares with one real record (at least [`SEED_WORDS`] words).
@@ -168,5 +187,27 @@ mod tests {
             .longest("the moon and the sea are friends of the earth")
             .is_none());
         assert!(idx.longest("short").is_none());
+    }
+
+    /// Thousands of real records spread over many buckets: every planted run is found,
+    /// in its own record, at its full length.
+    #[test]
+    fn finds_runs_among_many_real_records() {
+        let text = |d: usize| -> String {
+            (0..30)
+                .map(|w| format!("t{d}x{w}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let real: Vec<(String, String)> = (0..3000).map(|d| (format!("r{d}"), text(d))).collect();
+        let idx = CopyIndex::build(real.iter().map(|(i, t)| (i.as_str(), t.as_str())));
+        assert!(idx.bits > 10, "{}", idx.bits);
+        for d in (0..3000).step_by(97) {
+            let words: Vec<&str> = real[d].1.split(' ').collect();
+            let syn = format!("intro {} outro", words[4..22].join(" "));
+            let c = idx.longest(&syn).unwrap();
+            assert_eq!((c.real_id.as_str(), c.words), (real[d].0.as_str(), 18));
+        }
+        assert!(idx.longest("t1 t2 t3 t4 t5 t6").is_none());
     }
 }
