@@ -69,7 +69,8 @@ pub struct MergeBenchArgs {
     dir: Option<PathBuf>,
     /// Then the merge's later stages on the kept records, as `flywheel merge` runs them:
     /// audit (PII and copies against a real set of a tenth the size; no DCR embedder),
-    /// blend (30 % real) and report (no embedder), each with its time and peak memory.
+    /// blend (30 % real) and report (no embedder), each with its time and peak memory
+    /// (10,000,000 records need about 8 GB more disk for the stages' files).
     #[arg(long)]
     stages: bool,
 }
