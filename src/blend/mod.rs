@@ -150,6 +150,8 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
     )?;
     let _lock = crate::store::create_run_dir(dir.path())?;
     let started = Instant::now();
+    let input_copy = crate::record::lines::Rereadable::new(&input)?;
+    let input = input_copy.path();
     // People's decisions first: rejected records never reach the ratio, edits replace
     // their originals, and `[review] required` keeps out what no one accepted. The
     // candidates are streamed twice (what review needs from all of them, then each
@@ -159,7 +161,7 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
         eprintln!("warning: {} (skipped)", b.describe(&dir.review()));
     }
     let mut first = crate::review::Reviewer::first_pass(&spec.review, &log);
-    for_each_record(&input, |r| {
+    for_each_record(input, |r| {
         first.see(&r);
         Ok(())
     })?;
@@ -168,7 +170,7 @@ pub fn run_spec(spec: &Spec, input: Option<&Path>) -> Result<BlendSummary> {
     // only their places are held.
     let mut pool = Pool::create(dir.path())?;
     let mut reviewed = crate::review::Applied::default();
-    for_each_record(&input, |r| match reviewer.decide(&r, &mut reviewed) {
+    for_each_record(input, |r| match reviewer.decide(&r, &mut reviewed) {
         Some(mut r) => {
             if let Some(o) = r.as_object_mut() {
                 o.insert("source".into(), "synthetic".into());

@@ -326,6 +326,8 @@ pub fn run_indexed(
     opts: &DedupOptions,
 ) -> Result<DedupSummary> {
     let t0 = Instant::now();
+    let input_copy = crate::record::lines::Rereadable::new(input)?;
+    let input = input_copy.path();
     // Eval sets first: a missing file fails before any work.
     let mut eval = Vec::new();
     for p in &opts.against {

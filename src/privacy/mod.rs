@@ -512,6 +512,8 @@ pub fn audit_files(
         strict,
     } = *files;
     let started = Instant::now();
+    let input_copy = crate::record::lines::Rereadable::new(input)?;
+    let input = input_copy.path();
     let mut real = Real::read(sensitive)?;
     // Copies: the longest run over the record's response fields, located by field and span.
     let index = copy::CopyIndex::build(
@@ -590,73 +592,19 @@ pub fn audit_files(
             .max_by_key(|(_, c)| c.words);
         i += 1;
         let id = rec["id"].as_str().unwrap_or("").to_string();
-        let mut flags: Vec<Value> = Vec::new();
-        let mut drop_reasons: Vec<String> = Vec::new();
-        let mut redacted: Vec<&'static str> = Vec::new();
-        // PII in every string that reaches the dataset, redacted where it stands.
-        let mut pii_hits: Vec<(String, (usize, usize), pii::Kind)> = Vec::new();
-        each_string(&mut rec, &mut |field, text| {
-            let hits = pii::scan(text);
-            if hits.is_empty() {
-                return;
-            }
-            for h in &hits {
-                pii_hits.push((field.to_string(), char_span(text, h.start, h.end), h.kind));
-            }
-            if cfg.pii == Policy::Redact {
-                *text = pii::redact(text, &hits);
-                redacted.extend(hits.iter().map(|h| h.kind.name()));
-            }
-        });
-        // The finding says where (record, field, character span in the input), never what.
-        for (field, (start, end), kind) in &pii_hits {
-            *summary.pii_by_kind.entry(kind.name().into()).or_default() += 1;
-            findings.push(json!({"id": id, "check": "pii", "kind": kind.name(),
-                                 "field": field, "start": start, "end": end}));
-        }
-        if !pii_hits.is_empty() {
-            let kinds: Vec<&str> = pii_hits.iter().map(|h| h.2.name()).collect();
-            match cfg.pii {
-                Policy::Drop => drop_reasons.push(format!("pii:{}", kinds.join(","))),
-                Policy::Flag => flags.push(json!({"check": "pii", "kinds": kinds})),
-                Policy::Redact => {}
-            }
-        }
-        if let Some((field, c)) = &copy {
-            summary.copies += 1;
-            findings.push(json!({"id": id, "check": "copy", "real_id": c.real_id, "words": c.words, "chars": c.chars,
-                                 "field": field, "start": c.start, "end": c.end}));
-            let why = format!("copy:{}:{}w", c.real_id, c.words);
-            match cfg.copy {
-                Policy::Drop => drop_reasons.push(why),
-                _ => flags.push(json!({"check": "copy", "real_id": c.real_id, "words": c.words, "chars": c.chars})),
-            }
-        }
-        if let Some((cos, j)) = nearest.filter(|(c, _)| *c as f64 >= cfg.dcr_threshold) {
-            let j = j as usize;
-            summary.dcr_flagged += 1;
-            findings.push(json!({"id": id, "check": "dcr", "real_id": real.ids[j], "cosine": cos}));
-            match cfg.dcr {
-                Policy::Drop => drop_reasons.push(format!("dcr:{}:{cos:.3}", real.ids[j])),
-                _ => flags.push(json!({"check": "dcr", "real_id": real.ids[j], "cosine": cos})),
-            }
-        }
-        if !drop_reasons.is_empty() {
+        let drop = apply_policies(
+            &mut rec,
+            copy,
+            nearest,
+            cfg,
+            &real.ids,
+            &mut summary,
+            &mut findings,
+        );
+        if !drop.is_empty() {
             summary.dropped += 1;
-            dropped.push(json!({"id": id, "reasons": drop_reasons}));
+            dropped.push(json!({"id": id, "reasons": drop}));
             return Ok(());
-        }
-        if !redacted.is_empty() || !flags.is_empty() {
-            let mut p = serde_json::Map::new();
-            if !redacted.is_empty() {
-                summary.redacted += 1;
-                p.insert("redacted".into(), json!(redacted));
-            }
-            if !flags.is_empty() {
-                summary.flagged += 1;
-                p.insert("flags".into(), json!(flags));
-            }
-            rec["privacy"] = Value::Object(p);
         }
         summary.passed += 1;
         serde_json::to_writer(&mut out, &rec)
@@ -693,6 +641,91 @@ pub fn audit_files(
     });
     write_json(privacy_json, &report)?;
     Ok(summary)
+}
+
+/// Applies `[privacy]` to one record: PII found in every string that reaches the dataset
+/// (and redacted where it stands), its longest copy of real text and its nearest real
+/// record judged against the policies. Findings and counts go to `summary` and `findings`;
+/// a passing record gets its `privacy` note. Returns the drop reasons (empty: it passes).
+fn apply_policies(
+    rec: &mut Value,
+    copy: Option<(String, copy::Copy)>,
+    nearest: Option<(f32, u32)>,
+    cfg: &PrivacySection,
+    real_ids: &[String],
+    summary: &mut AuditSummary,
+    findings: &mut Vec<Value>,
+) -> Vec<String> {
+    let id = rec["id"].as_str().unwrap_or("").to_string();
+    let mut flags: Vec<Value> = Vec::new();
+    let mut drop_reasons: Vec<String> = Vec::new();
+    let mut redacted: Vec<&'static str> = Vec::new();
+    // PII in every string that reaches the dataset, redacted where it stands.
+    let mut pii_hits: Vec<(String, (usize, usize), pii::Kind)> = Vec::new();
+    each_string(rec, &mut |field, text| {
+        let hits = pii::scan(text);
+        if hits.is_empty() {
+            return;
+        }
+        for h in &hits {
+            pii_hits.push((field.to_string(), char_span(text, h.start, h.end), h.kind));
+        }
+        if cfg.pii == Policy::Redact {
+            *text = pii::redact(text, &hits);
+            redacted.extend(hits.iter().map(|h| h.kind.name()));
+        }
+    });
+    // The finding says where (record, field, character span in the input), never what.
+    for (field, (start, end), kind) in &pii_hits {
+        *summary.pii_by_kind.entry(kind.name().into()).or_default() += 1;
+        findings.push(json!({"id": id, "check": "pii", "kind": kind.name(),
+                             "field": field, "start": start, "end": end}));
+    }
+    if !pii_hits.is_empty() {
+        let kinds: Vec<&str> = pii_hits.iter().map(|h| h.2.name()).collect();
+        match cfg.pii {
+            Policy::Drop => drop_reasons.push(format!("pii:{}", kinds.join(","))),
+            Policy::Flag => flags.push(json!({"check": "pii", "kinds": kinds})),
+            Policy::Redact => {}
+        }
+    }
+    if let Some((field, c)) = &copy {
+        summary.copies += 1;
+        findings.push(json!({"id": id, "check": "copy", "real_id": c.real_id, "words": c.words, "chars": c.chars,
+                             "field": field, "start": c.start, "end": c.end}));
+        let why = format!("copy:{}:{}w", c.real_id, c.words);
+        match cfg.copy {
+            Policy::Drop => drop_reasons.push(why),
+            _ => flags.push(
+                json!({"check": "copy", "real_id": c.real_id, "words": c.words, "chars": c.chars}),
+            ),
+        }
+    }
+    if let Some((cos, j)) = nearest.filter(|(c, _)| *c as f64 >= cfg.dcr_threshold) {
+        let j = j as usize;
+        summary.dcr_flagged += 1;
+        findings.push(json!({"id": id, "check": "dcr", "real_id": real_ids[j], "cosine": cos}));
+        match cfg.dcr {
+            Policy::Drop => drop_reasons.push(format!("dcr:{}:{cos:.3}", real_ids[j])),
+            _ => flags.push(json!({"check": "dcr", "real_id": real_ids[j], "cosine": cos})),
+        }
+    }
+    if !drop_reasons.is_empty() {
+        return drop_reasons;
+    }
+    if !redacted.is_empty() || !flags.is_empty() {
+        let mut p = serde_json::Map::new();
+        if !redacted.is_empty() {
+            summary.redacted += 1;
+            p.insert("redacted".into(), json!(redacted));
+        }
+        if !flags.is_empty() {
+            summary.flagged += 1;
+            p.insert("flags".into(), json!(flags));
+        }
+        rec["privacy"] = Value::Object(p);
+    }
+    drop_reasons
 }
 
 /// Plants canaries in a copy of the real data, shows those records to the teacher as

@@ -109,6 +109,40 @@ pub fn for_each(path: &Path, strict: bool, mut f: impl FnMut(Line) -> Result<()>
     )
 }
 
+/// An input a stage can read more than once. A streamed stage reads its input in passes
+/// (what it needs from all records, then each record), so a pipe or other non-regular
+/// file (`--input /dev/stdin`) is first copied to a temporary file; a regular file is
+/// read where it is.
+pub struct Rereadable {
+    path: std::path::PathBuf,
+    _copy: Option<tempfile::NamedTempFile>,
+}
+
+impl Rereadable {
+    pub fn new(path: &Path) -> Result<Rereadable> {
+        if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+            return Ok(Rereadable {
+                path: path.to_path_buf(),
+                _copy: None,
+            });
+        }
+        let mut src =
+            std::fs::File::open(path).map_err(|e| Error::io("cannot read input", path, e))?;
+        let mut copy = tempfile::NamedTempFile::new()
+            .map_err(|e| Error::io("cannot create a temporary copy of", path, e))?;
+        std::io::copy(&mut src, &mut copy)
+            .map_err(|e| Error::io("cannot copy (is the disk full?)", path, e))?;
+        Ok(Rereadable {
+            path: copy.path().to_path_buf(),
+            _copy: Some(copy),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// Calls `f(line, offset, raw)` for every non-blank line of `path`, streaming: memory is
 /// one line. `raw` is the line without its `\n`; `offset` is its first byte in the file.
 /// `on_bytes` sees every byte read, blank lines included (to hash the file on the way).
